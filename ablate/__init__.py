@@ -1,0 +1,17 @@
+"""ablate: run ablation studies of PyTorch image classifiers and report what each factor does.
+
+Importing ``ablate`` is cheap: torch and the plugins load only when a study runs.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from ablate.study import Preset, Study, choice, integer, sampler, uniform
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("ablate")
+"""Marker for plugin hook implementations: ``@ablate.hookimpl def register_models(register): ...``"""
+
+__all__ = ["Preset", "Study", "__version__", "choice", "hookimpl", "integer", "sampler", "uniform"]

@@ -1,0 +1,148 @@
+"""The ``ablate`` command line: thin Typer commands over the library."""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ablate.discovery import Plugins, describe, get_plugins
+
+app = typer.Typer(help=__doc__ and "Run ablation studies of image classifiers.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+out = Console()
+err = Console(stderr=True)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values are Python literals (``0.5``, ``(7, 12)``, ``True``) or text."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        parsed[key.strip()] = value
+    return parsed
+
+
+def _report_failures(plugins: Plugins) -> None:
+    for failure in plugins.failures:
+        err.print(f"[yellow]warning:[/] plugin {failure.name!r} ({failure.distribution} "
+                  f"{failure.version}) failed to {failure.stage}: {failure.error}", highlight=False)
+
+
+@app.command()
+def run(
+    study_file: Annotated[Path, typer.Argument(help="the study file, e.g. studies/dropout_gap.py")],
+    preset: Annotated[Optional[str], typer.Option(help="size preset (default: the study's)")] = None,
+    results_dir: Annotated[Path, typer.Option(help="where results go")] = Path("results"),
+    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, mps")] = "auto",
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: a journal "
+                                                        "file in the study's results folder)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a baseline "
+                                                       "parameter: KEY=VALUE (repeatable)")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="local datasets (else $ABLATE_DATA)")] = None,
+    retries: Annotated[int, typer.Option(min=0, help="extra attempts for a failing trial")] = 1,
+) -> None:
+    """Run a study; re-running it trains only the trials that are missing."""
+    from ablate import studyfile
+    from ablate.progress import ProgressDisplay
+    from ablate.runner import Runner, RunError, RunOptions
+    from ablate.study import StudyError
+
+    try:
+        study = studyfile.load(study_file)
+        plan = study.plan(preset, parse_set(set_ or []))
+    except (studyfile.StudyFileError, StudyError) as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    plugins = get_plugins()
+    _report_failures(plugins)
+    out.print(f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
+              f"{plan.size} trials; {plan.question}", highlight=False)
+    options = RunOptions(results_dir, device, storage, data_dir, retries)
+    with ProgressDisplay(out) as display:
+        plugins.manager.register(display, name="ablate:progress")
+        runner = Runner(plan, options, plugins, log=display.log, progress=display,
+                        locate=lambda key, value: studyfile.locate(study, key, value))
+        try:
+            summary = runner.run()
+        except RunError as error:
+            err.print(f"[red]error:[/] {error}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: finished trials are saved; run the same command again to "
+                      "train only the missing ones")
+            raise typer.Exit(130) from None
+        finally:
+            plugins.manager.unregister(name="ablate:progress")
+    done = summary.done_before + summary.completed
+    out.print(f"{done}/{summary.total} trials complete; results in {runner.study_dir}")
+    if summary.failed:
+        err.print(f"[red]{len(summary.failed)} trials failed after retries:[/] {summary.failed}; "
+                  "see the error column of the trials table")
+        raise typer.Exit(1)
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List installed plugins, their versions and what they register."""
+    found = list(describe(get_plugins()))
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table("plugin", "distribution", "version", "registers / error")
+    for entry in found:
+        detail = ", ".join(entry["registers"]) if entry["status"] == "loaded" else (
+            f"[red]failed to {entry['stage']}:[/] {entry['error']}")
+        table.add_row(entry["name"], entry["distribution"], entry["version"], detail)
+    out.print(table)
+
+
+@app.command(name="list")
+def list_components(
+    kind: Annotated[Optional[str], typer.Argument(help="dataset, model, augmentation, optimizer, "
+                                                       "scheduler or setting")] = None,
+) -> None:
+    """List components with their parameters and defaults."""
+    from ablate.config import SETTINGS
+    from ablate.registry import KINDS
+
+    kinds = [*KINDS, "setting"]
+    wanted = kind.rstrip("s") if kind else None
+    if wanted is not None and wanted not in kinds:
+        err.print(f"[red]error:[/] unknown kind {kind!r}; kinds: {', '.join(kinds)}")
+        raise typer.Exit(2)
+    registry = get_plugins().registry
+    table = Table("kind", "name", "parameter = default", "description", "plugin")
+    for current in kinds:
+        if wanted not in (None, current):
+            continue
+        if current == "setting":
+            for param in SETTINGS:
+                table.add_row("setting", param.name, repr(param.default), param.description, "ablate")
+            continue
+        for component in registry.of_kind(current):
+            table.add_row(current, component.name, "", component.description, component.plugin)
+            for param in component.params:
+                table.add_row("", "", f"{param.name} = {param.default!r}", param.description, "")
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point; plugin commands are added before Typer parses."""
+    if len(sys.argv) > 1 and sys.argv[1] not in ("run", "plugins", "list"):
+        get_plugins().emit("register_commands", app=app)
+    app()

@@ -1,0 +1,159 @@
+"""Image datasets as uint8 tensors, decoded once and cached on disk.
+
+Every dataset plugin returns an :class:`ImageData`: the whole train and test sets as uint8
+tensors of shape (N, 3, H, W). The trainer moves them to the training device once and does
+augmentation and normalisation there, per batch, so no per-image Python runs while training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+CACHE_ENV = "ABLATE_CACHE"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A labelled image classification dataset, held as uint8 tensors (N, 3, H, W)."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+                raise ValueError(f"{self.name}: {split} images must be uint8 (N, 3, H, W)")
+            if labels.shape != (images.shape[0],):
+                raise ValueError(f"{self.name}: {split} labels do not match the images")
+
+    def head(self, train_size: int, test_size: int) -> ImageData:
+        """The first ``train_size`` / ``test_size`` images (0 keeps a split whole)."""
+        train = slice(None, train_size or None)
+        test = slice(None, test_size or None)
+        return replace(
+            self,
+            train_images=self.train_images[train], train_labels=self.train_labels[train],
+            test_images=self.test_images[test], test_labels=self.test_labels[test],
+        )
+
+
+def cache_dir() -> Path:
+    """Where decoded arrays and downloads go: ``$ABLATE_CACHE`` or ``~/.cache/ablate``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ablate")
+
+
+def fingerprint_files(paths: list[Path]) -> str:
+    """A short content hash of the source files, so a changed file invalidates the cache."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _decode(encoded: list[bytes]) -> np.ndarray:
+    """Decode PNG/JPEG bytes into one uint8 array (N, 3, H, W)."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    images = [
+        decode_image(torch.frombuffer(bytearray(blob), dtype=torch.uint8), ImageReadMode.RGB)
+        for blob in encoded
+    ]
+    return torch.stack(images).numpy()
+
+
+def read_parquet_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a Hugging Face image-classification Parquet file (``img.bytes``, ``label``)."""
+    table = pq.read_table(path)
+    names = table.column_names
+    image_column = next((c for c in ("img", "image") if c in names), None)
+    label_column = next((c for c in ("label", "labels") if c in names), None)
+    if image_column is None or label_column is None:
+        raise ValueError(f"{path}: expected columns img/image and label, found {names}")
+    blobs = table.column(image_column).combine_chunks().field("bytes").to_pylist()
+    labels = table.column(label_column).to_numpy().astype(np.int64)
+    return _decode(blobs), labels
+
+
+def parquet_class_names(path: Path) -> tuple[str, ...] | None:
+    """Class names from the ``huggingface`` schema metadata, when present."""
+    metadata = pq.read_schema(path).metadata or {}
+    try:
+        info = json.loads(metadata[b"huggingface"])
+        features = info["info"]["features"]
+        label = features.get("label") or features.get("labels")
+        return tuple(label["names"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _atomic_save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as handle:
+        np.savez(handle, **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_parquet_pair(train: Path, test: Path) -> tuple[dict[str, np.ndarray], str]:
+    """Decoded train/test arrays of a Parquet pair, through the on-disk decode cache."""
+    fingerprint = fingerprint_files([train, test])
+    cached = cache_dir() / "decoded" / f"{fingerprint}.npz"
+    if cached.exists():
+        try:
+            with np.load(cached, allow_pickle=False) as stored:
+                return {key: stored[key] for key in stored.files}, fingerprint
+        except (OSError, ValueError):  # a damaged cache file is rebuilt, never trusted
+            cached.unlink(missing_ok=True)
+    train_x, train_y = read_parquet_split(train)
+    test_x, test_y = read_parquet_split(test)
+    arrays = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+    try:
+        _atomic_save(cached, arrays)
+    except OSError:  # a read-only home still trains, just without the cache
+        pass
+    return arrays, fingerprint
+
+
+def image_data(
+    name: str,
+    arrays: dict[str, np.ndarray],
+    classes: tuple[str, ...],
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    fingerprint: str,
+) -> ImageData:
+    """Wrap decoded arrays (keys train_x, train_y, test_x, test_y) as :class:`ImageData`."""
+    return ImageData(
+        name=name,
+        train_images=torch.from_numpy(np.ascontiguousarray(arrays["train_x"])),
+        train_labels=torch.from_numpy(arrays["train_y"].astype(np.int64)),
+        test_images=torch.from_numpy(np.ascontiguousarray(arrays["test_x"])),
+        test_labels=torch.from_numpy(arrays["test_y"].astype(np.int64)),
+        classes=classes, mean=mean, std=std, fingerprint=fingerprint,
+    )
+

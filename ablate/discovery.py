@@ -1,0 +1,162 @@
+"""Plugin discovery: entry points of the ``ablate`` group, loaded one at a time.
+
+pluggy's own ``load_setuptools_entrypoints`` stops at the first plugin that fails to import, and
+one failing hook implementation aborts a whole hook call. Here each entry point is imported on its
+own and each plugin's registration hooks are called on their own, so a broken plugin is reported
+by its entry-point name and distribution while every other plugin keeps working.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+
+from ablate import hookspecs
+from ablate.registry import KINDS, Registrar, Registry, RegistryError
+
+ENTRY_POINT_GROUP = "ablate"
+DISABLE_AUTOLOAD_ENV = "ABLATE_DISABLE_PLUGIN_AUTOLOAD"
+OWN_DISTRIBUTION = "ablate"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A plugin that loaded, and what it registered as ``kind:name`` strings."""
+
+    name: str
+    distribution: str
+    version: str
+    registers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be imported or whose registration raised."""
+
+    name: str
+    distribution: str
+    version: str
+    stage: str
+    error: str
+
+
+@dataclass
+class Plugins:
+    """The plugin manager, the registry it filled, and what loaded or failed."""
+
+    manager: pluggy.PluginManager
+    registry: Registry = field(default_factory=Registry)
+    loaded: dict[str, PluginInfo] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+    _silenced: set[str] = field(default_factory=set)
+
+    def emit(self, hook_name: str, **kwargs: Any) -> None:
+        """Call an event hook on every plugin; a plugin that raises is reported and silenced."""
+        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
+            if impl.plugin_name in self._silenced:
+                continue
+            try:
+                impl.function(*(kwargs[arg] for arg in impl.argnames))
+            except Exception as error:  # a broken plugin must not stop the study
+                self._silenced.add(impl.plugin_name)
+                print(
+                    f"ablate: plugin {impl.plugin_name!r} raised in {hook_name}: {error!r}; "
+                    "its event hooks are off for the rest of this run",
+                    file=sys.stderr,
+                )
+
+
+def _short_error(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def _distribution(entry_point: EntryPoint) -> tuple[str, str]:
+    dist = getattr(entry_point, "dist", None)
+    if dist is None:
+        return "?", "?"
+    return dist.metadata["Name"] or "?", dist.version or "?"
+
+
+def _selected_entry_points() -> list[EntryPoint]:
+    """The group's entry points; only ablate's own when third-party autoload is disabled."""
+    found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() not in ("", "0"):
+        found = [ep for ep in found if _distribution(ep)[0] == OWN_DISTRIBUTION]
+    unique: dict[str, EntryPoint] = {}
+    for ep in found:  # the same distribution can appear twice on sys.path (editable + copy)
+        unique.setdefault(f"{_distribution(ep)[0]}:{ep.name}", ep)
+    return list(unique.values())
+
+
+def _register_components(plugins: Plugins, plugin_name: str) -> list[str]:
+    """Call one plugin's registration hooks; commit its components only if all succeed."""
+    staged = []
+    for kind in KINDS:
+        hook = getattr(plugins.manager.hook, f"register_{kind}s")
+        for impl in hook.get_hookimpls():
+            if impl.plugin_name == plugin_name:
+                registrar = Registrar(kind, plugin_name)
+                impl.function(*([registrar] if impl.argnames else []))
+                staged.extend(registrar.staged)
+    before = dict(plugins.registry.components)
+    try:
+        for component in staged:
+            plugins.registry.add(component)
+    except RegistryError:
+        plugins.registry.components = before
+        raise
+    return [f"{c.kind}:{c.name}" for c in staged]
+
+
+def load_plugins(extra: Mapping[str, object] | None = None) -> Plugins:
+    """Load every entry-point plugin, then ``extra`` in-process plugins (name -> module/object)."""
+    manager = pluggy.PluginManager("ablate")
+    manager.add_hookspecs(hookspecs)
+    plugins = Plugins(manager)
+    sources: list[tuple[str, str, str, Any]] = []
+    for ep in _selected_entry_points():
+        dist, version = _distribution(ep)
+        sources.append((f"{dist}:{ep.name}", dist, version, ep))
+    for name, obj in (extra or {}).items():
+        sources.append((name, "(in-process)", "", obj))
+    for name, dist, version, source in sources:
+        stage = "import"
+        try:
+            obj = source.load() if isinstance(source, EntryPoint) else source
+            stage = "register"
+            manager.register(obj, name=name)
+            registers = _register_components(plugins, name)
+        except Exception as error:  # report the plugin by name; the others keep working
+            if manager.has_plugin(name):
+                manager.unregister(name=name)
+            plugins.failures.append(PluginFailure(name, dist, version, stage, _short_error(error)))
+            continue
+        plugins.loaded[name] = PluginInfo(name, dist, version, tuple(registers))
+    return plugins
+
+
+@functools.cache
+def get_plugins() -> Plugins:
+    """The process-wide plugins, loaded on first use (commands that need none import none)."""
+    return load_plugins()
+
+
+def describe(plugins: Plugins) -> Iterable[dict[str, Any]]:
+    """Plugins and failures as plain dictionaries (for ``ablate plugins --json``)."""
+    for info in plugins.loaded.values():
+        yield {"name": info.name, "distribution": info.distribution, "version": info.version,
+               "status": "loaded", "registers": list(info.registers)}
+    for failure in plugins.failures:
+        yield {"name": failure.name, "distribution": failure.distribution,
+               "version": failure.version, "status": "failed", "stage": failure.stage,
+               "error": failure.error}

@@ -1,0 +1,125 @@
+"""Results as tidy Parquet: one file per trial attempt in ``trials/``, ``epochs/``, ``classes/``.
+
+Every file is written to a temporary name in its folder, fsynced and renamed, so a reader never
+sees half a file and a crash never leaves one. Names are unique per (trial, attempt): concurrent
+workers never collide and a retried trial never duplicates rows. The ``trials`` file is written
+last; it is what marks an attempt as finished.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ablate.config import column_value
+from ablate.events import EpochRecord
+
+TABLES = ("trials", "epochs", "classes")
+PARAM_PREFIX = "param_"
+
+TRIAL_COLUMNS = pa.schema([
+    ("study", pa.string()), ("trial", pa.int64()), ("attempt", pa.int64()),
+    ("state", pa.string()), ("seed", pa.int64()), ("cell", pa.string()),
+    ("preset", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()),
+    ("train_acc", pa.float64()), ("train_loss", pa.float64()),
+    ("train_eval_acc", pa.float64()), ("best_test_acc", pa.float64()),
+    ("best_epoch", pa.int64()), ("epochs_done", pa.int64()), ("seconds", pa.float64()),
+    ("device", pa.string()), ("torch_version", pa.string()), ("ablate_version", pa.string()),
+    ("plugin_versions", pa.string()), ("git_revision", pa.string()),
+    ("data_fingerprint", pa.string()), ("study_fingerprint", pa.string()),
+    ("optuna_trial", pa.int64()), ("started_at", pa.timestamp("s", tz="UTC")),
+    ("error", pa.string()),
+])
+EPOCH_COLUMNS = pa.schema([
+    ("study", pa.string()), ("trial", pa.int64()), ("attempt", pa.int64()), ("epoch", pa.int64()),
+    ("lr", pa.float64()), ("train_loss", pa.float64()), ("train_acc", pa.float64()),
+    ("train_eval_acc", pa.float64()), ("test_loss", pa.float64()), ("test_acc", pa.float64()),
+    ("seconds", pa.float64()),
+])
+CLASS_COLUMNS = pa.schema([
+    ("study", pa.string()), ("trial", pa.int64()), ("attempt", pa.int64()),
+    ("class_index", pa.int64()), ("class_name", pa.string()), ("test_acc", pa.float64()),
+    ("count", pa.int64()), ("confusion", pa.list_(pa.int64())),
+])
+
+
+def file_name(trial: int, attempt: int) -> str:
+    return f"trial-{trial:05d}-attempt-{attempt:02d}.parquet"
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` via a temporary file in the same folder, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            pq.write_table(table, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:  # make the rename itself durable
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def trial_table(row: Mapping[str, Any], params: Mapping[str, Any]) -> pa.Table:
+    """One trials row: the fixed columns and one ``param_<name>`` column per parameter."""
+    fixed = pa.Table.from_pylist([{name: row.get(name) for name in TRIAL_COLUMNS.names}],
+                                 schema=TRIAL_COLUMNS)
+    for name, value in sorted(params.items()):
+        fixed = fixed.append_column(PARAM_PREFIX + name, pa.array([column_value(value)]))
+    return fixed
+
+
+def epoch_table(keys: Mapping[str, Any], epochs: Iterable[EpochRecord]) -> pa.Table:
+    rows = [{**keys, **asdict(record)} for record in epochs]
+    return pa.Table.from_pylist(rows, schema=EPOCH_COLUMNS)
+
+
+def class_table(keys: Mapping[str, Any], classes: tuple[str, ...], accuracy: tuple[float, ...],
+                confusion: tuple[tuple[int, ...], ...]) -> pa.Table:
+    rows = [
+        {**keys, "class_index": index, "class_name": name, "test_acc": accuracy[index],
+         "count": sum(confusion[index]), "confusion": list(confusion[index])}
+        for index, name in enumerate(classes)
+    ]
+    return pa.Table.from_pylist(rows, schema=CLASS_COLUMNS)
+
+
+class ResultsWriter:
+    """Writes the tables of one study folder."""
+
+    def __init__(self, study_dir: Path) -> None:
+        self.study_dir = study_dir
+
+    def path(self, table: str, trial: int, attempt: int) -> Path:
+        return self.study_dir / table / file_name(trial, attempt)
+
+    def write(self, trial: int, attempt: int, trials: pa.Table,
+              epochs: pa.Table | None = None, classes: pa.Table | None = None) -> None:
+        """Write an attempt's tables; the trials row goes last because it marks completion."""
+        if epochs is not None and epochs.num_rows:
+            write_atomic(epochs, self.path("epochs", trial, attempt))
+        if classes is not None and classes.num_rows:
+            write_atomic(classes, self.path("classes", trial, attempt))
+        write_atomic(trials, self.path("trials", trial, attempt))
+
+    def attempts(self) -> dict[int, list[str]]:
+        """The recorded attempts' states per trial, in attempt order."""
+        folder = self.study_dir / "trials"
+        found: dict[int, list[tuple[int, str]]] = {}
+        for path in sorted(folder.glob("trial-*-attempt-*.parquet")):
+            table = pq.read_table(path, columns=["trial", "attempt", "state"])
+            for trial, attempt, state in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+                found.setdefault(trial, []).append((attempt, state))
+        return {trial: [state for _, state in sorted(states)] for trial, states in found.items()}

@@ -1,0 +1,373 @@
+"""Run a study plan: validate it, then train every missing (cell, seed) trial and record it.
+
+The Parquet ``trials`` table is the record of what is done: a trial counts as done once it has
+a ``complete`` row, so re-running a study trains only what is missing and never a finished trial
+twice. The Optuna study (a JournalStorage file under the study folder by default) gets every
+finished attempt with its parameters and value, for samplers and parameter importance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+
+import ablate
+from ablate.config import ConfigError, TrialSetup, column_value, resolve
+from ablate.discovery import Plugins
+from ablate.events import EpochRecord, TrialInfo, TrialOutcome
+from ablate.results import ResultsWriter, class_table, epoch_table, trial_table
+from ablate.study import Choice, Range, StudyPlan, cell_name
+
+WORKER_ATTR = "worker"
+
+
+class RunError(RuntimeError):
+    """The study cannot run as asked (the message says why and what to do)."""
+
+
+class Progress(Protocol):
+    """What the runner tells a progress display besides the plugin events."""
+
+    def begin(self, total: int, done: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    results_dir: Path = Path("results")
+    device: str = "auto"
+    storage: str | None = None
+    data_dir: Path | None = None
+    retries: int = 1
+
+
+@dataclass
+class RunSummary:
+    total: int
+    done_before: int
+    completed: int = 0
+    failed: list[int] = field(default_factory=list)
+
+
+def pick_device(requested: str) -> tuple[Any, str]:
+    """The torch device for ``requested`` ('auto', 'cpu', 'cuda', 'cuda:1', 'mps') and why."""
+    import torch
+
+    if requested != "auto":
+        try:
+            device = torch.device(requested)
+            torch.empty(1, device=device)
+        except (RuntimeError, AssertionError) as error:
+            raise RunError(f"device {requested!r} is not usable here: {error}") from None
+        return device, f"{device} (asked for)"
+    if torch.cuda.is_available():
+        return torch.device("cuda"), f"cuda: {torch.cuda.get_device_name(0)} (auto)"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps"), "mps (auto)"
+    return torch.device("cpu"), f"cpu, {torch.get_num_threads()} threads (auto: no CUDA or MPS)"
+
+
+def _git_revision(where: Path) -> str | None:
+    try:
+        found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
+                               text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found.stdout.strip() or None
+
+
+def _error_text(error: BaseException) -> str:
+    lines = traceback.format_exception(type(error), error, error.__traceback__)
+    return "".join(lines)[-4000:]
+
+
+def _optuna_distribution(factor: Choice | Range) -> optuna.distributions.BaseDistribution:
+    if isinstance(factor, Choice):
+        return optuna.distributions.CategoricalDistribution([column_value(v) for v in factor.values])
+    if factor.integer:
+        return optuna.distributions.IntDistribution(int(factor.low), int(factor.high), log=factor.log)
+    return optuna.distributions.FloatDistribution(factor.low, factor.high, log=factor.log)
+
+
+def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    samplers: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed),
+        "qmc": lambda: optuna.samplers.QMCSampler(seed=seed),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+    }
+    return samplers[name]()
+
+
+class Runner:
+    """Trains the missing trials of one study plan."""
+
+    def __init__(self, plan: StudyPlan, options: RunOptions, plugins: Plugins,
+                 log: Callable[[str], None] = print, progress: Progress | None = None,
+                 locate: Callable[[str | None, Any], str] = lambda key, value: "") -> None:
+        self.plan = plan
+        self.options = options
+        self.plugins = plugins
+        self.log = log
+        self.progress = progress
+        self.locate = locate
+        self.study_dir = options.results_dir / plan.name
+        self.writer = ResultsWriter(self.study_dir)
+        self._datasets: dict[Any, Any] = {}
+        self._on_device: dict[Any, Any] = {}
+
+    # -- validation ------------------------------------------------------------------------
+
+    def _resolve(self, params: Mapping[str, Any]) -> TrialSetup:
+        try:
+            return resolve(params, self.plugins.registry)
+        except ConfigError as error:
+            where = self.locate(error.key, error.value)
+            raise RunError(f"{where}: {error}" if where else str(error)) from None
+
+    def validate(self) -> None:
+        """Resolve every planned trial before any training, so a typo fails in seconds."""
+        plan = self.plan
+        if plan.sampled:
+            samples = [dict(plan.baseline)]
+            for key, factor in plan.factors.items():
+                levels = factor.values if isinstance(factor, Choice) else (factor.low, factor.high)
+                samples += [{**plan.baseline, key: level} for level in levels]
+        else:
+            samples = [dict(t.params) for t in plan.trials]
+        setups = [self._resolve(params) for params in samples]
+        active = set()
+        for setup, params in zip(setups, samples):
+            active.update(key for key in params if key not in setup.inactive)
+        for key in sorted({k for params in samples for k in params} - active):
+            owners = [f"{c.kind} {c.name!r}" for c in self.plugins.registry
+                      if c.param(key.split(".")[-1])]
+            where = self.locate(key, None)
+            raise RunError(f"{where}: parameter {key!r} applies to none of the components this "
+                           f"study selects (it belongs to {', '.join(owners)})")
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def _open_optuna(self) -> optuna.Study:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study_dir.mkdir(parents=True, exist_ok=True)
+        storage: Any = self.options.storage
+        if storage is None:
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            storage = JournalStorage(JournalFileBackend(str(self.study_dir / "optuna.journal")))
+        sampler = _sampler(self.plan.design.name, 0) if self.plan.sampled else None
+        try:
+            study = optuna.create_study(study_name=self.plan.name, storage=storage,
+                                        sampler=sampler, direction=self.plan.direction,
+                                        load_if_exists=True)
+        except Exception as error:
+            raise RunError(f"cannot open the Optuna storage {storage!r}: {error}") from None
+        fingerprint = self.plan.fingerprint()
+        recorded = study.user_attrs.get("fingerprint")
+        if recorded is None:
+            study.set_user_attr("fingerprint", fingerprint)
+            study.set_user_attr("preset", self.plan.preset)
+        elif recorded != fingerprint:
+            raise RunError(
+                f"{self.study_dir} holds results of a different version of study "
+                f"{self.plan.name!r} (preset {study.user_attrs.get('preset')!r}, fingerprint "
+                f"{recorded}; now preset {self.plan.preset!r}, fingerprint {fingerprint}). "
+                "Results must not mix: pass another --results-dir, or delete that folder.")
+        self._fail_stale(study)
+        return study
+
+    @staticmethod
+    def _fail_stale(study: optuna.Study) -> None:
+        """Mark RUNNING trials of dead workers on this host as failed (killed processes)."""
+        host = socket.gethostname()
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            worker_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+            if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        self.validate()
+        study = self._open_optuna()
+        attempts = self.writer.attempts()
+        done = {trial for trial, states in attempts.items() if "complete" in states}
+        if self.plan.sampled:
+            summary = RunSummary(self.plan.size, min(len(done), self.plan.size))
+        else:
+            summary = RunSummary(self.plan.size, sum(t.index in done for t in self.plan.trials))
+        if summary.done_before >= summary.total:
+            self.log(f"all {summary.total} trials of {self.plan.name!r} are complete; nothing to run")
+            return summary
+        device, why = pick_device(self.options.device)
+        self.device = device
+        self.log(f"device: {why}")
+        self.context = self._context()
+        if self.progress is not None:
+            self.progress.begin(summary.total, summary.done_before)
+        if self.plan.sampled:
+            self._run_sampled(study, summary, len(done))
+        else:
+            for planned in self.plan.trials:
+                if planned.index in done:
+                    continue
+                first = len(attempts.get(planned.index, [])) + 1
+                self._with_retries(study, summary, planned.index, first, planned.cell,
+                                   planned.params, planned.seed, planned.levels)
+        return summary
+
+    def _run_sampled(self, study: optuna.Study, summary: RunSummary, done: int) -> None:
+        distributions = {k: _optuna_distribution(f) for k, f in self.plan.factors.items()}
+        while done < self.plan.size:
+            trial = study.ask(distributions)
+            trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+            levels = dict(trial.params)
+            if self.plan.configure is not None:
+                levels.update(self.plan.configure(trial))
+            params = {**self.plan.baseline, **levels}
+            seed = self.plan.seeds[trial.number % len(self.plan.seeds)]
+            try:
+                self._resolve(params)
+            except RunError:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            state = self._with_retries(study, summary, trial.number, 1, cell_name(levels), params,
+                                       seed, levels, optuna_trial=trial)
+            done += state == "complete"
+
+    def _with_retries(self, study: optuna.Study, summary: RunSummary, index: int, first: int,
+                      cell: str, params: Mapping[str, Any], seed: int, levels: Mapping[str, Any],
+                      optuna_trial: optuna.Trial | None = None) -> str:
+        state = "fail"
+        for attempt in range(first, first + self.options.retries + 1):
+            state, value = self._attempt(index, attempt, cell, params, seed)
+            self._record_optuna(study, optuna_trial, index, attempt, levels, seed, state, value)
+            optuna_trial = None  # a retry is recorded as a trial of its own
+            if state == "complete":
+                summary.completed += 1
+                return state
+            if state == "interrupted":
+                raise KeyboardInterrupt
+            self.log(f"trial {index} attempt {attempt} failed"
+                     + ("; retrying" if attempt < first + self.options.retries else ""))
+        summary.failed.append(index)
+        return state
+
+    def _record_optuna(self, study: optuna.Study, trial: optuna.Trial | None, index: int,
+                       attempt: int, levels: Mapping[str, Any], seed: int, state: str,
+                       value: float | None) -> None:
+        attrs = {"trial": index, "attempt": attempt, "seed": seed, "state": state,
+                 WORKER_ATTR: f"{socket.gethostname()}:{os.getpid()}"}
+        optuna_state = (optuna.trial.TrialState.COMPLETE if state == "complete"
+                        else optuna.trial.TrialState.FAIL)
+        if trial is not None:
+            for key, attr in attrs.items():
+                trial.set_user_attr(key, attr)
+            study.tell(trial, value if state == "complete" else None, state=optuna_state)
+            return
+        distributions = {k: _optuna_distribution(f) for k, f in self.plan.factors.items()
+                         if k in levels}
+        study.add_trial(optuna.trial.create_trial(
+            params={k: column_value(levels[k]) for k in distributions},
+            distributions=distributions, user_attrs=attrs, state=optuna_state,
+            value=value if state == "complete" else None))
+
+    def _context(self) -> dict[str, Any]:
+        import torch
+
+        study_file = Path(self.locate(None, None).rsplit(":", 1)[0] or ".")
+        return {
+            "device": str(self.device), "torch_version": torch.__version__,
+            "ablate_version": ablate.__version__,
+            "plugin_versions": json.dumps({p.name: p.version for p in self.plugins.loaded.values()},
+                                          sort_keys=True),
+            "git_revision": _git_revision(study_file.parent if study_file.is_file() else Path.cwd()),
+            "study_fingerprint": self.plan.fingerprint(), "preset": self.plan.preset,
+        }
+
+    def _device_data(self, setup: TrialSetup) -> tuple[Any, Any]:
+        from ablate.trainer import to_device
+
+        dataset = setup.dataset
+        key = (dataset.component.name, tuple(sorted(dataset.values.items())))
+        if key not in self._datasets:
+            self.log(f"loading dataset {dataset.component.name!r}")
+            self._datasets[key] = dataset.build(data_dir=self.options.data_dir)
+        data = self._datasets[key]
+        sizes = tuple(setup.settings[k] for k in ("train_size", "test_size", "train_eval_size"))
+        if (key, sizes) not in self._on_device:
+            self._on_device.clear()  # keep one dataset on the device at a time
+            self._on_device[(key, sizes)] = to_device(data.head(*sizes[:2]), self.device, sizes[2])
+        return data, self._on_device[(key, sizes)]
+
+    def _attempt(self, index: int, attempt: int, cell: str, params: Mapping[str, Any],
+                 seed: int) -> tuple[str, float | None]:
+        """Train one attempt and write its results; returns its state and metric value."""
+        from ablate.trainer import fit
+
+        setup = self._resolve(params)
+        recorded = setup.recorded_params(params)
+        info = TrialInfo(self.plan.name, index, attempt, seed, setup.settings["epochs"], recorded)
+        keys = {"study": self.plan.name, "trial": index, "attempt": attempt}
+        started = datetime.now(timezone.utc)
+        epochs: list[EpochRecord] = []
+        result, error, state, data = None, None, "complete", None
+
+        def epoch_done(record: EpochRecord) -> None:
+            epochs.append(record)
+            self.plugins.emit("on_epoch_end", trial=info, epoch=record)
+
+        self.plugins.emit("on_trial_start", trial=info)
+        try:
+            data, device_data = self._device_data(setup)
+            result = fit(setup, device_data, len(data.classes), seed, self.device, epoch_done)
+        except KeyboardInterrupt:
+            state, error = "interrupted", "interrupted by the user (KeyboardInterrupt)"
+        except Exception as exc:  # recorded as a failed attempt; the study goes on
+            state, error = "fail", _error_text(exc)
+            self.log(f"trial {index} attempt {attempt} raised {type(exc).__name__}: {exc}")
+        metrics = self._metrics(epochs)
+        row = {**keys, **self.context, **metrics, "state": state, "seed": seed, "cell": cell,
+               "seconds": result.seconds if result else sum(e.seconds for e in epochs),
+               "data_fingerprint": data.fingerprint if data else None,
+               "started_at": started, "error": error}
+        classes = (class_table(keys, data.classes, result.class_acc, result.confusion)
+                   if result and data else None)
+        self.writer.write(index, attempt, trial_table(row, recorded), epoch_table(keys, epochs),
+                          classes)
+        outcome = TrialOutcome(state, {k: v for k, v in metrics.items() if v is not None}, error)
+        self.plugins.emit("on_trial_end", trial=info, outcome=outcome)
+        value = metrics.get(self.plan.metric) if state == "complete" else None
+        return state, value
+
+    @staticmethod
+    def _metrics(epochs: list[EpochRecord]) -> dict[str, Any]:
+        if not epochs:
+            return {"epochs_done": 0}
+        last = epochs[-1]
+        best = max(epochs, key=lambda e: e.test_acc)
+        return {"test_acc": last.test_acc, "test_loss": last.test_loss,
+                "train_acc": last.train_acc, "train_loss": last.train_loss,
+                "train_eval_acc": last.train_eval_acc, "best_test_acc": best.test_acc,
+                "best_epoch": best.epoch, "epochs_done": len(epochs)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

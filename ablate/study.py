@@ -1,0 +1,225 @@
+"""Study declarations: a question, a baseline, factors, seeds, a design and size presets.
+
+A study file declares what to compare; it trains nothing itself. :meth:`Study.plan` turns the
+declaration and a preset into a :class:`StudyPlan`: the exact list of (cell, seed) trials for the
+``grid`` and ``oat`` designs, or a sampler and a trial budget for Optuna designs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+DESIGNS = ("grid", "oat")
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
+METRICS = ("test_acc", "train_acc", "train_eval_acc", "test_loss", "train_loss")
+
+
+class StudyError(ValueError):
+    """A study declaration is inconsistent."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A factor with a fixed list of levels."""
+
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric factor sampled by Optuna (``int`` or ``float``, optionally on a log scale)."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+
+Factor = Choice | Range
+
+
+def choice(*values: Any) -> Choice:
+    """Levels of a factor, for example ``choice(0.0, 0.25, 0.5)``."""
+    if not values:
+        raise StudyError("choice() needs at least one value")
+    return Choice(tuple(values))
+
+
+def uniform(low: float, high: float, *, log: bool = False) -> Range:
+    """A float factor in [low, high] (Optuna designs only)."""
+    return Range(float(low), float(high), log=log)
+
+
+def integer(low: int, high: int, *, log: bool = False) -> Range:
+    """An integer factor in [low, high] (Optuna designs only)."""
+    return Range(low, high, log=log, integer=True)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """An Optuna design: ``trials`` trials proposed by the named sampler."""
+
+    name: str = "tpe"
+    trials: int = 20
+
+
+def sampler(name: str = "tpe", trials: int = 20) -> Sampler:
+    if name not in SAMPLERS:
+        raise StudyError(f"unknown sampler {name!r}; available: {', '.join(SAMPLERS)}")
+    return Sampler(name, trials)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named size of the study: parameter overrides and, optionally, seeds or trial budget."""
+
+    description: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seeds: int | Sequence[int] | None = None
+    trials: int | None = None
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One (cell, seed) pair of an enumerated design."""
+
+    index: int
+    cell: str
+    levels: Mapping[str, Any]
+    params: Mapping[str, Any]
+    seed: int
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """A study resolved for one preset: what will run."""
+
+    name: str
+    question: str
+    preset: str
+    metric: str
+    direction: str
+    design: str | Sampler
+    baseline: Mapping[str, Any]
+    factors: Mapping[str, Factor]
+    seeds: tuple[int, ...]
+    trials: tuple[PlannedTrial, ...]
+    configure: Callable[..., Mapping[str, Any]] | None
+
+    @property
+    def sampled(self) -> bool:
+        return isinstance(self.design, Sampler)
+
+    @property
+    def size(self) -> int:
+        return self.design.trials if isinstance(self.design, Sampler) else len(self.trials)
+
+    def fingerprint(self) -> str:
+        """Identifies what the results mean; results of a different plan must not mix."""
+        described = {
+            "baseline": self.baseline, "seeds": self.seeds, "metric": self.metric,
+            "design": self.design if isinstance(self.design, str) else vars(self.design),
+            "factors": {k: vars(v) for k, v in self.factors.items()},
+            "configure": getattr(self.configure, "__qualname__", None),
+        }
+        text = json.dumps(described, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _caller_location() -> tuple[str, int]:
+    """File and line of the code that declared the study (for error messages)."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename in (__file__, "<string>"):
+        frame = frame.f_back
+    return frame.f_code.co_filename, frame.f_lineno
+
+
+def cell_name(levels: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in levels.items()) or "baseline"
+
+
+@dataclass(frozen=True)
+class Study:
+    """A declared ablation study. See the README for every field."""
+
+    name: str
+    question: str
+    baseline: Mapping[str, Any]
+    factors: Mapping[str, Factor] = field(default_factory=dict)
+    seeds: int | Sequence[int] = 3
+    metric: str = "test_acc"
+    direction: str = "maximize"
+    design: str | Sampler = "grid"
+    presets: Mapping[str, Preset] = field(default_factory=dict)
+    default_preset: str | None = None
+    configure: Callable[..., Mapping[str, Any]] | None = None
+    location: tuple[str, int] = field(default_factory=_caller_location, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise StudyError(f"study name {self.name!r} must be letters, digits, '-', '_' or '.'")
+        if self.metric not in METRICS:
+            raise StudyError(f"metric {self.metric!r} is not one of {', '.join(METRICS)}")
+        if self.direction not in ("maximize", "minimize"):
+            raise StudyError("direction must be 'maximize' or 'minimize'")
+        if isinstance(self.design, str) and self.design not in DESIGNS:
+            raise StudyError(f"design {self.design!r} is not one of {', '.join(DESIGNS)} or "
+                             "sampler(...)")
+        for key, factor in self.factors.items():
+            if not isinstance(factor, (Choice, Range)):
+                raise StudyError(f"factor {key!r} must be choice(...), uniform(...) or integer(...)")
+            if isinstance(factor, Range) and not isinstance(self.design, Sampler):
+                raise StudyError(f"factor {key!r} is a range: it needs design=sampler(...)")
+            if self.design == "oat" and key not in self.baseline:
+                raise StudyError(f"design 'oat' varies factors from the baseline, which has no {key!r}")
+        if self.default_preset is not None and self.default_preset not in self.presets:
+            raise StudyError(f"default_preset {self.default_preset!r} is not among the presets")
+
+    def preset_names(self) -> list[str]:
+        return list(self.presets)
+
+    def plan(self, preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> StudyPlan:
+        """Resolve ``preset`` (the default one when None) and ``--set`` overrides."""
+        chosen_name = preset or self.default_preset or ""
+        if chosen_name and chosen_name not in self.presets:
+            raise StudyError(f"study {self.name!r} has no preset {chosen_name!r}; presets: "
+                             f"{', '.join(self.presets) or '(none)'}")
+        chosen = self.presets.get(chosen_name, Preset(""))
+        baseline = {**self.baseline, **chosen.params, **(overrides or {})}
+        seeds_spec = chosen.seeds if chosen.seeds is not None else self.seeds
+        seeds = tuple(range(seeds_spec)) if isinstance(seeds_spec, int) else tuple(seeds_spec)
+        if not seeds:
+            raise StudyError("a study needs at least one seed")
+        design = self.design
+        if isinstance(design, Sampler) and chosen.trials is not None:
+            design = Sampler(design.name, chosen.trials)
+        factors = {k: f for k, f in self.factors.items() if k not in (overrides or {})}
+        trials = () if isinstance(design, Sampler) else self._enumerate(design, baseline, factors, seeds)
+        return StudyPlan(self.name, self.question, chosen_name, self.metric, self.direction, design,
+                         baseline, factors, seeds, trials, self.configure)
+
+    @staticmethod
+    def _enumerate(design: str, baseline: Mapping[str, Any], factors: Mapping[str, Factor],
+                   seeds: tuple[int, ...]) -> tuple[PlannedTrial, ...]:
+        choices = {k: f.values for k, f in factors.items() if isinstance(f, Choice)}
+        if design == "grid":
+            cells = [dict(zip(choices, combo)) for combo in itertools.product(*choices.values())]
+        else:  # one factor at a time: the baseline, then each other level of each factor
+            base_levels = {k: baseline[k] for k in choices}
+            cells = [base_levels] + [
+                {**base_levels, key: level}
+                for key, levels in choices.items() for level in levels if level != baseline[key]
+            ]
+        # Seed-major order: an interrupted study has every cell at its first seeds.
+        planned = []
+        for seed in seeds:
+            for levels in cells:
+                planned.append(PlannedTrial(len(planned), cell_name(levels), levels,
+                                            {**baseline, **levels}, seed))
+        return tuple(planned)

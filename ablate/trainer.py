@@ -1,0 +1,168 @@
+"""One trial's training loop: ``fit`` reads top to bottom.
+
+The dataset lives on the training device as uint8 tensors; each batch is gathered, augmented
+(per image, from the trial's seeded generator), normalised and fed in channels_last layout.
+Losses and correct counts accumulate on the device and are read once per epoch, so the loop
+never waits on the host between steps.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ablate.config import TrialSetup
+from ablate.data import ImageData
+from ablate.events import EpochRecord
+
+TRAIN_EVAL_SUBSET_SEED = 20240601  # the same train subset for every trial, whatever its seed
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a finished trial measured."""
+
+    epochs: tuple[EpochRecord, ...]
+    class_acc: tuple[float, ...]
+    confusion: tuple[tuple[int, ...], ...]
+    seconds: float
+
+    @property
+    def final(self) -> EpochRecord:
+        return self.epochs[-1]
+
+
+@dataclass(frozen=True)
+class DeviceData:
+    """A dataset moved to the training device, with the normalisation constants."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    train_eval_x: torch.Tensor
+    train_eval_y: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so initialisation does not depend on earlier trials."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(data: ImageData, device: torch.device, train_eval_size: int) -> DeviceData:
+    subset_generator = torch.Generator().manual_seed(TRAIN_EVAL_SUBSET_SEED)
+    count = min(train_eval_size, len(data.train_labels))
+    subset = torch.randperm(len(data.train_labels), generator=subset_generator)[:count]
+    stats = dict(device=device, dtype=torch.float32)
+    return DeviceData(
+        train_x=data.train_images.to(device), train_y=data.train_labels.to(device),
+        test_x=data.test_images.to(device), test_y=data.test_labels.to(device),
+        train_eval_x=data.train_images[subset].to(device),
+        train_eval_y=data.train_labels[subset].to(device),
+        mean=torch.tensor(data.mean, **stats).view(1, 3, 1, 1),
+        std=torch.tensor(data.std, **stats).view(1, 3, 1, 1),
+    )
+
+
+def _to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 in [0, 255] -> float32 in [0, 1], the range augmentations work in."""
+    return images.float().div_(255)
+
+
+def _normalize(images: torch.Tensor, data: DeviceData) -> torch.Tensor:
+    """Float images in [0, 1] -> normalised, in channels_last (faster convolutions)."""
+    return ((images - data.mean) / data.std).contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             data: DeviceData, batch_size: int) -> tuple[float, float, torch.Tensor]:
+    """Loss, accuracy and predictions of ``model`` in eval mode, without augmentation."""
+    model.eval()
+    loss_sum = torch.zeros((), device=images.device)
+    predictions = []
+    for start in range(0, len(labels), batch_size):
+        logits = model(_normalize(_to_unit(images[start:start + batch_size]), data)).float()
+        loss_sum += F.cross_entropy(logits, labels[start:start + batch_size], reduction="sum")
+        predictions.append(logits.argmax(1))
+    predicted = torch.cat(predictions)
+    accuracy = (predicted == labels).float().mean()
+    return (loss_sum / len(labels)).item(), accuracy.item(), predicted
+
+
+def fit(
+    setup: TrialSetup,
+    data: DeviceData,
+    num_classes: int,
+    seed: int,
+    device: torch.device,
+    on_epoch_end: Callable[[EpochRecord], None] = lambda record: None,
+) -> TrialResult:
+    """Train one trial and measure it every epoch."""
+    started = time.perf_counter()
+    settings = setup.settings
+    seed_everything(seed)
+    model = setup.model.build(num_classes=num_classes).to(device, memory_format=torch.channels_last)
+    optimizer = setup.optimizer.build(params=model.parameters())
+    scheduler = setup.scheduler.build(optimizer=optimizer, epochs=settings["epochs"])
+    augmentations = [chosen.build() for chosen in setup.augmentations]
+    # One generator, seeded by the trial, drives data order and every augmentation draw.
+    generator = torch.Generator(device=device).manual_seed(seed)
+    batch_size, eval_batch_size = settings["batch_size"], settings["eval_batch_size"]
+    count = len(data.train_y)
+    history: list[EpochRecord] = []
+    predicted = data.test_y
+    for epoch in range(1, settings["epochs"] + 1):
+        epoch_started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        order = torch.randperm(count, generator=generator, device=device)
+        # A last batch of one image would break BatchNorm in train mode; it is dropped.
+        stop = count - 1 if count % batch_size == 1 else count
+        for start in range(0, stop, batch_size):
+            index = order[start:start + batch_size]
+            images = _to_unit(data.train_x[index])
+            for augment in augmentations:
+                images = augment(images, generator)
+            labels = data.train_y[index]
+            logits = model(_normalize(images, data))
+            loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(index)
+            correct += (logits.detach().argmax(1) == labels).sum()
+        scheduler.step()
+        seen = stop
+        train_loss, train_acc = (loss_sum / seen).item(), (correct.float() / seen).item()
+        if not np.isfinite(train_loss):
+            raise FloatingPointError(f"training diverged at epoch {epoch}: loss {train_loss}")
+        _, train_eval_acc, _ = evaluate(model, data.train_eval_x, data.train_eval_y, data,
+                                        eval_batch_size)
+        test_loss, test_acc, predicted = evaluate(model, data.test_x, data.test_y, data,
+                                                  eval_batch_size)
+        record = EpochRecord(epoch, lr, train_loss, train_acc, train_eval_acc, test_loss,
+                             test_acc, time.perf_counter() - epoch_started)
+        history.append(record)
+        on_epoch_end(record)
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    confusion.index_put_((data.test_y, predicted), torch.ones_like(predicted), accumulate=True)
+    per_class = confusion.diag().float() / confusion.sum(1).clamp(min=1)
+    return TrialResult(
+        epochs=tuple(history),
+        class_acc=tuple(per_class.tolist()),
+        confusion=tuple(tuple(row) for row in confusion.tolist()),
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,101 @@
+"""Batched augmentations: every image of the batch gets its own random draw.
+
+A torchvision v2 transform called on a batched tensor draws one set of parameters for the
+whole batch; these work on the batch as a tensor on the training device and draw per image,
+from the trial's seeded generator (the approach of airbench).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ablate import hookimpl
+from ablate.registry import Registrar
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+
+
+def _uniform(n: int, low: float, high: float, like: torch.Tensor,
+             generator: torch.Generator) -> torch.Tensor:
+    draw = torch.rand(n, generator=generator, device=like.device, dtype=torch.float32)
+    return (low + (high - low) * draw).to(like.dtype).view(n, 1, 1, 1)
+
+
+class Identity:
+    """No augmentation."""
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return images
+
+
+class CropFlip:
+    """Zero-pad by ``padding``, take a random crop of the original size, flip with p = 0.5."""
+
+    def __init__(self, padding: int, flip: bool) -> None:
+        self.padding = padding
+        self.flip = flip
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, channels, height, width = images.shape
+        out = images
+        if self.padding > 0:
+            pad = self.padding
+            padded = F.pad(images, (pad, pad, pad, pad))
+            span = 2 * pad + 1
+            dy = torch.randint(0, span, (n,), generator=generator, device=images.device)
+            dx = torch.randint(0, span, (n,), generator=generator, device=images.device)
+            rows = dy[:, None] + torch.arange(height, device=images.device)
+            cols = dx[:, None] + torch.arange(width, device=images.device)
+            out = padded.gather(2, rows[:, None, :, None].expand(n, channels, height, width + 2 * pad))
+            out = out.gather(3, cols[:, None, None, :].expand(n, channels, height, width))
+        if self.flip:
+            flip = torch.rand(n, generator=generator, device=images.device) < 0.5
+            out = torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
+        return out
+
+
+class ColorJitter:
+    """Brightness, contrast and saturation, each scaled by a factor in [1 - s, 1 + s] per image."""
+
+    def __init__(self, strength: float) -> None:
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        self.low, self.high = 1.0 - strength, 1.0 + strength
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n = images.shape[0]
+        weights = torch.tensor(GRAY_WEIGHTS, device=images.device, dtype=images.dtype)
+        brightness = _uniform(n, self.low, self.high, images, generator)
+        contrast = _uniform(n, self.low, self.high, images, generator)
+        saturation = _uniform(n, self.low, self.high, images, generator)
+        out = (images * brightness).clamp(0, 1)
+        gray = (out * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        out = ((out - gray.mean((2, 3), keepdim=True)) * contrast + gray.mean((2, 3), keepdim=True)).clamp(0, 1)
+        gray = (out * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        return ((out - gray) * saturation + gray).clamp(0, 1)
+
+
+def none() -> Identity:
+    return Identity()
+
+
+def crop_flip(*, padding: int = 4, flip: bool = True) -> CropFlip:
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    return CropFlip(padding, flip)
+
+
+def color_jitter(*, strength: float = 0.4) -> ColorJitter:
+    return ColorJitter(strength)
+
+
+@hookimpl
+def register_augmentations(register: Registrar) -> None:
+    register("none", none, "no augmentation")
+    register("crop_flip", crop_flip, "pad, random crop back to size, random horizontal flip",
+             params={"padding": "zero padding on each side before the random crop (4 for CIFAR)",
+                     "flip": "flip each image horizontally with probability 0.5"})
+    register("color_jitter", color_jitter,
+             "random brightness, contrast and saturation per image",
+             params={"strength": "each factor is drawn uniformly from [1 - strength, 1 + strength]"})

@@ -1,0 +1,103 @@
+"""Datasets: ``cifar10`` (local copy or torchvision download) and the shipped ``cifar10-mini``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ablate import hookimpl
+from ablate.data import (
+    CIFAR10_CLASSES,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    ImageData,
+    cache_dir,
+    fingerprint_files,
+    image_data,
+    load_parquet_pair,
+)
+from ablate.registry import Registrar
+
+DATA_ENV = "ABLATE_DATA"
+MINI_DIR = Path(__file__).parent / "data" / "cifar10_mini"
+BATCHES = "cifar-10-batches-py"
+
+
+class DatasetNotFound(RuntimeError):
+    """The dataset is neither on disk nor downloadable."""
+
+
+def _parquet_pair(root: Path) -> tuple[Path, Path] | None:
+    for folder in (root, root / "cifar10"):
+        train, test = folder / "train.parquet", folder / "test.parquet"
+        if train.is_file() and test.is_file():
+            return train, test
+    return None
+
+
+def _batches_dir(root: Path) -> Path | None:
+    for folder in (root, root / BATCHES):
+        if folder.name == BATCHES and (folder / "data_batch_1").is_file() and (folder / "test_batch").is_file():
+            return folder
+    return None
+
+
+def _from_batches(folder: Path) -> ImageData:
+    """The official python-pickle release, read through torchvision's own reader."""
+    import numpy as np
+    from torchvision.datasets import CIFAR10
+
+    arrays = {}
+    for split, train in (("train", True), ("test", False)):
+        dataset = CIFAR10(str(folder.parent), train=train, download=False)
+        arrays[f"{split}_x"] = dataset.data.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+        arrays[f"{split}_y"] = np.asarray(dataset.targets)
+    files = sorted(folder.glob("*_batch*"))
+    return image_data("cifar10", arrays, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD,
+                      fingerprint_files(files))
+
+
+def _download(root: Path) -> Path:
+    from torchvision.datasets import CIFAR10
+
+    try:
+        CIFAR10(str(root), train=True, download=True)
+    except Exception as error:  # offline: URLError, socket errors, timeouts
+        raise DatasetNotFound(
+            f"CIFAR-10 was not found under {root} and could not be downloaded ({error}). "
+            f"Point ablate at a local copy with --data-dir PATH or {DATA_ENV}=PATH; PATH may hold "
+            f"torchvision's {BATCHES}/ folder or the Hugging Face layout train.parquet + "
+            "test.parquet. For a run without any download use the dataset 'cifar10-mini'."
+        ) from error
+    return root / BATCHES
+
+
+def cifar10(*, data_dir: Path | None) -> ImageData:
+    """All of CIFAR-10 (50,000 train / 10,000 test images)."""
+    given = data_dir or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
+    roots = [given] if given else [cache_dir() / "data"]
+    for root in roots:
+        pair = _parquet_pair(root)
+        if pair:
+            arrays, fingerprint = load_parquet_pair(*pair)
+            return image_data("cifar10", arrays, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD,
+                              fingerprint)
+        batches = _batches_dir(root)
+        if batches:
+            return _from_batches(batches)
+    return _from_batches(_download(roots[0]))
+
+
+def cifar10_mini(*, data_dir: Path | None) -> ImageData:
+    """The first 5,000 train and 1,000 test images of CIFAR-10, shipped with ablate."""
+    arrays, fingerprint = load_parquet_pair(MINI_DIR / "train.parquet", MINI_DIR / "test.parquet")
+    return image_data("cifar10-mini", arrays, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD,
+                      fingerprint)
+
+
+@hookimpl
+def register_datasets(register: Registrar) -> None:
+    register("cifar10", cifar10,
+             "CIFAR-10, 50,000/10,000 images, from --data-dir, $ABLATE_DATA or a download")
+    register("cifar10-mini", cifar10_mini,
+             "first 5,000 train / 1,000 test images of CIFAR-10, shipped inside the package")

@@ -1,0 +1,29 @@
+"""Optimizers: SGD (momentum, Nesterov, weight decay) and Adam."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from ablate import hookimpl
+from ablate.registry import Registrar
+
+
+def sgd(*, params: Iterable[torch.nn.Parameter], lr: float = 0.1, momentum: float = 0.9,
+        nesterov: bool = False, weight_decay: float = 5e-4) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov,
+                           weight_decay=weight_decay)
+
+
+def adam(*, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
+         weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+@hookimpl
+def register_optimizers(register: Registrar) -> None:
+    register("sgd", sgd, "stochastic gradient descent with momentum",
+             params={"lr": "learning rate", "momentum": "momentum factor",
+                     "nesterov": "use Nesterov momentum", "weight_decay": "L2 penalty"})
+    register("adam", adam, "Adam", params={"lr": "learning rate", "weight_decay": "L2 penalty"})
