@@ -7,6 +7,7 @@ define-by-run ``configure(trial) -> dict`` used by sampler designs.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 import traceback
@@ -69,8 +70,12 @@ def locate(study: Study, key: str | None, value: Any = None) -> str:
     except OSError:
         return f"{filename}:{study_line}"
     key_pattern = re.compile(rf"""(\b{re.escape(key)}\s*=|["']{re.escape(key)}["']\s*:)""")
-    value_texts = [repr(value), str(value)] if value is not None else []
     with_key = [n for n, text in enumerate(lines, 1) if key_pattern.search(text)]
-    with_value = [n for n in with_key if any(v in lines[n - 1] for v in value_texts)]
-    found = (with_value or with_key or [study_line])[0]
+    # Exact spellings of the value first ('x', "x"), then its bare text.
+    spellings = [[repr(value), json.dumps(value, default=str)], [str(value)]] if value is not None else []
+    for texts in spellings:
+        with_value = [n for n in with_key if any(t in lines[n - 1] for t in texts)]
+        if with_value:
+            return f"{filename}:{with_value[0]}"
+    found = (with_key or [study_line])[0]
     return f"{filename}:{found}"

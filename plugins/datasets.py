@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
+
+import numpy as np
 
 from ablate import hookimpl
 from ablate.data import (
@@ -21,6 +24,7 @@ from ablate.registry import Registrar
 DATA_ENV = "ABLATE_DATA"
 MINI_DIR = Path(__file__).parent / "data" / "cifar10_mini"
 BATCHES = "cifar-10-batches-py"
+BATCH_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
 class DatasetNotFound(RuntimeError):
@@ -37,22 +41,29 @@ def _parquet_pair(root: Path) -> tuple[Path, Path] | None:
 
 def _batches_dir(root: Path) -> Path | None:
     for folder in (root, root / BATCHES):
-        if folder.name == BATCHES and (folder / "data_batch_1").is_file() and (folder / "test_batch").is_file():
+        if all((folder / n).is_file() for n in BATCH_FILES):
             return folder
     return None
 
 
-def _from_batches(folder: Path) -> ImageData:
-    """The official python-pickle release, read through torchvision's own reader."""
-    import numpy as np
-    from torchvision.datasets import CIFAR10
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of the official python release: a pickled dict of ``data`` and ``labels``.
 
-    arrays = {}
-    for split, train in (("train", True), ("test", False)):
-        dataset = CIFAR10(str(folder.parent), train=train, download=False)
-        arrays[f"{split}_x"] = dataset.data.transpose(0, 3, 1, 2)  # NHWC -> NCHW
-        arrays[f"{split}_y"] = np.asarray(dataset.targets)
-    files = sorted(folder.glob("*_batch*"))
+    These files are pickles by design of the release (torchvision reads them the same way);
+    only point ablate at a copy you trust.
+    """
+    with path.open("rb") as handle:
+        batch = pickle.load(handle, encoding="latin1")
+    images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return images, np.asarray(batch["labels"], dtype=np.int64)
+
+
+def _from_batches(folder: Path) -> ImageData:
+    """The official ``cifar-10-batches-py`` release (five train batches and a test batch)."""
+    *train, (test_x, test_y) = [_read_batch(folder / name) for name in BATCH_FILES]
+    arrays = {"train_x": np.concatenate([x for x, _ in train]),
+              "train_y": np.concatenate([y for _, y in train]), "test_x": test_x, "test_y": test_y}
+    files = [folder / name for name in BATCH_FILES]
     return image_data("cifar10", arrays, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD,
                       fingerprint_files(files))
 

@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny in-memory datasets and plugins, and a results folder per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import ablate
+from ablate.data import CIFAR10_MEAN, CIFAR10_STD, ImageData
+from ablate.discovery import Plugins, load_plugins
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10"
+
+
+def tiny_data(train: int = 64, test: int = 32, classes: int = 3, seed: int = 0) -> ImageData:
+    """A learnable toy dataset: each class has its own mean colour plus noise."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def split(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.arange(count) % classes
+        base = (labels.float() / max(classes - 1, 1) * 200 + 20).view(-1, 1, 1, 1)
+        noise = torch.randint(-20, 21, (count, 3, 8, 8), generator=generator).float()
+        return (base + noise).clamp(0, 255).to(torch.uint8), labels
+
+    train_x, train_y = split(train)
+    test_x, test_y = split(test)
+    return ImageData("tiny", train_x, train_y, test_x, test_y,
+                     tuple(f"class{i}" for i in range(classes)), CIFAR10_MEAN, CIFAR10_STD, "tiny")
+
+
+class TinyPlugin:
+    """An in-process plugin with a toy dataset and a small linear model."""
+
+    @ablate.hookimpl
+    def register_datasets(self, register):  # type: ignore[no-untyped-def]
+        register("tiny", lambda *, data_dir: tiny_data(), "toy colour dataset for tests")
+
+    @ablate.hookimpl
+    def register_models(self, register):  # type: ignore[no-untyped-def]
+        def linear(*, num_classes: int, hidden: int = 8) -> torch.nn.Module:
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, hidden),
+                                       torch.nn.ReLU(), torch.nn.Linear(hidden, num_classes))
+
+        register("tiny_mlp", linear, "a two-layer perceptron for tests",
+                 params={"hidden": "hidden units"})
+
+
+@pytest.fixture
+def plugins() -> Plugins:
+    """The installed plugins plus :class:`TinyPlugin`."""
+    return load_plugins(extra={"tests:tiny": TinyPlugin()})
+
+
+@pytest.fixture
+def cli_plugins(plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> Plugins:
+    """Make the CLI use :func:`plugins` (installed plugins plus the tiny test plugin)."""
+    monkeypatch.setattr("ablate.cli.get_plugins", lambda: plugins)
+    return plugins

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from ablate.registry import Component, Registrar, Registry, RegistryError, coerce_value
+
+
+def factory(*, num_classes: int, width: int = 64, dropout: float = 0.0) -> tuple[int, int, float]:
+    return num_classes, width, dropout
+
+
+def test_params_come_from_keyword_only_defaults_and_context_is_left_out() -> None:
+    register = Registrar("model", "p")
+    register("m", factory, "a model", params={"width": "channels", "dropout": "p"})
+    (component,) = register.staged
+    assert [(p.name, p.default, p.description) for p in component.params] == [
+        ("width", 64, "channels"), ("dropout", 0.0, "p")]
+    assert component.build({"num_classes": 3}, {"width": 8}) == (3, 8, 0.0)
+
+
+def test_every_parameter_needs_a_description() -> None:
+    with pytest.raises(RegistryError, match="'dropout' has no description"):
+        Registrar("model", "p")("m", factory, "a model", params={"width": "channels"})
+
+
+def test_described_parameter_must_exist() -> None:
+    with pytest.raises(RegistryError, match="nope"):
+        Registrar("model", "p")("m", factory, "d", params={"width": "", "dropout": "", "nope": ""})
+
+
+def test_description_must_be_one_line() -> None:
+    with pytest.raises(RegistryError, match="one-line"):
+        Registrar("model", "p")("m", lambda: None, "two\nlines")
+
+
+def test_duplicate_name_names_both_plugins() -> None:
+    registry = Registry()
+    registry.add(Component("model", "m", factory, "d", (), "first-plugin"))
+    with pytest.raises(RegistryError, match="second-plugin.*already registered by plugin 'first-plugin'"):
+        registry.add(Component("model", "m", factory, "d", (), "second-plugin"))
+
+
+def test_unknown_name_lists_available_and_suggests() -> None:
+    registry = Registry()
+    registry.add(Component("model", "resnet18", factory, "d", (), "p"))
+    with pytest.raises(RegistryError, match=r"unknown model 'resnet81'; available: resnet18\. "
+                                            r"Did you mean 'resnet18'\?"):
+        registry.get("model", "resnet81")
+
+
+@pytest.mark.parametrize(("value", "default", "expected"), [
+    (1, 0.5, 1.0), (True, False, True), ((7, 12), (30,), (7, 12)), ([1, 2], (3,), (1, 2)),
+    ("a", "b", "a"), (3, 4, 3),
+])
+def test_coercion_accepts_compatible_values(value: object, default: object, expected: object) -> None:
+    result = coerce_value(value, default, "x")
+    assert result == expected and type(result) is type(expected)
+
+
+@pytest.mark.parametrize(("value", "default"), [("0.5", 0.5), (1.5, 4), (True, 4), (1, False),
+                                                 (("a",), (1,))])
+def test_coercion_rejects_wrong_types(value: object, default: object) -> None:
+    with pytest.raises(ValueError, match="parameter 'x' takes"):
+        coerce_value(value, default, "x")

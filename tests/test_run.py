@@ -1,0 +1,204 @@
+"""End-to-end runs through the CLI on the tiny in-process plugin (fast) and on the smoke preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+import ablate
+from ablate.cli import app
+from ablate.discovery import Plugins
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = '''
+from ablate import Study, choice, sampler
+
+study = Study(
+    name="tiny_study",
+    question="Does hidden width matter?",
+    baseline=dict(dataset="tiny", model="tiny_mlp", hidden=8, epochs=2, batch_size=16,
+                  eval_batch_size=16, lr=0.05, train_eval_size=32),
+    factors=dict(hidden=choice(4, 8)),
+    seeds=2,
+)
+'''
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
+
+
+def tiny_study(tmp_path: Path, text: str = TINY) -> Path:
+    path = tmp_path / "tiny.py"
+    path.write_text(text)
+    return path
+
+
+def table(results: Path, name: str) -> list[dict]:
+    return ds.dataset(results / name, format="parquet").to_table().to_pylist()
+
+
+def test_smoke_preset_writes_18_trials_with_the_schema_and_rerun_adds_nothing(tmp_path: Path) -> None:
+    code, output = invoke("run", str(REPO / "studies" / "dropout_gap.py"), "--preset", "smoke",
+                          "--results-dir", str(tmp_path))
+    assert code == 0, output
+    assert "preset smoke" in output and "device: cpu" in output
+    results = tmp_path / "dropout_gap"
+    trials = table(results, "trials")
+    assert len(trials) == 18 and {t["state"] for t in trials} == {"complete"}
+    required = {"study", "trial", "attempt", "state", "seed", "param_dropout", "param_augment",
+                "test_acc", "train_acc", "train_eval_acc", "seconds", "device", "torch_version",
+                "ablate_version"}
+    assert required <= set(trials[0])
+    cells = {(t["param_dropout"], t["param_augment"]) for t in trials}
+    assert cells == {(d, a) for d in (0.0, 0.25, 0.5) for a in ("none", "crop_flip")}
+    assert sorted(t["seed"] for t in trials) == [0] * 6 + [1] * 6 + [2] * 6
+    assert all(0.0 <= t["test_acc"] <= 1.0 and t["ablate_version"] == ablate.__version__ for t in trials)
+    epochs = table(results, "epochs")
+    assert len(epochs) == 18  # one epoch per trial in the smoke preset
+    assert {"study", "trial", "attempt", "epoch", "lr", "train_loss", "train_acc", "train_eval_acc",
+            "test_loss", "test_acc", "seconds"} <= set(epochs[0])
+    classes = table(results, "classes")
+    assert len(classes) == 18 * 10
+    assert {c["class_name"] for c in classes} >= {"airplane", "truck"}
+    # Readable without ablate: pandas straight from the folder.
+    pandas = pytest.importorskip("pandas")
+    assert len(pandas.read_parquet(results / "trials")) == 18
+
+    code, output = invoke("run", str(REPO / "studies" / "dropout_gap.py"), "--preset", "smoke",
+                          "--results-dir", str(tmp_path))
+    assert code == 0 and "nothing to run" in output
+    assert len(table(results, "trials")) == 18 and len(table(results, "epochs")) == 18
+
+
+class InterruptAt:
+    """A plugin that presses Ctrl-C during the given trial's first epoch."""
+
+    def __init__(self, trial: int) -> None:
+        self.trial = trial
+
+    @ablate.hookimpl
+    def on_epoch_end(self, trial, epoch):  # type: ignore[no-untyped-def]
+        if trial.trial == self.trial:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_only_the_missing_trials(tmp_path: Path, cli_plugins: Plugins) -> None:
+    study = tiny_study(tmp_path)
+    cli_plugins.manager.register(InterruptAt(2), name="tests:interrupt")
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    assert code == 130, output
+    states = {(t["trial"], t["attempt"]): t["state"] for t in table(tmp_path / "tiny_study", "trials")}
+    assert states == {(0, 1): "complete", (1, 1): "complete", (2, 1): "interrupted"}
+    cli_plugins.manager.unregister(name="tests:interrupt")
+
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    assert code == 0, output
+    trials = table(tmp_path / "tiny_study", "trials")
+    complete = sorted(t["trial"] for t in trials if t["state"] == "complete")
+    assert complete == [0, 1, 2, 3]  # each exactly once: 0 and 1 were not trained again
+    assert {(t["trial"], t["attempt"]) for t in trials if t["state"] == "complete"} == {
+        (0, 1), (1, 1), (2, 2), (3, 1)}
+
+
+class FailingModel:
+    """Registers a model whose first ``failures`` builds raise."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    @ablate.hookimpl
+    def register_models(self, register):  # type: ignore[no-untyped-def]
+        def flaky(*, num_classes: int) -> object:
+            if self.failures > 0:
+                self.failures -= 1
+                raise RuntimeError("simulated out-of-memory")
+            from torch import nn
+            return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, num_classes))
+
+        register("flaky", flaky, "fails on its first builds")
+
+
+def test_failed_trial_is_recorded_and_retried(tmp_path: Path, plugins: Plugins,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablate.discovery import load_plugins
+
+
+    loaded = load_plugins(extra={"tests:tiny": plugins.manager.get_plugin("tests:tiny"),
+                                 "tests:flaky": FailingModel(1)})
+    monkeypatch.setattr("ablate.cli.get_plugins", lambda: loaded)
+    study = tiny_study(tmp_path, TINY.replace('model="tiny_mlp", hidden=8', 'model="flaky"')
+                       .replace("factors=dict(hidden=choice(4, 8))", "factors={}"))
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    assert code == 0, output
+    rows = sorted(table(tmp_path / "tiny_study", "trials"), key=lambda t: (t["trial"], t["attempt"]))
+    assert [(t["trial"], t["attempt"], t["state"]) for t in rows] == [
+        (0, 1, "fail"), (0, 2, "complete"), (1, 1, "complete")]
+    assert "simulated out-of-memory" in rows[0]["error"]
+    assert rows[1]["error"] is None
+
+    loaded.manager.get_plugin("tests:flaky").failures = 10
+    other = tmp_path / "other"
+    code, output = invoke("run", str(study), "--results-dir", str(other), "--retries", "0")
+    assert code == 1 and "trials failed after retries" in output
+    assert [t["state"] for t in table(other / "tiny_study", "trials")] == ["fail", "fail"]
+
+
+def test_changed_study_refuses_to_mix_results(tmp_path: Path, cli_plugins: Plugins) -> None:
+    study = tiny_study(tmp_path)
+    assert invoke("run", str(study), "--results-dir", str(tmp_path))[0] == 0
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path), "--set", "epochs=1")
+    assert code == 2 and "different version of study" in " ".join(output.split())
+
+
+class BrokenListener:
+    @ablate.hookimpl
+    def on_epoch_end(self, trial, epoch):  # type: ignore[no-untyped-def]
+        raise RuntimeError("listener bug")
+
+
+def test_a_plugin_raising_in_an_event_hook_does_not_stop_the_study(
+        tmp_path: Path, cli_plugins: Plugins) -> None:
+    cli_plugins.manager.register(BrokenListener(), name="tests:broken-listener")
+    code, output = invoke("run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path))
+    assert code == 0, output
+    assert "tests:broken-listener" in output and "listener bug" in output
+    assert len(table(tmp_path / "tiny_study", "trials")) == 4
+
+
+def test_sampler_design_with_configure_and_an_sqlite_storage(tmp_path: Path, cli_plugins: Plugins) -> None:
+    text = TINY.replace("factors=dict(hidden=choice(4, 8)),", 'design=sampler("random", trials=3),')
+    text += "\n\ndef configure(trial):\n    return {'hidden': trial.suggest_int('hidden', 2, 16)}\n"
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    code, output = invoke("run", str(tiny_study(tmp_path, text)), "--results-dir", str(tmp_path),
+                          "--storage", storage)
+    assert code == 0, output
+    trials = table(tmp_path / "tiny_study", "trials")
+    assert len(trials) == 3 and all(2 <= t["param_hidden"] <= 16 for t in trials)
+    stored = optuna.load_study(study_name="tiny_study", storage=storage)
+    finished = [t for t in stored.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == 3
+    assert [t.params["hidden"] for t in finished] == [t["param_hidden"] for t in
+                                                      sorted(trials, key=lambda t: t["trial"])]
+    assert invoke("run", str(tiny_study(tmp_path, text)), "--results-dir", str(tmp_path),
+                  "--storage", storage)[0] == 0
+    assert len(table(tmp_path / "tiny_study", "trials")) == 3
+
+
+def test_grid_trials_are_recorded_in_the_default_journal_storage(tmp_path: Path, cli_plugins: Plugins) -> None:
+    assert invoke("run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path))[0] == 0
+    journal = tmp_path / "tiny_study" / "optuna.journal"
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    stored = optuna.load_study(study_name="tiny_study",
+                               storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert sorted((t.user_attrs["trial"], t.params["hidden"]) for t in stored.trials) == [
+        (0, 4), (1, 8), (2, 4), (3, 8)]
+    file = tmp_path / "tiny_study" / "trials" / "trial-00000-attempt-01.parquet"
+    assert pq.read_table(file).column("param_hidden").to_pylist() == [4]

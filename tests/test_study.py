@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+
+from ablate import Preset, Study, choice, sampler, uniform
+from ablate.study import StudyError
+
+
+def make(**overrides: object) -> Study:
+    fields = dict(
+        name="s", question="q?", baseline=dict(model="resnet18", dropout=0.0, augment="crop_flip"),
+        factors=dict(dropout=choice(0.0, 0.25, 0.5), augment=choice("none", "crop_flip")),
+        seeds=3, presets=dict(small=Preset("small", dict(width=4), seeds=2)),
+    )
+    fields.update(overrides)
+    return Study(**fields)  # type: ignore[arg-type]
+
+
+def test_grid_is_every_combination_times_seeds_in_seed_major_order() -> None:
+    plan = make().plan()
+    assert plan.size == 18
+    assert [t.seed for t in plan.trials[:6]] == [0] * 6
+    assert [t.index for t in plan.trials] == list(range(18))
+    cells = {t.cell for t in plan.trials}
+    assert len(cells) == 6 and "dropout=0.25,augment=none" in cells
+    assert plan.trials[1].params == dict(model="resnet18", dropout=0.0, augment="crop_flip")
+
+
+def test_one_factor_at_a_time_varies_each_factor_alone_from_the_baseline() -> None:
+    plan = make(design="oat", seeds=1).plan()
+    assert [dict(t.levels) for t in plan.trials] == [
+        dict(dropout=0.0, augment="crop_flip"), dict(dropout=0.25, augment="crop_flip"),
+        dict(dropout=0.5, augment="crop_flip"), dict(dropout=0.0, augment="none")]
+
+
+def test_preset_overrides_baseline_and_seeds_and_set_overrides_preset() -> None:
+    plan = make().plan("small", {"width": 2})
+    assert plan.seeds == (0, 1) and plan.size == 12
+    assert plan.baseline["width"] == 2 and plan.preset == "small"
+
+
+def test_set_on_a_factor_fixes_it() -> None:
+    plan = make().plan(None, {"dropout": 0.5})
+    assert plan.size == 6 and all(t.params["dropout"] == 0.5 for t in plan.trials)
+
+
+def test_unknown_preset_lists_presets() -> None:
+    with pytest.raises(StudyError, match="no preset 'big'; presets: small"):
+        make().plan("big")
+
+
+def test_fingerprint_changes_with_what_the_results_mean() -> None:
+    study = make()
+    assert study.plan().fingerprint() == make().plan().fingerprint()
+    assert study.plan().fingerprint() != study.plan("small").fingerprint()
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    (dict(metric="acc"), "metric 'acc'"),
+    (dict(design="random"), "design 'random'"),
+    (dict(factors=dict(lr=uniform(0.01, 0.1))), "needs design=sampler"),
+    (dict(design="oat", factors=dict(width=choice(4, 8))), "no 'width'"),
+    (dict(default_preset="huge"), "default_preset 'huge'"),
+    (dict(name="a b"), "study name"),
+])
+def test_inconsistent_declarations_fail_early(fields: dict, message: str) -> None:
+    with pytest.raises(StudyError, match=message):
+        make(**fields)
+
+
+def test_sampler_design_has_a_trial_budget() -> None:
+    plan = make(design=sampler("random", trials=5), factors=dict(lr=uniform(0.01, 0.1))).plan()
+    assert plan.sampled and plan.size == 5 and plan.trials == ()
+
+
+def test_study_records_where_it_was_declared() -> None:
+    study = make()
+    assert study.location[0] == __file__
