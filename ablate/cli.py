@@ -126,19 +126,21 @@ def list_components(
         err.print(f"[red]error:[/] unknown kind {kind!r}; kinds: {', '.join(kinds)}")
         raise typer.Exit(2)
     registry = get_plugins().registry
-    table = Table("kind", "name", "parameter = default", "description", "plugin")
     for current in kinds:
         if wanted not in (None, current):
             continue
+        out.print(f"[bold]{current}s[/]")
         if current == "setting":
             for param in SETTINGS:
-                table.add_row("setting", param.name, repr(param.default), param.description, "ablate")
+                out.print(f"  {param.name} = {param.default!r}  [dim]{param.description}[/]",
+                          highlight=False)
             continue
         for component in registry.of_kind(current):
-            table.add_row(current, component.name, "", component.description, component.plugin)
+            out.print(f"  [bold]{component.name}[/]  {component.description}  "
+                      f"[dim]({component.plugin})[/]", highlight=False)
             for param in component.params:
-                table.add_row("", "", f"{param.name} = {param.default!r}", param.description, "")
-    out.print(table)
+                out.print(f"      {param.name} = {param.default!r}  [dim]{param.description}[/]",
+                          highlight=False)
 
 
 def main() -> None:

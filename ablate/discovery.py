@@ -89,7 +89,9 @@ def _distribution(entry_point: EntryPoint) -> tuple[str, str]:
 
 def _selected_entry_points() -> list[EntryPoint]:
     """The group's entry points; only ablate's own when third-party autoload is disabled."""
-    found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    # Built-ins first, so that a third-party name clash is reported against the third party.
+    found = sorted(entry_points(group=ENTRY_POINT_GROUP),
+                   key=lambda ep: (_distribution(ep)[0] != OWN_DISTRIBUTION, ep.name))
     if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() not in ("", "0"):
         found = [ep for ep in found if _distribution(ep)[0] == OWN_DISTRIBUTION]
     unique: dict[str, EntryPoint] = {}

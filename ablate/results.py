@@ -72,12 +72,24 @@ def write_atomic(table: pa.Table, path: Path) -> None:
         os.close(directory)
 
 
-def trial_table(row: Mapping[str, Any], params: Mapping[str, Any]) -> pa.Table:
-    """One trials row: the fixed columns and one ``param_<name>`` column per parameter."""
+def param_type(value: Any) -> pa.DataType:
+    """The Arrow type of a parameter column holding ``value``."""
+    return pa.array([column_value(value)]).type
+
+
+def trial_table(row: Mapping[str, Any], params: Mapping[str, Any],
+                types: Mapping[str, pa.DataType]) -> pa.Table:
+    """One trials row: the fixed columns and one ``param_<name>`` column per parameter.
+
+    ``types`` lists the study's parameter columns; those this trial lacks are null.
+    """
     fixed = pa.Table.from_pylist([{name: row.get(name) for name in TRIAL_COLUMNS.names}],
                                  schema=TRIAL_COLUMNS)
-    for name, value in sorted(params.items()):
-        fixed = fixed.append_column(PARAM_PREFIX + name, pa.array([column_value(value)]))
+    columns = {**{name: None for name in types}, **params}
+    for name, value in sorted(columns.items()):
+        kind = types.get(name) or param_type(value)
+        fixed = fixed.append_column(PARAM_PREFIX + name,
+                                    pa.array([None if value is None else column_value(value)], kind))
     return fixed
 
 

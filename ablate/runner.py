@@ -25,7 +25,7 @@ import ablate
 from ablate.config import ConfigError, TrialSetup, column_value, resolve
 from ablate.discovery import Plugins
 from ablate.events import EpochRecord, TrialInfo, TrialOutcome
-from ablate.results import ResultsWriter, class_table, epoch_table, trial_table
+from ablate.results import ResultsWriter, class_table, epoch_table, param_type, trial_table
 from ablate.study import Choice, Range, StudyPlan, cell_name
 
 WORKER_ATTR = "worker"
@@ -125,6 +125,7 @@ class Runner:
         self.writer = ResultsWriter(self.study_dir)
         self._datasets: dict[Any, Any] = {}
         self._on_device: dict[Any, Any] = {}
+        self.param_types: dict[str, Any] = {}
 
     # -- validation ------------------------------------------------------------------------
 
@@ -146,6 +147,11 @@ class Runner:
         else:
             samples = [dict(t.params) for t in plan.trials]
         setups = [self._resolve(params) for params in samples]
+        # Every trial file gets the same parameter columns (null where a parameter does not
+        # apply), so that readers see one schema whichever file they open first.
+        for setup, params in zip(setups, samples):
+            for key, value in setup.recorded_params(params).items():
+                self.param_types.setdefault(key, param_type(value))
         active = set()
         for setup, params in zip(setups, samples):
             active.update(key for key in params if key not in setup.inactive)
@@ -344,7 +350,8 @@ class Runner:
                "started_at": started, "error": error}
         classes = (class_table(keys, data.classes, result.class_acc, result.confusion)
                    if result and data else None)
-        self.writer.write(index, attempt, trial_table(row, recorded), epoch_table(keys, epochs),
+        self.writer.write(index, attempt, trial_table(row, recorded, self.param_types),
+                          epoch_table(keys, epochs),
                           classes)
         outcome = TrialOutcome(state, {k: v for k, v in metrics.items() if v is not None}, error)
         self.plugins.emit("on_trial_end", trial=info, outcome=outcome)
