@@ -8,6 +8,7 @@ augmentation and normalisation there, per batch, so no per-image Python runs whi
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass, replace
@@ -74,14 +75,11 @@ def fingerprint_files(paths: list[Path]) -> str:
 
 
 def _decode(encoded: list[bytes]) -> np.ndarray:
-    """Decode PNG/JPEG bytes into one uint8 array (N, 3, H, W)."""
-    from torchvision.io import ImageReadMode, decode_image
+    """Decode PNG/JPEG bytes into one uint8 array (N, 3, H, W) with Pillow."""
+    from PIL import Image
 
-    images = [
-        decode_image(torch.frombuffer(bytearray(blob), dtype=torch.uint8), ImageReadMode.RGB)
-        for blob in encoded
-    ]
-    return torch.stack(images).numpy()
+    images = [np.asarray(Image.open(io.BytesIO(blob)).convert("RGB")) for blob in encoded]
+    return np.stack(images).transpose(0, 3, 1, 2)
 
 
 def read_parquet_split(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ablate_plugins.models import BasicBlock, resnet18, simple_cnn
+
+
+def test_resnet18_is_the_cifar_variant() -> None:
+    model = resnet18(num_classes=10, width=64)
+    stem_conv = model.stem[0]
+    assert stem_conv.kernel_size == (3, 3) and stem_conv.stride == (1, 1)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == 8
+    assert [b.conv2.out_channels for b in blocks[::2]] == [64, 128, 256, 512]
+    assert [b.conv1.stride[0] for b in blocks[::2]] == [1, 2, 2, 2]
+    assert model.classifier.in_features == 512
+    # 11.17 M parameters: the figure usually quoted for the CIFAR ResNet-18.
+    assert sum(p.numel() for p in model.parameters()) == 11_173_962
+
+
+def test_width_scales_channels_and_dropout_sits_before_the_classifier() -> None:
+    model = resnet18(num_classes=4, width=8, dropout=0.5)
+    assert model.classifier.in_features == 64 and model.classifier.out_features == 4
+    assert model.dropout.p == 0.5
+    x = torch.randn(8, 3, 32, 32)
+    model.eval()
+    assert torch.equal(model(x), model(x))  # dropout off in eval mode
+    model.train()
+    torch.manual_seed(0)
+    features = model.pool(model.stages(model.stem(x))).flatten(1)
+    assert (model.dropout(features) == 0).float().mean() > 0.3
+
+
+def test_simple_cnn_is_the_tutorial_network() -> None:
+    model = simple_cnn(num_classes=10)
+    assert sum(p.numel() for p in model.parameters()) == 62_006
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("bad", [dict(width=0), dict(dropout=1.0)])
+def test_resnet18_rejects_bad_parameters(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        resnet18(num_classes=10, **bad)

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ablate.config import resolve
+from ablate.discovery import Plugins
+from ablate.trainer import fit, to_device
+
+from .conftest import tiny_data
+
+CPU = torch.device("cpu")
+
+
+def train(plugins: Plugins, seed: int = 0, **params: object):  # type: ignore[no-untyped-def]
+    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 4, "batch_size": 16,
+                     "eval_batch_size": 10, "lr": 0.05, **params}, plugins.registry)
+    data = to_device(tiny_data(), CPU, setup.settings["train_eval_size"])
+    seen = []
+    result = fit(setup, data, 3, seed, CPU, seen.append)
+    return result, seen
+
+
+def test_every_epoch_is_measured_and_reported(plugins: Plugins) -> None:
+    result, seen = train(plugins, scheduler="multistep", milestones=(2, 3), gamma=0.5)
+    assert [e.epoch for e in result.epochs] == [1, 2, 3, 4] and list(result.epochs) == seen
+    assert [e.lr for e in result.epochs] == pytest.approx([0.05, 0.05, 0.025, 0.0125])
+    for record in result.epochs:
+        for value in (record.train_acc, record.train_eval_acc, record.test_acc):
+            assert 0.0 <= value <= 1.0
+        assert math.isfinite(record.train_loss) and record.seconds > 0
+    assert result.final.test_acc > 0.6  # the toy classes are easy to separate
+
+
+def test_same_seed_same_run_and_other_seed_another(plugins: Plugins) -> None:
+    first, _ = train(plugins, seed=5, augment="crop_flip")
+    second, _ = train(plugins, seed=5, augment="crop_flip")
+    other, _ = train(plugins, seed=6, augment="crop_flip")
+    assert first.epochs[-1].train_loss == second.epochs[-1].train_loss
+    assert [e.test_loss for e in first.epochs] == [e.test_loss for e in second.epochs]
+    assert first.epochs[-1].train_loss != other.epochs[-1].train_loss
+
+
+def test_confusion_matrix_and_per_class_accuracy_agree(plugins: Plugins) -> None:
+    result, _ = train(plugins)
+    confusion = torch.tensor(result.confusion)
+    assert confusion.sum() == 32 and confusion.shape == (3, 3)
+    per_class = (confusion.diag().float() / confusion.sum(1)).tolist()
+    assert result.class_acc == pytest.approx(per_class)
+    assert confusion.diag().sum().item() / 32 == pytest.approx(result.final.test_acc)
+
+
+def test_train_eval_subset_is_fixed_and_sized() -> None:
+    first = to_device(tiny_data(), CPU, 10)
+    second = to_device(tiny_data(), CPU, 10)
+    assert first.train_eval_x.shape[0] == 10 and torch.equal(first.train_eval_x, second.train_eval_x)
+    assert to_device(tiny_data(), CPU, 10_000).train_eval_x.shape[0] == 64
+
+
+def test_a_trailing_batch_of_one_is_dropped_for_batchnorm(plugins: Plugins) -> None:
+    setup = resolve({"dataset": "tiny", "model": "resnet18", "width": 2, "epochs": 1,
+                     "batch_size": 21, "train_size": 64}, plugins.registry)  # 64 = 3 * 21 + 1
+    data = to_device(tiny_data().head(64, 0), CPU, 16)
+    result = fit(setup, data, 3, 0, CPU)
+    assert len(result.epochs) == 1
+
+
+def test_divergence_is_an_error_not_a_silent_nan(plugins: Plugins) -> None:
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train(plugins, lr=1e12, momentum=0.0)
