@@ -202,3 +202,33 @@ def test_grid_trials_are_recorded_in_the_default_journal_storage(tmp_path: Path,
         (0, 4), (1, 8), (2, 4), (3, 8)]
     file = tmp_path / "tiny_study" / "trials" / "trial-00000-attempt-01.parquet"
     assert pq.read_table(file).column("param_hidden").to_pylist() == [4]
+
+
+def test_ctrl_c_on_the_real_command_then_rerun_completes_without_repeats(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "ablate", "run", str(REPO / "studies" / "dropout_gap.py"),
+               "--preset", "smoke", "--results-dir", str(tmp_path)]
+    trials_dir = tmp_path / "dropout_gap" / "trials"
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(trials_dir.glob("*.parquet"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "run the same command again" in output
+    before = {(t["trial"], t["attempt"]): t["state"] for t in table(tmp_path / "dropout_gap", "trials")}
+    finished_before = {trial for (trial, _), state in before.items() if state == "complete"}
+    assert 3 <= len(finished_before) < 18
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    trials = table(tmp_path / "dropout_gap", "trials")
+    complete = [t for t in trials if t["state"] == "complete"]
+    assert sorted(t["trial"] for t in complete) == list(range(18))
+    # Trials finished before the interruption kept their first attempt: none ran twice.
+    assert all(t["attempt"] == 1 for t in complete if t["trial"] in finished_before)
