@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -16,8 +17,10 @@ from ablate.discovery import Plugins, describe, get_plugins
 
 app = typer.Typer(help=__doc__ and "Run ablation studies of image classifiers.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-out = Console()
-err = Console(stderr=True)
+# Messages are never hard-wrapped (paths stay whole, output stays grep-able); tables piped to a
+# file get a width that fits them rather than rich's default 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -39,6 +42,20 @@ def _report_failures(plugins: Plugins) -> None:
     for failure in plugins.failures:
         err.print(f"[yellow]warning:[/] plugin {failure.name!r} ({failure.distribution} "
                   f"{failure.version}) failed to {failure.stage}: {failure.error}", highlight=False)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and ``kill`` end the run the same way: the running attempt is recorded.
+
+    A process started in the background by a non-interactive shell inherits SIGINT as
+    ignored, and Python then never raises KeyboardInterrupt; install the handlers explicitly.
+    """
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
 
 
 @app.command()
@@ -71,6 +88,7 @@ def run(
     out.print(f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
               f"{plan.size} trials; {plan.question}", highlight=False)
     options = RunOptions(results_dir, device, storage, data_dir, retries)
+    _interrupt_on_signals()
     with ProgressDisplay(out) as display:
         plugins.manager.register(display, name="ablate:progress")
         runner = Runner(plan, options, plugins, log=display.log, progress=display,
@@ -143,8 +161,48 @@ def list_components(
                           highlight=False)
 
 
+@app.command()
+def report(
+    study_dir: Annotated[Optional[Path], typer.Argument(help="RESULTS_DIR/STUDY; without it, "
+                                                         "list the studies under results/")] = None,
+    format_: Annotated[str, typer.Option("--format", help="text, markdown, json or html")] = "text",
+    metric: Annotated[Optional[str], typer.Option(help="metric for the effects (default: the "
+                                                       "study's)")] = None,
+    results_dir: Annotated[Path, typer.Option(help="where to look for studies")] = Path("results"),
+) -> None:
+    """Answer a study's question: cells, paired effects with intervals, plots, one HTML page."""
+    from ablate.report import ReportError, build, list_studies
+    from ablate.report import render
+
+    if format_ not in ("text", "markdown", "json", "html"):
+        err.print(f"[red]error:[/] --format must be text, markdown, json or html, not {format_!r}")
+        raise typer.Exit(2)
+    if study_dir is None:
+        studies = list_studies(results_dir)
+        if not studies:
+            out.print(f"no studies under {results_dir}/ yet: run `ablate run STUDY` first")
+        for name, attempts in studies:
+            out.print(f"{results_dir / name}  ({attempts} trial attempts)", highlight=False)
+        return
+    try:
+        files = build(study_dir, metric)
+    except ReportError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    if format_ == "json":
+        print(render.to_json(files.report, files.plots))
+    elif format_ == "markdown":
+        print(render.markdown(files.report, files.plots))
+    elif format_ == "html":
+        print(files.html)
+    else:
+        render.print_text(files.report, out)
+    if format_ != "json":
+        err.print(f"plots and HTML written to {files.html.parent}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point; plugin commands are added before Typer parses."""
-    if len(sys.argv) > 1 and sys.argv[1] not in ("run", "plugins", "list"):
+    if len(sys.argv) > 1 and sys.argv[1] not in ("run", "plugins", "list", "report"):
         get_plugins().emit("register_commands", app=app)
     app()

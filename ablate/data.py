@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from ablate.results import write_file_atomic
+
 CACHE_ENV = "ABLATE_CACHE"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -107,16 +109,6 @@ def parquet_class_names(path: Path) -> tuple[str, ...] | None:
         return None
 
 
-def _atomic_save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
-        np.savez(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def load_parquet_pair(train: Path, test: Path) -> tuple[dict[str, np.ndarray], str]:
     """Decoded train/test arrays of a Parquet pair, through the on-disk decode cache."""
     fingerprint = fingerprint_files([train, test])
@@ -131,7 +123,7 @@ def load_parquet_pair(train: Path, test: Path) -> tuple[dict[str, np.ndarray], s
     test_x, test_y = read_parquet_split(test)
     arrays = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
     try:
-        _atomic_save(cached, arrays)
+        write_file_atomic(cached, lambda handle: np.savez(handle, **arrays))
     except OSError:  # a read-only home still trains, just without the cache
         pass
     return arrays, fingerprint

@@ -25,7 +25,14 @@ import ablate
 from ablate.config import ConfigError, TrialSetup, column_value, resolve
 from ablate.discovery import Plugins
 from ablate.events import EpochRecord, TrialInfo, TrialOutcome
-from ablate.results import ResultsWriter, class_table, epoch_table, param_type, trial_table
+from ablate.results import (
+    ResultsWriter,
+    class_table,
+    epoch_table,
+    param_type,
+    trial_table,
+    write_text_atomic,
+)
 from ablate.study import Choice, Range, StudyPlan, cell_name
 
 WORKER_ATTR = "worker"
@@ -191,7 +198,23 @@ class Runner:
                 f"{recorded}; now preset {self.plan.preset!r}, fingerprint {fingerprint}). "
                 "Results must not mix: pass another --results-dir, or delete that folder.")
         self._fail_stale(study)
+        self._write_description()
         return study
+
+    def _write_description(self) -> None:
+        """``study.json``: what the report needs to know (question, baseline, factors, size)."""
+        plan = self.plan
+        factors = {k: ([column_value(v) for v in f.values] if isinstance(f, Choice) else vars(f))
+                   for k, f in plan.factors.items()}
+        description = {
+            "name": plan.name, "question": plan.question, "preset": plan.preset,
+            "metric": plan.metric, "direction": plan.direction,
+            "design": plan.design if isinstance(plan.design, str) else vars(plan.design),
+            "baseline": {k: column_value(v) for k, v in plan.baseline.items()},
+            "factors": factors, "seeds": list(plan.seeds), "trials": plan.size,
+            "fingerprint": plan.fingerprint(),
+        }
+        write_text_atomic(self.study_dir / "study.json", json.dumps(description, indent=2))
 
     @staticmethod
     def _fail_stale(study: optuna.Study) -> None:

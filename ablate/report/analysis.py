@@ -1,0 +1,199 @@
+"""From stored trials to answers: per-cell summaries, paired effects, the verdict."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ablate.report.load import StudyResults
+from ablate.report.stats import Comparison, Interval, holm, mean_ci, paired
+
+CELL_METRICS = ("test_acc", "train_acc", "train_eval_acc", "gap_running", "gap_eval",
+                "best_epoch", "seconds")
+EFFECT_METRICS = ("gap_running", "gap_eval")
+DESCRIPTIONS = {
+    "test_acc": "final test accuracy",
+    "train_acc": "train accuracy as seen during training (augmentation and dropout on)",
+    "train_eval_acc": "train accuracy in eval mode on unaugmented images",
+    "gap_running": "test minus running train accuracy",
+    "gap_eval": "eval-mode train minus test accuracy",
+    "best_epoch": "epoch of the best test accuracy",
+    "seconds": "wall time of a trial",
+}
+
+
+def metric_value(trial: Mapping[str, Any], metric: str) -> float | None:
+    """A trial's value of ``metric``, derived gaps included."""
+    if metric == "gap_running":
+        return _difference(trial.get("test_acc"), trial.get("train_acc"))
+    if metric == "gap_eval":
+        return _difference(trial.get("train_eval_acc"), trial.get("test_acc"))
+    value = trial.get(metric)
+    return None if value is None else float(value)
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else float(a) - float(b)
+
+
+def is_accuracy(metric: str) -> bool:
+    return metric.endswith("_acc") or metric.startswith("gap_")
+
+
+def format_value(metric: str, value: float | None, signed: bool = False) -> str:
+    """Accuracies in percent (points for differences), other metrics as they are."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    sign = "+" if signed else ""
+    if is_accuracy(metric):
+        return f"{value * 100:{sign}.1f}"
+    return f"{value:{sign}.3g}"
+
+
+@dataclass
+class Cell:
+    name: str
+    levels: dict[str, Any]
+    baseline: bool
+    trials: list[dict[str, Any]]
+    summary: dict[str, Interval] = field(default_factory=dict)
+
+    def by_seed(self, metric: str) -> dict[int, float]:
+        values = {t["seed"]: metric_value(t, metric) for t in self.trials}
+        return {seed: value for seed, value in values.items() if value is not None}
+
+
+@dataclass
+class Effect:
+    """One factor level against the baseline, paired by seed."""
+
+    factor: str
+    level: Any
+    baseline_level: Any
+    cell: str
+    metric: str
+    comparison: Comparison
+
+
+@dataclass
+class Report:
+    study: str
+    question: str
+    metric: str
+    direction: str
+    preset: str
+    cells: list[Cell]
+    effects: list[Effect]
+    verdict: list[str]
+    missing: list[str]
+    counts: dict[str, int]
+    importance: dict[str, float] | None = None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Levels compare as stored: numbers numerically, tuples as their JSON text."""
+    if isinstance(b, (list, tuple)):
+        b = json.dumps(list(b))
+    return a == b
+
+
+def _cells(results: StudyResults) -> list[Cell]:
+    factors = list(results.description.get("factors", {}))
+    baseline = results.description.get("baseline", {})
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for trial in results.complete:
+        grouped.setdefault(trial["cell"], []).append(trial)
+    cells = []
+    for name, trials in grouped.items():
+        levels = {f: trials[0].get(f"param_{f}") for f in factors}
+        is_baseline = all(_same(levels[f], baseline.get(f)) for f in factors if f in baseline)
+        cell = Cell(name, levels, is_baseline and all(f in baseline for f in factors), trials)
+        for metric in CELL_METRICS:
+            cell.summary[metric] = mean_ci(list(cell.by_seed(metric).values()))
+        cells.append(cell)
+    return sorted(cells, key=lambda c: (not c.baseline, c.name))
+
+
+def _effects(cells: list[Cell], metric: str) -> list[Effect]:
+    base = next((c for c in cells if c.baseline), None)
+    if base is None:
+        return []
+    effects = []
+    for cell in cells:
+        changed = [f for f in cell.levels if not _same(cell.levels[f], base.levels[f])]
+        if len(changed) != 1:
+            continue
+        factor = changed[0]
+        treated, control = cell.by_seed(metric), base.by_seed(metric)
+        seeds = sorted(set(treated) & set(control))
+        comparison = paired([treated[s] for s in seeds], [control[s] for s in seeds])
+        effects.append(Effect(factor, cell.levels[factor], base.levels[factor], cell.name,
+                              metric, comparison))
+    adjusted = holm([e.comparison.p for e in effects])
+    for effect, p_holm in zip(effects, adjusted):
+        effect.comparison = Comparison(effect.comparison.difference, effect.comparison.p, p_holm)
+    return effects
+
+
+def sentence(effect: Effect) -> str:
+    """The measured answer for one factor level, in words, with numbers and interval."""
+    d = effect.comparison.difference
+    unit = " points" if is_accuracy(effect.metric) else ""
+    what = f"{effect.factor} = {effect.level} (vs {effect.baseline_level})"
+    if d.n < 2:
+        return (f"{what}: cannot decide: only {d.n} seed(s) paired with the baseline; "
+                "run more seeds.")
+    numbers = (f"{format_value(effect.metric, d.mean, True)}{unit} "
+               f"[95% CI {format_value(effect.metric, d.low, True)}, "
+               f"{format_value(effect.metric, d.high, True)}], "
+               f"Holm p = {effect.comparison.p_holm:.3g}, n = {d.n}")
+    if d.straddles_zero:
+        return f"{what}: no clear effect on {effect.metric}: {numbers}; the interval straddles zero."
+    direction = "raises" if d.mean > 0 else "lowers"
+    strength = "" if (effect.comparison.p_holm or 1.0) < 0.05 else (
+        " (suggestive: not significant after Holm's correction)")
+    return f"{what} {direction} {effect.metric} by {numbers}{strength}."
+
+
+def _missing(results: StudyResults, cells: list[Cell]) -> list[str]:
+    notes = []
+    planned = results.description.get("trials")
+    complete = len(results.complete)
+    if planned and complete < planned:
+        notes.append(f"{complete} of {planned} planned trials are complete; the rest are "
+                     "missing (still running, interrupted, or failed).")
+    failed = sorted({r["trial"] for r in results.attempts if r["state"] != "complete"}
+                    - {r["trial"] for r in results.complete})
+    if failed:
+        notes.append(f"trials with only failed or interrupted attempts: {failed}")
+    seeds = set(results.description.get("seeds", []))
+    for cell in cells:
+        lacking = sorted(seeds - {t["seed"] for t in cell.trials})
+        if lacking:
+            notes.append(f"cell {cell.name} lacks seeds {lacking}")
+    if cells and not any(c.baseline for c in cells):
+        notes.append("the baseline cell has no complete trial: effects cannot be computed")
+    return notes
+
+
+def analyse(results: StudyResults, metric: str | None = None,
+            importance: dict[str, float] | None = None) -> Report:
+    """Summarise every cell, compare each factor level with the baseline, state the verdict."""
+    description = results.description
+    metric = metric or description.get("metric", "test_acc")
+    cells = _cells(results)
+    effects = _effects(cells, metric)
+    gap_effects = [e for m in EFFECT_METRICS if m != metric for e in _effects(cells, m)]
+    verdict = [sentence(e) for e in effects]
+    if not effects:
+        verdict.append("The data cannot decide yet: no factor level has complete trials next to "
+                       "a complete baseline cell.")
+    counts = {"attempts": len(results.attempts), "complete": len(results.complete),
+              "planned": int(description.get("trials") or 0)}
+    return Report(description.get("name", results.folder.name), description.get("question", ""),
+                  metric, description.get("direction", "maximize"), description.get("preset", ""),
+                  cells, effects + gap_effects, verdict, _missing(results, cells), counts,
+                  importance)

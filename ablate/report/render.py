@@ -1,0 +1,163 @@
+"""A report as text, Markdown, JSON or one self-contained HTML file."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ablate.report.analysis import DESCRIPTIONS, Report, format_value
+from ablate.report.stats import Interval
+
+CELL_COLUMNS = ("test_acc", "train_acc", "train_eval_acc", "gap_running", "gap_eval",
+                "best_epoch", "seconds")
+CELL_HEADERS = ("cell", "n", "test %", "train % run", "train % eval", "gap run",
+                "gap eval", "best ep", "s")
+EFFECT_HEADERS = ("factor", "level", "vs", "metric", "diff ± 95% CI", "p", "Holm p", "n")
+LEGEND = ("Means over seeds ± the half-width of their 95 % t interval. 'train % run': train accuracy "
+          "as seen during training (augmentation and dropout on); 'train % eval': in eval mode on "
+          "unaugmented train images; 'gap run' = test - train run; 'gap eval' = train eval - test; "
+          "accuracies and gaps in percent (points).")
+
+
+def _interval_text(metric: str, interval: Interval, signed: bool = False) -> str:
+    """``mean ± half-width``: t intervals are symmetric, so this is exact and compact."""
+    text = format_value(metric, interval.mean, signed)
+    if interval.low is None or interval.high is None:
+        return text
+    return f"{text} ± {format_value(metric, (interval.high - interval.low) / 2)}"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def cell_rows(report: Report) -> list[list[str]]:
+    return [[cell.name + (" (baseline)" if cell.baseline else ""),
+             str(len(cell.trials)),
+             *(_interval_text(m, cell.summary[m]) for m in CELL_COLUMNS)]
+            for cell in report.cells]
+
+
+def effect_rows(report: Report) -> list[list[str]]:
+    rows = []
+    for effect in report.effects:
+        d = effect.comparison.difference
+        rows.append([effect.factor, str(effect.level), str(effect.baseline_level), effect.metric,
+                     _interval_text(effect.metric, d, signed=True), _p(effect.comparison.p),
+                     _p(effect.comparison.p_holm), str(d.n)])
+    return rows
+
+
+def to_dict(report: Report, plots: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Every number the tables show, as plain JSON-able data."""
+    return {
+        "study": report.study, "question": report.question, "preset": report.preset,
+        "metric": report.metric, "direction": report.direction, "counts": report.counts,
+        "verdict": report.verdict, "missing": report.missing,
+        "cells": [{"name": c.name, "baseline": c.baseline, "levels": c.levels,
+                   "seeds": sorted(t["seed"] for t in c.trials),
+                   "metrics": {m: asdict(i) for m, i in c.summary.items()}} for c in report.cells],
+        "effects": [{"factor": e.factor, "level": e.level, "baseline_level": e.baseline_level,
+                     "cell": e.cell, "metric": e.metric,
+                     "difference": asdict(e.comparison.difference), "p": e.comparison.p,
+                     "p_holm": e.comparison.p_holm} for e in report.effects],
+        "importance": report.importance,
+        "plots": {name: str(path) for name, path in (plots or {}).items()},
+        "metric_descriptions": DESCRIPTIONS,
+    }
+
+
+def _headline(report: Report) -> list[str]:
+    lines = [f"{report.study} (preset {report.preset or '-'}): {report.counts['complete']} "
+             f"complete trials, {report.counts['attempts']} attempts"]
+    if report.question:
+        lines.append(f"Question: {report.question}")
+    return lines
+
+
+def print_text(report: Report, console: Console) -> None:
+    for line in _headline(report):
+        console.print(line, highlight=False)
+    console.print("\n[bold]Answer[/]")
+    for line in report.verdict:
+        console.print(f"  - {line}", highlight=False)
+    for note in report.missing:
+        console.print(f"  [yellow]missing:[/] {note}", highlight=False)
+    for title, headers, rows in (("Cells (mean [95% CI] over seeds)", CELL_HEADERS, cell_rows(report)),
+                                 ("Effects against the baseline, paired by seed", EFFECT_HEADERS,
+                                  effect_rows(report))):
+        table = Table(*headers, title=title)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    console.print(LEGEND, style="dim", highlight=False)
+    if report.importance:
+        console.print("Parameter importance (Optuna): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in report.importance.items()), highlight=False)
+
+
+def _markdown_table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(report: Report, plots: dict[str, Path] | None = None) -> str:
+    parts = [f"# {report.study}", *_headline(report)[1:], "", "## Answer", ""]
+    parts += [f"- {line}" for line in report.verdict]
+    parts += [f"- missing: {note}" for note in report.missing]
+    parts += ["", "## Cells (mean [95% CI] over seeds)", "", _markdown_table(CELL_HEADERS, cell_rows(report))]
+    parts += ["", "## Effects against the baseline, paired by seed", "",
+              _markdown_table(EFFECT_HEADERS, effect_rows(report)), "", LEGEND]
+    if report.importance:
+        parts += ["", "## Parameter importance", ""]
+        parts += [f"- {k}: {v:.3f}" for k, v in report.importance.items()]
+    if plots:
+        parts += ["", "## Plots", ""] + [f"![{name}]({path.name})" for name, path in plots.items()]
+    return "\n".join(parts) + "\n"
+
+
+def _html_table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;
+padding:4px 8px;text-align:left}th{background:#f3f3f3}img{max-width:100%}li{margin:.3em 0}"""
+
+
+def html_page(report: Report, plots: dict[str, Path]) -> str:
+    """One HTML file that opens from disk: styles inline, images embedded as data URIs."""
+    escape = html.escape
+    verdict = "".join(f"<li>{escape(line)}</li>" for line in report.verdict)
+    missing = "".join(f"<li>missing: {escape(note)}</li>" for note in report.missing)
+    images = "".join(
+        f"<h3>{escape(name.replace('_', ' '))}</h3><img alt='{escape(name)}' "
+        f"src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
+        for name, path in plots.items())
+    importance = "".join(f"<li>{escape(k)}: {v:.3f}</li>" for k, v in (report.importance or {}).items())
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(report.study)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{escape(report.study)}</h1>"
+        + "".join(f"<p>{escape(line)}</p>" for line in _headline(report))
+        + f"<h2>Answer</h2><ul>{verdict}{missing}</ul>"
+        + "<h2>Cells (mean [95% CI] over seeds)</h2>" + _html_table(CELL_HEADERS, cell_rows(report))
+        + "<h2>Effects against the baseline, paired by seed</h2>"
+        + _html_table(EFFECT_HEADERS, effect_rows(report)) + f"<p><small>{escape(LEGEND)}</small></p>"
+        + (f"<h2>Parameter importance</h2><ul>{importance}</ul>" if importance else "")
+        + f"<h2>Plots</h2>{images}</body></html>"
+    )
+
+
+def to_json(report: Report, plots: dict[str, Path]) -> str:
+    return json.dumps(to_dict(report, plots), indent=2, default=str)
