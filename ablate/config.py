@@ -32,8 +32,14 @@ SETTINGS: tuple[Param, ...] = (
     Param("test_size", 0, "test on the first N test images only (0: all)"),
     Param("train_eval_size", 10000,
           "size of the fixed, unaugmented train subset measured in eval mode each epoch"),
+    Param("checkpoint_every", 1, "save a checkpoint every N epochs for crash recovery (0: never)"),
+    Param("keep_checkpoints", 2, "how many of a trial's newest checkpoints to keep"),
+    Param("resume", "none", "simulated stop-and-reload every resume_every epochs: none, full, "
+          "weights_only, weights_optimizer or weights_scheduler"),
+    Param("resume_every", 0, "epochs between simulated restarts (0: never)"),
 )
 SETTING_NAMES = {p.name for p in SETTINGS}
+RESUME_MODES = ("none", "full", "weights_only", "weights_optimizer", "weights_scheduler")
 # Settings that select components, with the component kind each selects.
 SELECTORS = {"dataset": "dataset", "model": "model", "augment": "augmentation",
              "optimizer": "optimizer", "scheduler": "scheduler"}
@@ -99,8 +105,11 @@ def _coerce_setting(key: str, value: Any) -> Any:
         raise ConfigError(str(error), key, value) from None
     if isinstance(coerced, int) and not isinstance(coerced, bool) and coerced < 0:
         raise ConfigError(f"setting {key!r} must not be negative, got {value!r}", key, value)
-    if key in ("epochs", "batch_size", "eval_batch_size") and coerced < 1:
+    if key in ("epochs", "batch_size", "eval_batch_size", "keep_checkpoints") and coerced < 1:
         raise ConfigError(f"setting {key!r} must be at least 1, got {value!r}", key, value)
+    if key == "resume" and coerced not in RESUME_MODES:
+        raise ConfigError(f"setting 'resume' must be one of {', '.join(RESUME_MODES)}, got "
+                          f"{value!r}", key, value)
     return coerced
 
 

@@ -36,6 +36,7 @@ class EpochRecord:
     test_loss: float
     test_acc: float
     seconds: float
+    restart: bool = False  # the first epoch after a simulated stop-and-reload (resume studies)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ TRIAL_COLUMNS = pa.schema([
     ("preset", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()),
     ("train_acc", pa.float64()), ("train_loss", pa.float64()),
     ("train_eval_acc", pa.float64()), ("best_test_acc", pa.float64()),
-    ("best_epoch", pa.int64()), ("epochs_done", pa.int64()), ("seconds", pa.float64()),
+    ("best_epoch", pa.int64()), ("epochs_done", pa.int64()), ("resumed_from_epoch", pa.int64()),
+    ("seconds", pa.float64()),
     ("device", pa.string()), ("torch_version", pa.string()), ("ablate_version", pa.string()),
     ("plugin_versions", pa.string()), ("git_revision", pa.string()),
     ("data_fingerprint", pa.string()), ("study_fingerprint", pa.string()),
@@ -40,7 +41,7 @@ EPOCH_COLUMNS = pa.schema([
     ("study", pa.string()), ("trial", pa.int64()), ("attempt", pa.int64()), ("epoch", pa.int64()),
     ("lr", pa.float64()), ("train_loss", pa.float64()), ("train_acc", pa.float64()),
     ("train_eval_acc", pa.float64()), ("test_loss", pa.float64()), ("test_acc", pa.float64()),
-    ("seconds", pa.float64()),
+    ("seconds", pa.float64()), ("restart", pa.bool_()),
 ])
 CLASS_COLUMNS = pa.schema([
     ("study", pa.string()), ("trial", pa.int64()), ("attempt", pa.int64()),

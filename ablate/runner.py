@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import optuna
 
 import ablate
+from ablate.checkpoints import CheckpointStore
 from ablate.config import ConfigError, TrialSetup, column_value, resolve
 from ablate.discovery import Plugins
 from ablate.events import EpochRecord, TrialInfo, TrialOutcome
@@ -246,7 +247,8 @@ class Runner:
         if self.progress is not None:
             self.progress.begin(summary.total, summary.done_before)
         if self.plan.sampled:
-            self._run_sampled(study, summary, len(done))
+            done_count = len(done) + self._continue_sampled(study, summary, done, attempts)
+            self._run_sampled(study, summary, done_count)
         else:
             for planned in self.plan.trials:
                 if planned.index in done:
@@ -255,6 +257,23 @@ class Runner:
                 self._with_retries(study, summary, planned.index, first, planned.cell,
                                    planned.params, planned.seed, planned.levels)
         return summary
+
+    def _continue_sampled(self, study: optuna.Study, summary: RunSummary, done: set[int],
+                          attempts: dict[int, list[str]]) -> int:
+        """Finish sampled trials that a killed run left with checkpoints; returns how many."""
+        finished = 0
+        for folder in sorted((self.study_dir / "checkpoints").glob("trial-*")):
+            index = int(folder.name.split("-")[1])
+            saved = CheckpointStore(folder, log=self.log).latest()
+            meta = (saved or {}).get("meta", {})
+            if index in done or meta.get("fingerprint") != self.plan.fingerprint():
+                continue
+            params = json.loads(meta["params"])
+            levels = {k: v for k, v in params.items() if k in self.plan.factors}
+            state = self._with_retries(study, summary, index, len(attempts.get(index, [])) + 1,
+                                       meta["cell"], params, meta["seed"], levels)
+            finished += state == "complete"
+        return finished
 
     def _run_sampled(self, study: optuna.Study, summary: RunSummary, done: int) -> None:
         distributions = {k: _optuna_distribution(f) for k, f in self.plan.factors.items()}
@@ -340,9 +359,19 @@ class Runner:
             self._on_device[(key, sizes)] = to_device(data.head(*sizes[:2]), self.device, sizes[2])
         return data, self._on_device[(key, sizes)]
 
+    def _checkpoints(self, index: int, setup: TrialSetup) -> CheckpointStore | None:
+        if setup.settings["checkpoint_every"] <= 0:
+            return None
+        return CheckpointStore(self.study_dir / "checkpoints" / f"trial-{index:05d}",
+                               setup.settings["keep_checkpoints"], self.log)
+
     def _attempt(self, index: int, attempt: int, cell: str, params: Mapping[str, Any],
                  seed: int) -> tuple[str, float | None]:
-        """Train one attempt and write its results; returns its state and metric value."""
+        """Train one attempt and write its results; returns its state and metric value.
+
+        A trial whose earlier attempt was interrupted or killed continues from its newest
+        checkpoint. A failed attempt's checkpoints are dropped: its retry starts afresh.
+        """
         from ablate.trainer import fit
 
         setup = self._resolve(params)
@@ -352,6 +381,9 @@ class Runner:
         started = datetime.now(timezone.utc)
         epochs: list[EpochRecord] = []
         result, error, state, data = None, None, "complete", None
+        checkpoints = self._checkpoints(index, setup)
+        meta = {"trial": index, "seed": seed, "cell": cell, "fingerprint": self.plan.fingerprint(),
+                "params": json.dumps({k: column_value(v) for k, v in params.items()}, sort_keys=True)}
 
         def epoch_done(record: EpochRecord) -> None:
             epochs.append(record)
@@ -360,22 +392,32 @@ class Runner:
         self.plugins.emit("on_trial_start", trial=info)
         try:
             data, device_data = self._device_data(setup)
-            result = fit(setup, device_data, len(data.classes), seed, self.device, epoch_done)
+            result = fit(setup, device_data, len(data.classes), seed, self.device, epoch_done,
+                         checkpoints, meta)
+            if result.resumed_from:
+                self.log(f"trial {index} continued from its checkpoint after epoch "
+                         f"{result.resumed_from}")
         except KeyboardInterrupt:
-            state, error = "interrupted", "interrupted by the user (KeyboardInterrupt)"
+            state, error = "interrupted", "interrupted (KeyboardInterrupt or SIGTERM)"
         except Exception as exc:  # recorded as a failed attempt; the study goes on
             state, error = "fail", _error_text(exc)
             self.log(f"trial {index} attempt {attempt} raised {type(exc).__name__}: {exc}")
-        metrics = self._metrics(epochs)
+        history = list(result.epochs) if result else epochs
+        metrics = self._metrics(history)
         row = {**keys, **self.context, **metrics, "state": state, "seed": seed, "cell": cell,
                "seconds": result.seconds if result else sum(e.seconds for e in epochs),
+               "resumed_from_epoch": result.resumed_from if result else None,
                "data_fingerprint": data.fingerprint if data else None,
                "started_at": started, "error": error}
         classes = (class_table(keys, data.classes, result.class_acc, result.confusion)
                    if result and data else None)
-        self.writer.write(index, attempt, trial_table(row, recorded, self.param_types),
-                          epoch_table(keys, epochs),
+        # An interrupted attempt's epochs live on in its checkpoint; the attempt that continues
+        # from there writes them, so every epoch of a trial is written once.
+        epoch_rows = epoch_table(keys, history) if state != "interrupted" else None
+        self.writer.write(index, attempt, trial_table(row, recorded, self.param_types), epoch_rows,
                           classes)
+        if checkpoints is not None and state != "interrupted":
+            checkpoints.clear()
         outcome = TrialOutcome(state, {k: v for k, v in metrics.items() if v is not None}, error)
         self.plugins.emit("on_trial_end", trial=info, outcome=outcome)
         value = metrics.get(self.plan.metric) if state == "complete" else None

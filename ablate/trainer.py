@@ -8,18 +8,20 @@ never waits on the host between steps.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ablate.checkpoints import CheckpointStore
 from ablate.config import TrialSetup
 from ablate.data import ImageData
 from ablate.events import EpochRecord
+from ablate.state import TrainingState, build_state, restart, restore, snapshot
 
 TRAIN_EVAL_SUBSET_SEED = 20240601  # the same train subset for every trial, whatever its seed
 
@@ -32,6 +34,8 @@ class TrialResult:
     class_acc: tuple[float, ...]
     confusion: tuple[tuple[int, ...], ...]
     seconds: float
+    model: torch.nn.Module
+    resumed_from: int = 0  # epochs restored from a checkpoint (0: trained from scratch)
 
     @property
     def final(self) -> EpochRecord:
@@ -50,13 +54,6 @@ class DeviceData:
     train_eval_y: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch so initialisation does not depend on earlier trials."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def to_device(data: ImageData, device: torch.device, train_eval_size: int) -> DeviceData:
@@ -100,6 +97,33 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return (loss_sum / len(labels)).item(), accuracy.item(), predicted
 
 
+def _train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any],
+                 batch_size: int) -> tuple[float, float]:
+    """One pass over the training set; returns the running loss and accuracy."""
+    model, optimizer, device = state.model, state.optimizer, data.train_x.device
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    count = len(data.train_y)
+    order = torch.randperm(count, generator=state.generator, device=device)
+    # A last batch of one image would break BatchNorm in train mode; it is dropped.
+    stop = count - 1 if count % batch_size == 1 else count
+    for start in range(0, stop, batch_size):
+        index = order[start:start + batch_size]
+        images = _to_unit(data.train_x[index])
+        for augment in augmentations:
+            images = augment(images, state.generator)
+        labels = data.train_y[index]
+        logits = model(_normalize(images, data))
+        loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(index)
+        correct += (logits.detach().argmax(1) == labels).sum()
+    return (loss_sum / stop).item(), (correct.float() / stop).item()
+
+
 def fit(
     setup: TrialSetup,
     data: DeviceData,
@@ -107,62 +131,59 @@ def fit(
     seed: int,
     device: torch.device,
     on_epoch_end: Callable[[EpochRecord], None] = lambda record: None,
+    checkpoints: CheckpointStore | None = None,
+    checkpoint_meta: dict[str, Any] | None = None,
 ) -> TrialResult:
-    """Train one trial and measure it every epoch."""
+    """Train one trial and measure it every epoch.
+
+    With ``checkpoints``, training continues from the newest usable checkpoint there and saves
+    one every ``checkpoint_every`` epochs. The ``resume`` setting simulates stopping and
+    reloading every ``resume_every`` epochs (see :func:`ablate.state.restart`).
+    """
     started = time.perf_counter()
     settings = setup.settings
-    seed_everything(seed)
-    model = setup.model.build(num_classes=num_classes).to(device, memory_format=torch.channels_last)
-    optimizer = setup.optimizer.build(params=model.parameters())
-    scheduler = setup.scheduler.build(optimizer=optimizer, epochs=settings["epochs"])
+    state = build_state(setup, num_classes, seed, device)
+    saved = checkpoints.latest() if checkpoints else None
+    if saved is not None and saved.get("meta") == (checkpoint_meta or {}):
+        restore(state, saved)
+    resumed_from = state.epoch
     augmentations = [chosen.build() for chosen in setup.augmentations]
-    # One generator, seeded by the trial, drives data order and every augmentation draw.
-    generator = torch.Generator(device=device).manual_seed(seed)
-    batch_size, eval_batch_size = settings["batch_size"], settings["eval_batch_size"]
-    count = len(data.train_y)
-    history: list[EpochRecord] = []
-    predicted = data.test_y
-    for epoch in range(1, settings["epochs"] + 1):
+    mode, period = settings["resume"], settings["resume_every"]
+    every = settings["checkpoint_every"]
+    predicted = None
+    for epoch in range(state.epoch + 1, settings["epochs"] + 1):
         epoch_started = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        order = torch.randperm(count, generator=generator, device=device)
-        # A last batch of one image would break BatchNorm in train mode; it is dropped.
-        stop = count - 1 if count % batch_size == 1 else count
-        for start in range(0, stop, batch_size):
-            index = order[start:start + batch_size]
-            images = _to_unit(data.train_x[index])
-            for augment in augmentations:
-                images = augment(images, generator)
-            labels = data.train_y[index]
-            logits = model(_normalize(images, data))
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(index)
-            correct += (logits.detach().argmax(1) == labels).sum()
-        scheduler.step()
-        seen = stop
-        train_loss, train_acc = (loss_sum / seen).item(), (correct.float() / seen).item()
+        restarting = mode != "none" and period > 0 and epoch > 1 and (epoch - 1) % period == 0
+        if restarting:
+            restart(state, setup, mode, seed, (epoch - 1) // period)
+        lr = state.optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = _train_epoch(state, data, augmentations, settings["batch_size"])
+        state.scheduler.step()
         if not np.isfinite(train_loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {train_loss}")
-        _, train_eval_acc, _ = evaluate(model, data.train_eval_x, data.train_eval_y, data,
-                                        eval_batch_size)
-        test_loss, test_acc, predicted = evaluate(model, data.test_x, data.test_y, data,
-                                                  eval_batch_size)
+        eval_batch = settings["eval_batch_size"]
+        _, train_eval_acc, _ = evaluate(state.model, data.train_eval_x, data.train_eval_y, data,
+                                        eval_batch)
+        test_loss, test_acc, predicted = evaluate(state.model, data.test_x, data.test_y, data,
+                                                  eval_batch)
         record = EpochRecord(epoch, lr, train_loss, train_acc, train_eval_acc, test_loss,
-                             test_acc, time.perf_counter() - epoch_started)
-        history.append(record)
+                             test_acc, time.perf_counter() - epoch_started, restarting)
+        state.epoch = epoch
+        state.history.append(record)
+        if checkpoints is not None and every > 0 and (epoch % every == 0 or epoch == settings["epochs"]):
+            checkpoints.save(epoch, {**snapshot(state), "meta": checkpoint_meta or {}})
         on_epoch_end(record)
+    if predicted is None:  # every epoch came from a checkpoint
+        predicted = evaluate(state.model, data.test_x, data.test_y, data,
+                             settings["eval_batch_size"])[2]
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     confusion.index_put_((data.test_y, predicted), torch.ones_like(predicted), accumulate=True)
     per_class = confusion.diag().float() / confusion.sum(1).clamp(min=1)
     return TrialResult(
-        epochs=tuple(history),
+        epochs=tuple(state.history),
         class_acc=tuple(per_class.tolist()),
         confusion=tuple(tuple(row) for row in confusion.tolist()),
         seconds=time.perf_counter() - started,
+        model=state.model,
+        resumed_from=resumed_from,
     )

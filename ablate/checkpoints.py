@@ -1,0 +1,74 @@
+"""Checkpoint files of one trial: written atomically, loaded without pickle code execution.
+
+A checkpoint is a dictionary of tensors and plain values (model, optimizer, scheduler and
+scaler states, every RNG state, the epoch reached and the metrics so far). It is written to a
+temporary file in the same folder, fsynced and renamed, so a crash leaves either the old file
+or the new one, never half of one. It is read with ``torch.load(weights_only=True)``: a file
+holding a pickle payload that would run code is refused without running it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablate.results import write_file_atomic
+
+FORMAT = 1
+NAME = re.compile(r"epoch-(\d{5})\.pt$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint file cannot be used; the message names the file."""
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load one checkpoint safely, or raise :class:`CheckpointError` naming ``path``."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, bit flips, a refused pickle payload
+        raise CheckpointError(f"checkpoint {path} is unusable: {type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else ''}") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not an ablate checkpoint (format {FORMAT})")
+    return payload
+
+
+class CheckpointStore:
+    """The checkpoints of one trial, in ``folder``; the newest ``keep`` are kept."""
+
+    def __init__(self, folder: Path, keep: int = 2, log: Callable[[str], None] = print) -> None:
+        self.folder = folder
+        self.keep = max(1, keep)
+        self.log = log
+
+    def files(self) -> list[tuple[int, Path]]:
+        """(epoch, path) of every checkpoint, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := NAME.search(p.name))]
+        return sorted(found)
+
+    def save(self, epoch: int, payload: dict[str, Any]) -> Path:
+        path = self.folder / f"epoch-{epoch:05d}.pt"
+        write_file_atomic(path, lambda handle: torch.save({"format": FORMAT, **payload}, handle))
+        for _, old in self.files()[:-self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def latest(self) -> dict[str, Any] | None:
+        """The newest usable checkpoint; unusable ones are reported and skipped."""
+        for _, path in reversed(self.files()):
+            try:
+                return read_checkpoint(path)
+            except CheckpointError as error:
+                self.log(f"{error}; falling back to the previous checkpoint")
+        return None
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

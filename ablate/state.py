@@ -1,0 +1,133 @@
+"""A trial's training state, its checkpoint form, and the restarts a resume study simulates.
+
+``snapshot`` and ``restore`` round-trip everything that decides what training does next: model,
+optimizer, scheduler, the RNG states of Python, NumPy, torch (and CUDA) and the trial's data
+generator, and the epoch reached. Restoring all of it continues training exactly as if it had
+never stopped. :func:`restart` restores only part of it, as users' scripts do when they save
+``net.state_dict()`` alone and start a fresh run from it.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ablate.config import TrialSetup
+from ablate.events import EpochRecord
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes while a trial trains."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    generator: torch.Generator
+    epoch: int = 0
+    history: list[EpochRecord] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so initialisation does not depend on earlier trials."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.device) -> TrainingState:
+    """A fresh, seeded state: the model, its optimizer and scheduler, the data generator."""
+    seed_everything(seed)
+    model = setup.model.build(num_classes=num_classes).to(device, memory_format=torch.channels_last)
+    optimizer = setup.optimizer.build(params=model.parameters())
+    scheduler = setup.scheduler.build(optimizer=optimizer, epochs=setup.settings["epochs"])
+    # One generator, seeded by the trial, drives data order and every augmentation draw.
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return TrainingState(model, optimizer, scheduler, generator)
+
+
+def _rng_states(generator: torch.Generator) -> dict[str, Any]:
+    version, numpy_keys, position, has_gauss, cached = np.random.get_state()
+    states = {
+        "python": random.getstate(),
+        "numpy": {"version": version, "keys": torch.from_numpy(numpy_keys.astype(np.int64)),
+                  "position": position, "has_gauss": has_gauss, "cached": cached},
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
+    random.setstate(states["python"])
+    n = states["numpy"]
+    np.random.set_state((n["version"], n["keys"].numpy().astype(np.uint32), n["position"],
+                         n["has_gauss"], n["cached"]))
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["generator"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def snapshot(state: TrainingState) -> dict[str, Any]:
+    """The state as tensors and plain values (loadable with ``weights_only=True``)."""
+    return {
+        "epoch": state.epoch,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "scaler": None,  # no gradient scaling: bf16 autocast does not need it
+        "rng": _rng_states(state.generator),
+        "history": [asdict(record) for record in state.history],
+    }
+
+
+def restore(state: TrainingState, payload: dict[str, Any]) -> None:
+    """Put every part of ``payload`` back: training continues exactly where it stopped."""
+    state.model.load_state_dict(payload["model"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.scheduler.load_state_dict(payload["scheduler"])
+    _set_rng_states(payload["rng"], state.generator)
+    state.epoch = payload["epoch"]
+    state.history = [EpochRecord(**record) for record in payload["history"]]
+
+
+def _round_trip(payload: dict[str, Any]) -> dict[str, Any]:
+    """Through bytes and back, as a save and a reload in a new process would do."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def restart(state: TrainingState, setup: TrialSetup, mode: str, seed: int, count: int) -> None:
+    """Stop and resume ``state`` in place, keeping only what ``mode`` keeps.
+
+    ``full`` keeps everything (a control: it must change nothing). The other modes reload the
+    weights (with BatchNorm statistics) and start a fresh optimizer (momentum lost), a fresh
+    scheduler (its epoch count restarts), or both, and fresh random streams, as a new process
+    that does not restore them would. ``count`` numbers the restart, so each gets new streams.
+    """
+    saved = _round_trip(snapshot(state))
+    if mode == "full":
+        restore(state, saved)
+        return
+    state.model.load_state_dict(saved["model"])
+    if mode in ("weights_only", "weights_scheduler"):
+        state.optimizer = setup.optimizer.build(params=state.model.parameters())
+    state.scheduler = setup.scheduler.build(optimizer=state.optimizer,
+                                            epochs=setup.settings["epochs"])
+    if mode == "weights_scheduler":  # the schedule goes on, applied to the fresh optimizer
+        state.scheduler.load_state_dict(saved["scheduler"])
+        for group, lr in zip(state.optimizer.param_groups, state.scheduler.get_last_lr()):
+            group["lr"] = lr
+    fresh = seed + 7919 * count
+    seed_everything(fresh)
+    state.generator.manual_seed(fresh)

@@ -1,0 +1,53 @@
+"""Why does accuracy jump when training is stopped, saved and resumed?
+
+Users train a CIFAR ResNet-18 in segments: every 10 epochs they save `net.state_dict()`, load it
+into a fresh run with a fresh optimizer, set the learning rate for the next segment by hand
+(0.1, 0.01, 0.001, ...) and go on. At the start of every segment train and test accuracy step
+up, although continued training should be smooth. A checkpoint of the weights alone loses the
+optimizer's momentum, the scheduler's position and the random streams. This study restarts
+training every `resume_every` epochs and keeps a different part of the state each time:
+
+- none: continuous training, no restart (the reference);
+- full: everything restored (a control: must match `none`);
+- weights_only: fresh optimizer and fresh scheduler;
+- weights_optimizer: optimizer state kept, fresh scheduler;
+- weights_scheduler: fresh optimizer (momentum lost), schedule kept: the users' segments.
+
+The epochs table marks the first epoch after each restart (`restart`); `ablate report` plots
+accuracy around the restarts.
+"""
+
+from ablate import Preset, Study, choice
+
+study = Study(
+    name="resume_jump",
+    question="Which part of the state lost at a naive restart makes accuracy jump, by how much, "
+             "and in which direction?",
+    baseline=dict(
+        dataset="cifar10", model="resnet18", width=64, augment="crop_flip",
+        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-5,
+        scheduler="multistep", milestones=(10, 20, 30, 40), gamma=0.1,
+        epochs=50, batch_size=128, resume="none", resume_every=10,
+    ),
+    factors=dict(resume=choice("none", "full", "weights_only", "weights_optimizer",
+                               "weights_scheduler")),
+    seeds=3,
+    metric="test_acc",
+    design="grid",
+    presets=dict(
+        full=Preset("the users' scale: all of CIFAR-10, width 64, 50 epochs, restarts every 10 "
+                    "with the learning rate stepping down at each (GPU advised)"),
+        cpu=Preset(
+            "about 6 minutes on a 2-core CPU: cifar10-mini (2,000 train images), width 8, "
+            "8 epochs, restarts every 2",
+            dict(dataset="cifar10-mini", width=8, epochs=8, resume_every=2, milestones=(4, 6),
+                 train_size=2000, train_eval_size=1000),
+        ),
+        smoke=Preset(
+            "a functional check in well under a minute",
+            dict(dataset="cifar10-mini", width=4, epochs=4, resume_every=2, milestones=(2,),
+                 batch_size=64, train_size=256, test_size=200, train_eval_size=200),
+        ),
+    ),
+    default_preset="cpu",
+)
