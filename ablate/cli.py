@@ -58,6 +58,38 @@ def _interrupt_on_signals() -> None:
     signal.signal(signal.SIGTERM, _stop)
 
 
+def _run_workers(study_file: Path, study: Any, plan: Any, options: Any, plugins: Plugins,
+                 workers: int, preset: Optional[str], sets: list[str]) -> None:
+    """Validate and open the study here (fail fast), then let ``workers`` processes train it."""
+    from ablate import studyfile
+    from ablate.runner import Runner, RunError
+    from ablate.workers import run_workers
+
+    runner = Runner(plan, options, plugins, log=out.print,
+                    locate=lambda key, value: studyfile.locate(study, key, value))
+    try:
+        runner.validate()
+        runner.open_storage()
+    except RunError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    arguments = [str(study_file), "--results-dir", str(options.results_dir), "--device",
+                 options.device, "--retries", str(options.retries)]
+    arguments += ["--preset", preset] if preset else []
+    arguments += ["--storage", options.storage] if options.storage else []
+    arguments += ["--data-dir", str(options.data_dir)] if options.data_dir else []
+    for item in sets:
+        arguments += ["--set", item]
+    code = run_workers(arguments, workers, runner.writer, plan.size, out)
+    done = sum("complete" in states for states in runner.writer.attempts().values())
+    out.print(f"{min(done, plan.size)}/{plan.size} trials complete; results in {runner.study_dir}")
+    if code == 130:
+        err.print("interrupted: finished trials are saved; run the same command again to "
+                  "train only the missing ones")
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command()
 def run(
     study_file: Annotated[Path, typer.Argument(help="the study file, e.g. studies/dropout_gap.py")],
@@ -70,6 +102,10 @@ def run(
                                                        "parameter: KEY=VALUE (repeatable)")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="local datasets (else $ABLATE_DATA)")] = None,
     retries: Annotated[int, typer.Option(min=0, help="extra attempts for a failing trial")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes sharing the study")] = 1,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads per worker "
+                                                              "(default: all cores / workers)")] = None,
+    quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False,
 ) -> None:
     """Run a study; re-running it trains only the trials that are missing."""
     from ablate import studyfile
@@ -89,7 +125,14 @@ def run(
               f"{plan.size} trials; {plan.question}", highlight=False)
     options = RunOptions(results_dir, device, storage, data_dir, retries)
     _interrupt_on_signals()
-    with ProgressDisplay(out) as display:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    if workers > 1:
+        _run_workers(study_file, study, plan, options, plugins, workers, preset, set_ or [])
+        return
+    with ProgressDisplay(out, enabled=not quiet) as display:
         plugins.manager.register(display, name="ablate:progress")
         runner = Runner(plan, options, plugins, log=display.log, progress=display,
                         locate=lambda key, value: studyfile.locate(study, key, value))

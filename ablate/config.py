@@ -37,8 +37,12 @@ SETTINGS: tuple[Param, ...] = (
     Param("resume", "none", "simulated stop-and-reload every resume_every epochs: none, full, "
           "weights_only, weights_optimizer or weights_scheduler"),
     Param("resume_every", 0, "epochs between simulated restarts (0: never)"),
+    Param("precision", "auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16, else "
+          "fp32), fp32 or bf16"),
+    Param("compile", False, "torch.compile the model (compiled once per architecture per worker)"),
 )
 SETTING_NAMES = {p.name for p in SETTINGS}
+PRECISIONS = ("auto", "fp32", "bf16")
 RESUME_MODES = ("none", "full", "weights_only", "weights_optimizer", "weights_scheduler")
 # Settings that select components, with the component kind each selects.
 SELECTORS = {"dataset": "dataset", "model": "model", "augment": "augmentation",
@@ -107,6 +111,9 @@ def _coerce_setting(key: str, value: Any) -> Any:
         raise ConfigError(f"setting {key!r} must not be negative, got {value!r}", key, value)
     if key in ("epochs", "batch_size", "eval_batch_size", "keep_checkpoints") and coerced < 1:
         raise ConfigError(f"setting {key!r} must be at least 1, got {value!r}", key, value)
+    if key == "precision" and coerced not in PRECISIONS:
+        raise ConfigError(f"setting 'precision' must be one of {', '.join(PRECISIONS)}, got "
+                          f"{value!r}", key, value)
     if key == "resume" and coerced not in RESUME_MODES:
         raise ConfigError(f"setting 'resume' must be one of {', '.join(RESUME_MODES)}, got "
                           f"{value!r}", key, value)

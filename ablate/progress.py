@@ -18,10 +18,10 @@ from ablate.events import EpochRecord, TrialInfo, TrialOutcome
 class ProgressDisplay:
     """Two rich progress bars fed by the runner and the plugin events."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, enabled: bool = True) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=False,
+            TimeElapsedColumn(), console=console, transient=False, disable=not enabled,
         )
         self.trials = self.progress.add_task("trials", visible=False)
         self.epochs = self.progress.add_task("epochs", visible=False)

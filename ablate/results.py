@@ -31,7 +31,7 @@ TRIAL_COLUMNS = pa.schema([
     ("train_eval_acc", pa.float64()), ("best_test_acc", pa.float64()),
     ("best_epoch", pa.int64()), ("epochs_done", pa.int64()), ("resumed_from_epoch", pa.int64()),
     ("seconds", pa.float64()),
-    ("device", pa.string()), ("torch_version", pa.string()), ("ablate_version", pa.string()),
+    ("device", pa.string()), ("precision", pa.string()), ("torch_version", pa.string()), ("ablate_version", pa.string()),
     ("plugin_versions", pa.string()), ("git_revision", pa.string()),
     ("data_fingerprint", pa.string()), ("study_fingerprint", pa.string()),
     ("optuna_trial", pa.int64()), ("started_at", pa.timestamp("s", tz="UTC")),

@@ -9,8 +9,6 @@ finished attempt with its parameters and value, for samplers and parameter impor
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import traceback
 from collections.abc import Callable, Mapping
@@ -23,6 +21,7 @@ import optuna
 
 import ablate
 from ablate.checkpoints import CheckpointStore
+from ablate.claims import Claims, is_stale, worker_id
 from ablate.config import ConfigError, TrialSetup, column_value, resolve
 from ablate.discovery import Plugins
 from ablate.events import EpochRecord, TrialInfo, TrialOutcome
@@ -172,7 +171,7 @@ class Runner:
 
     # -- storage ---------------------------------------------------------------------------
 
-    def _open_optuna(self) -> optuna.Study:
+    def open_storage(self) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study_dir.mkdir(parents=True, exist_ok=True)
         storage: Any = self.options.storage
@@ -220,17 +219,15 @@ class Runner:
     @staticmethod
     def _fail_stale(study: optuna.Study) -> None:
         """Mark RUNNING trials of dead workers on this host as failed (killed processes)."""
-        host = socket.gethostname()
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            worker_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
-            if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            if is_stale(str(trial.user_attrs.get(WORKER_ATTR, ""))):
                 study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
     # -- running ---------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
         self.validate()
-        study = self._open_optuna()
+        study = self.open_storage()
         attempts = self.writer.attempts()
         done = {trial for trial, states in attempts.items() if "complete" in states}
         if self.plan.sampled:
@@ -250,12 +247,19 @@ class Runner:
             done_count = len(done) + self._continue_sampled(study, summary, done, attempts)
             self._run_sampled(study, summary, done_count)
         else:
+            claims = Claims(self.study_dir / "claims")
             for planned in self.plan.trials:
-                if planned.index in done:
-                    continue
-                first = len(attempts.get(planned.index, [])) + 1
-                self._with_retries(study, summary, planned.index, first, planned.cell,
-                                   planned.params, planned.seed, planned.levels)
+                if planned.index in done or not claims.acquire(planned.index):
+                    continue  # finished, or another worker trains it now
+                try:
+                    attempts = self.writer.attempts()  # another worker may have finished it
+                    if "complete" in attempts.get(planned.index, []):
+                        continue
+                    first = len(attempts.get(planned.index, [])) + 1
+                    self._with_retries(study, summary, planned.index, first, planned.cell,
+                                       planned.params, planned.seed, planned.levels)
+                finally:
+                    claims.release(planned.index)
         return summary
 
     def _continue_sampled(self, study: optuna.Study, summary: RunSummary, done: set[int],
@@ -279,7 +283,7 @@ class Runner:
         distributions = {k: _optuna_distribution(f) for k, f in self.plan.factors.items()}
         while done < self.plan.size:
             trial = study.ask(distributions)
-            trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+            trial.set_user_attr(WORKER_ATTR, worker_id())
             levels = dict(trial.params)
             if self.plan.configure is not None:
                 levels.update(self.plan.configure(trial))
@@ -316,7 +320,7 @@ class Runner:
                        attempt: int, levels: Mapping[str, Any], seed: int, state: str,
                        value: float | None) -> None:
         attrs = {"trial": index, "attempt": attempt, "seed": seed, "state": state,
-                 WORKER_ATTR: f"{socket.gethostname()}:{os.getpid()}"}
+                 WORKER_ATTR: worker_id()}
         optuna_state = (optuna.trial.TrialState.COMPLETE if state == "complete"
                         else optuna.trial.TrialState.FAIL)
         if trial is not None:
@@ -407,6 +411,7 @@ class Runner:
         row = {**keys, **self.context, **metrics, "state": state, "seed": seed, "cell": cell,
                "seconds": result.seconds if result else sum(e.seconds for e in epochs),
                "resumed_from_epoch": result.resumed_from if result else None,
+               "precision": result.precision if result else None,
                "data_fingerprint": data.fingerprint if data else None,
                "started_at": started, "error": error}
         classes = (class_table(keys, data.classes, result.class_acc, result.confusion)
@@ -433,13 +438,3 @@ class Runner:
                 "train_acc": last.train_acc, "train_loss": last.train_loss,
                 "train_eval_acc": last.train_eval_acc, "best_test_acc": best.test_acc,
                 "best_epoch": best.epoch, "epochs_done": len(epochs)}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -29,8 +29,13 @@ class TrainingState:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     generator: torch.Generator
+    network: Any = None  # what runs the batches: the model, or its torch.compile wrapper
     epoch: int = 0
     history: list[EpochRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.network is None:
+            self.network = self.model
 
 
 def seed_everything(seed: int) -> None:
@@ -48,7 +53,10 @@ def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.de
     scheduler = setup.scheduler.build(optimizer=optimizer, epochs=setup.settings["epochs"])
     # One generator, seeded by the trial, drives data order and every augmentation draw.
     generator = torch.Generator(device=device).manual_seed(seed)
-    return TrainingState(model, optimizer, scheduler, generator)
+    # torch.compile caches by the model's code: a second model of the same architecture in
+    # this process reuses the compiled graphs instead of compiling again.
+    network = torch.compile(model) if setup.settings["compile"] else model
+    return TrainingState(model, optimizer, scheduler, generator, network)
 
 
 def _rng_states(generator: torch.Generator) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class TrialResult:
     confusion: tuple[tuple[int, ...], ...]
     seconds: float
     model: torch.nn.Module
+    precision: str = "fp32"
     resumed_from: int = 0  # epochs restored from a checkpoint (0: trained from scratch)
 
     @property
@@ -81,15 +82,43 @@ def _normalize(images: torch.Tensor, data: DeviceData) -> torch.Tensor:
     return ((images - data.mean) / data.std).contiguous(memory_format=torch.channels_last)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16, AMX or Arm BF16)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = {word for line in handle if line.startswith(("flags", "Features"))
+                     for word in line.split()}
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto`` becomes bf16 where the hardware does bf16 natively, fp32 elsewhere."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             data: DeviceData, batch_size: int) -> tuple[float, float, torch.Tensor]:
+             data: DeviceData, batch_size: int, precision: str = "fp32"
+             ) -> tuple[float, float, torch.Tensor]:
     """Loss, accuracy and predictions of ``model`` in eval mode, without augmentation."""
     model.eval()
     loss_sum = torch.zeros((), device=images.device)
     predictions = []
     for start in range(0, len(labels), batch_size):
-        logits = model(_normalize(_to_unit(images[start:start + batch_size]), data)).float()
+        with _autocast(images.device, precision):
+            logits = model(_normalize(_to_unit(images[start:start + batch_size]), data)).float()
         loss_sum += F.cross_entropy(logits, labels[start:start + batch_size], reduction="sum")
         predictions.append(logits.argmax(1))
     predicted = torch.cat(predictions)
@@ -98,9 +127,9 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 
 def _train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any],
-                 batch_size: int) -> tuple[float, float]:
+                 batch_size: int, precision: str) -> tuple[float, float]:
     """One pass over the training set; returns the running loss and accuracy."""
-    model, optimizer, device = state.model, state.optimizer, data.train_x.device
+    model, optimizer, device = state.network, state.optimizer, data.train_x.device
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -114,8 +143,9 @@ def _train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any
         for augment in augmentations:
             images = augment(images, state.generator)
         labels = data.train_y[index]
-        logits = model(_normalize(images, data))
-        loss = F.cross_entropy(logits, labels)
+        with _autocast(device, precision):
+            logits = model(_normalize(images, data))
+            loss = F.cross_entropy(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -150,6 +180,7 @@ def fit(
     augmentations = [chosen.build() for chosen in setup.augmentations]
     mode, period = settings["resume"], settings["resume_every"]
     every = settings["checkpoint_every"]
+    precision = resolve_precision(settings["precision"], device)
     predicted = None
     for epoch in range(state.epoch + 1, settings["epochs"] + 1):
         epoch_started = time.perf_counter()
@@ -157,15 +188,16 @@ def fit(
         if restarting:
             restart(state, setup, mode, seed, (epoch - 1) // period)
         lr = state.optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _train_epoch(state, data, augmentations, settings["batch_size"])
+        train_loss, train_acc = _train_epoch(state, data, augmentations, settings["batch_size"],
+                                             precision)
         state.scheduler.step()
         if not np.isfinite(train_loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {train_loss}")
         eval_batch = settings["eval_batch_size"]
-        _, train_eval_acc, _ = evaluate(state.model, data.train_eval_x, data.train_eval_y, data,
-                                        eval_batch)
-        test_loss, test_acc, predicted = evaluate(state.model, data.test_x, data.test_y, data,
-                                                  eval_batch)
+        _, train_eval_acc, _ = evaluate(state.network, data.train_eval_x, data.train_eval_y,
+                                        data, eval_batch, precision)
+        test_loss, test_acc, predicted = evaluate(state.network, data.test_x, data.test_y, data,
+                                                  eval_batch, precision)
         record = EpochRecord(epoch, lr, train_loss, train_acc, train_eval_acc, test_loss,
                              test_acc, time.perf_counter() - epoch_started, restarting)
         state.epoch = epoch
@@ -174,8 +206,8 @@ def fit(
             checkpoints.save(epoch, {**snapshot(state), "meta": checkpoint_meta or {}})
         on_epoch_end(record)
     if predicted is None:  # every epoch came from a checkpoint
-        predicted = evaluate(state.model, data.test_x, data.test_y, data,
-                             settings["eval_batch_size"])[2]
+        predicted = evaluate(state.network, data.test_x, data.test_y, data,
+                             settings["eval_batch_size"], precision)[2]
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     confusion.index_put_((data.test_y, predicted), torch.ones_like(predicted), accumulate=True)
     per_class = confusion.diag().float() / confusion.sum(1).clamp(min=1)
@@ -185,5 +217,6 @@ def fit(
         confusion=tuple(tuple(row) for row in confusion.tolist()),
         seconds=time.perf_counter() - started,
         model=state.model,
+        precision=precision,
         resumed_from=resumed_from,
     )

@@ -1,0 +1,54 @@
+"""``ablate run --workers N``: N worker processes share one study on this machine.
+
+Each worker is an ordinary ``ablate run`` process: it pays imports, device start-up and dataset
+loading once, then trains trial after trial, claiming each one (see :mod:`ablate.claims`) so
+no trial runs twice. On a CPU each worker gets its share of the cores. This process only starts
+them, shows the study's progress from the results folder, and forwards Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ablate.results import ResultsWriter
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def run_workers(arguments: Sequence[str], workers: int, writer: ResultsWriter, total: int,
+                console: Console) -> int:
+    """Start ``workers`` processes of ``ablate run ARGUMENTS``; returns the worst exit status."""
+    threads = threads_per_worker(workers)
+    command = [sys.executable, "-m", "ablate", "run", *arguments, "--workers", "1",
+               "--threads", str(threads), "--quiet"]
+    children = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(workers)]
+    console.print(f"{workers} workers, {threads} threads each", highlight=False)
+    progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
+    task = progress.add_task("trials", total=total)
+    try:
+        with progress:
+            while any(child.poll() is None for child in children):
+                done = sum("complete" in states for states in writer.attempts().values())
+                progress.update(task, completed=min(done, total))
+                time.sleep(1.0)
+            done = sum("complete" in states for states in writer.attempts().values())
+            progress.update(task, completed=min(done, total))
+    except KeyboardInterrupt:
+        for child in children:  # each worker records its running attempt and stops
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            child.wait()
+        return 130
+    return max(child.returncode for child in children)

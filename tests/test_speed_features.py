@@ -1,0 +1,112 @@
+"""Issue 3's features: batched-augmentation statistics, the PIL slow path, precision, workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+import torch
+from scipy import stats
+from typer.testing import CliRunner
+
+from ablate.augment import PerImage
+from ablate.claims import Claims
+from ablate.cli import app
+from ablate.config import resolve
+from ablate.discovery import Plugins
+from ablate.trainer import cpu_has_native_bf16, fit, resolve_precision, to_device
+from ablate_plugins.augmentations import crop_flip
+
+from .conftest import tiny_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_crop_offsets_cover_all_81_positions_uniformly() -> None:
+    # Pixel (y, x) holds a value that names it, so the crop's offset can be read back.
+    pattern = (torch.arange(32 * 32, dtype=torch.float32).view(1, 1, 32, 32) + 1) / 2048
+    images = pattern.expand(8100, 3, 32, 32).contiguous()
+    out = crop_flip(padding=4, flip=False)(images, torch.Generator().manual_seed(0))
+    source = (out[:, 0, 4, 4] * 2048).round().long() - 1  # = original pixel (dy, dx)
+    dy, dx = source // 32, source % 32
+    assert dy.min() == 0 and dy.max() == 8 and dx.min() == 0 and dx.max() == 8
+    counts = torch.bincount(dy * 9 + dx, minlength=81)
+    assert (counts > 0).all()
+    assert stats.chisquare(counts.numpy()).pvalue > 0.001
+
+
+def test_pil_transforms_work_through_the_slow_path_and_follow_the_seed() -> None:
+    import torchvision.transforms as T
+
+    augment = PerImage(T.RandomRotation(30))
+    images = torch.rand(6, 3, 32, 32)
+    first = augment(images, torch.Generator().manual_seed(1))
+    again = augment(images, torch.Generator().manual_seed(1))
+    other = augment(images, torch.Generator().manual_seed(2))
+    assert first.shape == images.shape and torch.equal(first, again)
+    assert not torch.equal(first, other)
+    before = torch.get_rng_state()
+    augment(images, torch.Generator().manual_seed(1))
+    assert torch.equal(before, torch.get_rng_state())  # the global stream is left alone
+
+
+def test_precision_auto_follows_the_hardware_and_is_recorded(plugins: Plugins) -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    for precision in ("fp32", "bf16"):
+        setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 1, "precision": precision},
+                        plugins.registry)
+        result = fit(setup, to_device(tiny_data(), cpu, 16), 3, 0, cpu)
+        assert result.precision == precision
+
+
+def schema(folder: Path) -> dict[str, pa.Schema]:
+    return {name: ds.dataset(folder / name).schema for name in ("trials", "epochs", "classes")}
+
+
+def test_claims_keep_a_trial_to_one_live_worker(tmp_path: Path) -> None:
+    claims = Claims(tmp_path)
+    assert claims.acquire(3) and claims.acquire(3)  # re-entrant for the holder
+    import socket
+
+    claims.path(4).write_text(f"{socket.gethostname()}:1")  # pid 1 is alive: a live worker
+    assert not claims.acquire(4)
+    claims.path(5).write_text(f"{socket.gethostname()}:999999999")  # a dead worker
+    assert claims.acquire(5)
+    claims.release(3)
+    assert not claims.path(3).exists()
+
+
+def test_workers_and_precision_change_speed_not_the_results_schema(tmp_path: Path) -> None:
+    base = [str(REPO / "studies" / "dropout_gap.py"), "--preset", "smoke", "--set", "dropout=0.0"]
+    single = CliRunner().invoke(app, ["run", *base, "--results-dir", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    fp32 = CliRunner().invoke(app, ["run", *base, "--set", "precision='fp32'", "--results-dir",
+                                    str(tmp_path / "fp32")])
+    assert fp32.exit_code == 0, fp32.output
+    workers = subprocess.run([sys.executable, "-m", "ablate", "run", *base, "--workers", "2",
+                              "--results-dir", str(tmp_path / "two")], capture_output=True,
+                             text=True, timeout=300, env={**os.environ})
+    assert workers.returncode == 0, workers.stdout + workers.stderr
+    trials = ds.dataset(tmp_path / "two" / "dropout_gap" / "trials").to_table().to_pylist()
+    assert sorted(t["trial"] for t in trials) == list(range(6))  # each trained exactly once
+    one, two = (schema(tmp_path / n / "dropout_gap") for n in ("one", "two"))
+    assert one == two
+    fp32_schema = schema(tmp_path / "fp32" / "dropout_gap")
+    assert {k: v.names for k, v in fp32_schema.items()} == {k: v.names for k, v in one.items()}
+    precisions = {t["precision"] for t in
+                  ds.dataset(tmp_path / "fp32" / "dropout_gap" / "trials").to_table().to_pylist()}
+    assert precisions == {"fp32"}
+
+
+@pytest.mark.parametrize("bad", ["precision='fp16'", "resume='sometimes'"])
+def test_bad_settings_are_refused(tmp_path: Path, bad: str) -> None:
+    result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "dropout_gap.py"), "--preset",
+                                      "smoke", "--set", bad, "--results-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "must be one of" in result.output
