@@ -126,7 +126,16 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return (loss_sum / len(labels)).item(), accuracy.item(), predicted
 
 
-def _train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any],
+def prepare_batch(data: DeviceData, index: torch.Tensor, augmentations: list[Any],
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gather a batch on the device, augment it per image, normalise it: the whole data path."""
+    images = _to_unit(data.train_x[index])
+    for augment in augmentations:
+        images = augment(images, generator)
+    return _normalize(images, data), data.train_y[index]
+
+
+def train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any],
                  batch_size: int, precision: str) -> tuple[float, float]:
     """One pass over the training set; returns the running loss and accuracy."""
     model, optimizer, device = state.network, state.optimizer, data.train_x.device
@@ -139,12 +148,9 @@ def _train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any
     stop = count - 1 if count % batch_size == 1 else count
     for start in range(0, stop, batch_size):
         index = order[start:start + batch_size]
-        images = _to_unit(data.train_x[index])
-        for augment in augmentations:
-            images = augment(images, state.generator)
-        labels = data.train_y[index]
+        images, labels = prepare_batch(data, index, augmentations, state.generator)
         with _autocast(device, precision):
-            logits = model(_normalize(images, data))
+            logits = model(images)
             loss = F.cross_entropy(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -188,7 +194,7 @@ def fit(
         if restarting:
             restart(state, setup, mode, seed, (epoch - 1) // period)
         lr = state.optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _train_epoch(state, data, augmentations, settings["batch_size"],
+        train_loss, train_acc = train_epoch(state, data, augmentations, settings["batch_size"],
                                              precision)
         state.scheduler.step()
         if not np.isfinite(train_loss):

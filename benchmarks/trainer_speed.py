@@ -1,0 +1,216 @@
+"""How much faster are ablate's trials than the users' own training loop?
+
+    python benchmarks/trainer_speed.py            # a table
+    python benchmarks/trainer_speed.py --json     # one JSON object with every figure
+
+In one run, on the same images (the shipped cifar10-mini training set), model and width, it times
+
+(a) the users' loop exactly as their scripts write it: a torchvision ``DataLoader`` (one process)
+    over PIL images with per-image ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``,
+    ``ToTensor``, ``Normalize``; float32, NCHW;
+(b) ablate's trainer: uint8 tensors on the device, batched per-image augmentation, channels_last,
+    the ``precision`` setting's ``auto`` choice;
+
+and prints images/s for the data path alone (per CPU core: both measured on one thread) and for
+full training steps, with the ratio (b)/(a), for ``resnet18`` (width 16 on CPU, 64 on GPU) and
+``simple_cnn``. It also runs three trials of the ``cpu`` preset of ``studies/dropout_gap.py``
+and reports the study's overhead (storage, Parquet, set-up, checkpoints): everything that is not
+an epoch's training and evaluation, as a share of the run's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ablate.config import resolve
+from ablate.data import CIFAR10_MEAN, CIFAR10_STD
+from ablate.discovery import load_plugins
+from ablate.runner import pick_device
+from ablate.state import build_state
+from ablate.trainer import DeviceData, prepare_batch, resolve_precision, to_device, train_epoch
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 128
+
+
+def users_loader(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.DataLoader:
+    """The users' data path: PIL images, per-image torchvision transforms, one process."""
+    import torchvision.transforms as T
+    from PIL import Image
+
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+
+    class Images(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(labels)
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            return transform(Image.fromarray(images[i].transpose(1, 2, 0))), int(labels[i])
+
+    return torch.utils.data.DataLoader(Images(), batch_size=BATCH, shuffle=True, num_workers=0)
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("nan")
+
+
+def users_data_path(loader: torch.utils.data.DataLoader) -> float:
+    started, seen = time.perf_counter(), 0
+    for images, _ in loader:
+        seen += len(images)
+    return rate(seen, time.perf_counter() - started)
+
+
+def ablate_data_path(data: DeviceData, augmentations: list[Any], device: torch.device) -> float:
+    generator = torch.Generator(device=device).manual_seed(0)
+    count = len(data.train_y)
+    order = torch.randperm(count, generator=generator, device=device)
+    prepare_batch(data, order[:BATCH], augmentations, generator)  # warm-up
+    started = time.perf_counter()
+    for start in range(0, count, BATCH):
+        images, _ = prepare_batch(data, order[start:start + BATCH], augmentations, generator)
+    images.sum().item()  # wait for the device
+    return rate(count, time.perf_counter() - started)
+
+
+def users_steps(model: torch.nn.Module, loader: torch.utils.data.DataLoader, batches: int,
+                device: torch.device) -> float:
+    """The users' training step: fp32, NCHW, batches straight from their loader."""
+    model = model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    seen, started = 0, 0.0
+    for step, (images, labels) in enumerate(loader):
+        if step == 1:  # the first step warms up allocators and kernels
+            started, seen = time.perf_counter(), 0
+        images, labels = images.to(device), labels.to(device)
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss.item()  # their scripts read the loss every step
+        seen += len(images)
+        if step == batches:
+            break
+    return rate(seen, time.perf_counter() - started)
+
+
+def ablate_steps(setup: Any, data: DeviceData, device: torch.device, precision: str) -> float:
+    state = build_state(setup, 10, 0, device)
+    augmentations = [chosen.build() for chosen in setup.augmentations]
+    train_epoch(state, data, augmentations, BATCH, precision)  # warm-up epoch on a small subset
+    count = len(data.train_y)
+    started = time.perf_counter()
+    train_epoch(state, data, augmentations, BATCH, precision)
+    return rate(count, time.perf_counter() - started)
+
+
+def subset(data: DeviceData, count: int) -> DeviceData:
+    from dataclasses import replace
+
+    return replace(data, train_x=data.train_x[:count], train_y=data.train_y[:count])
+
+
+def study_overhead(device: str) -> dict[str, float]:
+    """Three trials of the cpu preset of dropout_gap: wall time against training time."""
+    import pyarrow.dataset as ds
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+
+    with tempfile.TemporaryDirectory() as results:
+        started = time.perf_counter()
+        outcome = CliRunner().invoke(app, [
+            "run", str(REPO / "studies" / "dropout_gap.py"), "--preset", "cpu", "--device", device,
+            "--set", "dropout=0.0", "--set", "augment='crop_flip'",
+            "--results-dir", results])
+        wall = time.perf_counter() - started
+        if outcome.exit_code != 0:
+            raise RuntimeError(outcome.output)
+        epochs = ds.dataset(Path(results) / "dropout_gap" / "epochs").to_table()
+        training = float(sum(epochs.column("seconds").to_pylist()))
+    trials = 3
+    return {"trials": trials, "wall_seconds": wall, "training_seconds": training,
+            "overhead_seconds_per_trial": (wall - training) / trials,
+            "overhead_share": (wall - training) / wall}
+
+
+def measure(model_name: str, width: int | None, images: np.ndarray, labels: np.ndarray,
+            data: DeviceData, device: torch.device, batches: int, registry: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"dataset": "cifar10-mini", "model": model_name, "augment": "crop_flip"}
+    if width is not None:
+        params["width"] = width
+    setup = resolve(params, registry)
+    precision = resolve_precision("auto", device)
+    torch.manual_seed(0)
+    users = users_steps(setup.model.build(num_classes=10), users_loader(images, labels), batches,
+                        device)
+    ours = ablate_steps(setup, subset(data, BATCH * batches), device, precision)
+    return {"model": model_name, "width": width, "precision": precision,
+            "users_images_per_s": users, "ablate_images_per_s": ours, "ratio": ours / users}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batches", type=int, default=12, help="training steps timed per model")
+    parser.add_argument("--skip-overhead", action="store_true", help="skip the study-overhead run")
+    args = parser.parse_args()
+
+    device, why = pick_device(args.device)
+    registry = load_plugins().registry
+    mini = registry.get("dataset", "cifar10-mini").build({"data_dir": None}, {})
+    images, labels = mini.train_images.numpy(), mini.train_labels.numpy()
+    data = to_device(mini, device, 1000)
+    augmentations = [registry.get("augmentation", "crop_flip").build({}, {})]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the data path per core: both sides on one thread
+    users_data = users_data_path(users_loader(images, labels))
+    ours_data = ablate_data_path(data, augmentations, device)
+    torch.set_num_threads(threads)
+
+    width = 64 if device.type == "cuda" else 16
+    models = [measure("resnet18", width, images, labels, data, device, args.batches, registry),
+              measure("simple_cnn", None, images, labels, data, device, args.batches, registry)]
+    figures: dict[str, Any] = {
+        "device": why, "threads": threads, "torch": torch.__version__,
+        "data_path": {"images": len(labels), "users_images_per_s_per_core": users_data,
+                      "ablate_images_per_s_per_core": ours_data,
+                      "ratio": ours_data / users_data},
+        "training_steps": models,
+    }
+    if not args.skip_overhead:
+        figures["study_overhead"] = study_overhead(args.device)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    print(f"device: {why}; {threads} threads; torch {torch.__version__}")
+    d = figures["data_path"]
+    print(f"data path (crop_flip, per core): users {d['users_images_per_s_per_core']:,.0f} img/s, "
+          f"ablate {d['ablate_images_per_s_per_core']:,.0f} img/s, ratio {d['ratio']:.1f}x")
+    for m in models:
+        name = m["model"] + (f" width {m['width']}" if m["width"] else "")
+        print(f"training steps, {name} ({m['precision']}): users {m['users_images_per_s']:,.0f} "
+              f"img/s, ablate {m['ablate_images_per_s']:,.0f} img/s, ratio {m['ratio']:.1f}x")
+    if "study_overhead" in figures:
+        o = figures["study_overhead"]
+        print(f"study overhead (cpu preset, {o['trials']} trials): "
+              f"{o['overhead_seconds_per_trial']:.2f} s per trial, {o['overhead_share']:.1%} of wall time")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
