@@ -62,7 +62,7 @@ def _run_workers(study_file: Path, study: Any, plan: Any, options: Any, plugins:
                  workers: int, preset: Optional[str], sets: list[str]) -> None:
     """Validate and open the study here (fail fast), then let ``workers`` processes train it."""
     from ablate import studyfile
-    from ablate.runner import Runner, RunError
+    from ablate.runner import RunError, Runner
     from ablate.workers import run_workers
 
     runner = Runner(plan, options, plugins, log=out.print,
@@ -110,7 +110,7 @@ def run(
     """Run a study; re-running it trains only the trials that are missing."""
     from ablate import studyfile
     from ablate.progress import ProgressDisplay
-    from ablate.runner import Runner, RunError, RunOptions
+    from ablate.runner import RunError, Runner, RunOptions
     from ablate.study import StudyError
 
     try:
@@ -214,8 +214,7 @@ def report(
     results_dir: Annotated[Path, typer.Option(help="where to look for studies")] = Path("results"),
 ) -> None:
     """Answer a study's question: cells, paired effects with intervals, plots, one HTML page."""
-    from ablate.report import ReportError, build, list_studies
-    from ablate.report import render
+    from ablate.report import ReportError, build, list_studies, render
 
     if format_ not in ("text", "markdown", "json", "html"):
         err.print(f"[red]error:[/] --format must be text, markdown, json or html, not {format_!r}")

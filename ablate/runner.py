@@ -21,21 +21,25 @@ import optuna
 
 import ablate
 from ablate.checkpoints import CheckpointStore
-from ablate.claims import Claims, is_stale, worker_id
+from ablate.claims import Claims, worker_id
 from ablate.config import ConfigError, TrialSetup, column_value, resolve
 from ablate.discovery import Plugins
 from ablate.events import EpochRecord, TrialInfo, TrialOutcome
+from ablate.optuna_storage import (
+    WORKER_ATTR,
+    StorageError,
+    distribution,
+    open_study,
+    record_attempt,
+)
 from ablate.results import (
     ResultsWriter,
     class_table,
     epoch_table,
     param_type,
     trial_table,
-    write_text_atomic,
 )
-from ablate.study import Choice, Range, StudyPlan, cell_name
-
-WORKER_ATTR = "worker"
+from ablate.study import Choice, StudyPlan, cell_name
 
 
 class RunError(RuntimeError):
@@ -97,25 +101,6 @@ def _error_text(error: BaseException) -> str:
     return "".join(lines)[-4000:]
 
 
-def _optuna_distribution(factor: Choice | Range) -> optuna.distributions.BaseDistribution:
-    if isinstance(factor, Choice):
-        return optuna.distributions.CategoricalDistribution([column_value(v) for v in factor.values])
-    if factor.integer:
-        return optuna.distributions.IntDistribution(int(factor.low), int(factor.high), log=factor.log)
-    return optuna.distributions.FloatDistribution(factor.low, factor.high, log=factor.log)
-
-
-def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    samplers: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed),
-        "qmc": lambda: optuna.samplers.QMCSampler(seed=seed),
-        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
-    }
-    return samplers[name]()
-
-
 class Runner:
     """Trains the missing trials of one study plan."""
 
@@ -172,56 +157,10 @@ class Runner:
     # -- storage ---------------------------------------------------------------------------
 
     def open_storage(self) -> optuna.Study:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.study_dir.mkdir(parents=True, exist_ok=True)
-        storage: Any = self.options.storage
-        if storage is None:
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-            storage = JournalStorage(JournalFileBackend(str(self.study_dir / "optuna.journal")))
-        sampler = _sampler(self.plan.design.name, 0) if self.plan.sampled else None
         try:
-            study = optuna.create_study(study_name=self.plan.name, storage=storage,
-                                        sampler=sampler, direction=self.plan.direction,
-                                        load_if_exists=True)
-        except Exception as error:
-            raise RunError(f"cannot open the Optuna storage {storage!r}: {error}") from None
-        fingerprint = self.plan.fingerprint()
-        recorded = study.user_attrs.get("fingerprint")
-        if recorded is None:
-            study.set_user_attr("fingerprint", fingerprint)
-            study.set_user_attr("preset", self.plan.preset)
-        elif recorded != fingerprint:
-            raise RunError(
-                f"{self.study_dir} holds results of a different version of study "
-                f"{self.plan.name!r} (preset {study.user_attrs.get('preset')!r}, fingerprint "
-                f"{recorded}; now preset {self.plan.preset!r}, fingerprint {fingerprint}). "
-                "Results must not mix: pass another --results-dir, or delete that folder.")
-        self._fail_stale(study)
-        self._write_description()
-        return study
-
-    def _write_description(self) -> None:
-        """``study.json``: what the report needs to know (question, baseline, factors, size)."""
-        plan = self.plan
-        factors = {k: ([column_value(v) for v in f.values] if isinstance(f, Choice) else vars(f))
-                   for k, f in plan.factors.items()}
-        description = {
-            "name": plan.name, "question": plan.question, "preset": plan.preset,
-            "metric": plan.metric, "direction": plan.direction,
-            "design": plan.design if isinstance(plan.design, str) else vars(plan.design),
-            "baseline": {k: column_value(v) for k, v in plan.baseline.items()},
-            "factors": factors, "seeds": list(plan.seeds), "trials": plan.size,
-            "fingerprint": plan.fingerprint(),
-        }
-        write_text_atomic(self.study_dir / "study.json", json.dumps(description, indent=2))
-
-    @staticmethod
-    def _fail_stale(study: optuna.Study) -> None:
-        """Mark RUNNING trials of dead workers on this host as failed (killed processes)."""
-        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if is_stale(str(trial.user_attrs.get(WORKER_ATTR, ""))):
-                study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            return open_study(self.plan, self.study_dir, self.options.storage)
+        except StorageError as error:
+            raise RunError(str(error)) from None
 
     # -- running ---------------------------------------------------------------------------
 
@@ -280,7 +219,7 @@ class Runner:
         return finished
 
     def _run_sampled(self, study: optuna.Study, summary: RunSummary, done: int) -> None:
-        distributions = {k: _optuna_distribution(f) for k, f in self.plan.factors.items()}
+        distributions = {k: distribution(f) for k, f in self.plan.factors.items()}
         while done < self.plan.size:
             trial = study.ask(distributions)
             trial.set_user_attr(WORKER_ATTR, worker_id())
@@ -304,7 +243,8 @@ class Runner:
         state = "fail"
         for attempt in range(first, first + self.options.retries + 1):
             state, value = self._attempt(index, attempt, cell, params, seed)
-            self._record_optuna(study, optuna_trial, index, attempt, levels, seed, state, value)
+            record_attempt(study, self.plan, optuna_trial, index, attempt, levels, seed, state,
+                           value)
             optuna_trial = None  # a retry is recorded as a trial of its own
             if state == "complete":
                 summary.completed += 1
@@ -315,25 +255,6 @@ class Runner:
                      + ("; retrying" if attempt < first + self.options.retries else ""))
         summary.failed.append(index)
         return state
-
-    def _record_optuna(self, study: optuna.Study, trial: optuna.Trial | None, index: int,
-                       attempt: int, levels: Mapping[str, Any], seed: int, state: str,
-                       value: float | None) -> None:
-        attrs = {"trial": index, "attempt": attempt, "seed": seed, "state": state,
-                 WORKER_ATTR: worker_id()}
-        optuna_state = (optuna.trial.TrialState.COMPLETE if state == "complete"
-                        else optuna.trial.TrialState.FAIL)
-        if trial is not None:
-            for key, attr in attrs.items():
-                trial.set_user_attr(key, attr)
-            study.tell(trial, value if state == "complete" else None, state=optuna_state)
-            return
-        distributions = {k: _optuna_distribution(f) for k, f in self.plan.factors.items()
-                         if k in levels}
-        study.add_trial(optuna.trial.create_trial(
-            params={k: column_value(levels[k]) for k in distributions},
-            distributions=distributions, user_attrs=attrs, state=optuna_state,
-            value=value if state == "complete" else None))
 
     def _context(self) -> dict[str, Any]:
         import torch

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from ablate_plugins import datasets
 
 from ablate import data as data_module
-from ablate_plugins import datasets
 
 from .conftest import SHARED_CIFAR10
 

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from ablate_plugins.models import BasicBlock, resnet18, simple_cnn
+from torch import nn
 
 
 def test_resnet18_is_the_cifar_variant() -> None:

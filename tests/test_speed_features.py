@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 import torch
+from ablate_plugins.augmentations import crop_flip
 from scipy import stats
 from typer.testing import CliRunner
 
@@ -20,7 +21,6 @@ from ablate.cli import app
 from ablate.config import resolve
 from ablate.discovery import Plugins
 from ablate.trainer import cpu_has_native_bf16, fit, resolve_precision, to_device
-from ablate_plugins.augmentations import crop_flip
 
 from .conftest import tiny_data
 

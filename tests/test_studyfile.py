@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
