@@ -177,3 +177,24 @@ def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     assert len(data["verdict"]) == 3
     assert (tmp_path / "dropout_gap" / "report" / "report.html").is_file()
     assert len(list((tmp_path / "dropout_gap" / "report").glob("*.png"))) == 5
+
+
+def test_sampled_study_reports_optuna_parameter_importance(tmp_path: Path, cli_plugins: object) -> None:
+    study = tmp_path / "sampled.py"
+    study.write_text('''
+from ablate import Study, integer, sampler, uniform
+
+study = Study(
+    name="sampled", question="Which matters more, width or learning rate?",
+    baseline=dict(dataset="tiny", model="tiny_mlp", epochs=1, batch_size=16, eval_batch_size=16,
+                  train_eval_size=16),
+    factors=dict(hidden=integer(2, 32), lr=uniform(0.001, 0.5, log=True)),
+    design=sampler("random", trials=6), seeds=1,
+)
+''')
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", str(study), "--results-dir", str(tmp_path)]).exit_code == 0
+    data = json.loads(runner.invoke(app, ["report", str(tmp_path / "sampled"), "--format",
+                                          "json"]).stdout)
+    assert set(data["importance"]) == {"hidden", "lr"}
+    assert sum(data["importance"].values()) == pytest.approx(1.0)
