@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ablate.discovery import Plugins, describe, get_plugins
 
-app = typer.Typer(help=__doc__ and "Run ablation studies of image classifiers.",
+app = typer.Typer(help="Run ablation studies of image classifiers and report what each factor does.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 # Messages are never hard-wrapped (paths stay whole, output stays grep-able); tables piped to a
 # file get a width that fits them rather than rich's default 80 columns.
@@ -59,7 +59,8 @@ def _interrupt_on_signals() -> None:
 
 
 def _run_workers(study_file: Path, study: Any, plan: Any, options: Any, plugins: Plugins,
-                 workers: int, preset: Optional[str], sets: list[str]) -> None:
+                 workers: int, threads: Optional[int], preset: Optional[str],
+                 sets: list[str]) -> None:
     """Validate and open the study here (fail fast), then let ``workers`` processes train it."""
     from ablate import studyfile
     from ablate.runner import RunError, Runner
@@ -80,7 +81,7 @@ def _run_workers(study_file: Path, study: Any, plan: Any, options: Any, plugins:
     arguments += ["--data-dir", str(options.data_dir)] if options.data_dir else []
     for item in sets:
         arguments += ["--set", item]
-    code = run_workers(arguments, workers, runner.writer, plan.size, out)
+    code = run_workers(arguments, workers, runner.writer, plan.size, out, threads)
     done = sum("complete" in states for states in runner.writer.attempts().values())
     out.print(f"{min(done, plan.size)}/{plan.size} trials complete; results in {runner.study_dir}")
     if code == 130:
@@ -130,7 +131,8 @@ def run(
 
         torch.set_num_threads(threads)
     if workers > 1:
-        _run_workers(study_file, study, plan, options, plugins, workers, preset, set_ or [])
+        _run_workers(study_file, study, plan, options, plugins, workers, threads, preset,
+                     set_ or [])
         return
     with ProgressDisplay(out, enabled=not quiet) as display:
         plugins.manager.register(display, name="ablate:progress")

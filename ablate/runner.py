@@ -259,13 +259,13 @@ class Runner:
     def _context(self) -> dict[str, Any]:
         import torch
 
-        study_file = Path(self.locate(None, None).rsplit(":", 1)[0] or ".")
         return {
             "device": str(self.device), "torch_version": torch.__version__,
             "ablate_version": ablate.__version__,
             "plugin_versions": json.dumps({p.name: p.version for p in self.plugins.loaded.values()},
                                           sort_keys=True),
-            "git_revision": _git_revision(study_file.parent if study_file.is_file() else Path.cwd()),
+            # The revision of the project the study is run from (its working directory).
+            "git_revision": _git_revision(Path.cwd()),
             "study_fingerprint": self.plan.fingerprint(), "preset": self.plan.preset,
         }
 

@@ -26,9 +26,9 @@ def threads_per_worker(workers: int) -> int:
 
 
 def run_workers(arguments: Sequence[str], workers: int, writer: ResultsWriter, total: int,
-                console: Console) -> int:
+                console: Console, threads: int | None = None) -> int:
     """Start ``workers`` processes of ``ablate run ARGUMENTS``; returns the worst exit status."""
-    threads = threads_per_worker(workers)
+    threads = threads or threads_per_worker(workers)
     command = [sys.executable, "-m", "ablate", "run", *arguments, "--workers", "1",
                "--threads", str(threads), "--quiet"]
     children = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(workers)]

@@ -38,7 +38,7 @@ study = Study(
         full=Preset("the users' scale: all of CIFAR-10, width 64, 50 epochs, restarts every 10 "
                     "with the learning rate stepping down at each (GPU advised)"),
         cpu=Preset(
-            "about 6 minutes on a 2-core CPU: cifar10-mini (2,000 train images), width 8, "
+            "about 4 minutes on a 2-core CPU: cifar10-mini (2,000 train images), width 8, "
             "8 epochs, restarts every 2",
             dict(dataset="cifar10-mini", width=8, epochs=8, resume_every=2, milestones=(4, 6),
                  train_size=2000, train_eval_size=1000),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -168,4 +169,9 @@ def test_resume_jump_smoke_marks_restarts_per_mode(tmp_path: Path) -> None:
     assert marks == {mode: {3} for mode in ("full", "weights_only", "weights_optimizer",
                                             "weights_scheduler")}
     report = CliRunner().invoke(app, ["report", str(tmp_path / "resume_jump"), "--format", "json"])
-    assert '"restarts"' in report.stdout
+    data = json.loads(report.stdout)
+    assert "restarts" in data["plots"]
+    jumps = {e["level"]: e for e in data["effects"] if e["metric"] == "jump_test"}
+    assert set(jumps) == {"full", "weights_only", "weights_optimizer", "weights_scheduler"}
+    assert jumps["full"]["difference"]["mean"] == 0.0  # the control restores everything
+    assert any("identical to the baseline" in line and "full" in line for line in data["verdict"])

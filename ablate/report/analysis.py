@@ -14,6 +14,7 @@ from ablate.report.stats import Comparison, Interval, holm, mean_ci, paired
 CELL_METRICS = ("test_acc", "train_acc", "train_eval_acc", "gap_running", "gap_eval",
                 "best_epoch", "seconds")
 EFFECT_METRICS = ("gap_running", "gap_eval")
+JUMP_METRICS = ("jump_test", "jump_train")  # resume studies only
 DESCRIPTIONS = {
     "test_acc": "final test accuracy",
     "train_acc": "train accuracy as seen during training (augmentation and dropout on)",
@@ -22,6 +23,8 @@ DESCRIPTIONS = {
     "gap_eval": "eval-mode train minus test accuracy",
     "best_epoch": "epoch of the best test accuracy",
     "seconds": "wall time of a trial",
+    "jump_test": "test accuracy change from the epoch before each restart point to the epoch after",
+    "jump_train": "running train accuracy change across each restart point",
 }
 
 
@@ -40,7 +43,27 @@ def _difference(a: float | None, b: float | None) -> float | None:
 
 
 def is_accuracy(metric: str) -> bool:
-    return metric.endswith("_acc") or metric.startswith("gap_")
+    return metric.endswith("_acc") or metric.startswith(("gap_", "jump_"))
+
+
+def add_restart_jumps(results: StudyResults) -> bool:
+    """For resume studies, give each trial its mean accuracy jump across the restart points.
+
+    The restart points are the epochs e > 1 with (e - 1) divisible by ``resume_every``; they are
+    measured for continuous trials too, so a restart's extra jump is a paired difference.
+    """
+    found = False
+    for trial in results.complete:
+        period = trial.get("param_resume_every") or 0
+        if period <= 0:
+            continue
+        rows = {r["epoch"]: r for r in results.rows_of(results.epochs, trial)}
+        points = [e for e in rows if e > 1 and (e - 1) % period == 0 and e - 1 in rows]
+        for metric, column in (("jump_test", "test_acc"), ("jump_train", "train_acc")):
+            jumps = [rows[e][column] - rows[e - 1][column] for e in points]
+            trial[metric] = sum(jumps) / len(jumps) if jumps else None
+        found = found or bool(points)
+    return found
 
 
 def format_value(metric: str, value: float | None, signed: bool = False) -> str:
@@ -143,6 +166,8 @@ def sentence(effect: Effect) -> str:
     d = effect.comparison.difference
     unit = " points" if is_accuracy(effect.metric) else ""
     what = f"{effect.factor} = {effect.level} (vs {effect.baseline_level})"
+    if d.n >= 1 and d.low == d.high == d.mean == 0.0:
+        return f"{what}: identical to the baseline on all {d.n} paired seeds ({effect.metric})."
     if d.n < 2:
         return (f"{what}: cannot decide: only {d.n} seed(s) paired with the baseline; "
                 "run more seeds.")
@@ -184,10 +209,15 @@ def analyse(results: StudyResults, metric: str | None = None,
     """Summarise every cell, compare each factor level with the baseline, state the verdict."""
     description = results.description
     metric = metric or description.get("metric", "test_acc")
+    jumps = JUMP_METRICS if add_restart_jumps(results) else ()
     cells = _cells(results)
+    for cell in cells:
+        for name in jumps:
+            cell.summary[name] = mean_ci(list(cell.by_seed(name).values()))
     effects = _effects(cells, metric)
+    jump_effects = [e for m in jumps for e in _effects(cells, m)]
     gap_effects = [e for m in EFFECT_METRICS if m != metric for e in _effects(cells, m)]
-    verdict = [sentence(e) for e in effects]
+    verdict = [sentence(e) for e in effects + jump_effects]
     if not effects:
         verdict.append("The data cannot decide yet: no factor level has complete trials next to "
                        "a complete baseline cell.")
@@ -195,5 +225,5 @@ def analyse(results: StudyResults, metric: str | None = None,
               "planned": int(description.get("trials") or 0)}
     return Report(description.get("name", results.folder.name), description.get("question", ""),
                   metric, description.get("direction", "maximize"), description.get("preset", ""),
-                  cells, effects + gap_effects, verdict, _missing(results, cells), counts,
+                  cells, effects + jump_effects + gap_effects, verdict, _missing(results, cells), counts,
                   importance)
