@@ -146,6 +146,13 @@ def test_example_plugin_is_listed_and_its_components_train(example_site: Path, t
     (example,) = [e for e in listed if e["distribution"] == "ablate-example-plugin"]
     assert example["registers"] == ["model:tiny_convnet", "augmentation:cutout"]
     assert example["version"] == "0.1.0"
+    kit = ("from ablate.discovery import load_plugins; from ablate.testing import check_component;"
+           "r = load_plugins().registry; check_component(r.get('model', 'tiny_convnet'));"
+           "check_component(r.get('augmentation', 'cutout')); print('conforms')")
+    environment = {**os.environ, "PYTHONPATH": str(example_site)}
+    checked = subprocess.run([sys.executable, "-c", kit], capture_output=True, text=True,
+                             env=environment, timeout=300)
+    assert checked.stdout.strip() == "conforms", checked.stderr
     study = tmp_path / "example.py"
     study.write_text(textwrap.dedent('''
         from ablate import Study, choice
