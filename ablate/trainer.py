@@ -182,6 +182,8 @@ def fit(
     saved = checkpoints.latest() if checkpoints else None
     if saved is not None and saved.get("meta") == (checkpoint_meta or {}):
         restore(state, saved)
+    elif saved is not None and checkpoints is not None:  # another trial's: never mix them
+        checkpoints.clear()
     resumed_from = state.epoch
     augmentations = [chosen.build() for chosen in setup.augmentations]
     mode, period = settings["resume"], settings["resume_every"]

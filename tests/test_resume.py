@@ -175,3 +175,21 @@ def test_resume_jump_smoke_marks_restarts_per_mode(tmp_path: Path) -> None:
     assert set(jumps) == {"full", "weights_only", "weights_optimizer", "weights_scheduler"}
     assert jumps["full"]["difference"]["mean"] == 0.0  # the control restores everything
     assert any("identical to the baseline" in line and "full" in line for line in data["verdict"])
+
+
+def test_a_checkpoint_of_another_trial_is_never_restored(plugins: Plugins, tmp_path: Path) -> None:
+    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 2, "batch_size": 16},
+                    plugins.registry)
+    data = to_device(tiny_data(), CPU, 16)
+    store = CheckpointStore(tmp_path / "trial")
+
+    def stop(record):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(setup, data, 3, 0, CPU, stop, store, {"trial": 1})
+    assert [e for e, _ in store.files()] == [1]
+    other = fit(setup, data, 3, 0, CPU, checkpoints=store, checkpoint_meta={"trial": 2})
+    assert other.resumed_from == 0
+    same = fit(setup, data, 3, 0, CPU)
+    assert [e.test_loss for e in other.epochs] == [e.test_loss for e in same.epochs]
