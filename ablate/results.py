@@ -136,11 +136,12 @@ class ResultsWriter:
             write_atomic(classes, self.path("classes", trial, attempt))
         write_atomic(trials, self.path("trials", trial, attempt))
 
-    def attempts(self) -> dict[int, list[str]]:
-        """The recorded attempts' states per trial, in attempt order."""
+    def attempts(self, trial: int | None = None) -> dict[int, list[str]]:
+        """The recorded attempts' states per trial (of one ``trial`` if given), in attempt order."""
         folder = self.study_dir / "trials"
+        pattern = "trial-*-attempt-*.parquet" if trial is None else f"trial-{trial:05d}-attempt-*.parquet"
         found: dict[int, list[tuple[int, str]]] = {}
-        for path in sorted(folder.glob("trial-*-attempt-*.parquet")):
+        for path in sorted(folder.glob(pattern)):
             table = pq.read_table(path, columns=["trial", "attempt", "state"])
             for trial, attempt, state in zip(*(table.column(c).to_pylist() for c in table.column_names)):
                 found.setdefault(trial, []).append((attempt, state))

@@ -191,7 +191,8 @@ class Runner:
                 if planned.index in done or not claims.acquire(planned.index):
                     continue  # finished, or another worker trains it now
                 try:
-                    attempts = self.writer.attempts()  # another worker may have finished it
+                    # Another worker may have finished it since the start: read its files again.
+                    attempts = self.writer.attempts(planned.index)
                     if "complete" in attempts.get(planned.index, []):
                         continue
                     first = len(attempts.get(planned.index, [])) + 1
