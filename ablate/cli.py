@@ -82,7 +82,7 @@ def _run_workers(study_file: Path, study: Any, plan: Any, options: Any, plugins:
     for item in sets:
         arguments += ["--set", item]
     code = run_workers(arguments, workers, runner.writer, plan.size, out, threads)
-    done = sum("complete" in states for states in runner.writer.attempts().values())
+    done = len(runner.writer.complete_trials())
     out.print(f"{min(done, plan.size)}/{plan.size} trials complete; results in {runner.study_dir}")
     if code == 130:
         err.print("interrupted: finished trials are saved; run the same command again to "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -95,18 +94,6 @@ def read_parquet_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
     blobs = table.column(image_column).combine_chunks().field("bytes").to_pylist()
     labels = table.column(label_column).to_numpy().astype(np.int64)
     return _decode(blobs), labels
-
-
-def parquet_class_names(path: Path) -> tuple[str, ...] | None:
-    """Class names from the ``huggingface`` schema metadata, when present."""
-    metadata = pq.read_schema(path).metadata or {}
-    try:
-        info = json.loads(metadata[b"huggingface"])
-        features = info["info"]["features"]
-        label = features.get("label") or features.get("labels")
-        return tuple(label["names"])
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def load_parquet_pair(train: Path, test: Path) -> tuple[dict[str, np.ndarray], str]:

@@ -146,3 +146,7 @@ class ResultsWriter:
             for trial, attempt, state in zip(*(table.column(c).to_pylist() for c in table.column_names)):
                 found.setdefault(trial, []).append((attempt, state))
         return {trial: [state for _, state in sorted(states)] for trial, states in found.items()}
+
+    def complete_trials(self) -> set[int]:
+        """The trials that have a complete attempt."""
+        return {trial for trial, states in self.attempts().items() if "complete" in states}

@@ -39,11 +39,9 @@ def run_workers(arguments: Sequence[str], workers: int, writer: ResultsWriter, t
     try:
         with progress:
             while any(child.poll() is None for child in children):
-                done = sum("complete" in states for states in writer.attempts().values())
-                progress.update(task, completed=min(done, total))
+                progress.update(task, completed=min(len(writer.complete_trials()), total))
                 time.sleep(1.0)
-            done = sum("complete" in states for states in writer.attempts().values())
-            progress.update(task, completed=min(done, total))
+            progress.update(task, completed=min(len(writer.complete_trials()), total))
     except KeyboardInterrupt:
         for child in children:  # each worker records its running attempt and stops
             if child.poll() is None:

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only: works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ablate.report.analysis import Cell, Report  # noqa: E402
+from ablate.report.analysis import Cell, Report, is_accuracy, metric_value  # noqa: E402
 from ablate.report.load import StudyResults  # noqa: E402
 
 CURVES = (("train_acc", "train (running)"), ("train_eval_acc", "train (eval mode)"),
@@ -58,11 +58,16 @@ def _grid_axes(count: int, title: str) -> tuple[Any, list[Any]]:
     return figure, flat[:count]
 
 
+def _accuracy_curves(axis: Any, results: StudyResults, cell: Cell) -> None:
+    """Running train, eval-mode train and test accuracy of ``cell`` against epoch."""
+    for column, label in CURVES:
+        _band(axis, *_epoch_series(results, cell, lambda r, c=column: r.get(c)), label)
+
+
 def learning_curves(report: Report, results: StudyResults) -> Any:
     figure, axes = _grid_axes(len(report.cells), "Accuracy per epoch (mean, band: min-max over seeds)")
     for axis, cell in zip(axes, report.cells):
-        for column, label in CURVES:
-            _band(axis, *_epoch_series(results, cell, lambda r, c=column: r.get(c)), label)
+        _accuracy_curves(axis, results, cell)
         axis.set_title(cell.name + (" (baseline)" if cell.baseline else ""), fontsize=9)
         axis.set_xlabel("epoch")
         axis.set_ylabel("accuracy (%)")
@@ -73,10 +78,11 @@ def learning_curves(report: Report, results: StudyResults) -> Any:
 def gap_curves(report: Report, results: StudyResults) -> Any:
     figure, (running, evaluated) = plt.subplots(1, 2, figsize=(11, 4))
     for cell in report.cells:
-        _band(running, *_epoch_series(results, cell, lambda r: _gap(r, "test_acc", "train_acc")),
+        # Epoch rows carry the same accuracy columns as trials, so the gaps derive the same way.
+        _band(running, *_epoch_series(results, cell, lambda r: metric_value(r, "gap_running")),
               cell.name)
-        _band(evaluated, *_epoch_series(
-            results, cell, lambda r: _gap(r, "train_eval_acc", "test_acc")), cell.name)
+        _band(evaluated, *_epoch_series(results, cell, lambda r: metric_value(r, "gap_eval")),
+              cell.name)
     running.set_title("test minus running train accuracy (points)")
     evaluated.set_title("eval-mode train minus test accuracy (points)")
     for axis in (running, evaluated):
@@ -86,17 +92,13 @@ def gap_curves(report: Report, results: StudyResults) -> Any:
     return figure
 
 
-def _gap(row: dict, a: str, b: str) -> float | None:
-    return None if row.get(a) is None or row.get(b) is None else row[a] - row[b]
-
-
 def final_metric(report: Report, results: StudyResults) -> Any:
     figure, axis = plt.subplots(figsize=(7, 0.5 * len(report.cells) + 1.5))
     names = [c.name + (" (baseline)" if c.baseline else "") for c in report.cells]
     means, lows, highs = [], [], []
     for cell in report.cells:
         interval = cell.summary[report.metric]
-        scale = 100 if report.metric.endswith("_acc") else 1
+        scale = 100 if is_accuracy(report.metric) else 1
         means.append(interval.mean * scale)
         lows.append((interval.mean - (interval.low if interval.low is not None else interval.mean)) * scale)
         highs.append(((interval.high if interval.high is not None else interval.mean) - interval.mean) * scale)
@@ -153,8 +155,7 @@ def restarts(report: Report, results: StudyResults) -> Any | None:
         return None
     figure, axes = _grid_axes(len(report.cells), "accuracy around restarts (dashed: restart)")
     for axis, cell in zip(axes, report.cells):
-        for column, label in CURVES:
-            _band(axis, *_epoch_series(results, cell, lambda r, c=column: r.get(c)), label)
+        _accuracy_curves(axis, results, cell)
         marks = {r["epoch"] for t in cell.trials for r in results.rows_of(results.epochs, t)
                  if r.get("restart")}
         for epoch in sorted(marks):
