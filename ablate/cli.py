@@ -21,6 +21,8 @@ app = typer.Typer(help="Run ablation studies of image classifiers and report wha
 # file get a width that fits them rather than rich's default 80 columns.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
+INTERRUPTED = ("interrupted: finished trials are saved; run the same command again to train only "
+               "the missing ones")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -85,8 +87,7 @@ def _run_workers(study_file: Path, study: Any, plan: Any, options: Any, plugins:
     done = len(runner.writer.complete_trials())
     out.print(f"{min(done, plan.size)}/{plan.size} trials complete; results in {runner.study_dir}")
     if code == 130:
-        err.print("interrupted: finished trials are saved; run the same command again to "
-                  "train only the missing ones")
+        err.print(INTERRUPTED)
     if code:
         raise typer.Exit(code)
 
@@ -144,8 +145,7 @@ def run(
             err.print(f"[red]error:[/] {error}", highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err.print("interrupted: finished trials are saved; run the same command again to "
-                      "train only the missing ones")
+            err.print(INTERRUPTED)
             raise typer.Exit(130) from None
         finally:
             plugins.manager.unregister(name="ablate:progress")
