@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import optuna
 
 import ablate
+from ablate.allocator import keep_freed_memory
 from ablate.checkpoints import CheckpointStore
 from ablate.claims import Claims, worker_id
 from ablate.config import ConfigError, TrialSetup, column_value, resolve
@@ -179,6 +180,8 @@ class Runner:
         device, why = pick_device(self.options.device)
         self.device = device
         self.log(f"device: {why}")
+        if device.type == "cpu":
+            keep_freed_memory()
         self.context = self._context()
         if self.progress is not None:
             self.progress.begin(summary.total, summary.done_before)

@@ -232,3 +232,15 @@ def test_ctrl_c_on_the_real_command_then_rerun_completes_without_repeats(tmp_pat
     assert sorted(t["trial"] for t in complete) == list(range(18))
     # Trials finished before the interruption kept their first attempt: none ran twice.
     assert all(t["attempt"] == 1 for t in complete if t["trial"] in finished_before)
+
+
+def test_a_cpu_run_tunes_the_allocator_before_training(tmp_path: Path, cli_plugins: Plugins,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ablate.runner
+
+    calls: list[int] = []
+    monkeypatch.setattr(ablate.runner, "keep_freed_memory", lambda: calls.append(1) or True)
+    code, output = invoke("run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path),
+                          "--device", "cpu")
+    assert code == 0, output
+    assert calls == [1]
