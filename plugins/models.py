@@ -26,9 +26,12 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
+        # In place, as torchvision's BasicBlock: BatchNorm's backward needs its input, not its
+        # output, so the output can take the ReLU and the residual without a new tensor.
+        out = self.bn1(self.conv1(x)).relu_()
         out = self.bn2(self.conv2(out))
-        return torch.relu(out + self.shortcut(x))
+        out += self.shortcut(x)
+        return out.relu_()
 
 
 class CifarResNet18(nn.Module):
