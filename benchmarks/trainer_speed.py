@@ -5,15 +5,18 @@
 
 In one run, on the same images (the shipped cifar10-mini training set), model and width, it times
 
-(a) the users' loop exactly as their scripts write it: a torchvision ``DataLoader`` (one process)
-    over PIL images with per-image ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``,
-    ``ToTensor``, ``Normalize``; float32, NCHW;
-(b) ablate's trainer: uint8 tensors on the device, batched per-image augmentation, channels_last,
-    the ``precision`` setting's ``auto`` choice;
+(a) the users' loop exactly as their scripts write it, in a process of its own: a torchvision
+    ``DataLoader`` (no worker processes) over PIL images with per-image
+    ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``;
+    float32, NCHW;
+(b) ablate's trainer, in this process: uint8 tensors on the device, batched per-image
+    augmentation, channels_last, the ``precision`` setting's ``auto`` choice, the allocator
+    tuning of ``ablate.allocator`` on CPU;
 
 and prints images/s for the data path alone (per CPU core: both measured on one thread) and for
 full training steps, with the ratio (b)/(a), for ``resnet18`` (width 16 on CPU, 64 on GPU) and
-``simple_cnn``. It also runs three trials of the ``cpu`` preset of ``studies/dropout_gap.py``
+``simple_cnn``. Each figure is the median of ``--rounds`` timings, the two sides timed in turns
+(a shared machine's busy spells then hit both alike). It also runs three trials of the ``cpu`` preset of ``studies/dropout_gap.py``
 and reports the study's overhead (storage, Parquet, set-up, checkpoints): everything that is not
 an epoch's training and evaluation, as a share of the run's wall time.
 """
@@ -21,10 +24,15 @@ an epoch's training and evaluation, as a share of the run's wall time.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +40,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ablate.allocator import keep_freed_memory
 from ablate.config import resolve
 from ablate.data import CIFAR10_MEAN, CIFAR10_STD
 from ablate.discovery import load_plugins
 from ablate.runner import pick_device
 from ablate.state import build_state
-from ablate.trainer import DeviceData, prepare_batch, resolve_precision, to_device, train_epoch
+from ablate.trainer import (
+    DeviceData,
+    prepare_batch,
+    resolve_precision,
+    to_device,
+    train_epoch,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 128
@@ -146,51 +161,99 @@ def study_overhead(device: str) -> dict[str, float]:
             "overhead_share": (wall - training) / wall}
 
 
-def measure(model_name: str, width: int | None, images: np.ndarray, labels: np.ndarray,
-            data: DeviceData, device: torch.device, batches: int, registry: Any) -> dict[str, Any]:
+def model_setup(model_name: str, width: int | None, registry: Any) -> Any:
     params: dict[str, Any] = {"dataset": "cifar10-mini", "model": model_name, "augment": "crop_flip"}
     if width is not None:
         params["width"] = width
-    setup = resolve(params, registry)
-    precision = resolve_precision("auto", device)
+    return resolve(params, registry)
+
+
+@functools.cache
+def registry() -> Any:
+    return load_plugins().registry
+
+
+@functools.cache
+def mini_training_set() -> tuple[np.ndarray, np.ndarray]:
+    mini = registry().get("dataset", "cifar10-mini").build({"data_dir": None}, {})
+    return mini.train_images.numpy(), mini.train_labels.numpy()
+
+
+def users_figure(model_name: str | None, width: int | None, batches: int, threads: int,
+                 device_name: str) -> float:
+    """One timing of the users' loop: the data path alone, or full steps of ``model_name``.
+
+    It runs in a process of its own, as the users' scripts do, so it gets neither ablate's
+    allocator tuning nor ablate's warmed-up kernels.
+    """
+    images, labels = mini_training_set()
+    torch.set_num_threads(threads)
+    loader = users_loader(images, labels)
+    if model_name is None:
+        return users_data_path(loader)
+    setup = model_setup(model_name, width, registry())
     torch.manual_seed(0)
-    users = users_steps(setup.model.build(num_classes=10), users_loader(images, labels), batches,
-                        device)
-    ours = ablate_steps(setup, subset(data, BATCH * batches), device, precision)
-    return {"model": model_name, "width": width, "precision": precision,
-            "users_images_per_s": users, "ablate_images_per_s": ours, "ratio": ours / users}
+    return users_steps(setup.model.build(num_classes=10), loader, batches,
+                       torch.device(device_name))
+
+
+def interleaved(rounds: int, users: Callable[[], float], ours: Callable[[], float]
+                ) -> tuple[float, float]:
+    """Median timings of both sides, taken in turns so that a busy spell hits both alike."""
+    pairs = [(users(), ours()) for _ in range(rounds)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batches", type=int, default=12, help="training steps timed per model")
+    parser.add_argument("--batches", type=int, default=20, help="training steps timed per model")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="timings per figure; the median is reported")
     parser.add_argument("--skip-overhead", action="store_true", help="skip the study-overhead run")
     args = parser.parse_args()
 
     device, why = pick_device(args.device)
-    registry = load_plugins().registry
-    mini = registry.get("dataset", "cifar10-mini").build({"data_dir": None}, {})
-    images, labels = mini.train_images.numpy(), mini.train_labels.numpy()
+    mini = registry().get("dataset", "cifar10-mini").build({"data_dir": None}, {})
     data = to_device(mini, device, 1000)
-    augmentations = [registry.get("augmentation", "crop_flip").build({}, {})]
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the data path per core: both sides on one thread
-    users_data = users_data_path(users_loader(images, labels))
-    ours_data = ablate_data_path(data, augmentations, device)
-    torch.set_num_threads(threads)
-
+    augmentations = [registry().get("augmentation", "crop_flip").build({}, {})]
+    precision = resolve_precision("auto", device)
     width = 64 if device.type == "cuda" else 16
-    models = [measure("resnet18", width, images, labels, data, device, args.batches, registry),
-              measure("simple_cnn", None, images, labels, data, device, args.batches, registry)]
+    threads, rounds = torch.get_num_threads(), args.rounds
+    if device.type == "cpu":
+        keep_freed_memory()  # as the runner does on CPU
+
+    def ours_data_path() -> float:
+        torch.set_num_threads(1)  # the data path per core: both sides on one thread
+        try:
+            return ablate_data_path(data, augmentations, device)
+        finally:
+            torch.set_num_threads(threads)
+
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as users_process:
+        def users(model_name: str | None, model_width: int | None, use_threads: int) -> float:
+            return users_process.submit(users_figure, model_name, model_width, args.batches,
+                                        use_threads, str(device)).result()
+
+        users_data, ours_data = interleaved(rounds, lambda: users(None, None, 1), ours_data_path)
+        steps = []
+        for name, model_width in [("resnet18", width), ("simple_cnn", None)]:
+            setup = model_setup(name, model_width, registry())
+            users_rate, ours = interleaved(
+                rounds, functools.partial(users, name, model_width, threads),
+                functools.partial(ablate_steps, setup, subset(data, BATCH * args.batches), device,
+                                  precision))
+            steps.append({"model": name, "width": model_width, "precision": precision,
+                          "users_images_per_s": users_rate, "ablate_images_per_s": ours,
+                          "ratio": ours / users_rate})
     figures: dict[str, Any] = {
         "device": why, "threads": threads, "torch": torch.__version__,
-        "data_path": {"images": len(labels), "users_images_per_s_per_core": users_data,
+        "data_path": {"images": len(mini.train_labels), "users_images_per_s_per_core": users_data,
                       "ablate_images_per_s_per_core": ours_data,
                       "ratio": ours_data / users_data},
-        "training_steps": models,
+        "rounds": rounds, "training_steps": steps,
     }
     if not args.skip_overhead:
         figures["study_overhead"] = study_overhead(args.device)
@@ -201,7 +264,7 @@ def main() -> int:
     d = figures["data_path"]
     print(f"data path (crop_flip, per core): users {d['users_images_per_s_per_core']:,.0f} img/s, "
           f"ablate {d['ablate_images_per_s_per_core']:,.0f} img/s, ratio {d['ratio']:.1f}x")
-    for m in models:
+    for m in steps:
         name = m["model"] + (f" width {m['width']}" if m["width"] else "")
         print(f"training steps, {name} ({m['precision']}): users {m['users_images_per_s']:,.0f} "
               f"img/s, ablate {m['ablate_images_per_s']:,.0f} img/s, ratio {m['ratio']:.1f}x")
