@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,24 @@ def test_precision_auto_follows_the_hardware_and_is_recorded(plugins: Plugins) -
         result = fit(setup, to_device(tiny_data(), cpu, 16), 3, 0, cpu)
         assert result.precision == precision
 
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compile_happens_once_per_architecture_not_per_trial(plugins: Plugins) -> None:
+    from torch._dynamo.utils import counters
+
+    cpu = torch.device("cpu")
+    data = to_device(tiny_data(), cpu, 16)
+    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 1, "compile": True},
+                    plugins.registry)
+    before = counters["stats"]["unique_graphs"]
+    fit(setup, data, 3, 0, cpu)
+    after_first = counters["stats"]["unique_graphs"]
+    second = fit(setup, data, 3, 1, cpu)  # another trial: another seed, a fresh model
+    assert after_first > before  # the first trial compiled its graphs
+    assert counters["stats"]["unique_graphs"] == after_first  # the second reused them
+    assert 0.0 <= second.final.test_acc <= 1.0
 
 def schema(folder: Path) -> dict[str, pa.Schema]:
     return {name: ds.dataset(folder / name).schema for name in ("trials", "epochs", "classes")}
