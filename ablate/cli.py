@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -61,7 +61,7 @@ def _interrupt_on_signals() -> None:
 
 
 def _run_workers(study_file: Path, study: Any, plan: Any, options: Any, plugins: Plugins,
-                 workers: int, threads: Optional[int], preset: Optional[str],
+                 workers: int, threads: int | None, preset: str | None,
                  sets: list[str]) -> None:
     """Validate and open the study here (fail fast), then let ``workers`` processes train it."""
     from ablate import studyfile
@@ -95,17 +95,17 @@ def _run_workers(study_file: Path, study: Any, plan: Any, options: Any, plugins:
 @app.command()
 def run(
     study_file: Annotated[Path, typer.Argument(help="the study file, e.g. studies/dropout_gap.py")],
-    preset: Annotated[Optional[str], typer.Option(help="size preset (default: the study's)")] = None,
+    preset: Annotated[str | None, typer.Option(help="size preset (default: the study's)")] = None,
     results_dir: Annotated[Path, typer.Option(help="where results go")] = Path("results"),
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, mps")] = "auto",
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: a journal "
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: a journal "
                                                         "file in the study's results folder)")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a baseline "
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a baseline "
                                                        "parameter: KEY=VALUE (repeatable)")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="local datasets (else $ABLATE_DATA)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="local datasets (else $ABLATE_DATA)")] = None,
     retries: Annotated[int, typer.Option(min=0, help="extra attempts for a failing trial")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="worker processes sharing the study")] = 1,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads per worker "
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per worker "
                                                               "(default: all cores / workers)")] = None,
     quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False,
 ) -> None:
@@ -176,7 +176,7 @@ def plugins(
 
 @app.command(name="list")
 def list_components(
-    kind: Annotated[Optional[str], typer.Argument(help="dataset, model, augmentation, optimizer, "
+    kind: Annotated[str | None, typer.Argument(help="dataset, model, augmentation, optimizer, "
                                                        "scheduler or setting")] = None,
 ) -> None:
     """List components with their parameters and defaults."""
@@ -208,10 +208,10 @@ def list_components(
 
 @app.command()
 def report(
-    study_dir: Annotated[Optional[Path], typer.Argument(help="RESULTS_DIR/STUDY; without it, "
+    study_dir: Annotated[Path | None, typer.Argument(help="RESULTS_DIR/STUDY; without it, "
                                                          "list the studies under results/")] = None,
     format_: Annotated[str, typer.Option("--format", help="text, markdown, json or html")] = "text",
-    metric: Annotated[Optional[str], typer.Option(help="metric for the effects (default: the "
+    metric: Annotated[str | None, typer.Option(help="metric for the effects (default: the "
                                                        "study's)")] = None,
     results_dir: Annotated[Path, typer.Option(help="where to look for studies")] = Path("results"),
 ) -> None:

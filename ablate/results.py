@@ -31,7 +31,8 @@ TRIAL_COLUMNS = pa.schema([
     ("train_eval_acc", pa.float64()), ("best_test_acc", pa.float64()),
     ("best_epoch", pa.int64()), ("epochs_done", pa.int64()), ("resumed_from_epoch", pa.int64()),
     ("seconds", pa.float64()),
-    ("device", pa.string()), ("precision", pa.string()), ("torch_version", pa.string()), ("ablate_version", pa.string()),
+    ("device", pa.string()), ("precision", pa.string()), ("torch_version", pa.string()),
+    ("ablate_version", pa.string()),
     ("plugin_versions", pa.string()), ("git_revision", pa.string()),
     ("data_fingerprint", pa.string()), ("study_fingerprint", pa.string()),
     ("optuna_trial", pa.int64()), ("started_at", pa.timestamp("s", tz="UTC")),
@@ -143,7 +144,8 @@ class ResultsWriter:
         found: dict[int, list[tuple[int, str]]] = {}
         for path in sorted(folder.glob(pattern)):
             table = pq.read_table(path, columns=["trial", "attempt", "state"])
-            for trial, attempt, state in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+            columns = (table.column(c).to_pylist() for c in table.column_names)
+            for trial, attempt, state in zip(*columns, strict=True):
                 found.setdefault(trial, []).append((attempt, state))
         return {trial: [state for _, state in sorted(states)] for trial, states in found.items()}
 

@@ -142,11 +142,11 @@ class Runner:
         setups = [self._resolve(params) for params in samples]
         # Every trial file gets the same parameter columns (null where a parameter does not
         # apply), so that readers see one schema whichever file they open first.
-        for setup, params in zip(setups, samples):
+        for setup, params in zip(setups, samples, strict=True):
             for key, value in setup.recorded_params(params).items():
                 self.param_types.setdefault(key, param_type(value))
         active = set()
-        for setup, params in zip(setups, samples):
+        for setup, params in zip(setups, samples, strict=True):
             active.update(key for key in params if key not in setup.inactive)
         for key in sorted({k for params in samples for k in params} - active):
             owners = [f"{c.kind} {c.name!r}" for c in self.plugins.registry

@@ -134,7 +134,7 @@ def restart(state: TrainingState, setup: TrialSetup, mode: str, seed: int, count
                                             epochs=setup.settings["epochs"])
     if mode == "weights_scheduler":  # the schedule goes on, applied to the fresh optimizer
         state.scheduler.load_state_dict(saved["scheduler"])
-        for group, lr in zip(state.optimizer.param_groups, state.scheduler.get_last_lr()):
+        for group, lr in zip(state.optimizer.param_groups, state.scheduler.get_last_lr(), strict=True):
             group["lr"] = lr
     fresh = seed + 7919 * count
     seed_everything(fresh)

@@ -209,7 +209,7 @@ class Study:
                    seeds: tuple[int, ...]) -> tuple[PlannedTrial, ...]:
         choices = {k: f.values for k, f in factors.items() if isinstance(f, Choice)}
         if design == "grid":
-            cells = [dict(zip(choices, combo)) for combo in itertools.product(*choices.values())]
+            cells = [dict(zip(choices, combo, strict=True)) for combo in itertools.product(*choices.values())]
         else:  # one factor at a time: the baseline, then each other level of each factor
             base_levels = {k: baseline[k] for k in choices}
             cells = [base_levels] + [

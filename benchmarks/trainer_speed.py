@@ -16,9 +16,10 @@ In one run, on the same images (the shipped cifar10-mini training set), model an
 and prints images/s for the data path alone (per CPU core: both measured on one thread) and for
 full training steps, with the ratio (b)/(a), for ``resnet18`` (width 16 on CPU, 64 on GPU) and
 ``simple_cnn``. Each figure is the median of ``--rounds`` timings, the two sides timed in turns
-(a shared machine's busy spells then hit both alike). It also runs three trials of the ``cpu`` preset of ``studies/dropout_gap.py``
-and reports the study's overhead (storage, Parquet, set-up, checkpoints): everything that is not
-an epoch's training and evaluation, as a share of the run's wall time.
+(a shared machine's busy spells then hit both alike). It also runs three trials of the ``cpu``
+preset of ``studies/dropout_gap.py`` and reports the study's overhead (storage, Parquet, set-up,
+checkpoints): everything that is not an epoch's training and evaluation, as a share of the run's
+wall time.
 """
 
 from __future__ import annotations

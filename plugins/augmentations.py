@@ -71,7 +71,8 @@ class ColorJitter:
         saturation = _uniform(n, self.low, self.high, images, generator)
         out = (images * brightness).clamp(0, 1)
         gray = (out * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
-        out = ((out - gray.mean((2, 3), keepdim=True)) * contrast + gray.mean((2, 3), keepdim=True)).clamp(0, 1)
+        mean_gray = gray.mean((2, 3), keepdim=True)
+        out = ((out - mean_gray) * contrast + mean_gray).clamp(0, 1)
         gray = (out * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
         return ((out - gray) * saturation + gray).clamp(0, 1)
 

@@ -168,4 +168,5 @@ def test_example_plugin_is_listed_and_its_components_train(example_site: Path, t
     import pyarrow.dataset as ds
     trials = ds.dataset(tmp_path / "example" / "trials").to_table().to_pylist()
     assert sorted(t["param_augment"] for t in trials) == ["crop_flip+cutout", "none"]
-    assert {t["param_channels"] for t in trials} == {4} and sorted(t["param_size"] or 0 for t in trials) == [0, 8]
+    assert {t["param_channels"] for t in trials} == {4}
+    assert sorted(t["param_size"] or 0 for t in trials) == [0, 8]

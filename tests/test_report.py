@@ -46,7 +46,8 @@ def make_study(folder: Path, accuracy: dict[float, list[float]] = ACCURACY, skip
                 continue
             keys = {"study": "fixture", "trial": index, "attempt": 1}
             acc = values[seed]
-            epochs = [EpochRecord(e, 0.1, 1.0, acc - 0.1 + 0.02 * e, acc + 0.02, 1.0, acc - 0.04 + 0.02 * e, 1.0)
+            epochs = [EpochRecord(e, 0.1, 1.0, acc - 0.1 + 0.02 * e, acc + 0.02, 1.0,
+                                  acc - 0.04 + 0.02 * e, 1.0)
                       for e in (1, 2, 3)]
             row = {**keys, "state": "complete", "seed": seed, "cell": f"dropout={level}",
                    "test_acc": acc, "train_acc": acc - 0.04, "train_eval_acc": acc + 0.02,

@@ -191,7 +191,8 @@ def test_sampler_design_with_configure_and_an_sqlite_storage(tmp_path: Path, cli
     assert len(table(tmp_path / "tiny_study", "trials")) == 3
 
 
-def test_grid_trials_are_recorded_in_the_default_journal_storage(tmp_path: Path, cli_plugins: Plugins) -> None:
+def test_grid_trials_are_recorded_in_the_default_journal_storage(tmp_path: Path,
+                                                                  cli_plugins: Plugins) -> None:
     assert invoke("run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path))[0] == 0
     journal = tmp_path / "tiny_study" / "optuna.journal"
     from optuna.storages.journal import JournalFileBackend, JournalStorage

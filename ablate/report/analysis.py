@@ -156,7 +156,7 @@ def _effects(cells: list[Cell], metric: str) -> list[Effect]:
         effects.append(Effect(factor, cell.levels[factor], base.levels[factor], cell.name,
                               metric, comparison))
     adjusted = holm([e.comparison.p for e in effects])
-    for effect, p_holm in zip(effects, adjusted):
+    for effect, p_holm in zip(effects, adjusted, strict=True):
         effect.comparison = Comparison(effect.comparison.difference, effect.comparison.p, p_holm)
     return effects
 

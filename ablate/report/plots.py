@@ -66,7 +66,7 @@ def _accuracy_curves(axis: Any, results: StudyResults, cell: Cell) -> None:
 
 def learning_curves(report: Report, results: StudyResults) -> Any:
     figure, axes = _grid_axes(len(report.cells), "Accuracy per epoch (mean, band: min-max over seeds)")
-    for axis, cell in zip(axes, report.cells):
+    for axis, cell in zip(axes, report.cells, strict=True):
         _accuracy_curves(axis, results, cell)
         axis.set_title(cell.name + (" (baseline)" if cell.baseline else ""), fontsize=9)
         axis.set_xlabel("epoch")
@@ -100,8 +100,10 @@ def final_metric(report: Report, results: StudyResults) -> Any:
         interval = cell.summary[report.metric]
         scale = 100 if is_accuracy(report.metric) else 1
         means.append(interval.mean * scale)
-        lows.append((interval.mean - (interval.low if interval.low is not None else interval.mean)) * scale)
-        highs.append(((interval.high if interval.high is not None else interval.mean) - interval.mean) * scale)
+        low = interval.low if interval.low is not None else interval.mean
+        high = interval.high if interval.high is not None else interval.mean
+        lows.append((interval.mean - low) * scale)
+        highs.append((high - interval.mean) * scale)
     positions = np.arange(len(names))
     axis.errorbar(means, positions, xerr=[lows, highs], fmt="o", capsize=4)
     axis.set_yticks(positions, names, fontsize=8)
@@ -154,7 +156,7 @@ def restarts(report: Report, results: StudyResults) -> Any | None:
     if not any(r.get("restart") for r in results.epochs):
         return None
     figure, axes = _grid_axes(len(report.cells), "accuracy around restarts (dashed: restart)")
-    for axis, cell in zip(axes, report.cells):
+    for axis, cell in zip(axes, report.cells, strict=True):
         _accuracy_curves(axis, results, cell)
         marks = {r["epoch"] for t in cell.trials for r in results.rows_of(results.epochs, t)
                  if r.get("restart")}
