@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -33,7 +36,7 @@ def is_stale(owner: str) -> bool:
 
 
 class Claims:
-    """The claim files of one study, one per trial number."""
+    """The claim files of one study, one per trial number, and a lock for short critical steps."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -43,8 +46,36 @@ class Claims:
 
     def acquire(self, trial: int) -> bool:
         """Claim ``trial``; False when a live worker holds it."""
+        return self._take(self.path(trial))
+
+    def release(self, trial: int) -> None:
+        self._give_back(self.path(trial))
+
+    def held(self) -> set[int]:
+        """The trials that live workers (this one included) hold now."""
+        held = set()
+        for path in self.folder.glob("trial-*.claim"):
+            try:
+                owner = path.read_text().strip()
+            except FileNotFoundError:
+                continue  # released while listing
+            if not is_stale(owner):
+                held.add(int(path.stem.removeprefix("trial-")))
+        return held
+
+    @contextmanager
+    def locked(self, name: str, poll_seconds: float = 0.02) -> Iterator[None]:
+        """Hold the study-wide lock ``name`` (waiting for it); a dead holder's lock is taken over."""
+        path = self.folder / f"{name}.lock"
+        while not self._take(path):
+            time.sleep(poll_seconds)
+        try:
+            yield
+        finally:
+            self._give_back(path)
+
+    def _take(self, path: Path) -> bool:
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.path(trial)
         for _ in range(2):  # a second try after removing a stale claim
             try:
                 handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -62,8 +93,8 @@ class Claims:
             return True
         return False
 
-    def release(self, trial: int) -> None:
-        path = self.path(trial)
+    @staticmethod
+    def _give_back(path: Path) -> None:
         try:
             if path.read_text().strip() == worker_id():
                 path.unlink()

@@ -42,6 +42,8 @@ from ablate.results import (
 )
 from ablate.study import Choice, StudyPlan, cell_name
 
+BUDGET_LOCK = "sampled-budget"  # held while a worker counts a sampled design's trials and asks
+
 
 class RunError(RuntimeError):
     """The study cannot run as asked (the message says why and what to do)."""
@@ -185,11 +187,11 @@ class Runner:
         self.context = self._context()
         if self.progress is not None:
             self.progress.begin(summary.total, summary.done_before)
+        claims = Claims(self.study_dir / "claims")
         if self.plan.sampled:
-            done_count = len(done) + self._continue_sampled(study, summary, done, attempts)
-            self._run_sampled(study, summary, done_count)
+            self._continue_sampled(study, summary, claims)
+            self._run_sampled(study, summary, claims)
         else:
-            claims = Claims(self.study_dir / "claims")
             for planned in self.plan.trials:
                 if planned.index in done or not claims.acquire(planned.index):
                     continue  # finished, or another worker trains it now
@@ -205,41 +207,60 @@ class Runner:
                     claims.release(planned.index)
         return summary
 
-    def _continue_sampled(self, study: optuna.Study, summary: RunSummary, done: set[int],
-                          attempts: dict[int, list[str]]) -> int:
-        """Finish sampled trials that a killed run left with checkpoints; returns how many."""
-        finished = 0
+    def _budget_left(self, claims: Claims) -> bool:
+        """Whether a sampled design has room for one more trial: the finished trials and those
+        that live workers train now stay under its size. Call it holding the budget lock, so
+        that workers asking at the same moment cannot overshoot together."""
+        return len(self.writer.complete_trials() | claims.held()) < self.plan.size
+
+    def _continue_sampled(self, study: optuna.Study, summary: RunSummary, claims: Claims) -> None:
+        """Finish sampled trials that a killed run left with checkpoints, budget permitting."""
         for folder in sorted((self.study_dir / "checkpoints").glob("trial-*")):
             index = int(folder.name.split("-")[1])
             saved = CheckpointStore(folder, log=self.log).latest()
             meta = (saved or {}).get("meta", {})
-            if index in done or meta.get("fingerprint") != self.plan.fingerprint():
+            if meta.get("fingerprint") != self.plan.fingerprint():
                 continue
-            params = json.loads(meta["params"])
-            levels = {k: v for k, v in params.items() if k in self.plan.factors}
-            state = self._with_retries(study, summary, index, len(attempts.get(index, [])) + 1,
-                                       meta["cell"], params, meta["seed"], levels)
-            finished += state == "complete"
-        return finished
-
-    def _run_sampled(self, study: optuna.Study, summary: RunSummary, done: int) -> None:
-        distributions = {k: distribution(f) for k, f in self.plan.factors.items()}
-        while done < self.plan.size:
-            trial = study.ask(distributions)
-            trial.set_user_attr(WORKER_ATTR, worker_id())
-            levels = dict(trial.params)
-            if self.plan.configure is not None:
-                levels.update(self.plan.configure(trial))
-            params = {**self.plan.baseline, **levels}
-            seed = self.plan.seeds[trial.number % len(self.plan.seeds)]
+            with claims.locked(BUDGET_LOCK):
+                if (index in self.writer.complete_trials() or not self._budget_left(claims)
+                        or not claims.acquire(index)):
+                    continue  # finished, no room left, or another worker continues it
             try:
-                self._resolve(params)
-            except RunError:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                raise
-            state = self._with_retries(study, summary, trial.number, 1, cell_name(levels), params,
-                                       seed, levels, optuna_trial=trial)
-            done += state == "complete"
+                params = json.loads(meta["params"])
+                levels = {k: v for k, v in params.items() if k in self.plan.factors}
+                first = len(self.writer.attempts(index).get(index, [])) + 1
+                self._with_retries(study, summary, index, first, meta["cell"], params,
+                                   meta["seed"], levels)
+            finally:
+                claims.release(index)
+
+    def _run_sampled(self, study: optuna.Study, summary: RunSummary, claims: Claims) -> None:
+        distributions = {k: distribution(f) for k, f in self.plan.factors.items()}
+        failed = 0
+        while failed < self.plan.size:  # a design whose every trial fails must still end
+            with claims.locked(BUDGET_LOCK):
+                if not self._budget_left(claims):
+                    return
+                trial = study.ask(distributions)
+                claims.acquire(trial.number)
+            try:
+                trial.set_user_attr(WORKER_ATTR, worker_id())
+                levels = dict(trial.params)
+                if self.plan.configure is not None:
+                    levels.update(self.plan.configure(trial))
+                params = {**self.plan.baseline, **levels}
+                seed = self.plan.seeds[trial.number % len(self.plan.seeds)]
+                try:
+                    self._resolve(params)
+                except RunError:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    raise
+                state = self._with_retries(study, summary, trial.number, 1, cell_name(levels),
+                                           params, seed, levels, optuna_trial=trial)
+                failed += state != "complete"
+            finally:
+                claims.release(trial.number)
+        self.log(f"stopping: {failed} sampled trials failed in this run")
 
     def _with_retries(self, study: optuna.Study, summary: RunSummary, index: int, first: int,
                       cell: str, params: Mapping[str, Any], seed: int, levels: Mapping[str, Any],

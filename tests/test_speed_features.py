@@ -85,6 +85,7 @@ def test_compile_happens_once_per_architecture_not_per_trial(plugins: Plugins) -
     assert counters["stats"]["unique_graphs"] == after_first  # the second reused them
     assert 0.0 <= second.final.test_acc <= 1.0
 
+
 def schema(folder: Path) -> dict[str, pa.Schema]:
     return {name: ds.dataset(folder / name).schema for name in ("trials", "epochs", "classes")}
 
@@ -98,8 +99,20 @@ def test_claims_keep_a_trial_to_one_live_worker(tmp_path: Path) -> None:
     assert not claims.acquire(4)
     claims.path(5).write_text(f"{socket.gethostname()}:999999999")  # a dead worker
     assert claims.acquire(5)
+    assert claims.held() == {3, 4, 5}  # the dead worker's claim on 5 was taken over
     claims.release(3)
     assert not claims.path(3).exists()
+
+
+def test_the_budget_lock_is_taken_over_from_a_dead_worker_and_given_back(tmp_path: Path) -> None:
+    import socket
+
+    claims = Claims(tmp_path)
+    lock = tmp_path / "budget.lock"
+    lock.write_text(f"{socket.gethostname()}:999999999")  # left by a worker killed inside it
+    with claims.locked("budget"):
+        assert lock.read_text() == f"{socket.gethostname()}:{os.getpid()}"
+    assert not lock.exists()
 
 
 def test_workers_and_precision_change_speed_not_the_results_schema(tmp_path: Path) -> None:
@@ -129,3 +142,35 @@ def test_bad_settings_are_refused(tmp_path: Path, bad: str) -> None:
     result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "dropout_gap.py"), "--preset",
                                       "smoke", "--set", bad, "--results-dir", str(tmp_path)])
     assert result.exit_code == 2 and "must be one of" in result.output
+
+
+SAMPLED = '''
+from ablate import Study, sampler
+
+study = Study(
+    name="sampled_budget",
+    question="Does a sampled design keep its trial budget with several workers?",
+    baseline=dict(dataset="cifar10-mini", model="simple_cnn", epochs=1, batch_size=64,
+                  train_size=128, test_size=64, train_eval_size=64),
+    design=sampler("random", trials=3),
+    seeds=1,
+)
+
+
+def configure(trial):
+    return {"lr": trial.suggest_float("lr", 0.01, 0.1, log=True)}
+'''
+
+
+def test_workers_keep_a_sampled_design_to_its_trial_budget(tmp_path: Path) -> None:
+    study = tmp_path / "sampled.py"
+    study.write_text(SAMPLED)
+    done = subprocess.run([sys.executable, "-m", "ablate", "run", str(study), "--workers", "2",
+                           "--results-dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = ds.dataset(tmp_path / "sampled_budget" / "trials").to_table().to_pylist()
+    complete = {t["trial"] for t in trials if t["state"] == "complete"}
+    assert len(complete) == 3  # each worker counting its own trials would make up to 6
+    assert not list((tmp_path / "sampled_budget" / "claims").glob("*.claim"))
+    assert not list((tmp_path / "sampled_budget" / "claims").glob("*.lock"))
