@@ -245,3 +245,14 @@ def test_a_cpu_run_tunes_the_allocator_before_training(tmp_path: Path, cli_plugi
                           "--device", "cpu")
     assert code == 0, output
     assert calls == [1]
+
+
+def test_a_sampled_design_whose_every_trial_fails_ends(tmp_path: Path, cli_plugins: Plugins) -> None:
+    text = TINY.replace("factors=dict(hidden=choice(4, 8)),", 'design=sampler("random", trials=2),')
+    text += "\n\ndef configure(trial):\n    return {'lr': trial.suggest_float('lr', 1e30, 1e31)}\n"
+    code, output = invoke("run", str(tiny_study(tmp_path, text)), "--results-dir", str(tmp_path),
+                          "--retries", "0")
+    assert code == 1, output  # diverged trials are failures, and the run stops after the budget
+    trials = table(tmp_path / "tiny_study", "trials")
+    assert len(trials) == 2 and {t["state"] for t in trials} == {"fail"}
+    assert "diverged" in " ".join(t["error"] or "" for t in trials)
