@@ -19,7 +19,8 @@ full training steps, with the ratio (b)/(a), for ``resnet18`` (width 16 on CPU, 
 (a shared machine's busy spells then hit both alike). It also runs three trials of the ``cpu``
 preset of ``studies/dropout_gap.py`` and reports the study's overhead (storage, Parquet, set-up,
 checkpoints): everything that is not an epoch's training and evaluation, as a share of the run's
-wall time.
+wall time. On a GPU (or with ``--full-epoch``) it also times one 50,000-image epoch of
+``resnet18`` (the training set repeated to CIFAR-10's size) with ablate's trainer.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,7 @@ from ablate.trainer import (
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 128
+CIFAR10_TRAIN_IMAGES = 50_000
 
 
 def users_loader(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.DataLoader:
@@ -133,13 +136,25 @@ def ablate_steps(setup: Any, data: DeviceData, device: torch.device, precision: 
 
 
 def subset(data: DeviceData, count: int) -> DeviceData:
-    from dataclasses import replace
+    """The first ``count`` training images, repeated when there are fewer (same work per image)."""
+    index = torch.arange(count, device=data.train_y.device) % len(data.train_y)
+    return replace(data, train_x=data.train_x[index], train_y=data.train_y[index])
 
-    return replace(data, train_x=data.train_x[:count], train_y=data.train_y[:count])
+
+def full_epoch_seconds(setup: Any, data: DeviceData, device: torch.device, precision: str,
+                       images: int = CIFAR10_TRAIN_IMAGES) -> float:
+    """One training epoch of ``images`` images (CIFAR-10's 50,000) with ablate's trainer."""
+    state = build_state(setup, 10, 0, device)
+    augmentations = [chosen.build() for chosen in setup.augmentations]
+    train_epoch(state, subset(data, BATCH * 4), augmentations, BATCH, precision)  # warm-up
+    epoch = subset(data, images)
+    started = time.perf_counter()
+    train_epoch(state, epoch, augmentations, BATCH, precision)  # ends reading its metrics: synced
+    return time.perf_counter() - started
 
 
-def study_overhead(device: str) -> dict[str, float]:
-    """Three trials of the cpu preset of dropout_gap: wall time against training time."""
+def study_overhead(device: str, preset: str = "cpu") -> dict[str, Any]:
+    """Three trials of a preset of dropout_gap: wall time against training time."""
     import pyarrow.dataset as ds
     from typer.testing import CliRunner
 
@@ -148,7 +163,7 @@ def study_overhead(device: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as results:
         started = time.perf_counter()
         outcome = CliRunner().invoke(app, [
-            "run", str(REPO / "studies" / "dropout_gap.py"), "--preset", "cpu", "--device", device,
+            "run", str(REPO / "studies" / "dropout_gap.py"), "--preset", preset, "--device", device,
             "--set", "dropout=0.0", "--set", "augment='crop_flip'",
             "--results-dir", results])
         wall = time.perf_counter() - started
@@ -157,7 +172,7 @@ def study_overhead(device: str) -> dict[str, float]:
         epochs = ds.dataset(Path(results) / "dropout_gap" / "epochs").to_table()
         training = float(sum(epochs.column("seconds").to_pylist()))
     trials = 3
-    return {"trials": trials, "wall_seconds": wall, "training_seconds": training,
+    return {"preset": preset, "trials": trials, "wall_seconds": wall, "training_seconds": training,
             "overhead_seconds_per_trial": (wall - training) / trials,
             "overhead_share": (wall - training) / wall}
 
@@ -212,6 +227,12 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=20, help="training steps timed per model")
     parser.add_argument("--rounds", type=int, default=3,
                         help="timings per figure; the median is reported")
+    parser.add_argument("--full-epoch", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time one 50,000-image epoch of resnet18 (default: on a GPU)")
+    parser.add_argument("--epoch-images", type=int, default=CIFAR10_TRAIN_IMAGES,
+                        help="images in that epoch")
+    parser.add_argument("--overhead-preset", default="cpu",
+                        help="preset of dropout_gap for the overhead figure")
     parser.add_argument("--skip-overhead", action="store_true", help="skip the study-overhead run")
     args = parser.parse_args()
 
@@ -256,8 +277,13 @@ def main() -> int:
                       "ratio": ours_data / users_data},
         "rounds": rounds, "training_steps": steps,
     }
+    if args.full_epoch if args.full_epoch is not None else device.type == "cuda":
+        setup = model_setup("resnet18", width, registry())
+        seconds = full_epoch_seconds(setup, data, device, precision, args.epoch_images)
+        figures["full_epoch"] = {"model": "resnet18", "width": width, "images": args.epoch_images,
+                                 "seconds": seconds}
     if not args.skip_overhead:
-        figures["study_overhead"] = study_overhead(args.device)
+        figures["study_overhead"] = study_overhead(args.device, args.overhead_preset)
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
@@ -269,9 +295,13 @@ def main() -> int:
         name = m["model"] + (f" width {m['width']}" if m["width"] else "")
         print(f"training steps, {name} ({m['precision']}): users {m['users_images_per_s']:,.0f} "
               f"img/s, ablate {m['ablate_images_per_s']:,.0f} img/s, ratio {m['ratio']:.1f}x")
+    if "full_epoch" in figures:
+        e = figures["full_epoch"]
+        print(f"one epoch of {e['images']:,} images, resnet18 width {e['width']}: "
+              f"{e['seconds']:.2f} s")
     if "study_overhead" in figures:
         o = figures["study_overhead"]
-        print(f"study overhead (cpu preset, {o['trials']} trials): "
+        print(f"study overhead ({o['preset']} preset, {o['trials']} trials): "
               f"{o['overhead_seconds_per_trial']:.2f} s per trial, {o['overhead_share']:.1%} of wall time")
     return 0
 
