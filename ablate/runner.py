@@ -170,8 +170,7 @@ class Runner:
     def run(self) -> RunSummary:
         self.validate()
         study = self.open_storage()
-        attempts = self.writer.attempts()
-        done = {trial for trial, states in attempts.items() if "complete" in states}
+        done = self.writer.complete_trials()
         if self.plan.sampled:
             summary = RunSummary(self.plan.size, min(len(done), self.plan.size))
         else:
@@ -207,11 +206,11 @@ class Runner:
                     claims.release(planned.index)
         return summary
 
-    def _budget_left(self, claims: Claims) -> bool:
-        """Whether a sampled design has room for one more trial: the finished trials and those
-        that live workers train now stay under its size. Call it holding the budget lock, so
-        that workers asking at the same moment cannot overshoot together."""
-        return len(self.writer.complete_trials() | claims.held()) < self.plan.size
+    def _budget_left(self, claims: Claims, complete: set[int]) -> bool:
+        """Whether a sampled design has room for one more trial: the ``complete`` trials and
+        those that live workers train now stay under its size. Call it holding the budget lock,
+        so that workers asking at the same moment cannot overshoot together."""
+        return len(complete | claims.held()) < self.plan.size
 
     def _continue_sampled(self, study: optuna.Study, summary: RunSummary, claims: Claims) -> None:
         """Finish sampled trials that a killed run left with checkpoints, budget permitting."""
@@ -222,7 +221,8 @@ class Runner:
             if meta.get("fingerprint") != self.plan.fingerprint():
                 continue
             with claims.locked(BUDGET_LOCK):
-                if (index in self.writer.complete_trials() or not self._budget_left(claims)
+                complete = self.writer.complete_trials()
+                if (index in complete or not self._budget_left(claims, complete)
                         or not claims.acquire(index)):
                     continue  # finished, no room left, or another worker continues it
             try:
@@ -239,7 +239,7 @@ class Runner:
         failed = 0
         while failed < self.plan.size:  # a design whose every trial fails must still end
             with claims.locked(BUDGET_LOCK):
-                if not self._budget_left(claims):
+                if not self._budget_left(claims, self.writer.complete_trials()):
                     return
                 trial = study.ask(distributions)
                 claims.acquire(trial.number)
