@@ -125,32 +125,27 @@ def users_steps(model: torch.nn.Module, loader: torch.utils.data.DataLoader, bat
     return rate(seen, time.perf_counter() - started)
 
 
-def ablate_steps(setup: Any, data: DeviceData, device: torch.device, precision: str) -> float:
-    state = build_state(setup, 10, 0, device)
-    augmentations = [chosen.build() for chosen in setup.augmentations]
-    train_epoch(state, data, augmentations, BATCH, precision)  # warm-up epoch on a small subset
-    count = len(data.train_y)
-    started = time.perf_counter()
-    train_epoch(state, data, augmentations, BATCH, precision)
-    return rate(count, time.perf_counter() - started)
-
-
 def subset(data: DeviceData, count: int) -> DeviceData:
     """The first ``count`` training images, repeated when there are fewer (same work per image)."""
     index = torch.arange(count, device=data.train_y.device) % len(data.train_y)
     return replace(data, train_x=data.train_x[index], train_y=data.train_y[index])
 
 
-def full_epoch_seconds(setup: Any, data: DeviceData, device: torch.device, precision: str,
-                       images: int = CIFAR10_TRAIN_IMAGES) -> float:
-    """One training epoch of ``images`` images (CIFAR-10's 50,000) with ablate's trainer."""
+def ablate_epoch_seconds(setup: Any, data: DeviceData, images: int, device: torch.device,
+                         precision: str) -> float:
+    """One training epoch of ``images`` images with ablate's trainer, after a short warm-up."""
     state = build_state(setup, 10, 0, device)
     augmentations = [chosen.build() for chosen in setup.augmentations]
-    train_epoch(state, subset(data, BATCH * 4), augmentations, BATCH, precision)  # warm-up
+    train_epoch(state, subset(data, min(images, BATCH * 4)), augmentations, BATCH, precision)
     epoch = subset(data, images)
     started = time.perf_counter()
     train_epoch(state, epoch, augmentations, BATCH, precision)  # ends reading its metrics: synced
     return time.perf_counter() - started
+
+
+def ablate_steps(setup: Any, data: DeviceData, images: int, device: torch.device,
+                 precision: str) -> float:
+    return rate(images, ablate_epoch_seconds(setup, data, images, device, precision))
 
 
 def study_overhead(device: str, preset: str = "cpu") -> dict[str, Any]:
@@ -190,8 +185,13 @@ def registry() -> Any:
 
 
 @functools.cache
+def mini_dataset() -> Any:
+    """The shipped cifar10-mini dataset, loaded once per process."""
+    return registry().get("dataset", "cifar10-mini").build({"data_dir": None}, {})
+
+
 def mini_training_set() -> tuple[np.ndarray, np.ndarray]:
-    mini = registry().get("dataset", "cifar10-mini").build({"data_dir": None}, {})
+    mini = mini_dataset()
     return mini.train_images.numpy(), mini.train_labels.numpy()
 
 
@@ -237,7 +237,7 @@ def main() -> int:
     args = parser.parse_args()
 
     device, why = pick_device(args.device)
-    mini = registry().get("dataset", "cifar10-mini").build({"data_dir": None}, {})
+    mini = mini_dataset()
     data = to_device(mini, device, 1000)
     augmentations = [registry().get("augmentation", "crop_flip").build({}, {})]
     precision = resolve_precision("auto", device)
@@ -265,7 +265,7 @@ def main() -> int:
             setup = model_setup(name, model_width, registry())
             users_rate, ours = interleaved(
                 rounds, functools.partial(users, name, model_width, threads),
-                functools.partial(ablate_steps, setup, subset(data, BATCH * args.batches), device,
+                functools.partial(ablate_steps, setup, data, BATCH * args.batches, device,
                                   precision))
             steps.append({"model": name, "width": model_width, "precision": precision,
                           "users_images_per_s": users_rate, "ablate_images_per_s": ours,
@@ -279,7 +279,7 @@ def main() -> int:
     }
     if args.full_epoch if args.full_epoch is not None else device.type == "cuda":
         setup = model_setup("resnet18", width, registry())
-        seconds = full_epoch_seconds(setup, data, device, precision, args.epoch_images)
+        seconds = ablate_epoch_seconds(setup, data, args.epoch_images, device, precision)
         figures["full_epoch"] = {"model": "resnet18", "width": width, "images": args.epoch_images,
                                  "seconds": seconds}
     if not args.skip_overhead:
