@@ -84,6 +84,11 @@ class Cell:
     trials: list[dict[str, Any]]
     summary: dict[str, Interval] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """The cell's name as tables and plots show it."""
+        return self.name + (" (baseline)" if self.baseline else "")
+
     def by_seed(self, metric: str) -> dict[int, float]:
         values = {t["seed"]: metric_value(t, metric) for t in self.trials}
         return {seed: value for seed, value in values.items() if value is not None}

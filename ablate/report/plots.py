@@ -68,7 +68,7 @@ def learning_curves(report: Report, results: StudyResults) -> Any:
     figure, axes = _grid_axes(len(report.cells), "Accuracy per epoch (mean, band: min-max over seeds)")
     for axis, cell in zip(axes, report.cells, strict=True):
         _accuracy_curves(axis, results, cell)
-        axis.set_title(cell.name + (" (baseline)" if cell.baseline else ""), fontsize=9)
+        axis.set_title(cell.label, fontsize=9)
         axis.set_xlabel("epoch")
         axis.set_ylabel("accuracy (%)")
     axes[0].legend(fontsize=8)
@@ -94,7 +94,7 @@ def gap_curves(report: Report, results: StudyResults) -> Any:
 
 def final_metric(report: Report, results: StudyResults) -> Any:
     figure, axis = plt.subplots(figsize=(7, 0.5 * len(report.cells) + 1.5))
-    names = [c.name + (" (baseline)" if c.baseline else "") for c in report.cells]
+    names = [c.label for c in report.cells]
     means, lows, highs = [], [], []
     for cell in report.cells:
         interval = cell.summary[report.metric]

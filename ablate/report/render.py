@@ -12,11 +12,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ablate.report.analysis import DESCRIPTIONS, Report, format_value
+from ablate.report.analysis import CELL_METRICS, DESCRIPTIONS, Report, format_value
 from ablate.report.stats import Interval
 
-CELL_COLUMNS = ("test_acc", "train_acc", "train_eval_acc", "gap_running", "gap_eval",
-                "best_epoch", "seconds")
 CELL_HEADERS = ("cell", "n", "test %", "train % run", "train % eval", "gap run",
                 "gap eval", "best ep", "s")
 EFFECT_HEADERS = ("factor", "level", "vs", "metric", "diff ± 95% CI", "p", "Holm p", "n")
@@ -39,9 +37,8 @@ def _p(value: float | None) -> str:
 
 
 def cell_rows(report: Report) -> list[list[str]]:
-    return [[cell.name + (" (baseline)" if cell.baseline else ""),
-             str(len(cell.trials)),
-             *(_interval_text(m, cell.summary[m]) for m in CELL_COLUMNS)]
+    return [[cell.label, str(len(cell.trials)),
+             *(_interval_text(m, cell.summary[m]) for m in CELL_METRICS)]
             for cell in report.cells]
 
 
@@ -53,6 +50,12 @@ def effect_rows(report: Report) -> list[list[str]]:
                      _interval_text(effect.metric, d, signed=True), _p(effect.comparison.p),
                      _p(effect.comparison.p_holm), str(d.n)])
     return rows
+
+
+def tables(report: Report) -> list[tuple[str, tuple[str, ...], list[list[str]]]]:
+    """The report's tables as (title, headers, rows), in the order every format shows them."""
+    return [("Cells (mean [95% CI] over seeds)", CELL_HEADERS, cell_rows(report)),
+            ("Effects against the baseline, paired by seed", EFFECT_HEADERS, effect_rows(report))]
 
 
 def to_dict(report: Report, plots: dict[str, Path] | None = None) -> dict[str, Any]:
@@ -90,9 +93,7 @@ def print_text(report: Report, console: Console) -> None:
         console.print(f"  - {line}", highlight=False)
     for note in report.missing:
         console.print(f"  [yellow]missing:[/] {note}", highlight=False)
-    for title, headers, rows in (("Cells (mean [95% CI] over seeds)", CELL_HEADERS, cell_rows(report)),
-                                 ("Effects against the baseline, paired by seed", EFFECT_HEADERS,
-                                  effect_rows(report))):
+    for title, headers, rows in tables(report):
         table = Table(*headers, title=title)
         for row in rows:
             table.add_row(*row)
@@ -113,9 +114,9 @@ def markdown(report: Report, plots: dict[str, Path] | None = None) -> str:
     parts = [f"# {report.study}", *_headline(report)[1:], "", "## Answer", ""]
     parts += [f"- {line}" for line in report.verdict]
     parts += [f"- missing: {note}" for note in report.missing]
-    parts += ["", "## Cells (mean [95% CI] over seeds)", "", _markdown_table(CELL_HEADERS, cell_rows(report))]
-    parts += ["", "## Effects against the baseline, paired by seed", "",
-              _markdown_table(EFFECT_HEADERS, effect_rows(report)), "", LEGEND]
+    for title, headers, rows in tables(report):
+        parts += ["", f"## {title}", "", _markdown_table(headers, rows)]
+    parts += ["", LEGEND]
     if report.importance:
         parts += ["", "## Parameter importance", ""]
         parts += [f"- {k}: {v:.3f}" for k, v in report.importance.items()]
@@ -151,9 +152,9 @@ def html_page(report: Report, plots: dict[str, Path]) -> str:
         f"<style>{STYLE}</style></head><body><h1>{escape(report.study)}</h1>"
         + "".join(f"<p>{escape(line)}</p>" for line in _headline(report))
         + f"<h2>Answer</h2><ul>{verdict}{missing}</ul>"
-        + "<h2>Cells (mean [95% CI] over seeds)</h2>" + _html_table(CELL_HEADERS, cell_rows(report))
-        + "<h2>Effects against the baseline, paired by seed</h2>"
-        + _html_table(EFFECT_HEADERS, effect_rows(report)) + f"<p><small>{escape(LEGEND)}</small></p>"
+        + "".join(f"<h2>{escape(title)}</h2>" + _html_table(headers, rows)
+                  for title, headers, rows in tables(report))
+        + f"<p><small>{escape(LEGEND)}</small></p>"
         + (f"<h2>Parameter importance</h2><ul>{importance}</ul>" if importance else "")
         + f"<h2>Plots</h2>{images}</body></html>"
     )
