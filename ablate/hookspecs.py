@@ -61,10 +61,12 @@ def register_optimizers(register: Registrar) -> None:
 
 @hookspec
 def register_schedulers(register: Registrar) -> None:
-    """Register learning-rate schedulers, stepped once per epoch.
+    """Register learning-rate schedulers, stepped once per epoch, after evaluation.
 
     :param register: the factory takes the keyword-only context ``optimizer`` and ``epochs``
-        (the trial's epoch count) and returns a ``torch.optim.lr_scheduler.LRScheduler``.
+        (the trial's epoch count) and returns a ``torch.optim.lr_scheduler.LRScheduler``, or a
+        ``ReduceLROnPlateau`` (give it ``mode="max"``), which is stepped with the epoch's test
+        accuracy.
     """
 
 

@@ -107,7 +107,7 @@ def restore(state: TrainingState, payload: dict[str, Any]) -> None:
     state.history = [EpochRecord(**record) for record in payload["history"]]
 
 
-def _round_trip(payload: dict[str, Any]) -> dict[str, Any]:
+def round_trip(payload: dict[str, Any]) -> dict[str, Any]:
     """Through bytes and back, as a save and a reload in a new process would do."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -123,7 +123,7 @@ def restart(state: TrainingState, setup: TrialSetup, mode: str, seed: int, count
     scheduler (its epoch count restarts), or both, and fresh random streams, as a new process
     that does not restore them would. ``count`` numbers the restart, so each gets new streams.
     """
-    saved = _round_trip(snapshot(state))
+    saved = round_trip(snapshot(state))
     if mode == "full":
         restore(state, saved)
         return

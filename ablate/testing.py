@@ -15,12 +15,12 @@ Each check raises ``AssertionError`` with a message saying what a component does
 
 from __future__ import annotations
 
-import io
-
 import torch
 
 from ablate.data import ImageData
 from ablate.registry import Component
+from ablate.state import round_trip
+from ablate.trainer import step_scheduler
 
 IMAGE_SHAPE = (3, 32, 32)
 
@@ -42,11 +42,8 @@ def check_model(component: Component, num_classes: int = 10) -> None:
         f"{component.name}: expected logits of shape (4, {num_classes}), got {tuple(logits.shape)}")
     logits.float().sum().backward()
     assert any(p.grad is not None for p in model.parameters()), f"{component.name}: no gradients"
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    buffer.seek(0)
     twin = _build(component, num_classes=num_classes)
-    twin.load_state_dict(torch.load(buffer, weights_only=True))
+    twin.load_state_dict(round_trip(model.state_dict()))
     model.eval()
     twin.eval()
     assert torch.equal(model(images), twin(images)), f"{component.name}: state_dict does not round-trip"
@@ -81,13 +78,14 @@ def check_optimizer(component: Component) -> None:
 
 
 def check_scheduler(component: Component, epochs: int = 5) -> None:
-    """Builds on an optimizer, steps once per epoch, and its state round-trips."""
+    """Builds on an optimizer, steps once per epoch as the trainer does, and its state survives a
+    save and a ``weights_only`` load."""
     optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
     scheduler = _build(component, optimizer=optimizer, epochs=epochs)
     for _ in range(epochs):
         optimizer.step()
-        scheduler.step()
-    state = scheduler.state_dict()
+        step_scheduler(scheduler, test_acc=0.5)
+    state = round_trip(scheduler.state_dict())
     twin = _build(component, optimizer=torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1),
                   epochs=epochs)
     twin.load_state_dict(state)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ablate.checkpoints import CheckpointStore
 from ablate.config import TrialSetup
@@ -135,6 +136,14 @@ def prepare_batch(data: DeviceData, index: torch.Tensor, augmentations: list[Any
     return _normalize(images, data), data.train_y[index]
 
 
+def step_scheduler(scheduler: Any, test_acc: float) -> None:
+    """The once-per-epoch step, after evaluation: a plateau scheduler watches the test accuracy."""
+    if isinstance(scheduler, ReduceLROnPlateau):
+        scheduler.step(test_acc)
+    else:
+        scheduler.step()
+
+
 def train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any],
                  batch_size: int, precision: str) -> tuple[float, float]:
     """One pass over the training set; returns the running loss and accuracy."""
@@ -198,7 +207,6 @@ def fit(
         lr = state.optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_epoch(state, data, augmentations, settings["batch_size"],
                                              precision)
-        state.scheduler.step()
         if not np.isfinite(train_loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {train_loss}")
         eval_batch = settings["eval_batch_size"]
@@ -206,6 +214,7 @@ def fit(
                                         data, eval_batch, precision)
         test_loss, test_acc, predicted = evaluate(state.network, data.test_x, data.test_y, data,
                                                   eval_batch, precision)
+        step_scheduler(state.scheduler, test_acc)
         record = EpochRecord(epoch, lr, train_loss, train_acc, train_eval_acc, test_loss,
                              test_acc, time.perf_counter() - epoch_started, restarting)
         state.epoch = epoch

@@ -43,7 +43,8 @@ def test_builtins_are_entry_point_plugins_and_register_the_first_set() -> None:
     assert all(plugins.loaded[name].distribution == "ablate" for name in BUILTIN)
     expected = {"dataset": {"cifar10", "cifar10-mini"}, "model": {"resnet18", "simple_cnn"},
                 "augmentation": {"none", "crop_flip", "color_jitter"},
-                "optimizer": {"sgd", "adam"}, "scheduler": {"none", "multistep", "cosine"}}
+                "optimizer": {"sgd", "adam"},
+                "scheduler": {"none", "multistep", "piecewise", "cosine", "plateau"}}
     for kind, names in expected.items():
         assert names <= set(plugins.registry.names(kind))
         assert all(c.description for c in plugins.registry.of_kind(kind))

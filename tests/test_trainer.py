@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ablate.config import resolve
 from ablate.discovery import Plugins
@@ -32,6 +33,26 @@ def test_every_epoch_is_measured_and_reported(plugins: Plugins) -> None:
             assert 0.0 <= value <= 1.0
         assert math.isfinite(record.train_loss) and record.seconds > 0
     assert result.final.test_acc > 0.6  # the toy classes are easy to separate
+
+
+def test_piecewise_schedule_holds_each_factor_for_its_block(plugins: Plugins) -> None:
+    result, _ = train(plugins, epochs=5, scheduler="piecewise", lr_factors=(1.0, 0.1, 0.5),
+                      lr_period=2)
+    assert [e.lr for e in result.epochs] == pytest.approx([0.05, 0.05, 0.005, 0.005, 0.025])
+
+
+def test_plateau_schedule_watches_the_test_accuracy(plugins: Plugins) -> None:
+    result, _ = train(plugins, epochs=8, scheduler="plateau", factor=0.5, patience=0)
+    # The same scheduler fed the recorded test accuracies must give the recorded rates.
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
+    reference = ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=0)
+    expected = []
+    for record in result.epochs:
+        expected.append(optimizer.param_groups[0]["lr"])
+        reference.step(record.test_acc)
+    recorded = [e.lr for e in result.epochs]
+    assert recorded == pytest.approx(expected)
+    assert recorded[0] == 0.05 and recorded[-1] < 0.05  # it did reduce the rate
 
 
 def test_same_seed_same_run_and_other_seed_another(plugins: Plugins) -> None:
