@@ -124,6 +124,9 @@ class ResultsWriter:
 
     def __init__(self, study_dir: Path) -> None:
         self.study_dir = study_dir
+        # An attempt's trials file is written once, atomically, and never changed, so each is
+        # read once: the budget check of a sampled design lists the attempts before every trial.
+        self._attempt_rows: dict[Path, list[tuple[int, int, str]]] = {}
 
     def path(self, table: str, trial: int, attempt: int) -> Path:
         return self.study_dir / table / file_name(trial, attempt)
@@ -143,9 +146,11 @@ class ResultsWriter:
         pattern = "trial-*-attempt-*.parquet" if trial is None else f"trial-{trial:05d}-attempt-*.parquet"
         found: dict[int, list[tuple[int, str]]] = {}
         for path in sorted(folder.glob(pattern)):
-            table = pq.read_table(path, columns=["trial", "attempt", "state"])
-            columns = (table.column(c).to_pylist() for c in table.column_names)
-            for trial, attempt, state in zip(*columns, strict=True):
+            if path not in self._attempt_rows:
+                table = pq.read_table(path, columns=["trial", "attempt", "state"])
+                columns = (table.column(c).to_pylist() for c in table.column_names)
+                self._attempt_rows[path] = list(zip(*columns, strict=True))
+            for trial, attempt, state in self._attempt_rows[path]:
                 found.setdefault(trial, []).append((attempt, state))
         return {trial: [state for _, state in sorted(states)] for trial, states in found.items()}
 
