@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pluggy
 
-from ablate.study import Preset, Study, choice, integer, sampler, uniform
+from ablate.study import Preset, Study, choice, fractional, integer, sampler, uniform
 
 __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("ablate")
 """Marker for plugin hook implementations: ``@ablate.hookimpl def register_models(register): ...``"""
 
-__all__ = ["Preset", "Study", "__version__", "choice", "hookimpl", "integer", "sampler", "uniform"]
+__all__ = ["Preset", "Study", "__version__", "choice", "fractional", "hookimpl", "integer", "sampler",
+           "uniform"]

@@ -2,7 +2,8 @@
 
 A study file declares what to compare; it trains nothing itself. :meth:`Study.plan` turns the
 declaration and a preset into a :class:`StudyPlan`: the exact list of (cell, seed) trials for the
-``grid`` and ``oat`` designs, or a sampler and a trial budget for Optuna designs.
+``grid``, ``oat`` and ``fractional`` designs, or a sampler and a trial budget for Optuna
+designs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ablate.fractional import RESOLUTIONS, fraction
 
 DESIGNS = ("grid", "oat")
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
@@ -69,6 +72,25 @@ class Sampler:
     trials: int = 20
 
 
+@dataclass(frozen=True)
+class Fractional:
+    """A two-level fractional factorial design (2^(k-p)) of the given resolution."""
+
+    resolution: int = 4
+
+
+def fractional(resolution: int = 4) -> Fractional:
+    """The smallest fraction in which no main effect is confounded with an interaction of
+    fewer than ``resolution - 1`` factors (4: main effects clear of two-factor interactions)."""
+    if resolution not in RESOLUTIONS:
+        raise StudyError(f"resolution must be one of {', '.join(map(str, RESOLUTIONS))}, "
+                         f"got {resolution!r}")
+    return Fractional(resolution)
+
+
+Design = str | Sampler | Fractional
+
+
 def sampler(name: str = "tpe", trials: int = 20) -> Sampler:
     if name not in SAMPLERS:
         raise StudyError(f"unknown sampler {name!r}; available: {', '.join(SAMPLERS)}")
@@ -105,7 +127,7 @@ class StudyPlan:
     preset: str
     metric: str
     direction: str
-    design: str | Sampler
+    design: Design
     baseline: Mapping[str, Any]
     factors: Mapping[str, Factor]
     seeds: tuple[int, ...]
@@ -140,6 +162,18 @@ def _caller_location() -> tuple[str, int]:
     return frame.f_code.co_filename, frame.f_lineno
 
 
+def _fraction_cells(choices: Mapping[str, tuple[Any, ...]], baseline: Mapping[str, Any],
+                    resolution: int) -> list[dict[str, Any]]:
+    """The cells of a fraction. Level 0 of each factor is its baseline level (its first level
+    when the baseline has another), so the first cell is the baseline."""
+    coded = {key: (levels[::-1] if key in baseline and baseline[key] == levels[1] else levels)
+             for key, levels in choices.items()}
+    if not coded:
+        return [{}]
+    rows = fraction(len(coded), resolution).rows
+    return [{key: coded[key][bit] for key, bit in zip(coded, row, strict=True)} for row in rows]
+
+
 def cell_name(levels: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in levels.items()) or "baseline"
 
@@ -155,7 +189,7 @@ class Study:
     seeds: int | Sequence[int] = 3
     metric: str = "test_acc"
     direction: str = "maximize"
-    design: str | Sampler = "grid"
+    design: Design = "grid"
     presets: Mapping[str, Preset] = field(default_factory=dict)
     default_preset: str | None = None
     configure: Callable[..., Mapping[str, Any]] | None = None
@@ -169,8 +203,8 @@ class Study:
         if self.direction not in ("maximize", "minimize"):
             raise StudyError("direction must be 'maximize' or 'minimize'")
         if isinstance(self.design, str) and self.design not in DESIGNS:
-            raise StudyError(f"design {self.design!r} is not one of {', '.join(DESIGNS)} or "
-                             "sampler(...)")
+            raise StudyError(f"design {self.design!r} is not one of {', '.join(DESIGNS)}, "
+                             "sampler(...) or fractional(...)")
         for key, factor in self.factors.items():
             if not isinstance(factor, (Choice, Range)):
                 raise StudyError(f"factor {key!r} must be choice(...), uniform(...) or integer(...)")
@@ -178,6 +212,10 @@ class Study:
                 raise StudyError(f"factor {key!r} is a range: it needs design=sampler(...)")
             if self.design == "oat" and key not in self.baseline:
                 raise StudyError(f"design 'oat' varies factors from the baseline, which has no {key!r}")
+            if (isinstance(self.design, Fractional) and isinstance(factor, Choice)
+                    and len(factor.values) != 2):
+                raise StudyError(f"factor {key!r} has {len(factor.values)} levels: a fractional "
+                                 "design needs exactly two per factor")
         if self.default_preset is not None and self.default_preset not in self.presets:
             raise StudyError(f"default_preset {self.default_preset!r} is not among the presets")
 
@@ -205,11 +243,13 @@ class Study:
                          baseline, factors, seeds, trials, self.configure)
 
     @staticmethod
-    def _enumerate(design: str, baseline: Mapping[str, Any], factors: Mapping[str, Factor],
+    def _enumerate(design: str | Fractional, baseline: Mapping[str, Any], factors: Mapping[str, Factor],
                    seeds: tuple[int, ...]) -> tuple[PlannedTrial, ...]:
         choices = {k: f.values for k, f in factors.items() if isinstance(f, Choice)}
         if design == "grid":
             cells = [dict(zip(choices, combo, strict=True)) for combo in itertools.product(*choices.values())]
+        elif isinstance(design, Fractional):
+            cells = _fraction_cells(choices, baseline, design.resolution)
         else:  # one factor at a time: the baseline, then each other level of each factor
             base_levels = {k: baseline[k] for k in choices}
             cells = [base_levels] + [

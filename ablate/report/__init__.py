@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ablate.report.analysis import Report, analyse
+from ablate.report.analysis import Report, analyse, is_sampled
 from ablate.report.load import ReportError, StudyResults, list_studies, load
 
 __all__ = ["ReportError", "ReportFiles", "build", "list_studies"]
@@ -21,7 +21,7 @@ class ReportFiles:
 
 def _importance(results: StudyResults) -> dict[str, float] | None:
     """Optuna's parameter importance, for studies whose trials were proposed by a sampler."""
-    if isinstance(results.description.get("design"), str):
+    if not is_sampled(results.description):
         return None
     journal = results.folder / "optuna.journal"
     if not journal.is_file():

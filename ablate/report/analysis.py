@@ -15,6 +15,7 @@ CELL_METRICS = ("test_acc", "train_acc", "train_eval_acc", "gap_running", "gap_e
                 "best_epoch", "seconds")
 EFFECT_METRICS = ("gap_running", "gap_eval")
 JUMP_METRICS = ("jump_test", "jump_train")  # resume studies only
+MAIN_EFFECT = "(main effect)"  # an Effect's cell when it averages over a fractional design's cells
 DESCRIPTIONS = {
     "test_acc": "final test accuracy",
     "train_acc": "train accuracy as seen during training (augmentation and dropout on)",
@@ -145,7 +146,19 @@ def _cells(results: StudyResults) -> list[Cell]:
     return sorted(cells, key=lambda c: (not c.baseline, c.name))
 
 
-def _effects(cells: list[Cell], metric: str) -> list[Effect]:
+def _effects(cells: list[Cell], metric: str, description: Mapping[str, Any]) -> list[Effect]:
+    """Each factor level against the baseline, Holm-corrected: main effects for a fractional
+    design (its cells rarely differ from the baseline in one factor), else the cells that
+    change one factor, paired with the baseline cell by seed."""
+    effects = (_main_effects(cells, metric, description) if is_fractional(description)
+               else _simple_effects(cells, metric))
+    adjusted = holm([e.comparison.p for e in effects])
+    for effect, p_holm in zip(effects, adjusted, strict=True):
+        effect.comparison = Comparison(effect.comparison.difference, effect.comparison.p, p_holm)
+    return effects
+
+
+def _simple_effects(cells: list[Cell], metric: str) -> list[Effect]:
     base = next((c for c in cells if c.baseline), None)
     if base is None:
         return []
@@ -160,17 +173,56 @@ def _effects(cells: list[Cell], metric: str) -> list[Effect]:
         comparison = paired([treated[s] for s in seeds], [control[s] for s in seeds])
         effects.append(Effect(factor, cell.levels[factor], base.levels[factor], cell.name,
                               metric, comparison))
-    adjusted = holm([e.comparison.p for e in effects])
-    for effect, p_holm in zip(effects, adjusted, strict=True):
-        effect.comparison = Comparison(effect.comparison.difference, effect.comparison.p, p_holm)
     return effects
+
+
+def is_sampled(description: Mapping[str, Any]) -> bool:
+    """Whether an Optuna sampler proposed the study's trials (stored as ``{"name", "trials"}``)."""
+    design = description.get("design")
+    return isinstance(design, dict) and "trials" in design
+
+
+def is_fractional(description: Mapping[str, Any]) -> bool:
+    """Whether the study ran a fractional factorial design (stored as ``{"resolution": R}``)."""
+    design = description.get("design")
+    return isinstance(design, dict) and "resolution" in design
+
+
+def _main_effects(cells: list[Cell], metric: str, description: Mapping[str, Any]) -> list[Effect]:
+    """Each factor's main effect in a two-level design: per seed, the mean over the cells at the
+    other level minus the mean over the cells at the baseline level; the seeds give the
+    interval. Only seeds that every cell has count, so that each mean is over a balanced half."""
+    by_seed = [cell.by_seed(metric) for cell in cells]
+    seeds = sorted(set.intersection(*(set(values) for values in by_seed))) if cells else []
+    baseline = description.get("baseline", {})
+    effects = []
+    for factor, levels in description.get("factors", {}).items():
+        if len(levels) != 2:
+            continue
+        control, treated = (levels[::-1] if factor in baseline and _same(levels[1], baseline[factor])
+                            else levels)
+        at_treated = [values for cell, values in zip(cells, by_seed, strict=True)
+                      if _same(cell.levels[factor], treated)]
+        at_control = [values for cell, values in zip(cells, by_seed, strict=True)
+                      if not _same(cell.levels[factor], treated)]
+        if not at_treated or not at_control:
+            continue
+        comparison = paired([_mean_at(at_treated, s) for s in seeds],
+                            [_mean_at(at_control, s) for s in seeds])
+        effects.append(Effect(factor, treated, control, MAIN_EFFECT, metric, comparison))
+    return effects
+
+
+def _mean_at(cells_by_seed: list[dict[int, float]], seed: int) -> float:
+    return sum(values[seed] for values in cells_by_seed) / len(cells_by_seed)
 
 
 def sentence(effect: Effect) -> str:
     """The measured answer for one factor level, in words, with numbers and interval."""
     d = effect.comparison.difference
     unit = " points" if is_accuracy(effect.metric) else ""
-    what = f"{effect.factor} = {effect.level} (vs {effect.baseline_level})"
+    averaged = ", averaged over the other factors" if effect.cell == MAIN_EFFECT else ""
+    what = f"{effect.factor} = {effect.level} (vs {effect.baseline_level}{averaged})"
     if d.n >= 1 and d.low == d.high == d.mean == 0.0:
         return f"{what}: identical to the baseline on all {d.n} paired seeds ({effect.metric})."
     if d.n < 2:
@@ -219,9 +271,9 @@ def analyse(results: StudyResults, metric: str | None = None,
     for cell in cells:
         for name in jumps:
             cell.summary[name] = mean_ci(list(cell.by_seed(name).values()))
-    effects = _effects(cells, metric)
-    jump_effects = [e for m in jumps for e in _effects(cells, m)]
-    gap_effects = [e for m in EFFECT_METRICS if m != metric for e in _effects(cells, m)]
+    effects = _effects(cells, metric, description)
+    jump_effects = [e for m in jumps for e in _effects(cells, m, description)]
+    gap_effects = [e for m in EFFECT_METRICS if m != metric for e in _effects(cells, m, description)]
     verdict = [sentence(e) for e in effects + jump_effects]
     if not effects:
         verdict.append("The data cannot decide yet: no factor level has complete trials next to "

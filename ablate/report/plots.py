@@ -92,9 +92,14 @@ def gap_curves(report: Report, results: StudyResults) -> Any:
     return figure
 
 
+def _label_inches(labels: list[str]) -> float:
+    """Room for the longest tick label at font size 8 (cell names of many factors run long)."""
+    return 0.065 * max((len(label) for label in labels), default=0)
+
+
 def final_metric(report: Report, results: StudyResults) -> Any:
-    figure, axis = plt.subplots(figsize=(7, 0.5 * len(report.cells) + 1.5))
     names = [c.label for c in report.cells]
+    figure, axis = plt.subplots(figsize=(5 + _label_inches(names), 0.5 * len(report.cells) + 1.5))
     means, lows, highs = [], [], []
     for cell in report.cells:
         interval = cell.summary[report.metric]
@@ -120,10 +125,12 @@ def per_class(report: Report, results: StudyResults) -> Any:
             values = [r["test_acc"] for t in cell.trials for r in results.rows_of(results.classes, t)
                       if r["class_index"] == index]
             matrix[i, j] = np.mean(values) * 100 if values else np.nan
-    figure, axis = plt.subplots(figsize=(1 + 0.8 * len(names), 1 + 0.45 * len(report.cells)))
+    rows = [c.name for c in report.cells]
+    figure, axis = plt.subplots(figsize=(2.5 + 0.8 * len(names) + _label_inches(rows),
+                                         1 + 0.45 * len(report.cells)))
     image = axis.imshow(matrix, cmap="viridis", aspect="auto")
     axis.set_xticks(range(len(names)), [n for _, n in names], rotation=45, ha="right", fontsize=8)
-    axis.set_yticks(range(len(report.cells)), [c.name for c in report.cells], fontsize=8)
+    axis.set_yticks(range(len(report.cells)), rows, fontsize=8)
     figure.colorbar(image, label="test accuracy (%)")
     axis.set_title("per-class test accuracy (mean over seeds)")
     return figure

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ablate.report.analysis import CELL_METRICS, DESCRIPTIONS, Report, format_value
+from ablate.report.analysis import CELL_METRICS, DESCRIPTIONS, MAIN_EFFECT, Report, format_value
 from ablate.report.stats import Interval
 
 CELL_HEADERS = ("cell", "n", "test %", "train % run", "train % eval", "gap run",
@@ -54,8 +54,11 @@ def effect_rows(report: Report) -> list[list[str]]:
 
 def tables(report: Report) -> list[tuple[str, tuple[str, ...], list[list[str]]]]:
     """The report's tables as (title, headers, rows), in the order every format shows them."""
+    main = any(e.cell == MAIN_EFFECT for e in report.effects)
+    effects = ("Main effects: each factor's level against its baseline level, averaged over the "
+               "other factors, paired by seed" if main else "Effects against the baseline, paired by seed")
     return [("Cells (mean [95% CI] over seeds)", CELL_HEADERS, cell_rows(report)),
-            ("Effects against the baseline, paired by seed", EFFECT_HEADERS, effect_rows(report))]
+            (effects, EFFECT_HEADERS, effect_rows(report))]
 
 
 def to_dict(report: Report, plots: dict[str, Path] | None = None) -> dict[str, Any]:

@@ -1,0 +1,117 @@
+"""Fractional factorial designs: the fraction's properties, the plan, and a run with its report."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from typer.testing import CliRunner
+
+from ablate import Study, choice, fractional
+from ablate.cli import app
+from ablate.discovery import Plugins
+from ablate.fractional import fraction
+from ablate.report import build
+from ablate.study import StudyError
+
+
+def balanced(rows: list[tuple[int, ...]], columns: tuple[int, ...]) -> bool:
+    """Every combination of levels in ``columns`` appears equally often."""
+    counts = {combo: 0 for combo in itertools.product((0, 1), repeat=len(columns))}
+    for row in rows:
+        counts[tuple(row[c] for c in columns)] += 1
+    return len(set(counts.values())) == 1
+
+
+# (factors, resolution, runs): the textbook minimum run counts of 2^(k-p) designs.
+KNOWN = [(3, 3, 4), (7, 3, 8), (8, 3, 16), (4, 4, 8), (5, 4, 16), (8, 4, 16), (9, 4, 32),
+         (5, 5, 16), (6, 5, 32), (8, 5, 64)]
+
+
+@pytest.mark.parametrize(("factors", "resolution", "runs"), KNOWN)
+def test_the_smallest_fraction_of_the_resolution(factors: int, resolution: int, runs: int) -> None:
+    rows = fraction(factors, resolution).rows
+    assert len(rows) == runs and len(set(rows)) == runs and rows[0] == (0,) * factors
+    # Resolution R means every R - 1 columns form a full factorial, equally replicated.
+    for columns in itertools.combinations(range(factors), min(resolution - 1, factors)):
+        assert balanced(rows, columns), columns
+
+
+def study(design: object, **factors: object) -> Study:
+    return Study(name="f", question="q", baseline=dict(a=1, b="x", c=0.0, d=True, e=8),
+                 factors=factors or dict(a=choice(0, 1), b=choice("x", "y"), c=choice(0.0, 0.5),
+                                         d=choice(False, True), e=choice(8, 16)),
+                 seeds=2, design=design)
+
+
+def test_plan_starts_at_the_baseline_and_balances_every_factor() -> None:
+    plan = study(fractional(4)).plan()
+    assert plan.size == 16 * 2  # five factors at resolution IV: 16 cells, two seeds
+    first = plan.trials[0]
+    assert dict(first.levels) == dict(a=1, b="x", c=0.0, d=True, e=8) and first.cell.startswith("a=1")
+    cells = [dict(t.levels) for t in plan.trials if t.seed == 0]
+    assert [dict(t.levels) for t in plan.trials if t.seed == 1] == cells
+    for factor, levels in dict(a=(0, 1), b=("x", "y"), c=(0.0, 0.5), d=(False, True), e=(8, 16)).items():
+        assert sorted(sum(c[factor] == level for c in cells) for level in levels) == [8, 8]
+
+
+def test_fractional_design_rejects_factors_without_two_levels_and_bad_resolutions() -> None:
+    with pytest.raises(StudyError, match="factor 'a' has 3 levels"):
+        study(fractional(), a=choice(0, 1, 2), b=choice("x", "y"))
+    with pytest.raises(StudyError, match="resolution must be one of 3, 4, 5"):
+        fractional(2)
+
+
+FRACTIONAL = '''
+from ablate import Study, choice, fractional
+
+study = Study(
+    name="tiny_fraction",
+    question="Which of four settings matters?",
+    baseline=dict(dataset="tiny", model="tiny_mlp", hidden=8, epochs=2, batch_size=16,
+                  eval_batch_size=16, lr=0.05, train_eval_size=32, augment="none",
+                  weight_decay=0.0),
+    factors=dict(hidden=choice(8, 2), lr=choice(0.05, 0.001), augment=choice("none", "crop_flip"),
+                 weight_decay=choice(0.0, 1e-3)),
+    seeds=2,
+    design=fractional(4),
+)
+'''
+
+
+def test_fractional_study_runs_and_reports_main_effects(tmp_path: Path, cli_plugins: Plugins) -> None:
+    path = tmp_path / "fraction.py"
+    path.write_text(FRACTIONAL)
+    result = CliRunner().invoke(app, ["run", str(path), "--results-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "tiny_fraction"
+    trials = ds.dataset(folder / "trials").to_table().to_pylist()
+    assert len(trials) == 16 and {t["state"] for t in trials} == {"complete"}  # 8 cells x 2 seeds
+    assert json.loads((folder / "study.json").read_text())["design"] == {"resolution": 4}
+    report = build(folder).report
+    effects = {e.factor: e for e in report.effects if e.metric == "test_acc"}
+    assert set(effects) == {"hidden", "lr", "augment", "weight_decay"}
+    # Each main effect, recomputed from the trials: per seed, mean at the other level minus
+    # mean at the baseline level.
+    baseline = {"hidden": 8, "lr": 0.05, "augment": "none", "weight_decay": 0.0}
+    for factor, effect in effects.items():
+        assert effect.baseline_level == baseline[factor] and effect.cell == "(main effect)"
+        per_seed = []
+        for seed in (0, 1):
+            mine = [t for t in trials if t["seed"] == seed]
+            treated = [t["test_acc"] for t in mine if t[f"param_{factor}"] != baseline[factor]]
+            control = [t["test_acc"] for t in mine if t[f"param_{factor}"] == baseline[factor]]
+            assert len(treated) == len(control) == 4
+            per_seed.append(np.mean(treated) - np.mean(control))
+        assert effect.comparison.difference.mean == pytest.approx(np.mean(per_seed))
+        assert effect.comparison.difference.n == 2
+    # A narrower hidden layer and a 50x smaller learning rate both cost accuracy in two epochs.
+    assert effects["hidden"].comparison.difference.mean < 0
+    assert effects["lr"].comparison.difference.mean < 0
+    assert any("averaged over the other factors" in line for line in report.verdict)
+    text = CliRunner().invoke(app, ["report", str(folder), "--format", "markdown"]).output
+    assert "Main effects: each factor's level against its baseline level" in text
