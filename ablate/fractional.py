@@ -14,18 +14,16 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
 RESOLUTIONS = (3, 4, 5)
+MAX_FACTORS = 26  # the textbook's letters a-z; the generator search grows fast beyond
 
 
 @dataclass(frozen=True)
 class Fraction:
     """The chosen fraction: ``rows`` of 0/1 levels, one column per factor, in factor order."""
 
-    factors: int
     base: int
     generators: tuple[frozenset[int], ...]  # per extra factor, the base factors it multiplies
-    resolution: int
 
     @property
     def rows(self) -> list[tuple[int, ...]]:
@@ -36,21 +34,17 @@ class Fraction:
             rows.append(bits + extra)
         return rows
 
-    def describe(self) -> list[str]:
-        """The generators in the textbook notation, for example ``e = abcd``."""
-        return [f"{LETTERS[self.base + j]} = {''.join(LETTERS[i] for i in sorted(word))}"
-                for j, word in enumerate(self.generators)]
 
-
-def _clear(chosen: list[frozenset[int]], resolution: int) -> bool:
-    """Whether every word of the defining relation (each product of generators, with the
-    generated factors' own letters) has at least ``resolution`` letters."""
-    for count in range(1, len(chosen) + 1):
+def _still_clear(chosen: list[frozenset[int]], new: frozenset[int], resolution: int) -> bool:
+    """Whether adding generator ``new`` to ``chosen`` (already clear) keeps every word of the
+    defining relation at ``resolution`` letters or more. A word is a product of generators
+    with the generated factors' own letters; only the products that include ``new`` are new."""
+    for count in range(len(chosen) + 1):
         for subset in itertools.combinations(chosen, count):
-            product: frozenset[int] = frozenset()
+            product = new
             for word in subset:
                 product = product ^ word
-            if len(product) + count < resolution:
+            if len(product) + count + 1 < resolution:
                 return False
     return True
 
@@ -71,9 +65,8 @@ def _generators(base: int, extra: int, resolution: int, budget: int = 200_000
             steps += 1
             if steps > budget:
                 return None
-            trial = [*chosen, candidates[position]]
-            if _clear(trial, resolution):
-                found = extend(trial, position + 1)
+            if _still_clear(chosen, candidates[position], resolution):
+                found = extend([*chosen, candidates[position]], position + 1)
                 if found is not None:
                     return found
         return None
@@ -86,12 +79,12 @@ def fraction(factors: int, resolution: int) -> Fraction:
     """The smallest 2^(k-p) fraction of ``factors`` two-level factors at ``resolution``."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution}")
-    if not 1 <= factors <= len(LETTERS):
-        raise ValueError(f"a fractional design takes 1 to {len(LETTERS)} factors, got {factors}")
+    if not 1 <= factors <= MAX_FACTORS:
+        raise ValueError(f"a fractional design takes 1 to {MAX_FACTORS} factors, got {factors}")
     for base in range(1, factors + 1):
         if 2 ** base < factors + 1:  # fewer runs than effects to estimate
             continue
         generators = _generators(base, factors - base, resolution)
         if generators is not None:
-            return Fraction(factors, base, generators, resolution)
+            return Fraction(base, generators)
     raise AssertionError("unreachable: the full factorial has no generators")
