@@ -19,8 +19,16 @@ full training steps, with the ratio (b)/(a), for ``resnet18`` (width 16 on CPU, 
 (a shared machine's busy spells then hit both alike). It also runs three trials of the ``cpu``
 preset of ``studies/dropout_gap.py`` and reports the study's overhead (storage, Parquet, set-up,
 checkpoints): everything that is not an epoch's training and evaluation, as a share of the run's
-wall time. On a GPU (or with ``--full-epoch``) it also times one 50,000-image epoch of
-``resnet18`` (the training set repeated to CIFAR-10's size) with ablate's trainer.
+wall time.
+
+To show how far each side is from what the machine can do, it counts the floating-point work of
+one training step (``torch.utils.flop_counter``), times a large matrix product in fp32 and in
+bf16 on the same threads, and prints each side's GFLOP/s as a share of the peak of the precision
+it trains in. (A ratio of R needs ablate's whole step, data and BatchNorm included, to run at R
+times the users' GFLOP/s: no trainer gets past the bf16 peak.)
+
+On a GPU (or with ``--full-epoch``) it also times one 50,000-image epoch of ``resnet18`` (the
+training set repeated to CIFAR-10's size) with ablate's trainer.
 """
 
 from __future__ import annotations
@@ -101,6 +109,31 @@ def ablate_data_path(data: DeviceData, augmentations: list[Any], device: torch.d
         images, _ = prepare_batch(data, order[start:start + BATCH], augmentations, generator)
     images.sum().item()  # wait for the device
     return rate(count, time.perf_counter() - started)
+
+
+def step_gflop(model: torch.nn.Module) -> float:
+    """Floating-point work of one training step (forward and backward) on a batch of BATCH."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    images, labels = torch.randn(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(images), labels).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, size: int = 3072) -> float:
+    """The best of five timings of a large square matrix product: this machine's practical peak."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    out = torch.empty_like(a)
+    best = float("inf")
+    for attempt in range(7):
+        started = time.perf_counter()
+        torch.mm(a, b, out=out)
+        out.sum().item()  # wait for the device; negligible next to the product
+        if attempt >= 2:  # the first two warm up the kernels
+            best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
 
 
 def users_steps(model: torch.nn.Module, loader: torch.utils.data.DataLoader, batches: int,
@@ -267,15 +300,20 @@ def main() -> int:
                 rounds, functools.partial(users, name, model_width, threads),
                 functools.partial(ablate_steps, setup, data, BATCH * args.batches, device,
                                   precision))
+            gflop = step_gflop(setup.model.build(num_classes=10))
             steps.append({"model": name, "width": model_width, "precision": precision,
                           "users_images_per_s": users_rate, "ablate_images_per_s": ours,
-                          "ratio": ours / users_rate})
+                          "ratio": ours / users_rate, "gflop_per_step": gflop,
+                          "users_gflops": gflop * users_rate / BATCH,
+                          "ablate_gflops": gflop * ours / BATCH})
+    peaks = {"fp32": matmul_peak_gflops(torch.float32, device),
+             "bf16": matmul_peak_gflops(torch.bfloat16, device)}
     figures: dict[str, Any] = {
         "device": why, "threads": threads, "torch": torch.__version__,
         "data_path": {"images": len(mini.train_labels), "users_images_per_s_per_core": users_data,
                       "ablate_images_per_s_per_core": ours_data,
                       "ratio": ours_data / users_data},
-        "rounds": rounds, "training_steps": steps,
+        "rounds": rounds, "training_steps": steps, "matmul_peak_gflops": peaks,
     }
     if args.full_epoch if args.full_epoch is not None else device.type == "cuda":
         setup = model_setup("resnet18", width, registry())
@@ -295,6 +333,12 @@ def main() -> int:
         name = m["model"] + (f" width {m['width']}" if m["width"] else "")
         print(f"training steps, {name} ({m['precision']}): users {m['users_images_per_s']:,.0f} "
               f"img/s, ablate {m['ablate_images_per_s']:,.0f} img/s, ratio {m['ratio']:.1f}x")
+        print(f"  {m['gflop_per_step']:.1f} GFLOP per step of {BATCH}: users "
+              f"{m['users_gflops']:,.0f} GFLOP/s ({m['users_gflops'] / peaks['fp32']:.0%} of the "
+              f"fp32 peak), ablate {m['ablate_gflops']:,.0f} GFLOP/s "
+              f"({m['ablate_gflops'] / peaks[m['precision']]:.0%} of the {m['precision']} peak)")
+    print(f"matrix-product peak here: fp32 {peaks['fp32']:,.0f} GFLOP/s, "
+          f"bf16 {peaks['bf16']:,.0f} GFLOP/s")
     if "full_epoch" in figures:
         e = figures["full_epoch"]
         print(f"one epoch of {e['images']:,} images, resnet18 width {e['width']}: "

@@ -28,8 +28,42 @@ def test_benchmark_prints_every_figure_as_json() -> None:
     for step in steps.values():
         assert step["ratio"] == pytest.approx(step["ablate_images_per_s"] / step["users_images_per_s"])
         assert step["precision"] in ("fp32", "bf16")
+        for side in ("users", "ablate"):
+            assert step[f"{side}_gflops"] == pytest.approx(
+                step["gflop_per_step"] * step[f"{side}_images_per_s"] / 128)
+    assert steps["resnet18"]["gflop_per_step"] > 10 * steps["simple_cnn"]["gflop_per_step"]
+    peaks = figures["matmul_peak_gflops"]
+    assert peaks["fp32"] > 0 and peaks["bf16"] > 0
     assert figures["full_epoch"]["images"] == 300 and figures["full_epoch"]["seconds"] > 0
     overhead = figures["study_overhead"]
     assert overhead["preset"] == "smoke" and overhead["trials"] == 3
     assert 0 < overhead["training_seconds"] < overhead["wall_seconds"]
     assert 0 < overhead["overhead_share"] < 1
+
+
+def test_step_work_is_three_forwards_less_the_stem_input_gradient() -> None:
+    """The benchmark's FLOP count, checked against one computed from the layers' shapes."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import trainer_speed
+    finally:
+        sys.path.pop(0)
+    model = trainer_speed.model_setup("resnet18", 16, trainer_speed.registry()).model.build(
+        num_classes=10)
+    forward: list[int] = []  # 2 x outputs x (inputs per output) for every conv and linear layer
+
+    def count(module: torch.nn.Module, inputs: object, output: torch.Tensor) -> None:
+        forward.append(2 * output.numel() * module.weight[0].numel())
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(torch.randn(128, 3, 32, 32))
+    for hook in hooks:
+        hook.remove()
+    # backward = input gradients + weight gradients, each a forward's work; the first layer's
+    # input (the images) needs no gradient
+    expected = 3 * sum(forward) - forward[0]
+    assert trainer_speed.step_gflop(model) == pytest.approx(expected / 1e9, rel=1e-3)

@@ -16,6 +16,8 @@ from ablate.cli import app
 from ablate.discovery import Plugins
 from ablate.fractional import fraction
 from ablate.report import build
+from ablate.report.analysis import MAIN_EFFECT, Cell, Effect, confounding, sentence
+from ablate.report.stats import Comparison, Interval
 from ablate.study import StudyError
 
 
@@ -113,5 +115,45 @@ def test_fractional_study_runs_and_reports_main_effects(tmp_path: Path, cli_plug
     assert effects["hidden"].comparison.difference.mean < 0
     assert effects["lr"].comparison.difference.mean < 0
     assert any("averaged over the other factors" in line for line in report.verdict)
+    # Resolution IV: no main effect shares its contrast with a two-factor interaction.
+    assert all(effect.aliases == () for effect in effects.values())
     text = CliRunner().invoke(app, ["report", str(folder), "--format", "markdown"]).output
     assert "Main effects: each factor's level against its baseline level" in text
+    assert "| hidden | no two-factor interaction |" in text
+
+
+def fraction_cells(factors: int, resolution: int) -> tuple[list[Cell], dict[str, object]]:
+    names = [f"f{i}" for i in range(factors)]
+    description = {"factors": {name: [0, 1] for name in names},
+                   "baseline": dict.fromkeys(names, 0)}
+    cells = [Cell(str(row), dict(zip(names, row, strict=True)), not any(row), [])
+             for row in fraction(factors, resolution).rows]
+    return cells, description
+
+
+def test_confounding_follows_the_generators_of_a_resolution_iii_fraction() -> None:
+    cells, description = fraction_cells(3, 3)  # four runs: f2 = f0 x f1
+    assert confounding(cells, description) == {"f0": ["f1 x f2"], "f1": ["f0 x f2"],
+                                               "f2": ["f0 x f1"]}
+    # The saturated 2^(7-4) fraction: each main effect carries three two-factor interactions.
+    cells, description = fraction_cells(7, 3)
+    assert [len(a) for a in confounding(cells, description).values()] == [3] * 7
+    # The other half of the 2^(3-1) (f2 = not f0 x f1): the contrasts are mirror images.
+    cells, description = fraction_cells(3, 3)
+    for cell in cells:
+        cell.levels["f2"] = 1 - cell.levels["f2"]
+    assert confounding(cells, description)["f2"] == ["f0 x f1"]
+    effect = Effect("f2", 1, 0, MAIN_EFFECT, "test_acc",
+                    Comparison(Interval(0.05, 0.01, 0.09, 3), 0.01, 0.02), ("f0 x f1",))
+    assert "(vs 0, averaged over the other factors; confounded with f0 x f1) raises" in sentence(effect)
+
+
+def test_no_confounding_at_resolution_iv_or_in_the_full_factorial() -> None:
+    for factors, resolution in ((8, 4), (5, 5)):
+        cells, description = fraction_cells(factors, resolution)
+        assert all(a == [] for a in confounding(cells, description).values())
+    names = ["a", "b", "c"]
+    full = [Cell("", dict(zip(names, row, strict=True)), False, [])
+            for row in itertools.product((0, 1), repeat=3)]
+    assert confounding(full, {"factors": dict.fromkeys(names, [0, 1]), "baseline": {}}) == {
+        "a": [], "b": [], "c": []}

@@ -105,6 +105,8 @@ class Effect:
     cell: str
     metric: str
     comparison: Comparison
+    # for a main effect in a fraction: the two-factor interactions it cannot be told apart from
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass
@@ -194,13 +196,10 @@ def _main_effects(cells: list[Cell], metric: str, description: Mapping[str, Any]
     interval. Only seeds that every cell has count, so that each mean is over a balanced half."""
     by_seed = [cell.by_seed(metric) for cell in cells]
     seeds = sorted(set.intersection(*(set(values) for values in by_seed))) if cells else []
-    baseline = description.get("baseline", {})
+    levels = _two_levels(description)
+    aliases = confounding(cells, description)
     effects = []
-    for factor, levels in description.get("factors", {}).items():
-        if len(levels) != 2:
-            continue
-        control, treated = (levels[::-1] if factor in baseline and _same(levels[1], baseline[factor])
-                            else levels)
+    for factor, (control, treated) in levels.items():
         at_treated = [values for cell, values in zip(cells, by_seed, strict=True)
                       if _same(cell.levels[factor], treated)]
         at_control = [values for cell, values in zip(cells, by_seed, strict=True)
@@ -209,8 +208,36 @@ def _main_effects(cells: list[Cell], metric: str, description: Mapping[str, Any]
             continue
         comparison = paired([_mean_at(at_treated, s) for s in seeds],
                             [_mean_at(at_control, s) for s in seeds])
-        effects.append(Effect(factor, treated, control, MAIN_EFFECT, metric, comparison))
+        effects.append(Effect(factor, treated, control, MAIN_EFFECT, metric, comparison,
+                              tuple(aliases[factor])))
     return effects
+
+
+def _two_levels(description: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each two-level factor's (baseline level, other level)."""
+    baseline = description.get("baseline", {})
+    return {factor: (levels[1], levels[0]) if factor in baseline and _same(levels[1], baseline[factor])
+            else (levels[0], levels[1])
+            for factor, levels in description.get("factors", {}).items() if len(levels) == 2}
+
+
+def confounding(cells: list[Cell], description: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per factor, the two-factor interactions ("a x b") whose contrast over the cells that ran
+    is the factor's own contrast or its mirror image: in a fraction of resolution III these are
+    measured together with the main effect, and no analysis can separate them. Read off the
+    cells, not the generators, so it holds for whatever fraction the results came from."""
+    levels = _two_levels(description)
+    coded = {factor: [_same(cell.levels[factor], treated) for cell in cells]
+             for factor, (_, treated) in levels.items()}
+    aliases: dict[str, list[str]] = {factor: [] for factor in coded}
+    for factor, column in coded.items():
+        others = [f for f in coded if f != factor]
+        for position, first in enumerate(others):
+            for second in others[position + 1:]:
+                interaction = [a != b for a, b in zip(coded[first], coded[second], strict=True)]
+                if interaction == column or interaction == [not bit for bit in column]:
+                    aliases[factor].append(f"{first} x {second}")
+    return aliases
 
 
 def _mean_at(cells_by_seed: list[dict[int, float]], seed: int) -> float:
@@ -222,6 +249,8 @@ def sentence(effect: Effect) -> str:
     d = effect.comparison.difference
     unit = " points" if is_accuracy(effect.metric) else ""
     averaged = ", averaged over the other factors" if effect.cell == MAIN_EFFECT else ""
+    if effect.aliases:
+        averaged += f"; confounded with {', '.join(effect.aliases)}"
     what = f"{effect.factor} = {effect.level} (vs {effect.baseline_level}{averaged})"
     if d.n >= 1 and d.low == d.high == d.mean == 0.0:
         return f"{what}: identical to the baseline on all {d.n} paired seeds ({effect.metric})."

@@ -57,8 +57,19 @@ def tables(report: Report) -> list[tuple[str, tuple[str, ...], list[list[str]]]]
     main = any(e.cell == MAIN_EFFECT for e in report.effects)
     effects = ("Main effects: each factor's level against its baseline level, averaged over the "
                "other factors, paired by seed" if main else "Effects against the baseline, paired by seed")
-    return [("Cells (mean [95% CI] over seeds)", CELL_HEADERS, cell_rows(report)),
-            (effects, EFFECT_HEADERS, effect_rows(report))]
+    shown = [("Cells (mean [95% CI] over seeds)", CELL_HEADERS, cell_rows(report)),
+             (effects, EFFECT_HEADERS, effect_rows(report))]
+    if main:
+        shown.append(("Confounding: in this fraction each main effect is measured together "
+                      "with these two-factor interactions", ("factor", "confounded with"),
+                      confounding_rows(report)))
+    return shown
+
+
+def confounding_rows(report: Report) -> list[list[str]]:
+    factors = {e.factor: e.aliases for e in report.effects if e.cell == MAIN_EFFECT}
+    return [[factor, ", ".join(aliases) or "no two-factor interaction"]
+            for factor, aliases in factors.items()]
 
 
 def to_dict(report: Report, plots: dict[str, Path] | None = None) -> dict[str, Any]:
@@ -73,7 +84,8 @@ def to_dict(report: Report, plots: dict[str, Path] | None = None) -> dict[str, A
         "effects": [{"factor": e.factor, "level": e.level, "baseline_level": e.baseline_level,
                      "cell": e.cell, "metric": e.metric,
                      "difference": asdict(e.comparison.difference), "p": e.comparison.p,
-                     "p_holm": e.comparison.p_holm} for e in report.effects],
+                     "p_holm": e.comparison.p_holm, "aliases": list(e.aliases)}
+                    for e in report.effects],
         "importance": report.importance,
         "plots": {name: str(path) for name, path in (plots or {}).items()},
         "metric_descriptions": DESCRIPTIONS,
