@@ -38,21 +38,24 @@ class CropFlip:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, channels, height, width = images.shape
-        out = images
-        if self.padding > 0:
-            pad = self.padding
-            padded = F.pad(images, (pad, pad, pad, pad))
-            span = 2 * pad + 1
-            dy = torch.randint(0, span, (n,), generator=generator, device=images.device)
-            dx = torch.randint(0, span, (n,), generator=generator, device=images.device)
-            rows = dy[:, None] + torch.arange(height, device=images.device)
-            cols = dx[:, None] + torch.arange(width, device=images.device)
-            out = padded.gather(2, rows[:, None, :, None].expand(n, channels, height, width + 2 * pad))
-            out = out.gather(3, cols[:, None, None, :].expand(n, channels, height, width))
-        if self.flip:
-            flip = torch.rand(n, generator=generator, device=images.device) < 0.5
-            out = torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
-        return out
+        device, pad = images.device, self.padding
+        # Draws in a fixed order (row offsets, column offsets, flips): the seed fixes the batch.
+        offsets = [torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=device)
+                   if pad > 0 else torch.zeros(n, dtype=torch.long, device=device)
+                   for _ in range(2)]
+        dy, dx = offsets
+        cols = torch.arange(width, device=device).expand(n, width)
+        if self.flip:  # a flipped image reads its crop's columns right to left
+            flip = torch.rand(n, generator=generator, device=device) < 0.5
+            cols = torch.where(flip[:, None], width - 1 - cols, cols)
+        # One gather of each output pixel's source in the padded image: crop and flip in a
+        # single pass (separate crop, flip and select passes cost about 6x as much on a CPU).
+        padded_width = width + 2 * pad
+        rows = dy[:, None] + torch.arange(height, device=device)
+        source = rows[:, :, None] * padded_width + (dx[:, None] + cols)[:, None, :]
+        padded = F.pad(images, (pad, pad, pad, pad)).view(n, channels, -1)
+        out = padded.gather(2, source.view(n, 1, -1).expand(n, channels, height * width))
+        return out.view(n, channels, height, width)
 
 
 class ColorJitter:

@@ -23,6 +23,20 @@ def test_crop_is_a_shifted_window_of_the_zero_padded_image() -> None:
         assert matches, f"image {i} is not a crop of its padded source"
 
 
+def test_crop_and_flip_together_give_a_window_or_its_mirror_image() -> None:
+    images = batch(64)
+    out = crop_flip(padding=4, flip=True)(images, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    mirrored = 0
+    for i in range(len(images)):
+        windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        plain = any(torch.equal(out[i], w) for w in windows)
+        flipped = any(torch.equal(out[i], w.flip(2)) for w in windows)
+        assert plain or flipped, f"image {i} is neither a crop nor a mirrored crop"
+        mirrored += flipped and not plain
+    assert 16 < mirrored < 48
+
+
 def test_images_in_one_batch_get_independent_draws_and_seeds_repeat() -> None:
     images = batch(1).expand(64, -1, -1, -1).contiguous()  # 64 copies of one image
     augment = crop_flip()
