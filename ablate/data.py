@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 from ablate.results import write_file_atomic
 
 CACHE_ENV = "ABLATE_CACHE"
+DATA_ENV = "ABLATE_DATA"  # where local datasets live when --data-dir is not given
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -64,6 +66,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ablate")
 
 
+def given_data_dir(data_dir: Path | None) -> Path | None:
+    """The folder the user named: ``--data-dir``, else ``$ABLATE_DATA``, else None."""
+    if data_dir is not None:
+        return data_dir
+    return Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None
+
+
 def fingerprint_files(paths: list[Path]) -> str:
     """A short content hash of the source files, so a changed file invalidates the cache."""
     digest = hashlib.sha256()
@@ -99,21 +108,31 @@ def read_parquet_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def load_parquet_pair(train: Path, test: Path) -> tuple[dict[str, np.ndarray], str]:
     """Decoded train/test arrays of a Parquet pair, through the on-disk decode cache."""
     fingerprint = fingerprint_files([train, test])
+
+    def decode() -> dict[str, np.ndarray]:
+        train_x, train_y = read_parquet_split(train)
+        test_x, test_y = read_parquet_split(test)
+        return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+
+    return cached_arrays(fingerprint, decode), fingerprint
+
+
+def cached_arrays(fingerprint: str, decode: Callable[[], dict[str, np.ndarray]]
+                  ) -> dict[str, np.ndarray]:
+    """The arrays cached under ``fingerprint``, else ``decode()``'s, cached for next time."""
     cached = cache_dir() / "decoded" / f"{fingerprint}.npz"
     if cached.exists():
         try:
             with np.load(cached, allow_pickle=False) as stored:
-                return {key: stored[key] for key in stored.files}, fingerprint
+                return {key: stored[key] for key in stored.files}
         except (OSError, ValueError):  # a damaged cache file is rebuilt, never trusted
             cached.unlink(missing_ok=True)
-    train_x, train_y = read_parquet_split(train)
-    test_x, test_y = read_parquet_split(test)
-    arrays = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+    arrays = decode()
     try:
         write_file_atomic(cached, lambda handle: np.savez(handle, **arrays))
     except OSError:  # a read-only home still trains, just without the cache
         pass
-    return arrays, fingerprint
+    return arrays
 
 
 def image_data(

@@ -1,27 +1,29 @@
-"""Datasets: ``cifar10`` (local copy or torchvision download) and the shipped ``cifar10-mini``."""
+"""Datasets: ``cifar10`` (local copy or torchvision download), the shipped ``cifar10-mini`` and
+``imagefolder`` (the user's own photos, see :mod:`ablate_plugins.imagefolder`)."""
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import numpy as np
+from ablate_plugins.imagefolder import imagefolder
 
 from ablate import hookimpl
 from ablate.data import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
     CIFAR10_STD,
+    DATA_ENV,
     ImageData,
     cache_dir,
     fingerprint_files,
+    given_data_dir,
     image_data,
     load_parquet_pair,
 )
 from ablate.registry import Registrar
 
-DATA_ENV = "ABLATE_DATA"
 MINI_DIR = Path(__file__).parent / "data" / "cifar10_mini"
 BATCHES = "cifar-10-batches-py"
 BATCH_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -85,7 +87,7 @@ def _download(root: Path) -> Path:
 
 def cifar10(*, data_dir: Path | None) -> ImageData:
     """All of CIFAR-10 (50,000 train / 10,000 test images)."""
-    given = data_dir or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
+    given = given_data_dir(data_dir)
     roots = [given] if given else [cache_dir() / "data"]
     for root in roots:
         pair = _parquet_pair(root)
@@ -112,3 +114,10 @@ def register_datasets(register: Registrar) -> None:
              "CIFAR-10, 50,000/10,000 images, from --data-dir, $ABLATE_DATA or a download")
     register("cifar10-mini", cifar10_mini,
              "first 5,000 train / 1,000 test images of CIFAR-10, shipped inside the package")
+    register("imagefolder", imagefolder,
+             "your own photos from --data-dir or $ABLATE_DATA: one subfolder per class "
+             "(or train/ and test/ holding them), decoded once and resized",
+             params={"size": "images are resized to size x size pixels",
+                     "test_fraction": "share of each class held out for testing when the folder "
+                                      "has no train/ and test/ subfolders",
+                     "split_seed": "seed of that split and of the images' stored order"})

@@ -10,8 +10,10 @@ from ablate.registry import Component
 from ablate.testing import check_augmentation, check_component, check_model
 
 REGISTRY = load_plugins().registry
-# cifar10 needs a local copy or the network; its loading is tested in test_datasets.py.
-COMPONENTS = [c for c in REGISTRY if (c.kind, c.name) != ("dataset", "cifar10")]
+# cifar10 needs a local copy or the network, imagefolder a folder of photos; they are tested
+# in test_datasets.py and test_imagefolder.py.
+COMPONENTS = [c for c in REGISTRY
+              if (c.kind, c.name) not in {("dataset", "cifar10"), ("dataset", "imagefolder")}]
 
 
 @pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: f"{c.kind}:{c.name}")
