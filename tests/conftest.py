@@ -59,3 +59,14 @@ def cli_plugins(plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> Plugins:
     """Make the CLI use :func:`plugins` (installed plugins plus the tiny test plugin)."""
     monkeypatch.setattr("ablate.cli.get_plugins", lambda: plugins)
     return plugins
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A decode cache of the test's own, and no $ABLATE_DATA from the environment."""
+    from ablate import data as data_module
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(data_module.CACHE_ENV, str(cache))
+    monkeypatch.delenv(data_module.DATA_ENV, raising=False)
+    return cache

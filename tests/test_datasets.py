@@ -12,17 +12,9 @@ import pytest
 import torch
 from ablate_plugins import datasets
 
-from ablate import data as data_module
-
 from .conftest import SHARED_CIFAR10
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv(data_module.CACHE_ENV, str(cache))
-    monkeypatch.delenv(datasets.DATA_ENV, raising=False)
-    return cache
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def random_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,12 +18,7 @@ from ablate.cli import app
 COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv(data_module.CACHE_ENV, str(cache))
-    monkeypatch.delenv(data_module.DATA_ENV, raising=False)
-    return cache
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def photos(root: Path, per_class: int = 10, seed: int = 0) -> Path:
