@@ -1,4 +1,5 @@
-"""Models: the CIFAR ResNet-18 of the users' scripts and the PyTorch tutorial CNN."""
+"""Models of the users' scripts: the CIFAR ResNet-18, a ResNet-9, torchvision's ResNet-50 and the
+PyTorch tutorial CNN."""
 
 from __future__ import annotations
 
@@ -34,21 +35,25 @@ class BasicBlock(nn.Module):
         return out.relu_()
 
 
-class CifarResNet18(nn.Module):
-    """3x3 stem, no max-pool, four stages of two BasicBlocks, global average pool, linear."""
+class CifarResNet(nn.Module):
+    """3x3 stem (optionally max-pooled), four stages of BasicBlocks whose channels double,
+    global average pool, dropout, linear."""
 
-    def __init__(self, num_classes: int, width: int, dropout: float) -> None:
+    def __init__(self, num_classes: int, width: int, dropout: float, blocks: int,
+                 stem_pool: bool) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
-        )
+        stem: list[nn.Module] = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                                 nn.ReLU(inplace=True)]
+        if stem_pool:
+            stem.append(nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(*stem)
         stages: list[nn.Module] = []
         in_channels = width
         for index, multiplier in enumerate((1, 2, 4, 8)):
             out_channels = width * multiplier
             stride = 1 if index == 0 else 2
-            stages += [BasicBlock(in_channels, out_channels, stride),
-                       BasicBlock(out_channels, out_channels, 1)]
+            stages.append(BasicBlock(in_channels, out_channels, stride))
+            stages += [BasicBlock(out_channels, out_channels, 1) for _ in range(blocks - 1)]
             in_channels = out_channels
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -78,12 +83,33 @@ class SimpleCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def resnet18(*, num_classes: int, width: int = 64, dropout: float = 0.0) -> nn.Module:
+def _check(width: int, dropout: float) -> None:
     if width < 1:
         raise ValueError(f"width must be at least 1, got {width}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    return CifarResNet18(num_classes, width, dropout)
+
+
+def resnet18(*, num_classes: int, width: int = 64, dropout: float = 0.0) -> nn.Module:
+    _check(width, dropout)
+    return CifarResNet(num_classes, width, dropout, blocks=2, stem_pool=False)
+
+
+def resnet9(*, num_classes: int, width: int = 64, dropout: float = 0.0) -> nn.Module:
+    _check(width, dropout)
+    return CifarResNet(num_classes, width, dropout, blocks=1, stem_pool=True)
+
+
+def resnet50(*, num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """torchvision's ResNet-50 (7x7 stride-2 stem, max-pool, bottleneck stages 3-4-6-3), random
+    initialisation; ``dropout`` goes before the classifier, as the users' fine-tuning heads do."""
+    from torchvision.models import resnet50 as torchvision_resnet50
+
+    _check(1, dropout)
+    model = torchvision_resnet50(weights=None, num_classes=num_classes)
+    if dropout > 0:
+        model.fc = nn.Sequential(nn.Dropout(dropout), model.fc)
+    return model
 
 
 def simple_cnn(*, num_classes: int) -> nn.Module:
@@ -95,5 +121,14 @@ def register_models(register: Registrar) -> None:
     register("resnet18", resnet18, "CIFAR ResNet-18: 3x3 stem, no max-pool, 4 stages of 2 BasicBlocks",
              params={"width": "channels of the first stage (64 in the paper; doubles per stage)",
                      "dropout": "dropout probability before the classifier"})
+    register("resnet9", resnet9,
+             "ResNet-9: 3x3 stem with max-pool, 4 stages of 1 BasicBlock (the users' step up from "
+             "the tutorial CNN)",
+             params={"width": "channels of the first stage (64 as the users'; doubles per stage)",
+                     "dropout": "dropout probability before the classifier"})
+    register("resnet50", resnet50,
+             "torchvision's ResNet-50 (7x7 stride-2 stem, bottleneck stages 3-4-6-3), for larger "
+             "images such as an imagefolder at size 224",
+             params={"dropout": "dropout probability before the classifier"})
     register("simple_cnn", simple_cnn,
              "the PyTorch tutorial CNN: two 5x5 convs with max-pool, then 400-120-84-classes")

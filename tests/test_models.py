@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ablate_plugins.models import BasicBlock, resnet18, simple_cnn
+from ablate_plugins.models import BasicBlock, resnet9, resnet18, resnet50, simple_cnn
 from torch import nn
 
 
@@ -43,3 +43,30 @@ def test_simple_cnn_is_the_tutorial_network() -> None:
 def test_resnet18_rejects_bad_parameters(bad: dict) -> None:
     with pytest.raises(ValueError):
         resnet18(num_classes=10, **bad)
+
+
+def parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_resnet9_is_torchvisions_resnet_with_one_block_per_stage_and_a_3x3_stem() -> None:
+    from torchvision.models.resnet import BasicBlock as TorchvisionBlock
+    from torchvision.models.resnet import ResNet
+
+    model = resnet9(num_classes=10)
+    assert isinstance(model.stem[0], nn.Conv2d) and model.stem[0].kernel_size == (3, 3)
+    assert isinstance(model.stem[-1], nn.MaxPool2d)
+    blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
+    assert [b.conv2.out_channels for b in blocks] == [64, 128, 256, 512]
+    # torchvision's layout with [1, 1, 1, 1] blocks, its 7x7 stem (3*64*49) swapped for 3x3.
+    reference = ResNet(TorchvisionBlock, [1, 1, 1, 1], num_classes=10)
+    assert parameters(model) == parameters(reference) - 3 * 64 * 49 + 3 * 64 * 9
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_resnet50_is_torchvisions_with_dropout_before_the_classifier() -> None:
+    model = resnet50(num_classes=4)
+    assert parameters(model) == 23_516_228  # the users' "about 23.5 M" for 4 classes
+    with_dropout = resnet50(num_classes=4, dropout=0.5)
+    assert isinstance(with_dropout.fc[0], nn.Dropout) and with_dropout.fc[0].p == 0.5
+    assert parameters(with_dropout) == parameters(model)
