@@ -1,0 +1,40 @@
+"""The shipped studies: every preset of every study resolves, and the newest runs end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+from typer.testing import CliRunner
+
+from ablate.cli import app
+from ablate.config import resolve
+from ablate.discovery import load_plugins
+from ablate.studyfile import load
+
+REPO = Path(__file__).resolve().parents[1]
+STUDIES = sorted((REPO / "studies").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_every_preset_of_every_study_resolves_against_the_installed_plugins(path: Path) -> None:
+    study = load(path)
+    registry = load_plugins().registry
+    assert study.presets and study.default_preset in study.presets
+    for preset in study.presets:
+        plan = study.plan(preset)
+        assert plan.trials, f"{path.name} preset {preset} plans no trial"
+        for trial in plan.trials:
+            resolve(trial.params, registry)  # raises on an unknown component or parameter
+
+
+def test_architecture_study_crosses_three_models_with_augmentation(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "architecture.py"),
+                                      "--preset", "smoke", "--results-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    trials = ds.dataset(tmp_path / "architecture" / "trials").to_table().to_pylist()
+    cells = {(t["param_model"], t["param_augment"]) for t in trials}
+    assert cells == {(m, a) for m in ("simple_cnn", "resnet9", "resnet18")
+                     for a in ("none", "crop_flip")}
+    assert len(trials) == 18 and all(t["state"] == "complete" for t in trials)
