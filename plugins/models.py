@@ -1,7 +1,9 @@
-"""Models of the users' scripts: the CIFAR ResNet-18, a ResNet-9, torchvision's ResNet-50 and the
-PyTorch tutorial CNN."""
+"""Models of the users' scripts: the CIFAR ResNet-18, a ResNet-9, torchvision's ResNet-18
+(optionally ImageNet-pretrained) and ResNet-50, and the PyTorch tutorial CNN."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import nn
@@ -112,6 +114,47 @@ def resnet50(*, num_classes: int, dropout: float = 0.0) -> nn.Module:
     return model
 
 
+WEIGHTS_ENV = "ABLATE_WEIGHTS"  # a folder of downloaded weight files, for offline machines
+
+
+class WeightsNotFound(RuntimeError):
+    """Pretrained weights are neither on disk nor downloadable."""
+
+
+def _imagenet_state(url: str) -> dict[str, torch.Tensor]:
+    """Weights from ``$ABLATE_WEIGHTS`` (else torch's hub cache), downloaded there if missing;
+    read with ``weights_only=True`` and, on download, checked against the hash in the name."""
+    folder = os.environ.get(WEIGHTS_ENV) or os.path.join(torch.hub.get_dir(), "checkpoints")
+    try:
+        return torch.hub.load_state_dict_from_url(url, model_dir=folder, map_location="cpu",
+                                                  progress=False, check_hash=True,
+                                                  weights_only=True)
+    except (OSError, RuntimeError) as error:  # offline: URLError is an OSError
+        name = url.rsplit("/", 1)[-1]
+        raise WeightsNotFound(
+            f"ImageNet weights {name} are not in {folder} and could not be downloaded "
+            f"({error}). On a machine with internet, download {url} and put the file in a "
+            f"folder named by {WEIGHTS_ENV}=PATH (or in {folder}); or train with "
+            "pretrained=False."
+        ) from error
+
+
+def torchvision_resnet18(*, num_classes: int, pretrained: bool = False,
+                         dropout: float = 0.5) -> nn.Module:
+    """torchvision's ResNet-18 (7x7 stride-2 stem, max-pool), optionally with its ImageNet
+    weights, every layer trainable; the classifier is replaced by Dropout + Linear(512,
+    classes), as the users' fine-tuning script does."""
+    from torchvision.models import ResNet18_Weights
+    from torchvision.models import resnet18 as build
+
+    _check(1, dropout)
+    model = build(weights=None)
+    if pretrained:
+        model.load_state_dict(_imagenet_state(ResNet18_Weights.IMAGENET1K_V1.url))
+    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
+    return model
+
+
 def simple_cnn(*, num_classes: int) -> nn.Module:
     return SimpleCNN(num_classes)
 
@@ -130,5 +173,10 @@ def register_models(register: Registrar) -> None:
              "torchvision's ResNet-50 (7x7 stride-2 stem, bottleneck stages 3-4-6-3), for larger "
              "images such as an imagefolder at size 224",
              params={"dropout": "dropout probability before the classifier"})
+    register("torchvision_resnet18", torchvision_resnet18,
+             "torchvision's ResNet-18 (7x7 stem, max-pool), optionally ImageNet-pretrained "
+             "(weights from $ABLATE_WEIGHTS or a download), head Dropout + Linear",
+             params={"pretrained": "start from the ImageNet weights (else random initialisation)",
+                     "dropout": "dropout probability before the new classifier"})
     register("simple_cnn", simple_cnn,
              "the PyTorch tutorial CNN: two 5x5 convs with max-pool, then 400-120-84-classes")

@@ -1,8 +1,19 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from ablate_plugins.models import BasicBlock, resnet9, resnet18, resnet50, simple_cnn
+from ablate_plugins import models
+from ablate_plugins.models import (
+    BasicBlock,
+    WeightsNotFound,
+    resnet9,
+    resnet18,
+    resnet50,
+    simple_cnn,
+    torchvision_resnet18,
+)
 from torch import nn
 
 
@@ -70,3 +81,40 @@ def test_resnet50_is_torchvisions_with_dropout_before_the_classifier() -> None:
     with_dropout = resnet50(num_classes=4, dropout=0.5)
     assert isinstance(with_dropout.fc[0], nn.Dropout) and with_dropout.fc[0].p == 0.5
     assert parameters(with_dropout) == parameters(model)
+
+
+WEIGHTS_FILE = "resnet18-f37072fd.pth"  # torchvision's name for its ImageNet ResNet-18 weights
+
+
+def test_pretrained_weights_come_from_the_weights_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.models import resnet18 as torchvision_build
+
+    torch.manual_seed(5)
+    stand_in = torchvision_build(weights=None).state_dict()  # ImageNet's would need the network
+    torch.save(stand_in, tmp_path / WEIGHTS_FILE)
+    monkeypatch.setenv(models.WEIGHTS_ENV, str(tmp_path))
+    model = torchvision_resnet18(num_classes=10, pretrained=True, dropout=0.5)
+    assert torch.equal(model.conv1.weight, stand_in["conv1.weight"])
+    assert torch.equal(model.layer4[1].bn2.running_var, stand_in["layer4.1.bn2.running_var"])
+    assert isinstance(model.fc[0], nn.Dropout) and model.fc[0].p == 0.5
+    assert model.fc[1].in_features == 512 and model.fc[1].out_features == 10
+    fresh = torchvision_resnet18(num_classes=10)
+    assert not torch.equal(fresh.conv1.weight, stand_in["conv1.weight"])
+
+
+def test_offline_without_weights_says_where_to_put_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.error import URLError
+
+    def offline(url: str, destination: str, *args: object, **kwargs: object) -> None:
+        raise URLError("no network")
+
+    monkeypatch.setenv(models.WEIGHTS_ENV, str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsNotFound) as raised:
+        torchvision_resnet18(num_classes=10, pretrained=True)
+    message = str(raised.value)
+    assert WEIGHTS_FILE in message and "ABLATE_WEIGHTS=PATH" in message
+    assert "https://download.pytorch.org/models/" + WEIGHTS_FILE in message
+    assert "pretrained=False" in message
