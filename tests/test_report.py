@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from ablate.cli import app
 from ablate.events import EpochRecord
 from ablate.report import build
-from ablate.report.load import load, read_table
+from ablate.report.analysis import add_test_swings
+from ablate.report.load import StudyResults, load, read_table
 from ablate.report.stats import holm, mean_ci, paired
 from ablate.results import ResultsWriter, class_table, epoch_table, param_type, trial_table
 
@@ -75,6 +76,7 @@ def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
         assert (interval.low, interval.high) == pytest.approx((values.mean() - half, values.mean() + half))
         assert cell.summary["gap_running"].mean == pytest.approx(0.04)
         assert cell.summary["gap_eval"].mean == pytest.approx(0.02)
+        assert cell.summary["swing_test"].mean == pytest.approx(0.02)  # epochs 2 -> 3: +2 points
     effects = [e for e in report.effects if e.metric == "test_acc"]
     assert sorted(e.level for e in effects) == [0.25, 0.5]
     raw = {}
@@ -97,6 +99,19 @@ def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
     gain = (np.array(ACCURACY[0.25]) - base).mean() * 100
     assert f"dropout = 0.25 (vs 0.0) raises test_acc by {gain:+.1f} points [95% CI" in verdict
     assert "dropout = 0.5 (vs 0.0): no clear effect" in verdict and "straddles zero" in verdict
+
+
+def test_swing_is_the_mean_epoch_to_epoch_change_over_the_second_half() -> None:
+    series = {0: [0.1, 0.5, 0.6, 0.4, 0.7, 0.5], 1: [0.3]}  # trial -> test accuracy per epoch
+    trials = [{"trial": t, "attempt": 1, "state": "complete"} for t in series]
+    epochs = [{"trial": t, "attempt": 1, "epoch": e + 1, "test_acc": acc}
+              for t, values in series.items() for e, acc in enumerate(values)][::-1]  # any order
+    results = StudyResults(Path("."), {}, trials, epochs)
+    add_test_swings(results)
+    swings = {t["trial"]: t["swing_test"] for t in results.complete}
+    # epochs 3-6: 0.6 -> 0.4 -> 0.7 -> 0.5; the climb of epochs 1-3 is training, not swing
+    assert swings[0] == pytest.approx((0.2 + 0.3 + 0.2) / 3)
+    assert swings[1] is None  # one epoch: nothing to compare
 
 
 def test_holm_and_intervals_edge_cases() -> None:
@@ -139,7 +154,8 @@ def test_cli_formats_and_self_contained_html(tmp_path: Path) -> None:
     data = json.loads(runner.invoke(app, ["report", str(study), "--format", "json"]).stdout)
     cell = next(c for c in data["cells"] if c["baseline"])
     assert cell["metrics"]["test_acc"]["mean"] == pytest.approx(np.mean(ACCURACY[0.0]))
-    assert {e["metric"] for e in data["effects"]} == {"test_acc", "gap_running", "gap_eval"}
+    assert {e["metric"] for e in data["effects"]} == {"test_acc", "gap_running", "gap_eval",
+                                                      "swing_test"}
     assert all(e["p_holm"] is not None for e in data["effects"])
     markdown = runner.invoke(app, ["report", str(study), "--format", "markdown"]).stdout
     assert "| cell |" in markdown and "## Answer" in markdown

@@ -12,8 +12,8 @@ from ablate.report.load import StudyResults
 from ablate.report.stats import Comparison, Interval, holm, mean_ci, paired
 
 CELL_METRICS = ("test_acc", "train_acc", "train_eval_acc", "gap_running", "gap_eval",
-                "best_epoch", "seconds")
-EFFECT_METRICS = ("gap_running", "gap_eval")
+                "swing_test", "best_epoch", "seconds")
+EFFECT_METRICS = ("gap_running", "gap_eval", "swing_test")
 JUMP_METRICS = ("jump_test", "jump_train")  # resume studies only
 MAIN_EFFECT = "(main effect)"  # an Effect's cell when it averages over a fractional design's cells
 DESCRIPTIONS = {
@@ -22,6 +22,8 @@ DESCRIPTIONS = {
     "train_eval_acc": "train accuracy in eval mode on unaugmented images",
     "gap_running": "test minus running train accuracy",
     "gap_eval": "eval-mode train minus test accuracy",
+    "swing_test": "mean change of test accuracy from one epoch to the next, up or down, over "
+                  "the second half of training (oscillation)",
     "best_epoch": "epoch of the best test accuracy",
     "seconds": "wall time of a trial",
     "jump_test": "test accuracy change from the epoch before each restart point to the epoch after",
@@ -44,7 +46,7 @@ def _difference(a: float | None, b: float | None) -> float | None:
 
 
 def is_accuracy(metric: str) -> bool:
-    return metric.endswith("_acc") or metric.startswith(("gap_", "jump_"))
+    return metric.endswith("_acc") or metric.startswith(("gap_", "jump_", "swing_"))
 
 
 def add_restart_jumps(results: StudyResults) -> bool:
@@ -65,6 +67,17 @@ def add_restart_jumps(results: StudyResults) -> bool:
             trial[metric] = sum(jumps) / len(jumps) if jumps else None
         found = found or bool(points)
     return found
+
+
+def add_test_swings(results: StudyResults) -> None:
+    """Give each trial its ``swing_test``: the mean absolute epoch-to-epoch change of test
+    accuracy over the second half of training, where the upward trend has mostly flattened and
+    what is left is oscillation. None for a one-epoch trial."""
+    for trial in results.complete:
+        rows = sorted(results.rows_of(results.epochs, trial), key=lambda r: r["epoch"])
+        accuracies = [r["test_acc"] for r in rows][(len(rows) - 1) // 2:]
+        changes = [abs(b - a) for a, b in zip(accuracies, accuracies[1:], strict=False)]
+        trial["swing_test"] = sum(changes) / len(changes) if changes else None
 
 
 def format_value(metric: str, value: float | None, signed: bool = False) -> str:
@@ -296,6 +309,7 @@ def analyse(results: StudyResults, metric: str | None = None,
     description = results.description
     metric = metric or description.get("metric", "test_acc")
     jumps = JUMP_METRICS if add_restart_jumps(results) else ()
+    add_test_swings(results)
     cells = _cells(results)
     for cell in cells:
         for name in jumps:

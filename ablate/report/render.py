@@ -16,12 +16,13 @@ from ablate.report.analysis import CELL_METRICS, DESCRIPTIONS, MAIN_EFFECT, Repo
 from ablate.report.stats import Interval
 
 CELL_HEADERS = ("cell", "n", "test %", "train % run", "train % eval", "gap run",
-                "gap eval", "best ep", "s")
+                "gap eval", "swing", "best ep", "s")
 EFFECT_HEADERS = ("factor", "level", "vs", "metric", "diff ± 95% CI", "p", "Holm p", "n")
 LEGEND = ("Means over seeds ± the half-width of their 95 % t interval. 'train % run': train accuracy "
           "as seen during training (augmentation and dropout on); 'train % eval': in eval mode on "
           "unaugmented train images; 'gap run' = test - train run; 'gap eval' = train eval - test; "
-          "accuracies and gaps in percent (points).")
+          "'swing': mean epoch-to-epoch change of test accuracy, up or down, over the second half "
+          "of training; accuracies, gaps and swings in percent (points).")
 
 
 def _interval_text(metric: str, interval: Interval, signed: bool = False) -> str:
