@@ -85,20 +85,25 @@ class SimpleCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def _check(width: int, dropout: float) -> None:
+def _check_width(width: int) -> None:
     if width < 1:
         raise ValueError(f"width must be at least 1, got {width}")
+
+
+def _check_dropout(dropout: float) -> None:
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
 
 def resnet18(*, num_classes: int, width: int = 64, dropout: float = 0.0) -> nn.Module:
-    _check(width, dropout)
+    _check_width(width)
+    _check_dropout(dropout)
     return CifarResNet(num_classes, width, dropout, blocks=2, stem_pool=False)
 
 
 def resnet9(*, num_classes: int, width: int = 64, dropout: float = 0.0) -> nn.Module:
-    _check(width, dropout)
+    _check_width(width)
+    _check_dropout(dropout)
     return CifarResNet(num_classes, width, dropout, blocks=1, stem_pool=True)
 
 
@@ -107,7 +112,7 @@ def resnet50(*, num_classes: int, dropout: float = 0.0) -> nn.Module:
     initialisation; ``dropout`` goes before the classifier, as the users' fine-tuning heads do."""
     from torchvision.models import resnet50 as torchvision_resnet50
 
-    _check(1, dropout)
+    _check_dropout(dropout)
     model = torchvision_resnet50(weights=None, num_classes=num_classes)
     if dropout > 0:
         model.fc = nn.Sequential(nn.Dropout(dropout), model.fc)
@@ -147,7 +152,7 @@ def torchvision_resnet18(*, num_classes: int, pretrained: bool = False,
     from torchvision.models import ResNet18_Weights
     from torchvision.models import resnet18 as build
 
-    _check(1, dropout)
+    _check_dropout(dropout)
     model = build(weights=None)
     if pretrained:
         model.load_state_dict(_imagenet_state(ResNet18_Weights.IMAGENET1K_V1.url))

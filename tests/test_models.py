@@ -50,10 +50,13 @@ def test_simple_cnn_is_the_tutorial_network() -> None:
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("bad", [dict(width=0), dict(dropout=1.0)])
-def test_resnet18_rejects_bad_parameters(bad: dict) -> None:
-    with pytest.raises(ValueError):
-        resnet18(num_classes=10, **bad)
+@pytest.mark.parametrize(("factory", "bad"), [
+    (resnet18, dict(width=0)), (resnet18, dict(dropout=1.0)), (resnet9, dict(width=0)),
+    (resnet9, dict(dropout=-0.1)), (resnet50, dict(dropout=1.0)),
+    (torchvision_resnet18, dict(dropout=1.5))])
+def test_models_reject_bad_parameters(factory: object, bad: dict) -> None:
+    with pytest.raises(ValueError, match="width|dropout"):
+        factory(num_classes=10, **bad)  # type: ignore[operator]
 
 
 def parameters(model: nn.Module) -> int:
