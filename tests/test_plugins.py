@@ -17,7 +17,7 @@ from ablate.discovery import DISABLE_AUTOLOAD_ENV, load_plugins
 
 REPO = Path(__file__).resolve().parents[1]
 BUILTIN = {"ablate:datasets", "ablate:models", "ablate:augmentations", "ablate:optimizers",
-           "ablate:schedulers"}
+           "ablate:schedulers", "ablate:lr_range"}
 
 
 def fake_distribution(site: Path, name: str, module: str, body: str) -> None:
