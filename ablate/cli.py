@@ -21,6 +21,14 @@ app = typer.Typer(help="Run ablation studies of image classifiers and report wha
 # file get a width that fits them rather than rich's default 80 columns.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
+# Options that every command running a study's trials takes, spelled once (plugin commands
+# such as lr-range use them too).
+PresetOption = Annotated[str | None, typer.Option(help="size preset (default: the study's)")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="override a baseline "
+                                                     "parameter: KEY=VALUE (repeatable)")]
+ResultsDirOption = Annotated[Path, typer.Option(help="where results go")]
+DeviceOption = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, mps")]
+DataDirOption = Annotated[Path | None, typer.Option(help="local datasets (else $ABLATE_DATA)")]
 INTERRUPTED = ("interrupted: finished trials are saved; run the same command again to train only "
                "the missing ones")
 
@@ -95,14 +103,13 @@ def _run_workers(study_file: Path, study: Any, plan: Any, options: Any, plugins:
 @app.command()
 def run(
     study_file: Annotated[Path, typer.Argument(help="the study file, e.g. studies/dropout_gap.py")],
-    preset: Annotated[str | None, typer.Option(help="size preset (default: the study's)")] = None,
-    results_dir: Annotated[Path, typer.Option(help="where results go")] = Path("results"),
-    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, mps")] = "auto",
+    preset: PresetOption = None,
+    results_dir: ResultsDirOption = Path("results"),
+    device: DeviceOption = "auto",
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: a journal "
                                                         "file in the study's results folder)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a baseline "
-                                                       "parameter: KEY=VALUE (repeatable)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="local datasets (else $ABLATE_DATA)")] = None,
+    set_: SetOption = None,
+    data_dir: DataDirOption = None,
     retries: Annotated[int, typer.Option(min=0, help="extra attempts for a failing trial")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="worker processes sharing the study")] = 1,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per worker "

@@ -295,7 +295,7 @@ class Runner:
         }
 
     def _device_data(self, setup: TrialSetup) -> tuple[Any, Any]:
-        from ablate.trainer import to_device
+        from ablate.trainer import trial_data
 
         dataset = setup.dataset
         key = (dataset.component.name, tuple(sorted(dataset.values.items())))
@@ -306,7 +306,7 @@ class Runner:
         sizes = tuple(setup.settings[k] for k in ("train_size", "test_size", "train_eval_size"))
         if (key, sizes) not in self._on_device:
             self._on_device.clear()  # keep one dataset on the device at a time
-            self._on_device[(key, sizes)] = to_device(data.head(*sizes[:2]), self.device, sizes[2])
+            self._on_device[(key, sizes)] = trial_data(data, setup.settings, self.device)
         return data, self._on_device[(key, sizes)]
 
     def _checkpoints(self, index: int, setup: TrialSetup) -> CheckpointStore | None:

@@ -9,7 +9,7 @@ never waits on the host between steps.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,13 @@ def to_device(data: ImageData, device: torch.device, train_eval_size: int) -> De
         mean=torch.tensor(data.mean, **stats).view(1, 3, 1, 1),
         std=torch.tensor(data.std, **stats).view(1, 3, 1, 1),
     )
+
+
+def trial_data(data: ImageData, settings: Mapping[str, Any], device: torch.device) -> DeviceData:
+    """What a trial trains and tests on: the first ``train_size``/``test_size`` images of
+    ``data`` (0: all) and a fixed ``train_eval_size`` subset, on ``device``."""
+    return to_device(data.head(settings["train_size"], settings["test_size"]), device,
+                     settings["train_eval_size"])
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -158,15 +165,23 @@ def train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any]
     for start in range(0, stop, batch_size):
         index = order[start:start + batch_size]
         images, labels = prepare_batch(data, index, augmentations, state.generator)
-        with _autocast(device, precision):
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * len(index)
-        correct += (logits.detach().argmax(1) == labels).sum()
+        loss, logits = train_step(model, optimizer, images, labels, precision)
+        loss_sum += loss * len(index)
+        correct += (logits.argmax(1) == labels).sum()
     return (loss_sum / stop).item(), (correct.float() / stop).item()
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+               labels: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a prepared batch; returns the loss and logits, detached and
+    left on the device (reading them would wait for the step to finish)."""
+    with _autocast(images.device, precision):
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), logits.detach()
 
 
 def fit(

@@ -18,12 +18,12 @@ from typing import Annotated, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import typer
 
 from ablate import hookimpl
+from ablate.cli import DataDirOption, DeviceOption, PresetOption, ResultsDirOption, SetOption
 from ablate.config import TrialSetup
-from ablate.trainer import DeviceData, prepare_batch, resolve_precision, to_device
+from ablate.trainer import DeviceData, prepare_batch, resolve_precision, train_step, trial_data
 
 SMOOTHING = 0.98  # weight of the running average: about the last 50 steps count
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its best
@@ -49,15 +49,19 @@ def steepest_descent(lrs: list[float], smoothed: list[float]) -> float | None:
     return float(lrs[first + int(np.argmin(slopes))])
 
 
+def check_range(start: float, end: float, steps: int) -> None:
+    if not 0 < start < end:
+        raise ValueError(f"need 0 < --start < --end, got {start} and {end}")
+    if steps < 2:
+        raise ValueError(f"need at least 2 steps, got {steps}")
+
+
 def range_test(setup: TrialSetup, data: DeviceData, num_classes: int, device: torch.device,
                start: float = 1e-7, end: float = 1.0, steps: int = 300, seed: int = 0) -> RangeTest:
     """Train ``setup`` for up to ``steps`` steps with the rate growing from ``start`` to ``end``."""
     from ablate.state import build_state
 
-    if not 0 < start < end:
-        raise ValueError(f"need 0 < start < end, got start={start}, end={end}")
-    if steps < 2:
-        raise ValueError(f"need at least 2 steps, got {steps}")
+    check_range(start, end, steps)
     state = build_state(setup, num_classes, seed, device)
     augmentations = [chosen.build() for chosen in setup.augmentations]
     precision = resolve_precision(setup.settings["precision"], device)
@@ -75,11 +79,7 @@ def range_test(setup: TrialSetup, data: DeviceData, num_classes: int, device: to
         index = order[position:position + batch_size]
         position += batch_size
         images, labels = prepare_batch(data, index, augmentations, state.generator)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = F.cross_entropy(state.network(images), labels)
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.optimizer.step()
+        loss, _ = train_step(state.network, state.optimizer, images, labels, precision)
         value = loss.item()  # needed every step: the test stops when the loss diverges
         average = SMOOTHING * average + (1 - SMOOTHING) * value
         current = average / (1 - SMOOTHING ** (step + 1))
@@ -126,16 +126,15 @@ def write_curve(test: RangeTest, folder: Path) -> tuple[Path, Path]:
 
 def lr_range(
     study_file: Annotated[Path, typer.Argument(help="the study file whose baseline is tested")],
-    preset: Annotated[str | None, typer.Option(help="size preset (default: the study's)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a baseline "
-                                                       "parameter: KEY=VALUE (repeatable)")] = None,
+    preset: PresetOption = None,
+    set_: SetOption = None,
     start: Annotated[float, typer.Option(help="first learning rate")] = 1e-7,
     end: Annotated[float, typer.Option(help="last learning rate")] = 1.0,
     steps: Annotated[int, typer.Option(min=2, help="training steps (the users: 300)")] = 300,
     seed: Annotated[int, typer.Option(help="seed of initialisation, order and augmentation")] = 0,
-    results_dir: Annotated[Path, typer.Option(help="where results go")] = Path("results"),
-    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, mps")] = "auto",
-    data_dir: Annotated[Path | None, typer.Option(help="local datasets (else $ABLATE_DATA)")] = None,
+    results_dir: ResultsDirOption = Path("results"),
+    device: DeviceOption = "auto",
+    data_dir: DataDirOption = None,
 ) -> None:
     """Learning-rate range test on a study's baseline: the loss as the rate grows, and the rate
     where it falls fastest."""
@@ -149,18 +148,15 @@ def lr_range(
     try:
         plan = studyfile.load(study_file).plan(preset, parse_set(set_ or []))
         setup = resolve(plan.baseline, get_plugins().registry)
-        if not 0 < start < end:
-            raise ValueError(f"need 0 < --start < --end, got {start} and {end}")
+        check_range(start, end, steps)
     except (studyfile.StudyFileError, StudyError, ConfigError, ValueError) as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
     torch_device, why = pick_device(device)
-    settings = setup.settings
     out.print(f"lr range test on the baseline of {plan.name} (preset {plan.preset or '(none)'}): "
               f"{start:.1e} to {end:.1e} over {steps} steps; device: {why}", highlight=False)
     dataset: Any = setup.dataset.build(data_dir=data_dir)
-    data = to_device(dataset.head(settings["train_size"], settings["test_size"]), torch_device,
-                     settings["train_eval_size"])
+    data = trial_data(dataset, setup.settings, torch_device)
     test = range_test(setup, data, len(dataset.classes), torch_device, start, end, steps, seed)
     parquet, png = write_curve(test, results_dir / plan.name)
     stopped = f"; stopped at step {len(test.lrs)} (loss diverged)" if len(test.lrs) < steps else ""
