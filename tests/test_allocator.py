@@ -16,8 +16,12 @@ from ablate.allocator import keep_freed_memory
 if sys.argv[1] == "tuned":
     assert keep_freed_memory()
 torch.manual_seed(0)
-model = torch.nn.Sequential(*[torch.nn.Conv2d(16, 16, 3, padding=1) for _ in range(4)])
-images = torch.randn(64, 16, 32, 32)  # 4 MiB activations, as in a small ResNet on CIFAR
+torch.set_num_threads(1)
+# 40 MiB activations: above glibc's largest dynamic mmap threshold (32 MiB). With smaller ones
+# glibc may learn from earlier frees to keep them in the heap, and the untuned count then
+# swings between hundreds and tens of thousands of faults from run to run.
+model = torch.nn.Sequential(torch.nn.BatchNorm2d(40), torch.nn.ReLU(), torch.nn.BatchNorm2d(40))
+images = torch.randn(64, 40, 64, 64, requires_grad=True)
 def step():
     model(images).sum().backward()
 for _ in range(3):
