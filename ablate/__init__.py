@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pluggy
 
+from ablate.registry import Registrar, param
 from ablate.study import Preset, Study, choice, fractional, integer, sampler, uniform
 
 __version__ = "0.1.0"
@@ -14,5 +15,5 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("ablate")
 """Marker for plugin hook implementations: ``@ablate.hookimpl def register_models(register): ...``"""
 
-__all__ = ["Preset", "Study", "__version__", "choice", "fractional", "hookimpl", "integer", "sampler",
-           "uniform"]
+__all__ = ["Preset", "Registrar", "Study", "__version__", "choice", "fractional", "hookimpl", "integer",
+           "param", "sampler", "uniform"]

@@ -9,6 +9,7 @@ holding a pickle payload that would run code is refused without running it.
 
 from __future__ import annotations
 
+import pickle
 import re
 import shutil
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ablate.results import write_file_atomic
+from ablate.atomic import write_file_atomic
 
 FORMAT = 1
 NAME = re.compile(r"epoch-(\d{5})\.pt$")
@@ -31,9 +32,17 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     """Load one checkpoint safely, or raise :class:`CheckpointError` naming ``path``."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, bit flips, a refused pickle payload
-        raise CheckpointError(f"checkpoint {path} is unusable: {type(error).__name__}: "
-                              f"{str(error).splitlines()[0] if str(error) else ''}") from error
+    except pickle.UnpicklingError as error:  # a payload that would run code when loaded
+        raise CheckpointError(f"checkpoint {path} holds Python objects that a safe (weights-only) "
+                              "load refuses: ablate did not write it as it is now, so it is not "
+                              "used") from error
+    except Exception as error:  # truncated zip, bit flips
+        # Never pass on PyTorch's advice to load it with weights_only=False: that would run
+        # whatever code the file holds.
+        first = str(error).splitlines()[0] if str(error) else ""
+        reason = "" if "weights_only" in first else f": {first}"
+        raise CheckpointError(f"checkpoint {path} is unusable ({type(error).__name__}{reason})"
+                              ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not an ablate checkpoint (format {FORMAT})")
     return payload

@@ -63,6 +63,16 @@ class Claims:
                 held.add(int(path.stem.removeprefix("trial-")))
         return held
 
+    def clear_stale(self) -> None:
+        """Remove the claims and locks of dead workers of this host (a SIGKILL leaves them)."""
+        for path in [*self.folder.glob("trial-*.claim"), *self.folder.glob("*.lock")]:
+            try:
+                owner = path.read_text().strip()
+            except FileNotFoundError:
+                continue
+            if is_stale(owner):
+                path.unlink(missing_ok=True)
+
     @contextmanager
     def locked(self, name: str, poll_seconds: float = 0.02) -> Iterator[None]:
         """Hold the study-wide lock ``name`` (waiting for it); a dead holder's lock is taken over."""

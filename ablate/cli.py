@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ablate.discovery import Plugins, describe, get_plugins
+from ablate.signals import interrupt_on_signals
 
 app = typer.Typer(help="Run ablation studies of image classifiers and report what each factor does.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -43,7 +43,10 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            value = text
+            try:
+                value = float(text)  # nan and inf, which are no Python literals
+            except ValueError:
+                value = text
         parsed[key.strip()] = value
     return parsed
 
@@ -54,49 +57,97 @@ def _report_failures(plugins: Plugins) -> None:
                   f"{failure.version}) failed to {failure.stage}: {failure.error}", highlight=False)
 
 
-def _stop(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _interrupt_on_signals() -> None:
-    """Ctrl-C and ``kill`` end the run the same way: the running attempt is recorded.
-
-    A process started in the background by a non-interactive shell inherits SIGINT as
-    ignored, and Python then never raises KeyboardInterrupt; install the handlers explicitly.
-    """
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-
-
-def _run_workers(study_file: Path, study: Any, plan: Any, options: Any, plugins: Plugins,
-                 workers: int, threads: int | None, preset: str | None,
-                 sets: list[str]) -> None:
-    """Validate and open the study here (fail fast), then let ``workers`` processes train it."""
+def load_plan(study_file: Path, preset: str | None, sets: list[str]) -> tuple[Any, Any, Any]:
+    """The study, its plan for ``preset`` and ``--set`` items, and a function that says where a
+    value was given (the study file's line, or the ``--set`` item); exits 2 on a bad file."""
     from ablate import studyfile
-    from ablate.runner import RunError, Runner
+    from ablate.study import StudyError
+
+    overrides = parse_set(sets)
+    given = {item.partition("=")[0].strip(): item for item in sets}
+    try:
+        study = studyfile.load(study_file)
+        plan = study.plan(preset, overrides)
+    except (studyfile.StudyFileError, StudyError) as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+
+    def locate(key: str | None, value: Any) -> str:
+        if key is not None and key in given:
+            return f"--set {given[key]}"
+        return studyfile.locate(study, key, value)
+
+    return study, plan, locate
+
+
+def finish(summary: Any, study_dir: Path) -> None:
+    """Say what the folder holds now and exit 0 only when every planned trial has a result."""
+    if summary.done_before >= summary.total:
+        out.print(f"all {summary.total} trials are complete; nothing to run; results in "
+                  f"{study_dir}", highlight=False)
+        return
+    done = f"{summary.done_after}/{summary.total} trials complete"
+    if summary.diverged:
+        done += f" ({len(summary.diverged)} of them diverged: a result, see the report)"
+    parts = [done, f"this run trained {summary.trained}"]
+    if summary.by_others:
+        parts.append(f"{summary.by_others} were finished meanwhile by other runs sharing the folder")
+    out.print("; ".join(parts) + f"; results in {study_dir}", highlight=False)
+    code = 0
+    if summary.failed:
+        err.print(f"[red]{len(summary.failed)} trials failed after their retries:[/] "
+                  f"{summary.failed}; see the error column of the trials table", highlight=False)
+        code = 1
+    if summary.not_retried:
+        err.print(f"[red]trials {summary.not_retried} failed in earlier runs[/] and used up their "
+                  "retries; pass --retry-failed to try them again", highlight=False)
+        code = 1
+    missing = summary.total - summary.done_after
+    if missing > 0 and summary.elsewhere >= missing:
+        out.print(f"{missing} trials are being trained now by other workers sharing the folder",
+                  highlight=False)
+    elif missing > 0 and not code:
+        err.print(f"[red]{missing} trials have no result yet:[/] run the same command again",
+                  highlight=False)
+        code = 1
+    if code:
+        raise typer.Exit(code)
+
+
+def _run_workers(study_file: Path, plan: Any, options: Any, plugins: Plugins, locate: Any,
+                 workers: int, threads: int | None, preset: str | None, sets: list[str]) -> None:
+    """Check and open the study here (fail fast), then let ``workers`` processes train it."""
+    from ablate.runner import RunError, Runner, RunSummary, pick_device
     from ablate.workers import run_workers
 
-    runner = Runner(plan, options, plugins, log=out.print,
-                    locate=lambda key, value: studyfile.locate(study, key, value))
+    runner = Runner(plan, options, plugins, log=out.print, locate=locate)
     try:
-        runner.validate()
-        runner.open_storage()
+        columns = runner.validate()
+        pick_device(options.device)
+        runner.prepare(columns)
     except RunError as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
+    finished_before = runner.finished()
     arguments = [str(study_file), "--results-dir", str(options.results_dir), "--device",
                  options.device, "--retries", str(options.retries)]
     arguments += ["--preset", preset] if preset else []
     arguments += ["--storage", options.storage] if options.storage else []
     arguments += ["--data-dir", str(options.data_dir)] if options.data_dir else []
+    arguments += ["--retry-failed"] if options.retry_failed else []
     for item in sets:
         arguments += ["--set", item]
-    code = run_workers(arguments, workers, runner.writer, plan.size, out, threads)
-    done = len(runner.writer.complete_trials())
-    out.print(f"{min(done, plan.size)}/{plan.size} trials complete; results in {runner.study_dir}")
+    code = run_workers(arguments, workers, lambda: runner.count_done(runner.finished()), plan.size,
+                       out, threads)
     if code == 130:
         err.print(INTERRUPTED)
-    if code:
+        raise typer.Exit(130)
+    finished_after = runner.finished()
+    summary = RunSummary(plan.size, runner.count_done(finished_before),
+                         completed=sorted(finished_after - finished_before),
+                         done_after=runner.count_done(finished_after))
+    finish(summary, runner.study_dir)
+    if code:  # the workers said why (failed trials, a lost result)
         raise typer.Exit(code)
 
 
@@ -111,57 +162,54 @@ def run(
     set_: SetOption = None,
     data_dir: DataDirOption = None,
     retries: Annotated[int, typer.Option(min=0, help="extra attempts for a failing trial")] = 1,
+    retry_failed: Annotated[bool, typer.Option(help="try again trials that failed all their "
+                                                    "attempts in earlier runs")] = False,
     workers: Annotated[int, typer.Option(min=1, help="worker processes sharing the study")] = 1,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per worker "
                                                               "(default: all cores / workers)")] = None,
     quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False,
 ) -> None:
-    """Run a study; re-running it trains only the trials that are missing."""
-    from ablate import studyfile
+    """Run a study; re-running it trains only the trials that have no result yet."""
+    from ablate.runner import RunOptions
+
+    interrupt_on_signals()
+    try:  # Ctrl-C at any moment, loading included, ends the same way
+        _study, plan, locate = load_plan(study_file, preset, set_ or [])
+        plugins = get_plugins()
+        _report_failures(plugins)
+        out.print(f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
+                  f"{plan.size} trials; {plan.question}", highlight=False)
+        options = RunOptions(results_dir, device, storage, data_dir, retries, retry_failed)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        if workers > 1:
+            _run_workers(study_file, plan, options, plugins, locate, workers, threads, preset,
+                         set_ or [])
+        else:
+            _run_here(plan, options, plugins, locate, quiet)
+    except KeyboardInterrupt:
+        err.print(INTERRUPTED)
+        raise typer.Exit(130) from None
+
+
+def _run_here(plan: Any, options: Any, plugins: Plugins, locate: Any, quiet: bool) -> None:
+    """Train the study in this process, with a progress display."""
     from ablate.progress import ProgressDisplay
-    from ablate.runner import RunError, Runner, RunOptions
-    from ablate.study import StudyError
+    from ablate.runner import RunError, Runner
 
-    try:
-        study = studyfile.load(study_file)
-        plan = study.plan(preset, parse_set(set_ or []))
-    except (studyfile.StudyFileError, StudyError) as error:
-        err.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
-    plugins = get_plugins()
-    _report_failures(plugins)
-    out.print(f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
-              f"{plan.size} trials; {plan.question}", highlight=False)
-    options = RunOptions(results_dir, device, storage, data_dir, retries)
-    _interrupt_on_signals()
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    if workers > 1:
-        _run_workers(study_file, study, plan, options, plugins, workers, threads, preset,
-                     set_ or [])
-        return
     with ProgressDisplay(out, enabled=not quiet) as display:
         plugins.manager.register(display, name="ablate:progress")
-        runner = Runner(plan, options, plugins, log=display.log, progress=display,
-                        locate=lambda key, value: studyfile.locate(study, key, value))
+        runner = Runner(plan, options, plugins, log=display.log, progress=display, locate=locate)
         try:
             summary = runner.run()
         except RunError as error:
             err.print(f"[red]error:[/] {error}", highlight=False)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print(INTERRUPTED)
-            raise typer.Exit(130) from None
         finally:
             plugins.manager.unregister(name="ablate:progress")
-    done = summary.done_before + summary.completed
-    out.print(f"{done}/{summary.total} trials complete; results in {runner.study_dir}")
-    if summary.failed:
-        err.print(f"[red]{len(summary.failed)} trials failed after retries:[/] {summary.failed}; "
-                  "see the error column of the trials table")
-        raise typer.Exit(1)
+    finish(summary, runner.study_dir)
 
 
 @app.command()
@@ -176,7 +224,8 @@ def plugins(
     table = Table("plugin", "distribution", "version", "registers / error")
     for entry in found:
         detail = ", ".join(entry["registers"]) if entry["status"] == "loaded" else (
-            f"[red]failed to {entry['stage']}:[/] {entry['error']}")
+            f"[red]failed to {entry['stage']}:[/] {entry['error']}"
+            + (f"; dropped {', '.join(entry['dropped'])}" if entry.get("dropped") else ""))
         table.add_row(entry["name"], entry["distribution"], entry["version"], detail)
     out.print(table)
 
@@ -195,22 +244,33 @@ def list_components(
     if wanted is not None and wanted not in kinds:
         err.print(f"[red]error:[/] unknown kind {kind!r}; kinds: {', '.join(kinds)}")
         raise typer.Exit(2)
-    registry = get_plugins().registry
+    plugins = get_plugins()
+    registry = plugins.registry
     for current in kinds:
         if wanted not in (None, current):
             continue
         out.print(f"[bold]{current}s[/]")
         if current == "setting":
             for param in SETTINGS:
-                out.print(f"  {param.name} = {param.default!r}  [dim]{param.description}[/]",
-                          highlight=False)
+                out.print(f"  {_describe_param(param)}", highlight=False)
             continue
         for component in registry.of_kind(current):
             out.print(f"  [bold]{component.name}[/]  {component.description}  "
                       f"[dim]({component.plugin})[/]", highlight=False)
             for param in component.params:
-                out.print(f"      {param.name} = {param.default!r}  [dim]{param.description}[/]",
-                          highlight=False)
+                out.print(f"      {_describe_param(param)}", highlight=False)
+        for (kind_, name), reason in sorted(registry.dropped.items()):
+            if kind_ == current:
+                out.print(f"  [red]{name}  dropped:[/] {reason}", highlight=False)
+    for failure in plugins.failures:
+        if failure.stage == "import":
+            out.print(f"[red]plugin {failure.name!r} failed to import[/] ({failure.error}); what it "
+                      "provides is missing above", highlight=False)
+
+
+def _describe_param(param: Any) -> str:
+    bounds = f"; {param.bounds}" if param.bounds else ""
+    return f"{param.name} = {param.default!r}  [dim]{param.description}{bounds}[/]"
 
 
 @app.command()
@@ -221,9 +281,12 @@ def report(
     metric: Annotated[str | None, typer.Option(help="metric for the effects (default: the "
                                                        "study's)")] = None,
     results_dir: Annotated[Path, typer.Option(help="where to look for studies")] = Path("results"),
+    files: Annotated[bool, typer.Option(help="write the plots and report.html under "
+                                             "RESULTS_DIR/STUDY/report/")] = True,
 ) -> None:
     """Answer a study's question: cells, paired effects with intervals, plots, one HTML page."""
-    from ablate.report import ReportError, build, list_studies, render
+    from ablate.atomic import WriteError
+    from ablate.report import ReportError, analyse_folder, list_studies, render, write_files
 
     if format_ not in ("text", "markdown", "json", "html"):
         err.print(f"[red]error:[/] --format must be text, markdown, json or html, not {format_!r}")
@@ -236,24 +299,51 @@ def report(
             out.print(f"{results_dir / name}  ({attempts} trial attempts)", highlight=False)
         return
     try:
-        files = build(study_dir, metric)
+        answer, results = analyse_folder(study_dir, metric)
     except ReportError as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
+    written, problem = None, None
+    if files or format_ == "html":
+        try:
+            written = write_files(answer, results)
+        except WriteError as error:
+            problem = error
+    plots = written.plots if written else {}
     if format_ == "json":
-        print(render.to_json(files.report, files.plots))
+        print(render.to_json(answer, plots))
     elif format_ == "markdown":
-        print(render.markdown(files.report, files.plots))
-    elif format_ == "html":
-        print(files.html)
-    else:
-        render.print_text(files.report, out)
-    if format_ != "json":
-        err.print(f"plots and HTML written to {files.html.parent}", highlight=False)
+        print(render.markdown(answer, plots))
+    elif format_ == "html" and written:
+        print(written.html)
+    elif format_ == "text":
+        render.print_text(answer, out)
+    if problem is not None:
+        shown = "" if format_ == "html" else "; the report above is complete"
+        err.print(f"[red]error:[/] plots and report.html not written: {problem}{shown}. Fix the "
+                  "folder's permissions or free some space, or pass --no-files", highlight=False)
+        raise typer.Exit(2)
+    if written and format_ != "json":
+        err.print(f"plots and HTML written to {written.html.parent}", highlight=False)
+
+
+_plugin_commands_added = False
+
+
+def with_plugin_commands() -> typer.Typer:
+    """The app with the commands plugins add (``lr-range``, ``new-plugin``, third parties')."""
+    global _plugin_commands_added
+    if not _plugin_commands_added:
+        get_plugins().emit("register_commands", app=app)
+        _plugin_commands_added = True
+    return app
 
 
 def main() -> None:
-    """Console-script entry point; plugin commands are added before Typer parses."""
-    if len(sys.argv) > 1 and sys.argv[1] not in ("run", "plugins", "list", "report"):
-        get_plugins().emit("register_commands", app=app)
+    """Console-script entry point. Plugin commands are added before Typer parses, unless the
+    command is one of the core's (they need no plugin loaded to start)."""
+    core = {command.name or command.callback.__name__ for command in app.registered_commands
+            if command.callback is not None}
+    if len(sys.argv) > 1 and sys.argv[1] not in core:
+        with_plugin_commands()
     app()

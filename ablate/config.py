@@ -12,38 +12,38 @@ for that trial: it is recorded but does nothing.
 from __future__ import annotations
 
 import difflib
-import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ablate.registry import Component, Param, ParamValue, Registry
 
+PRECISIONS = ("auto", "fp32", "bf16")
+RESUME_MODES = ("none", "full", "weights_only", "weights_optimizer", "weights_scheduler")
 SETTINGS: tuple[Param, ...] = (
     Param("dataset", "cifar10-mini", "dataset to train and test on"),
     Param("model", "resnet18", "model to train"),
     Param("augment", "none", "training augmentations, joined with '+' and applied in order"),
     Param("optimizer", "sgd", "optimizer"),
     Param("scheduler", "none", "learning-rate scheduler, stepped once per epoch"),
-    Param("epochs", 10, "number of passes over the training set"),
-    Param("batch_size", 128, "training batch size"),
-    Param("eval_batch_size", 1000, "batch size for evaluation (no effect on results)"),
-    Param("train_size", 0, "train on the first N training images only (0: all)"),
-    Param("test_size", 0, "test on the first N test images only (0: all)"),
+    Param("epochs", 10, "number of passes over the training set", ge=1),
+    Param("batch_size", 128, "training batch size", ge=1),
+    Param("eval_batch_size", 1000, "batch size for evaluation (no effect on results)", ge=1),
+    Param("train_size", 0, "train on the first N training images only (0: all)", ge=0),
+    Param("test_size", 0, "test on the first N test images only (0: all)", ge=0),
     Param("train_eval_size", 10000,
-          "size of the fixed, unaugmented train subset measured in eval mode each epoch"),
-    Param("checkpoint_every", 1, "save a checkpoint every N epochs for crash recovery (0: never)"),
-    Param("keep_checkpoints", 2, "how many of a trial's newest checkpoints to keep"),
-    Param("resume", "none", "simulated stop-and-reload every resume_every epochs: none, full, "
-          "weights_only, weights_optimizer or weights_scheduler"),
-    Param("resume_every", 0, "epochs between simulated restarts (0: never)"),
+          "size of the fixed, unaugmented train subset measured in eval mode each epoch", ge=1),
+    Param("checkpoint_every", 1, "save a checkpoint every N epochs for crash recovery (0: never)",
+          ge=0),
+    Param("keep_checkpoints", 2, "how many of a trial's newest checkpoints to keep", ge=1),
+    Param("resume", "none", "simulated stop-and-reload every resume_every epochs",
+          choices=RESUME_MODES),
+    Param("resume_every", 0, "epochs between simulated restarts (0: never)", ge=0),
     Param("precision", "auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16, else "
-          "fp32), fp32 or bf16"),
+          "fp32), fp32 or bf16", choices=PRECISIONS),
     Param("compile", False, "torch.compile the model (compiled once per architecture per worker)"),
 )
 SETTING_NAMES = {p.name for p in SETTINGS}
-PRECISIONS = ("auto", "fp32", "bf16")
-RESUME_MODES = ("none", "full", "weights_only", "weights_optimizer", "weights_scheduler")
 # Settings that select components, with the component kind each selects.
 SELECTORS = {"dataset": "dataset", "model": "model", "augment": "augmentation",
              "optimizer": "optimizer", "scheduler": "scheduler"}
@@ -79,45 +79,45 @@ class TrialSetup:
     augmentations: tuple[Selected, ...]
     optimizer: Selected
     scheduler: Selected
-    inactive: tuple[str, ...]
+    inactive: Mapping[str, ParamValue]  # parameters of components this trial does not select
 
     @property
     def selected(self) -> tuple[Selected, ...]:
         return (self.dataset, self.model, *self.augmentations, self.optimizer, self.scheduler)
 
-    def recorded_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """The parameters to record: settings, every component value, and inactive keys."""
-        record: dict[str, Any] = dict(self.settings)
-        counts: dict[str, int] = {}
+    def shared_names(self) -> set[str]:
+        """Parameter names that two of this trial's components both declare."""
+        seen: set[str] = set()
+        shared: set[str] = set()
         for chosen in self.selected:
             for name in chosen.values:
-                counts[name] = counts.get(name, 0) + 1
+                (shared if name in seen else seen).add(name)
+        return shared
+
+    def recorded_params(self, qualified: Iterable[str] = ()) -> dict[str, Any]:
+        """The parameters to record: settings, every component value, and inactive keys.
+
+        Each parameter has one column name whatever the study's spelling: ``component.param``
+        for the names in ``qualified`` (those two components of some trial of the study share:
+        see :meth:`shared_names`), the plain name otherwise.
+        """
+        qualified = set(qualified) | self.shared_names()
+        record: dict[str, Any] = dict(self.settings)
         for chosen in self.selected:
             for name, value in chosen.values.items():
-                key = name if counts[name] == 1 else f"{chosen.component.name}.{name}"
-                record[key] = value
-        for key in self.inactive:
-            record[key] = given[key]
+                record[f"{chosen.component.name}.{name}" if name in qualified else name] = value
+        for key, value in self.inactive.items():  # recorded, never over an active component's
+            name = key.rsplit(".", 1)[-1]
+            record.setdefault(key if name in qualified else name, value)
         return record
 
 
 def _coerce_setting(key: str, value: Any) -> Any:
     param = next(p for p in SETTINGS if p.name == key)
     try:
-        coerced = param.coerce(value)
+        return param.coerce(value)
     except ValueError as error:
-        raise ConfigError(str(error), key, value) from None
-    if isinstance(coerced, int) and not isinstance(coerced, bool) and coerced < 0:
-        raise ConfigError(f"setting {key!r} must not be negative, got {value!r}", key, value)
-    if key in ("epochs", "batch_size", "eval_batch_size", "keep_checkpoints") and coerced < 1:
-        raise ConfigError(f"setting {key!r} must be at least 1, got {value!r}", key, value)
-    if key == "precision" and coerced not in PRECISIONS:
-        raise ConfigError(f"setting 'precision' must be one of {', '.join(PRECISIONS)}, got "
-                          f"{value!r}", key, value)
-    if key == "resume" and coerced not in RESUME_MODES:
-        raise ConfigError(f"setting 'resume' must be one of {', '.join(RESUME_MODES)}, got "
-                          f"{value!r}", key, value)
-    return coerced
+        raise ConfigError(f"setting {str(error).removeprefix('parameter ')}", key, value) from None
 
 
 def _select(registry: Registry, settings: Mapping[str, Any]) -> dict[str, list[Component]]:
@@ -149,37 +149,24 @@ def resolve(params: Mapping[str, Any], registry: Registry) -> TrialSetup:
     chosen = _select(registry, settings)
     components = [c for group in chosen.values() for c in group]
     values: dict[int, dict[str, ParamValue]] = {id(c): {} for c in components}
-    inactive: list[str] = []
+    inactive: dict[str, ParamValue] = {}
     for key, value in params.items():
         if key in SETTING_NAMES:
             continue
-        if "." in key:
-            owner_name, name = key.split(".", 1)
-            owners = [c for c in components if c.name == owner_name and c.param(name)]
-            if not owners:
-                if any(c.name == owner_name and c.param(name) for c in registry):
-                    inactive.append(key)
-                    continue
+        owner_name, _, name = key.rpartition(".")
+        owners = [c for c in components if c.param(name) and owner_name in ("", c.name)]
+        if len(owners) > 1:
+            qualified = ", ".join(f"{c.name}.{name}" for c in owners)
+            raise ConfigError(f"parameter {key!r} is declared by several selected components; "
+                              f"write one of: {qualified}", key, value)
+        if not owners:
+            declarers = [c for c in registry if c.param(name) and owner_name in ("", c.name)]
+            if not declarers:
                 raise _unknown_key(registry, key, components)
-        else:
-            name = key
-            owners = [c for c in components if c.param(name)]
-            if len(owners) > 1:
-                qualified = ", ".join(f"{c.name}.{name}" for c in owners)
-                raise ConfigError(f"parameter {key!r} is declared by several selected components; "
-                                  f"write one of: {qualified}", key, value)
-            if not owners:
-                if any(c.param(name) for c in registry):
-                    inactive.append(key)
-                    continue
-                raise _unknown_key(registry, key, components)
-        owner = owners[0]
-        param = owner.param(name)
-        assert param is not None
-        try:
-            values[id(owner)][name] = param.coerce(value)
-        except ValueError as error:
-            raise ConfigError(f"{owner.kind} {owner.name!r}: {error}", key, value) from None
+            # Inactive in this trial, but recorded: it must still be a valid value.
+            inactive[key] = _coerce_param(declarers, name, key, value)
+            continue
+        values[id(owners[0])][name] = _coerce_param(owners, name, key, value)
     for component in components:  # component defaults complete the record
         values[id(component)] = {**component.defaults(), **values[id(component)]}
 
@@ -193,12 +180,18 @@ def resolve(params: Mapping[str, Any], registry: Registry) -> TrialSetup:
         augmentations=tuple(pick(c) for c in chosen["augment"]),
         optimizer=pick(chosen["optimizer"][0]),
         scheduler=pick(chosen["scheduler"][0]),
-        inactive=tuple(inactive),
+        inactive=inactive,
     )
 
 
-def column_value(value: Any) -> bool | int | float | str:
-    """A parameter value as a Parquet scalar: tuples become JSON text."""
-    if isinstance(value, (tuple, list)):
-        return json.dumps(list(value))
-    return value
+def _coerce_param(owners: list[Component], name: str, key: str, value: Any) -> ParamValue:
+    """``value`` as the first of ``owners`` that accepts it declares it, else its error."""
+    errors = []
+    for owner in owners:
+        param = owner.param(name)
+        assert param is not None
+        try:
+            return param.coerce(value)
+        except ValueError as error:
+            errors.append(f"{owner.kind} {owner.name!r}: {error}")
+    raise ConfigError(errors[0], key, value)

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from ablate.results import write_file_atomic
+from ablate.atomic import write_file_atomic
 
 CACHE_ENV = "ABLATE_CACHE"
 DATA_ENV = "ABLATE_DATA"  # where local datasets live when --data-dir is not given

@@ -46,6 +46,7 @@ class PluginFailure:
     version: str
     stage: str
     error: str
+    dropped: tuple[str, ...] = ()  # ``kind:name`` of the components it tried to register
 
 
 @dataclass
@@ -65,7 +66,9 @@ class Plugins:
                 continue
             try:
                 impl.function(*(kwargs[arg] for arg in impl.argnames))
-            except Exception as error:  # a broken plugin must not stop the study
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # SystemExit too: a broken plugin must not stop the study
                 self._silenced.add(impl.plugin_name)
                 print(
                     f"ablate: plugin {impl.plugin_name!r} raised in {hook_name}: {error!r}; "
@@ -100,14 +103,18 @@ def _selected_entry_points() -> list[EntryPoint]:
     return list(unique.values())
 
 
-def _register_components(plugins: Plugins, plugin_name: str) -> list[str]:
-    """Call one plugin's registration hooks; commit its components only if all succeed."""
+def _register_components(plugins: Plugins, plugin_name: str, registrars: list[Registrar]) -> list[str]:
+    """Call one plugin's registration hooks; commit its components only if all succeed.
+
+    ``registrars`` collects what the hooks asked for, so that a failure can name the
+    components it drops."""
     staged = []
     for kind in KINDS:
         hook = getattr(plugins.manager.hook, f"register_{kind}s")
         for impl in hook.get_hookimpls():
             if impl.plugin_name == plugin_name:
                 registrar = Registrar(kind, plugin_name)
+                registrars.append(registrar)
                 impl.function(*([registrar] if impl.argnames else []))
                 staged.extend(registrar.staged)
     before = dict(plugins.registry.components)
@@ -133,15 +140,26 @@ def load_plugins(extra: Mapping[str, object] | None = None) -> Plugins:
         sources.append((name, "(in-process)", "", obj))
     for name, dist, version, source in sources:
         stage = "import"
+        registrars: list[Registrar] = []
         try:
             obj = source.load() if isinstance(source, EntryPoint) else source
             stage = "register"
             manager.register(obj, name=name)
-            registers = _register_components(plugins, name)
-        except Exception as error:  # report the plugin by name; the others keep working
+            registers = _register_components(plugins, name, registrars)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # SystemExit too: report the plugin; the others keep working
             if manager.has_plugin(name):
                 manager.unregister(name=name)
-            plugins.failures.append(PluginFailure(name, dist, version, stage, _short_error(error)))
+            dropped = tuple(f"{r.kind}:{n}" for r in registrars for n in r.attempted)
+            failure = PluginFailure(name, dist, version, stage, _short_error(error), dropped)
+            plugins.failures.append(failure)
+            reason = f"its plugin {name!r} ({dist}) failed to {stage}: {failure.error}"
+            for registrar in registrars:
+                for component in registrar.attempted:
+                    plugins.registry.dropped.setdefault((registrar.kind, component), reason)
+            if stage == "import":
+                plugins.registry.broken.append(f"{name!r} ({dist}) failed to import: {failure.error}")
             continue
         plugins.loaded[name] = PluginInfo(name, dist, version, tuple(registers))
     return plugins
@@ -161,4 +179,4 @@ def describe(plugins: Plugins) -> Iterable[dict[str, Any]]:
     for failure in plugins.failures:
         yield {"name": failure.name, "distribution": failure.distribution,
                "version": failure.version, "status": "failed", "stage": failure.stage,
-               "error": failure.error}
+               "error": failure.error, "dropped": list(failure.dropped)}

@@ -4,7 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
+
+
+class TrialState(str, Enum):
+    """How a trial attempt ended, as the ``state`` column of the trials table stores it."""
+
+    COMPLETE = "complete"  # trained every epoch
+    DIVERGED = "diverged"  # its loss became NaN or infinite: a result, never retried
+    FAIL = "fail"  # raised an error: recorded with the error and retried (``--retries``)
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM: continued by the next run
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_result(self) -> bool:
+        """Whether the attempt answers for its trial: it is never trained again."""
+        return self in (TrialState.COMPLETE, TrialState.DIVERGED)
 
 
 @dataclass(frozen=True)
@@ -25,24 +43,25 @@ class EpochRecord:
 
     ``train_loss`` and ``train_acc`` are measured during training, with augmentation and
     dropout active; ``train_eval_acc`` is measured in eval mode on a fixed, unaugmented subset of
-    the training set, so it is comparable with ``test_acc``.
+    the training set, so it is comparable with ``test_acc``. In the epoch where a trial diverges
+    (``train_loss`` NaN or infinite) nothing is evaluated: the evaluation metrics are None.
     """
 
     epoch: int
     lr: float
     train_loss: float
     train_acc: float
-    train_eval_acc: float
-    test_loss: float
-    test_acc: float
+    train_eval_acc: float | None
+    test_loss: float | None
+    test_acc: float | None
     seconds: float
     restart: bool = False  # the first epoch after a simulated stop-and-reload (resume studies)
 
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """How a trial attempt ended: ``complete``, ``fail`` or ``interrupted``."""
+    """How a trial attempt ended, with its final metrics and the error of a failed one."""
 
-    state: str
+    state: TrialState
     metrics: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None

@@ -4,20 +4,28 @@ Grid and one-factor-at-a-time trials are added as finished trials (``add_trial``
 never linger as RUNNING; sampler designs use ask/tell. Either way every attempt is in the
 storage with its parameters, value and ``trial``/``attempt``/``seed`` attributes, for Optuna's
 samplers and parameter importance.
+
+The default storage is a journal file in the study's folder. A writer killed in the middle of
+a line leaves a torn last line, which Optuna cannot read once another line follows it; that
+tail is set aside in a file of its own (never deleted) before the journal is opened.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from ablate.atomic import write_file_atomic
 from ablate.claims import is_stale, worker_id
-from ablate.config import column_value
-from ablate.results import write_text_atomic
+from ablate.events import TrialState
+from ablate.folder import StudyFolder
+from ablate.registry import column_value
 from ablate.study import Choice, Range, StudyPlan
 
 WORKER_ATTR = "worker"
@@ -46,21 +54,77 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return samplers[name]()
 
 
-def open_study(plan: StudyPlan, study_dir: Path, storage_url: str | None) -> optuna.Study:
+def set_aside_torn_tail(journal: Path) -> Path | None:
+    """Move a torn last line of ``journal`` (no newline at its end) to a side file.
+
+    Holds the journal's own lock (the one Optuna's writers take), so a line another process is
+    appending right now is never mistaken for a torn one. Returns the side file, or None.
+    """
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not journal.is_file():
+        return None
+    lock = JournalFileSymlinkLock(str(journal))
+    lock.acquire()
+    try:
+        data = journal.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return None
+        keep = data.rfind(b"\n") + 1
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        side = journal.with_name(f"{journal.name}.torn-{stamp}")
+        write_file_atomic(side, lambda handle: handle.write(data[keep:]))
+        with journal.open("r+b") as handle:
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return side
+    finally:
+        lock.release()
+
+
+def _first_bad_line(journal: Path) -> int | None:
+    """The number of the first line of ``journal`` that is not JSON, or None."""
+    with journal.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                json.loads(line)
+            except ValueError:
+                return number
+    return None
+
+
+def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
+               log: Callable[[str], None] = print) -> optuna.Study:
     """Create or load the study; refuse one made by a different plan; clean up dead workers."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study_dir.mkdir(parents=True, exist_ok=True)
-    storage: Any = storage_url
-    if storage is None:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        storage = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
+    where = storage_url or str(folder.journal)
     sampler = make_sampler(plan.design.name, 0) if plan.sampled else None  # type: ignore[union-attr]
     try:
+        storage: Any = storage_url
+        if storage_url is None:
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            side = set_aside_torn_tail(folder.journal)
+            if side is not None:
+                log(f"warning: {folder.journal} ended in a torn line (a writer was killed while "
+                    f"writing it); the line was moved to {side} and the study goes on")
+            storage = JournalStorage(JournalFileBackend(str(folder.journal)))
         study = optuna.create_study(study_name=plan.name, storage=storage, sampler=sampler,
                                     direction=plan.direction, load_if_exists=True)
+    except StorageError:
+        raise
     except Exception as error:
-        raise StorageError(f"cannot open the Optuna storage {storage!r}: {error}") from None
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if storage_url is None and folder.journal.is_file():
+            bad = _first_bad_line(folder.journal)
+            if bad is not None:
+                raise StorageError(
+                    f"{folder.journal}: line {bad} is not valid JSON, so Optuna cannot read the "
+                    "study's journal. Move the file aside and run again: the Parquet tables are "
+                    "the record of what is done, and ablate starts a new journal") from None
+        raise StorageError(f"cannot open the Optuna storage {where}: {type(error).__name__}: "
+                           f"{detail}") from None
     fingerprint = plan.fingerprint()
     recorded = study.user_attrs.get("fingerprint")
     if recorded is None:
@@ -68,28 +132,12 @@ def open_study(plan: StudyPlan, study_dir: Path, storage_url: str | None) -> opt
         study.set_user_attr("preset", plan.preset)
     elif recorded != fingerprint:
         raise StorageError(
-            f"{study_dir} holds results of a different version of study {plan.name!r} (preset "
+            f"the Optuna storage {where} holds study {plan.name!r} of another plan (preset "
             f"{study.user_attrs.get('preset')!r}, fingerprint {recorded}; now preset "
             f"{plan.preset!r}, fingerprint {fingerprint}). Results must not mix: pass another "
-            "--results-dir, or delete that folder.")
+            "--storage (or --results-dir for the default one), or delete that study.")
     _fail_stale(study)
-    _write_description(plan, study_dir)
     return study
-
-
-def _write_description(plan: StudyPlan, study_dir: Path) -> None:
-    """``study.json``: what the report needs to know (question, baseline, factors, size)."""
-    factors = {k: ([column_value(v) for v in f.values] if isinstance(f, Choice) else vars(f))
-               for k, f in plan.factors.items()}
-    description = {
-        "name": plan.name, "question": plan.question, "preset": plan.preset,
-        "metric": plan.metric, "direction": plan.direction,
-        "design": plan.design if isinstance(plan.design, str) else vars(plan.design),
-        "baseline": {k: column_value(v) for k, v in plan.baseline.items()},
-        "factors": factors, "seeds": list(plan.seeds), "trials": plan.size,
-        "fingerprint": plan.fingerprint(),
-    }
-    write_text_atomic(study_dir / "study.json", json.dumps(description, indent=2))
 
 
 def _fail_stale(study: optuna.Study) -> None:
@@ -100,12 +148,16 @@ def _fail_stale(study: optuna.Study) -> None:
 
 
 def record_attempt(study: optuna.Study, plan: StudyPlan, trial: optuna.Trial | None, index: int,
-                   attempt: int, levels: Mapping[str, Any], seed: int, state: str,
+                   attempt: int, levels: Mapping[str, Any], seed: int, state: TrialState,
                    value: float | None) -> None:
-    """Record a finished attempt: tell an asked ``trial``, or add a finished one."""
-    attrs = {"trial": index, "attempt": attempt, "seed": seed, "state": state,
+    """Record a finished attempt: tell an asked ``trial``, or add a finished one.
+
+    Optuna knows no diverged state: a diverged trial is told as failed (samplers then avoid
+    its region); its ``state`` attribute and the trials table say ``diverged``.
+    """
+    attrs = {"trial": index, "attempt": attempt, "seed": seed, "state": state.value,
              WORKER_ATTR: worker_id()}
-    complete = state == "complete"
+    complete = state is TrialState.COMPLETE
     optuna_state = optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.FAIL
     if trial is not None:
         for key, attr in attrs.items():

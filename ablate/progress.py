@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ablate import hookimpl
-from ablate.events import EpochRecord, TrialInfo, TrialOutcome
+from ablate.events import EpochRecord, TrialInfo, TrialOutcome, TrialState
 
 
 class ProgressDisplay:
@@ -47,16 +47,21 @@ class ProgressDisplay:
 
     @hookimpl
     def on_epoch_end(self, trial: TrialInfo, epoch: EpochRecord) -> None:
+        test = "diverged" if epoch.test_acc is None else f"test {epoch.test_acc:.1%}"
         self.progress.update(self.epochs, completed=epoch.epoch,
-                             description=f"trial {trial.trial} epochs (test {epoch.test_acc:.1%})")
+                             description=f"trial {trial.trial} epochs ({test})")
 
     @hookimpl
     def on_trial_end(self, trial: TrialInfo, outcome: TrialOutcome) -> None:
         metrics = outcome.metrics
-        if outcome.state == "complete":
+        if outcome.state.is_result:
             self.progress.advance(self.trials)
+        if outcome.state is TrialState.COMPLETE:
             summary = (f"test {metrics['test_acc']:.1%}  train {metrics['train_acc']:.1%}  "
                        f"train(eval) {metrics['train_eval_acc']:.1%}")
+        elif outcome.state is TrialState.DIVERGED:
+            summary = (f"diverged in epoch {metrics.get('diverged_epoch')} (loss "
+                       f"{metrics.get('train_loss')}); recorded as a result, not retried")
         else:
-            summary = outcome.state
+            summary = outcome.state.value
         self.log(f"trial {trial.trial} (seed {trial.seed}, attempt {trial.attempt}): {summary}")

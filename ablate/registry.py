@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
+import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 KINDS: tuple[str, ...] = ("dataset", "model", "augmentation", "optimizer", "scheduler")
@@ -20,13 +22,78 @@ KINDS: tuple[str, ...] = ("dataset", "model", "augmentation", "optimizer", "sche
 ParamValue = bool | int | float | str | tuple[int | float, ...]
 
 
+def column_value(value: Any) -> bool | int | float | str:
+    """A parameter value as a Parquet scalar: tuples become JSON text."""
+    if isinstance(value, (tuple, list)):
+        return json.dumps(list(value))
+    return value
+
+
 class RegistryError(Exception):
     """A component could not be registered or looked up."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Bounds:
+    """Valid values of a parameter: a range for numbers (for a tuple, each of its numbers) or
+    the choices for text. Floats must be finite in any case."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def bounds(self) -> str:
+        """The valid values in words (``> 0``, ``>= 0 and < 1``, ``one of a, b``), or ''."""
+        if self.choices is not None:
+            return "one of " + ", ".join(self.choices)
+        parts = [f"{sign} {limit:g}" for sign, limit in
+                 ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)) if limit is not None]
+        return " and ".join(parts)
+
+    def check(self, name: str, value: Any, given: Any) -> None:
+        """Raise ``ValueError`` naming ``name`` if ``value`` (converted from ``given``) is invalid."""
+        numbers = value if isinstance(value, tuple) else (value,)
+        for number in numbers:
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                continue
+            if not math.isfinite(number):
+                raise ValueError(f"parameter {name!r} must be a finite number, got {given!r}")
+            if ((self.ge is not None and number < self.ge) or (self.gt is not None and number <= self.gt)
+                    or (self.le is not None and number > self.le)
+                    or (self.lt is not None and number >= self.lt)):
+                raise ValueError(f"parameter {name!r} must be {self.bounds}, got {given!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"parameter {name!r} must be {self.bounds}, got {given!r}")
+
+
 @dataclass(frozen=True)
-class Param:
-    """One user-settable parameter of a component."""
+class ParamSpec(Bounds):
+    """What a plugin declares of one parameter: a description and its valid values. Made by
+    :func:`param`."""
+
+    description: str
+
+
+def param(description: str, *, ge: float | None = None, gt: float | None = None,
+          le: float | None = None, lt: float | None = None,
+          choices: tuple[str, ...] | None = None) -> ParamSpec:
+    """Declare a parameter with its valid values, for ``register(..., params={...})``::
+
+        params={"lr": param("learning rate", gt=0), "dropout": param("probability", ge=0, lt=1)}
+
+    ``ablate run`` refuses a value outside them before anything trains, naming the study file's
+    line. A plain string declares a parameter with no bounds (floats must still be finite).
+    """
+    return ParamSpec(description, ge=ge, gt=gt, le=le, lt=lt,
+                     choices=tuple(choices) if choices is not None else None)
+
+
+@dataclass(frozen=True)
+class Param(Bounds):
+    """One user-settable parameter of a component, with its valid values."""
 
     name: str
     default: ParamValue
@@ -37,8 +104,10 @@ class Param:
         return type(self.default).__name__
 
     def coerce(self, value: Any) -> ParamValue:
-        """Convert ``value`` to this parameter's type, or raise ``ValueError`` saying why."""
-        return coerce_value(value, self.default, self.name)
+        """Convert ``value`` to this parameter's type and check it, or raise ``ValueError``."""
+        coerced = coerce_value(value, self.default, self.name)
+        self.check(self.name, coerced, value)
+        return coerced
 
 
 def coerce_value(value: Any, default: Any, name: str) -> Any:
@@ -88,7 +157,7 @@ class Component:
 
 
 def params_from_signature(
-    factory: Callable[..., Any], descriptions: Mapping[str, str], where: str
+    factory: Callable[..., Any], descriptions: Mapping[str, str | ParamSpec], where: str
 ) -> tuple[Param, ...]:
     """Read user parameters from ``factory``'s keyword-only arguments that have defaults."""
     signature = inspect.signature(factory)
@@ -104,7 +173,19 @@ def params_from_signature(
                 f"{where}: parameter {arg.name!r} must default to a bool, int, float, str or "
                 f"tuple of numbers, not {type(default).__name__}"
             )
-        params.append(Param(arg.name, default, descriptions[arg.name]))
+        declared = descriptions[arg.name]
+        spec = declared if isinstance(declared, ParamSpec) else ParamSpec(str(declared))
+        if not spec.description or "\n" in spec.description.strip():
+            raise RegistryError(f"{where}: parameter {arg.name!r} needs a one-line description")
+        if spec.choices is not None and not isinstance(default, str):
+            raise RegistryError(f"{where}: parameter {arg.name!r} has choices but is not text")
+        bounds = {f.name: getattr(spec, f.name) for f in fields(Bounds)}
+        param_ = Param(arg.name, default, spec.description.strip(), **bounds)
+        try:
+            param_.coerce(default)
+        except ValueError as error:
+            raise RegistryError(f"{where}: its default is invalid: {error}") from None
+        params.append(param_)
     unknown = set(descriptions) - {p.name for p in params}
     if unknown:
         raise RegistryError(
@@ -116,9 +197,16 @@ def params_from_signature(
 
 @dataclass
 class Registry:
-    """All components of every kind, looked up by (kind, name)."""
+    """All components of every kind, looked up by (kind, name).
+
+    ``dropped`` remembers the components of plugins that failed to register (with the reason)
+    and ``broken`` the plugins that failed to import, so that asking for one of their components
+    says so instead of suggesting a look-alike name.
+    """
 
     components: dict[tuple[str, str], Component] = field(default_factory=dict)
+    dropped: dict[tuple[str, str], str] = field(default_factory=dict)
+    broken: list[str] = field(default_factory=list)
 
     def add(self, component: Component) -> None:
         key = (component.kind, component.name)
@@ -134,12 +222,15 @@ class Registry:
         try:
             return self.components[(kind, name)]
         except KeyError:
-            available = self.names(kind)
-            close = difflib.get_close_matches(name, available, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise RegistryError(
-                f"unknown {kind} {name!r}; available: {', '.join(available) or '(none)'}.{hint}"
-            ) from None
+            pass
+        if (kind, name) in self.dropped:
+            raise RegistryError(f"{kind} {name!r} is not available: {self.dropped[(kind, name)]}")
+        available = self.names(kind)
+        close = difflib.get_close_matches(name, available, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        broken = "".join(f" (Plugin {failure}; it may provide {name!r}.)" for failure in self.broken)
+        raise RegistryError(
+            f"unknown {kind} {name!r}; available: {', '.join(available) or '(none)'}.{hint}{broken}")
 
     def names(self, kind: str) -> list[str]:
         return sorted(name for (k, name) in self.components if k == kind)
@@ -162,15 +253,18 @@ class Registrar:
         self.kind = kind
         self.plugin = plugin
         self.staged: list[Component] = []
+        self.attempted: list[str] = []  # every name asked for, even one that failed to register
 
     def __call__(
         self,
         name: str,
         factory: Callable[..., Any],
         description: str,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str | ParamSpec] | None = None,
     ) -> None:
-        """Register ``factory`` under ``name``; ``params`` maps each parameter to a description."""
+        """Register ``factory`` under ``name``; ``params`` maps each parameter to a one-line
+        description, or to :func:`param` (a description with the parameter's valid values)."""
+        self.attempted.append(name)
         where = f"{self.kind} {name!r} of plugin {self.plugin!r}"
         if not description or "\n" in description.strip():
             raise RegistryError(f"{where}: needs a one-line description")

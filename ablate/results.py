@@ -1,26 +1,29 @@
 """Results as tidy Parquet: one file per trial attempt in ``trials/``, ``epochs/``, ``classes/``.
 
-Every file is written to a temporary name in its folder, fsynced and renamed, so a reader never
-sees half a file and a crash never leaves one. Names are unique per (trial, attempt): concurrent
-workers never collide and a retried trial never duplicates rows. The ``trials`` file is written
-last; it is what marks an attempt as finished.
+Every file is written atomically (see :mod:`ablate.atomic`), so a reader never sees half a file
+and a crash never leaves one. Names are unique per (trial, attempt): concurrent workers never
+collide and a retried trial never duplicates rows. The ``trials`` file is written last; it is
+what marks an attempt as finished. A file that cannot be read (truncated by a full disk, damaged
+by hand) is moved to ``set-aside/`` with the rest of its attempt, never deleted, and the trial
+counts as missing, so the next run trains it again.
 """
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ablate.config import column_value
-from ablate.events import EpochRecord
+from ablate.atomic import write_parquet_atomic
+from ablate.events import EpochRecord, TrialState
+from ablate.folder import TABLES, StudyFolder
+from ablate.registry import column_value
 
-TABLES = ("trials", "epochs", "classes")
 PARAM_PREFIX = "param_"
 
 TRIAL_COLUMNS = pa.schema([
@@ -29,8 +32,8 @@ TRIAL_COLUMNS = pa.schema([
     ("preset", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()),
     ("train_acc", pa.float64()), ("train_loss", pa.float64()),
     ("train_eval_acc", pa.float64()), ("best_test_acc", pa.float64()),
-    ("best_epoch", pa.int64()), ("epochs_done", pa.int64()), ("resumed_from_epoch", pa.int64()),
-    ("seconds", pa.float64()),
+    ("best_epoch", pa.int64()), ("epochs_done", pa.int64()), ("diverged_epoch", pa.int64()),
+    ("resumed_from_epoch", pa.int64()), ("seconds", pa.float64()),
     ("device", pa.string()), ("precision", pa.string()), ("torch_version", pa.string()),
     ("ablate_version", pa.string()),
     ("plugin_versions", pa.string()), ("git_revision", pa.string()),
@@ -49,38 +52,6 @@ CLASS_COLUMNS = pa.schema([
     ("class_index", pa.int64()), ("class_name", pa.string()), ("test_acc", pa.float64()),
     ("count", pa.int64()), ("confusion", pa.list_(pa.int64())),
 ])
-
-
-def file_name(trial: int, attempt: int) -> str:
-    return f"trial-{trial:05d}-attempt-{attempt:02d}.parquet"
-
-
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` via a temporary file in the same folder, fsync, rename."""
-    write_file_atomic(path, lambda handle: pq.write_table(table, handle))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_file_atomic(path, lambda handle: handle.write(text.encode()))
-
-
-def write_file_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, fsync it, rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:  # make the rename itself durable
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def param_type(value: Any) -> pa.DataType:
@@ -119,41 +90,130 @@ def class_table(keys: Mapping[str, Any], classes: tuple[str, ...], accuracy: tup
     return pa.Table.from_pylist(rows, schema=CLASS_COLUMNS)
 
 
-class ResultsWriter:
-    """Writes the tables of one study folder."""
+def final_metrics(epochs: list[EpochRecord]) -> dict[str, Any]:
+    """A trial's summary columns from its epochs: the last epoch's metrics and the best one.
 
-    def __init__(self, study_dir: Path) -> None:
-        self.study_dir = study_dir
+    A diverged trial's last epoch has no evaluation; its metrics stay empty (null), and
+    ``diverged_epoch`` says when it diverged.
+    """
+    if not epochs:
+        return {"epochs_done": 0}
+    last = epochs[-1]
+    diverged = not math.isfinite(last.train_loss)
+    evaluated = [e for e in epochs if e.test_acc is not None]
+    best = max(evaluated, key=lambda e: e.test_acc or 0.0) if evaluated else None
+    return {"test_acc": last.test_acc, "test_loss": last.test_loss,
+            "train_acc": None if diverged else last.train_acc,
+            "train_loss": last.train_loss, "train_eval_acc": last.train_eval_acc,
+            "best_test_acc": best.test_acc if best else None,
+            "best_epoch": best.epoch if best else None, "epochs_done": len(epochs),
+            "diverged_epoch": last.epoch if diverged else None}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the trials table records of one attempt."""
+
+    trial: int
+    attempt: int
+    state: TrialState
+    fingerprint: str | None
+
+
+class ResultsWriter:
+    """Writes the tables of one study folder and reads back which attempts it holds."""
+
+    def __init__(self, folder: StudyFolder, log: Callable[[str], None] = print) -> None:
+        self.folder = folder
+        self.log = log
         # An attempt's trials file is written once, atomically, and never changed, so each is
         # read once: the budget check of a sampled design lists the attempts before every trial.
-        self._attempt_rows: dict[Path, list[tuple[int, int, str]]] = {}
+        self._read: dict[Path, Attempt] = {}
 
     def path(self, table: str, trial: int, attempt: int) -> Path:
-        return self.study_dir / table / file_name(trial, attempt)
+        return self.folder.attempt_file(table, trial, attempt)
 
     def write(self, trial: int, attempt: int, trials: pa.Table,
               epochs: pa.Table | None = None, classes: pa.Table | None = None) -> None:
         """Write an attempt's tables; the trials row goes last because it marks completion."""
         if epochs is not None and epochs.num_rows:
-            write_atomic(epochs, self.path("epochs", trial, attempt))
+            write_parquet_atomic(epochs, self.path("epochs", trial, attempt))
         if classes is not None and classes.num_rows:
-            write_atomic(classes, self.path("classes", trial, attempt))
-        write_atomic(trials, self.path("trials", trial, attempt))
+            write_parquet_atomic(classes, self.path("classes", trial, attempt))
+        write_parquet_atomic(trials, self.path("trials", trial, attempt))
 
-    def attempts(self, trial: int | None = None) -> dict[int, list[str]]:
-        """The recorded attempts' states per trial (of one ``trial`` if given), in attempt order."""
-        folder = self.study_dir / "trials"
+    def attempts(self, trial: int | None = None) -> dict[int, list[Attempt]]:
+        """The recorded attempts per trial (of one ``trial`` if given), in attempt order.
+
+        An unreadable trials file is set aside with its attempt's other files (see
+        :meth:`set_aside`), so that attempt counts as never run.
+        """
+        folder = self.folder.table("trials")
         pattern = "trial-*-attempt-*.parquet" if trial is None else f"trial-{trial:05d}-attempt-*.parquet"
-        found: dict[int, list[tuple[int, str]]] = {}
+        found: dict[int, list[Attempt]] = {}
         for path in sorted(folder.glob(pattern)):
-            if path not in self._attempt_rows:
-                table = pq.read_table(path, columns=["trial", "attempt", "state"])
-                columns = (table.column(c).to_pylist() for c in table.column_names)
-                self._attempt_rows[path] = list(zip(*columns, strict=True))
-            for trial, attempt, state in self._attempt_rows[path]:
-                found.setdefault(trial, []).append((attempt, state))
-        return {trial: [state for _, state in sorted(states)] for trial, states in found.items()}
+            if path not in self._read:
+                try:
+                    row = pq.read_table(path, columns=["trial", "attempt", "state",
+                                                       "study_fingerprint"]).to_pylist()[0]
+                except FileNotFoundError:
+                    continue  # set aside by another worker meanwhile
+                except (OSError, pa.ArrowException, IndexError, KeyError) as error:
+                    self._set_aside_unreadable(path, error)
+                    continue
+                self._read[path] = Attempt(row["trial"], row["attempt"], TrialState(row["state"]),
+                                           row["study_fingerprint"])
+            record = self._read[path]
+            found.setdefault(record.trial, []).append(record)
+        return {t: sorted(records, key=lambda r: r.attempt) for t, records in found.items()}
 
-    def complete_trials(self) -> set[int]:
-        """The trials that have a complete attempt."""
-        return {trial for trial, states in self.attempts().items() if "complete" in states}
+    def fingerprints(self) -> set[str | None]:
+        """The plan fingerprints of every recorded attempt."""
+        return {a.fingerprint for records in self.attempts().values() for a in records}
+
+    def finished_trials(self, fingerprint: str | None = None) -> set[int]:
+        """The trials with a result (complete or diverged), of one plan if ``fingerprint``."""
+        return {trial for trial, records in self.attempts().items()
+                if any(a.state.is_result and fingerprint in (None, a.fingerprint) for a in records)}
+
+    def check_files(self) -> None:
+        """Read every epochs and classes file once; set aside the attempts of unreadable ones.
+
+        Trials files are checked as :meth:`attempts` reads them. Called when a run starts, so
+        that a damaged file costs its trial a re-run instead of a hole in the report.
+        """
+        self.attempts()
+        for table in ("epochs", "classes"):
+            for path in sorted(self.folder.table(table).glob("trial-*-attempt-*.parquet")):
+                try:
+                    pq.read_table(path)
+                except FileNotFoundError:
+                    continue
+                except (OSError, pa.ArrowException) as error:
+                    self._set_aside_unreadable(path, error)
+
+    def _set_aside_unreadable(self, path: Path, error: BaseException) -> None:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        trial, attempt = _numbers(path.name)
+        moved = self.set_aside(trial, attempt)
+        where = f"; moved with its attempt's other files to {self.folder.set_aside}" if moved else ""
+        self.log(f"warning: {path} is unreadable ({reason}){where}; trial {trial} counts as "
+                 "missing and is trained again")
+
+    def set_aside(self, trial: int, attempt: int) -> list[Path]:
+        """Move every file of one attempt under ``set-aside/``; returns where they went."""
+        moved = []
+        for table in TABLES:
+            path = self.path(table, trial, attempt)
+            self._read.pop(path, None)
+            if path.exists():
+                target = self.folder.move_aside(path)
+                if target is not None:
+                    moved.append(target)
+        return moved
+
+
+def _numbers(name: str) -> tuple[int, int]:
+    """(trial, attempt) from ``trial-NNNNN-attempt-NN.parquet``."""
+    parts = name.split(".")[0].split("-")
+    return int(parts[1]), int(parts[3])

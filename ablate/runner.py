@@ -1,9 +1,14 @@
-"""Run a study plan: validate it, then train every missing (cell, seed) trial and record it.
+"""Run a study plan: check it, then train every (cell, seed) trial that has no result yet.
 
-The Parquet ``trials`` table is the record of what is done: a trial counts as done once it has
-a ``complete`` row, so re-running a study trains only what is missing and never a finished trial
-twice. The Optuna study (a JournalStorage file under the study folder by default) gets every
-finished attempt with its parameters and value, for samplers and parameter importance.
+The Parquet ``trials`` table is the record of what is done: a trial is done once it has a
+``complete`` or ``diverged`` row of the study's plan, so re-running a study trains only what
+is missing and never a finished trial twice. The Optuna study (a journal file in the study
+folder by default) gets every finished attempt with its parameters and value, for samplers and
+parameter importance.
+
+Before anything is written, the plan is checked against the installed components
+(:mod:`ablate.validation`) and the device is opened; then the results folder must be writable
+and must hold no other plan (:mod:`ablate.folder`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,32 +26,30 @@ import optuna
 
 import ablate
 from ablate.allocator import keep_freed_memory
+from ablate.atomic import WriteError
 from ablate.checkpoints import CheckpointStore
 from ablate.claims import Claims, worker_id
-from ablate.config import ConfigError, TrialSetup, column_value, resolve
+from ablate.dataset_cache import DatasetCache
 from ablate.discovery import Plugins
-from ablate.events import EpochRecord, TrialInfo, TrialOutcome
-from ablate.optuna_storage import (
-    WORKER_ATTR,
-    StorageError,
-    distribution,
-    open_study,
-    record_attempt,
-)
+from ablate.errors import RunError, SetupError
+from ablate.events import EpochRecord, TrialInfo, TrialOutcome, TrialState
+from ablate.folder import FolderError, StudyFolder
+from ablate.optuna_storage import WORKER_ATTR, StorageError, distribution, open_study, record_attempt
+from ablate.registry import column_value
 from ablate.results import (
     ResultsWriter,
     class_table,
     epoch_table,
-    param_type,
+    final_metrics,
     trial_table,
 )
-from ablate.study import Choice, StudyPlan, cell_name
+from ablate.signals import deferred
+from ablate.study import PlannedTrial, StudyPlan, cell_name
+from ablate.validation import Locate, ParamColumns, resolve_located, validate_plan
+
+__all__ = ["RunError", "RunOptions", "RunSummary", "Runner", "pick_device"]
 
 BUDGET_LOCK = "sampled-budget"  # held while a worker counts a sampled design's trials and asks
-
-
-class RunError(RuntimeError):
-    """The study cannot run as asked (the message says why and what to do)."""
 
 
 class Progress(Protocol):
@@ -62,14 +65,30 @@ class RunOptions:
     storage: str | None = None
     data_dir: Path | None = None
     retries: int = 1
+    retry_failed: bool = False  # try again trials that used up their retries in earlier runs
 
 
 @dataclass
 class RunSummary:
+    """What a run did, and what the folder holds at its end."""
+
     total: int
     done_before: int
-    completed: int = 0
-    failed: list[int] = field(default_factory=list)
+    completed: list[int] = field(default_factory=list)  # trained to completion by this run
+    diverged: list[int] = field(default_factory=list)  # diverged in this run (a result)
+    failed: list[int] = field(default_factory=list)  # failed every attempt of this run
+    not_retried: list[int] = field(default_factory=list)  # failed in earlier runs; left alone
+    done_after: int = 0  # trials of the plan with a result at the end, whoever trained them
+    elsewhere: int = 0  # trials that other live workers were training when this run ended
+
+    @property
+    def trained(self) -> int:
+        return len(self.completed) + len(self.diverged)
+
+    @property
+    def by_others(self) -> int:
+        """Trials that other runs sharing the folder finished while this one ran."""
+        return max(0, self.done_after - self.done_before - self.trained)
 
 
 def pick_device(requested: str) -> tuple[Any, str]:
@@ -81,7 +100,9 @@ def pick_device(requested: str) -> tuple[Any, str]:
             device = torch.device(requested)
             torch.empty(1, device=device)
         except (RuntimeError, AssertionError) as error:
-            raise RunError(f"device {requested!r} is not usable here: {error}") from None
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise RunError(f"device {requested!r} is not usable here ({reason}); pass --device "
+                           "auto or cpu") from None
         return device, f"{device} (asked for)"
     if torch.cuda.is_available():
         return torch.device("cuda"), f"cuda: {torch.cuda.get_device_name(0)} (auto)"
@@ -105,143 +126,141 @@ def _error_text(error: BaseException) -> str:
 
 
 class Runner:
-    """Trains the missing trials of one study plan."""
+    """Checks one study plan and trains its missing trials."""
 
     def __init__(self, plan: StudyPlan, options: RunOptions, plugins: Plugins,
                  log: Callable[[str], None] = print, progress: Progress | None = None,
-                 locate: Callable[[str | None, Any], str] = lambda key, value: "") -> None:
+                 locate: Locate = lambda key, value: "") -> None:
         self.plan = plan
         self.options = options
         self.plugins = plugins
         self.log = log
         self.progress = progress
         self.locate = locate
-        self.study_dir = options.results_dir / plan.name
-        self.writer = ResultsWriter(self.study_dir)
-        self._datasets: dict[Any, Any] = {}
-        self._on_device: dict[Any, Any] = {}
-        self.param_types: dict[str, Any] = {}
+        self.folder = StudyFolder.of(options.results_dir, plan.name)
+        self.writer = ResultsWriter(self.folder, log)
 
-    # -- validation ------------------------------------------------------------------------
+    @property
+    def study_dir(self) -> Path:
+        return self.folder.root
 
-    def _resolve(self, params: Mapping[str, Any]) -> TrialSetup:
-        try:
-            return resolve(params, self.plugins.registry)
-        except ConfigError as error:
-            where = self.locate(error.key, error.value)
-            raise RunError(f"{where}: {error}" if where else str(error)) from None
-
-    def validate(self) -> None:
+    def validate(self) -> ParamColumns:
         """Resolve every planned trial before any training, so a typo fails in seconds."""
-        plan = self.plan
-        if plan.sampled:
-            samples = [dict(plan.baseline)]
-            for key, factor in plan.factors.items():
-                levels = factor.values if isinstance(factor, Choice) else (factor.low, factor.high)
-                samples += [{**plan.baseline, key: level} for level in levels]
-        else:
-            samples = [dict(t.params) for t in plan.trials]
-        setups = [self._resolve(params) for params in samples]
-        # Every trial file gets the same parameter columns (null where a parameter does not
-        # apply), so that readers see one schema whichever file they open first.
-        for setup, params in zip(setups, samples, strict=True):
-            for key, value in setup.recorded_params(params).items():
-                self.param_types.setdefault(key, param_type(value))
-        active = set()
-        for setup, params in zip(setups, samples, strict=True):
-            active.update(key for key in params if key not in setup.inactive)
-        for key in sorted({k for params in samples for k in params} - active):
-            owners = [f"{c.kind} {c.name!r}" for c in self.plugins.registry
-                      if c.param(key.split(".")[-1])]
-            where = self.locate(key, None)
-            raise RunError(f"{where}: parameter {key!r} applies to none of the components this "
-                           f"study selects (it belongs to {', '.join(owners)})")
+        return validate_plan(self.plan, self.plugins.registry, self.locate)
 
-    # -- storage ---------------------------------------------------------------------------
-
-    def open_storage(self) -> optuna.Study:
+    def prepare(self, columns: ParamColumns) -> optuna.Study:
+        """Make the folder ready for this plan: writable, holding no other plan, its damaged
+        files set aside, the Optuna study open and ``study.json`` written (with the trials
+        table's column of each factor)."""
+        fingerprint = self.plan.fingerprint()
         try:
-            return open_study(self.plan, self.study_dir, self.options.storage)
-        except StorageError as error:
+            self.folder.prepare()
+            self.folder.check_plan(fingerprint, self.plan.preset, self.writer.fingerprints())
+            self.writer.check_files()
+            study = open_study(self.plan, self.folder, self.options.storage, self.log)
+            self.folder.write_description({**self.plan.describe(), "columns": {
+                factor: columns.column(factor) for factor in self.plan.factors}})
+        except (FolderError, StorageError, WriteError) as error:
             raise RunError(str(error)) from None
+        Claims(self.folder.claims).clear_stale()
+        return study
 
-    # -- running ---------------------------------------------------------------------------
+    def finished(self) -> set[int]:
+        """The plan's trials that have a result (complete or diverged)."""
+        return self.writer.finished_trials(self.plan.fingerprint())
+
+    def count_done(self, finished: set[int]) -> int:
+        if self.plan.sampled:
+            return min(len(finished), self.plan.size)
+        return sum(t.index in finished for t in self.plan.trials)
 
     def run(self) -> RunSummary:
-        self.validate()
-        study = self.open_storage()
-        done = self.writer.complete_trials()
-        if self.plan.sampled:
-            summary = RunSummary(self.plan.size, min(len(done), self.plan.size))
-        else:
-            summary = RunSummary(self.plan.size, sum(t.index in done for t in self.plan.trials))
+        columns = self.validate()
+        device, why = pick_device(self.options.device)  # before anything is written
+        study = self.prepare(columns)
+        summary = RunSummary(self.plan.size, self.count_done(self.finished()))
         if summary.done_before >= summary.total:
-            self.log(f"all {summary.total} trials of {self.plan.name!r} are complete; nothing to run")
+            summary.done_after = summary.done_before
             return summary
-        device, why = pick_device(self.options.device)
-        self.device = device
         self.log(f"device: {why}")
         if device.type == "cpu":
             keep_freed_memory()
-        self.context = self._context()
         if self.progress is not None:
             self.progress.begin(summary.total, summary.done_before)
-        claims = Claims(self.study_dir / "claims")
-        if self.plan.sampled:
-            self._continue_sampled(study, summary, claims)
-            self._run_sampled(study, summary, claims)
-        else:
-            for planned in self.plan.trials:
-                if planned.index in done or not claims.acquire(planned.index):
-                    continue  # finished, or another worker trains it now
-                try:
-                    # Another worker may have finished it since the start: read its files again.
-                    attempts = self.writer.attempts(planned.index)
-                    if "complete" in attempts.get(planned.index, []):
-                        continue
-                    first = len(attempts.get(planned.index, [])) + 1
-                    self._with_retries(study, summary, planned.index, first, planned.cell,
-                                       planned.params, planned.seed, planned.levels)
-                finally:
-                    claims.release(planned.index)
+        claims = Claims(self.folder.claims)
+        trainer = _Attempts(self, study, columns, device, summary)
+        try:
+            if self.plan.sampled:
+                self._continue_sampled(trainer, claims)
+                self._run_sampled(trainer, claims)
+            else:
+                self._run_planned(trainer, claims)
+        finally:
+            # Claims first: a trial another worker finishes in between then counts as finished,
+            # never as missing. This run's own claims are released by now.
+            held = claims.held()
+            finished = self.finished()
+            summary.done_after = self.count_done(finished)
+            summary.elsewhere = len(held - finished)
         return summary
 
-    def _budget_left(self, claims: Claims, complete: set[int]) -> bool:
-        """Whether a sampled design has room for one more trial: the ``complete`` trials and
-        those that live workers train now stay under its size. Call it holding the budget lock,
-        so that workers asking at the same moment cannot overshoot together."""
-        return len(complete | claims.held()) < self.plan.size
+    # -- scheduling ------------------------------------------------------------------------
 
-    def _continue_sampled(self, study: optuna.Study, summary: RunSummary, claims: Claims) -> None:
+    def _run_planned(self, trainer: _Attempts, claims: Claims) -> None:
+        """Grid, oat and fractional designs: every planned (cell, seed) trial without a result."""
+        fingerprint = self.plan.fingerprint()
+        for planned in self.plan.trials:
+            if not claims.acquire(planned.index):
+                continue  # another worker trains it now
+            try:
+                # Read its files now: another worker may have finished it since the start.
+                records = self.writer.attempts(planned.index).get(planned.index, [])
+                if any(r.state.is_result and r.fingerprint == fingerprint for r in records):
+                    continue
+                failures = sum(r.state is TrialState.FAIL for r in records)
+                if failures > self.options.retries and not self.options.retry_failed:
+                    trainer.summary.not_retried.append(planned.index)
+                    continue
+                trainer.train(planned, first=max((r.attempt for r in records), default=0) + 1)
+            finally:
+                claims.release(planned.index)
+
+    def _budget_left(self, claims: Claims, finished: set[int]) -> bool:
+        """Whether a sampled design has room for one more trial: the finished trials and those
+        that live workers train now stay under its size. Call it holding the budget lock, so
+        that workers asking at the same moment cannot overshoot together."""
+        return len(finished | claims.held()) < self.plan.size
+
+    def _continue_sampled(self, trainer: _Attempts, claims: Claims) -> None:
         """Finish sampled trials that a killed run left with checkpoints, budget permitting."""
-        for folder in sorted((self.study_dir / "checkpoints").glob("trial-*")):
+        for folder in sorted(self.folder.checkpoint_root.glob("trial-*")):
             index = int(folder.name.split("-")[1])
             saved = CheckpointStore(folder, log=self.log).latest()
             meta = (saved or {}).get("meta", {})
             if meta.get("fingerprint") != self.plan.fingerprint():
                 continue
             with claims.locked(BUDGET_LOCK):
-                complete = self.writer.complete_trials()
-                if (index in complete or not self._budget_left(claims, complete)
+                finished = self.finished()
+                if (index in finished or not self._budget_left(claims, finished)
                         or not claims.acquire(index)):
                     continue  # finished, no room left, or another worker continues it
             try:
                 params = json.loads(meta["params"])
                 levels = {k: v for k, v in params.items() if k in self.plan.factors}
-                first = len(self.writer.attempts(index).get(index, [])) + 1
-                self._with_retries(study, summary, index, first, meta["cell"], params,
-                                   meta["seed"], levels)
+                records = self.writer.attempts(index).get(index, [])
+                planned = PlannedTrial(index, meta["cell"], levels, params, meta["seed"])
+                trainer.train(planned, first=max((r.attempt for r in records), default=0) + 1)
             finally:
                 claims.release(index)
 
-    def _run_sampled(self, study: optuna.Study, summary: RunSummary, claims: Claims) -> None:
+    def _run_sampled(self, trainer: _Attempts, claims: Claims) -> None:
         distributions = {k: distribution(f) for k, f in self.plan.factors.items()}
         failed = 0
         while failed < self.plan.size:  # a design whose every trial fails must still end
             with claims.locked(BUDGET_LOCK):
-                if not self._budget_left(claims, self.writer.complete_trials()):
+                if not self._budget_left(claims, self.finished()):
                     return
-                trial = study.ask(distributions)
+                trial = trainer.study.ask(distributions)
                 claims.acquire(trial.number)
             try:
                 trial.set_user_attr(WORKER_ATTR, worker_id())
@@ -251,136 +270,147 @@ class Runner:
                 params = {**self.plan.baseline, **levels}
                 seed = self.plan.seeds[trial.number % len(self.plan.seeds)]
                 try:
-                    self._resolve(params)
+                    resolve_located(params, self.plugins.registry, self.locate)
                 except RunError:
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    trainer.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     raise
-                state = self._with_retries(study, summary, trial.number, 1, cell_name(levels),
-                                           params, seed, levels, optuna_trial=trial)
-                failed += state != "complete"
+                planned = PlannedTrial(trial.number, cell_name(levels), levels, params, seed)
+                state = trainer.train(planned, first=1, optuna_trial=trial)
+                failed += not state.is_result
             finally:
                 claims.release(trial.number)
         self.log(f"stopping: {failed} sampled trials failed in this run")
 
-    def _with_retries(self, study: optuna.Study, summary: RunSummary, index: int, first: int,
-                      cell: str, params: Mapping[str, Any], seed: int, levels: Mapping[str, Any],
-                      optuna_trial: optuna.Trial | None = None) -> str:
-        state = "fail"
-        for attempt in range(first, first + self.options.retries + 1):
-            state, value = self._attempt(index, attempt, cell, params, seed)
-            record_attempt(study, self.plan, optuna_trial, index, attempt, levels, seed, state,
-                           value)
-            optuna_trial = None  # a retry is recorded as a trial of its own
-            if state == "complete":
-                summary.completed += 1
-                return state
-            if state == "interrupted":
-                raise KeyboardInterrupt
-            self.log(f"trial {index} attempt {attempt} failed"
-                     + ("; retrying" if attempt < first + self.options.retries else ""))
-        summary.failed.append(index)
-        return state
 
-    def _context(self) -> dict[str, Any]:
+class _Attempts:
+    """Trains one trial's attempts (retrying failures) and records each of them."""
+
+    def __init__(self, runner: Runner, study: optuna.Study, columns: ParamColumns, device: Any,
+                 summary: RunSummary) -> None:
         import torch
 
-        return {
-            "device": str(self.device), "torch_version": torch.__version__,
+        self.runner = runner
+        self.plan = runner.plan
+        self.study = study
+        self.columns = columns
+        self.device = device
+        self.summary = summary
+        self.data = DatasetCache(device, runner.options.data_dir, runner.log)
+        self.context = {
+            "device": str(device), "torch_version": torch.__version__,
             "ablate_version": ablate.__version__,
-            "plugin_versions": json.dumps({p.name: p.version for p in self.plugins.loaded.values()},
-                                          sort_keys=True),
+            "plugin_versions": json.dumps({p.name: p.version
+                                           for p in runner.plugins.loaded.values()}, sort_keys=True),
             # The revision of the project the study is run from (its working directory).
             "git_revision": _git_revision(Path.cwd()),
             "study_fingerprint": self.plan.fingerprint(), "preset": self.plan.preset,
         }
 
-    def _device_data(self, setup: TrialSetup) -> tuple[Any, Any]:
-        from ablate.trainer import trial_data
+    def train(self, planned: PlannedTrial, first: int,
+              optuna_trial: optuna.Trial | None = None) -> TrialState:
+        """Attempt ``planned`` until it has a result or has used its retries."""
+        retries, log = self.runner.options.retries, self.runner.log
+        for attempt in range(first, first + retries + 1):
+            state = self.attempt(planned, attempt, optuna_trial)
+            optuna_trial = None  # a retry is recorded as a trial of its own
+            if state is TrialState.COMPLETE:
+                self.summary.completed.append(planned.index)
+                return state
+            if state is TrialState.DIVERGED:  # a result of these settings: never retried
+                self.summary.diverged.append(planned.index)
+                return state
+            if state is TrialState.INTERRUPTED:
+                raise KeyboardInterrupt
+            log(f"trial {planned.index} attempt {attempt} failed"
+                + ("; retrying" if attempt < first + retries else ""))
+        self.summary.failed.append(planned.index)
+        return TrialState.FAIL
 
-        dataset = setup.dataset
-        key = (dataset.component.name, tuple(sorted(dataset.values.items())))
-        if key not in self._datasets:
-            self.log(f"loading dataset {dataset.component.name!r}")
-            self._datasets[key] = dataset.build(data_dir=self.options.data_dir)
-        data = self._datasets[key]
-        sizes = tuple(setup.settings[k] for k in ("train_size", "test_size", "train_eval_size"))
-        if (key, sizes) not in self._on_device:
-            self._on_device.clear()  # keep one dataset on the device at a time
-            self._on_device[(key, sizes)] = trial_data(data, setup.settings, self.device)
-        return data, self._on_device[(key, sizes)]
-
-    def _checkpoints(self, index: int, setup: TrialSetup) -> CheckpointStore | None:
-        if setup.settings["checkpoint_every"] <= 0:
-            return None
-        return CheckpointStore(self.study_dir / "checkpoints" / f"trial-{index:05d}",
-                               setup.settings["keep_checkpoints"], self.log)
-
-    def _attempt(self, index: int, attempt: int, cell: str, params: Mapping[str, Any],
-                 seed: int) -> tuple[str, float | None]:
-        """Train one attempt and write its results; returns its state and metric value.
+    def attempt(self, planned: PlannedTrial, attempt: int,
+                optuna_trial: optuna.Trial | None = None) -> TrialState:
+        """Train one attempt, write its results and record it in the Optuna study (telling
+        ``optuna_trial`` when a sampler asked for it); returns its state.
 
         A trial whose earlier attempt was interrupted or killed continues from its newest
         checkpoint. A failed attempt's checkpoints are dropped: its retry starts afresh.
         """
         from ablate.trainer import fit
 
-        setup = self._resolve(params)
-        recorded = setup.recorded_params(params)
-        info = TrialInfo(self.plan.name, index, attempt, seed, setup.settings["epochs"], recorded)
+        runner, index = self.runner, planned.index
+        setup = resolve_located(planned.params, runner.plugins.registry, runner.locate)
+        recorded = self.columns.record(setup)
+        info = TrialInfo(self.plan.name, index, attempt, planned.seed, setup.settings["epochs"],
+                         recorded)
         keys = {"study": self.plan.name, "trial": index, "attempt": attempt}
         started = datetime.now(timezone.utc)
         epochs: list[EpochRecord] = []
-        result, error, state, data = None, None, "complete", None
-        checkpoints = self._checkpoints(index, setup)
-        meta = {"trial": index, "seed": seed, "cell": cell, "fingerprint": self.plan.fingerprint(),
-                "params": json.dumps({k: column_value(v) for k, v in params.items()}, sort_keys=True)}
+        result, error, state, data = None, None, TrialState.COMPLETE, None
+        checkpoints = None
+        if setup.settings["checkpoint_every"] > 0:
+            checkpoints = CheckpointStore(runner.folder.checkpoints(index),
+                                          setup.settings["keep_checkpoints"], runner.log)
+        meta = {"trial": index, "seed": planned.seed, "cell": planned.cell,
+                "fingerprint": self.plan.fingerprint(),
+                "params": json.dumps({k: column_value(v) for k, v in planned.params.items()},
+                                     sort_keys=True)}
 
         def epoch_done(record: EpochRecord) -> None:
             epochs.append(record)
-            self.plugins.emit("on_epoch_end", trial=info, epoch=record)
+            runner.plugins.emit("on_epoch_end", trial=info, epoch=record)
 
-        self.plugins.emit("on_trial_start", trial=info)
+        runner.plugins.emit("on_trial_start", trial=info)
         try:
-            data, device_data = self._device_data(setup)
-            result = fit(setup, device_data, len(data.classes), seed, self.device, epoch_done,
-                         checkpoints, meta)
+            data, device_data = self.data.get(setup)
+            result = fit(setup, device_data, len(data.classes), planned.seed, self.device,
+                         epoch_done, checkpoints, meta)
             if result.resumed_from:
-                self.log(f"trial {index} continued from its checkpoint after epoch "
-                         f"{result.resumed_from}")
+                runner.log(f"trial {index} continued from its checkpoint after epoch "
+                           f"{result.resumed_from}")
+            if result.diverged:
+                state = TrialState.DIVERGED
         except KeyboardInterrupt:
-            state, error = "interrupted", "interrupted (KeyboardInterrupt or SIGTERM)"
-        except Exception as exc:  # recorded as a failed attempt; the study goes on
-            state, error = "fail", _error_text(exc)
-            self.log(f"trial {index} attempt {attempt} raised {type(exc).__name__}: {exc}")
+            state, error = TrialState.INTERRUPTED, "interrupted (KeyboardInterrupt or SIGTERM)"
+        except WriteError as lost:  # a full disk or a read-only folder: not the trial's fault
+            raise self._lost(index, attempt, lost) from None
+        except SetupError as error:  # a missing dataset or weights file: no retry can help
+            raise RunError(str(error)) from None
+        except BaseException as exc:  # SystemExit too: recorded as a failed attempt; the study goes on
+            state, error = TrialState.FAIL, _error_text(exc)
+            runner.log(f"trial {index} attempt {attempt} raised {type(exc).__name__}: {exc}")
         history = list(result.epochs) if result else epochs
-        metrics = self._metrics(history)
-        row = {**keys, **self.context, **metrics, "state": state, "seed": seed, "cell": cell,
+        metrics = final_metrics(history)
+        row = {**keys, **self.context, **metrics, "state": state.value, "seed": planned.seed,
+               "cell": planned.cell,
                "seconds": result.seconds if result else sum(e.seconds for e in epochs),
                "resumed_from_epoch": result.resumed_from if result else None,
                "precision": result.precision if result else None,
                "data_fingerprint": data.fingerprint if data else None,
                "started_at": started, "error": error}
         classes = (class_table(keys, data.classes, result.class_acc, result.confusion)
-                   if result and data else None)
+                   if result and data and result.class_acc else None)
         # An interrupted attempt's epochs live on in its checkpoint; the attempt that continues
         # from there writes them, so every epoch of a trial is written once.
-        epoch_rows = epoch_table(keys, history) if state != "interrupted" else None
-        self.writer.write(index, attempt, trial_table(row, recorded, self.param_types), epoch_rows,
-                          classes)
-        if checkpoints is not None and state != "interrupted":
-            checkpoints.clear()
+        epoch_rows = epoch_table(keys, history) if state is not TrialState.INTERRUPTED else None
+        value = metrics.get(self.plan.metric) if state is TrialState.COMPLETE else None
+        try:
+            # Ctrl-C waits until the attempt is recorded whole: its files, its checkpoints'
+            # removal and its Optuna trial.
+            with deferred():
+                runner.writer.write(index, attempt, trial_table(row, recorded, self.columns.types),
+                                    epoch_rows, classes)
+                if checkpoints is not None and state is not TrialState.INTERRUPTED:
+                    checkpoints.clear()
+                record_attempt(self.study, self.plan, optuna_trial, index, attempt, planned.levels,
+                               planned.seed, state, value)
+        except WriteError as lost:
+            raise self._lost(index, attempt, lost) from None
         outcome = TrialOutcome(state, {k: v for k, v in metrics.items() if v is not None}, error)
-        self.plugins.emit("on_trial_end", trial=info, outcome=outcome)
-        value = metrics.get(self.plan.metric) if state == "complete" else None
-        return state, value
+        runner.plugins.emit("on_trial_end", trial=info, outcome=outcome)
+        return state
 
     @staticmethod
-    def _metrics(epochs: list[EpochRecord]) -> dict[str, Any]:
-        if not epochs:
-            return {"epochs_done": 0}
-        last = epochs[-1]
-        best = max(epochs, key=lambda e: e.test_acc)
-        return {"test_acc": last.test_acc, "test_loss": last.test_loss,
-                "train_acc": last.train_acc, "train_loss": last.train_loss,
-                "train_eval_acc": last.train_eval_acc, "best_test_acc": best.test_acc,
-                "best_epoch": best.epoch, "epochs_done": len(epochs)}
+    def _lost(index: int, attempt: int, error: WriteError) -> RunError:
+        return RunError(f"trial {index} (attempt {attempt}) is lost: {error}. Free some space or "
+                        "fix the folder's permissions, then run the same command again: it trains "
+                        "that trial again")
+

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.fractional import RESOLUTIONS, fraction
+from ablate.registry import column_value
 
 DESIGNS = ("grid", "oat")
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
@@ -24,7 +25,11 @@ METRICS = ("test_acc", "train_acc", "train_eval_acc", "test_loss", "train_loss")
 
 
 class StudyError(ValueError):
-    """A study declaration is inconsistent."""
+    """A study declaration is inconsistent; ``key`` names the field at fault, when one is."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,11 @@ Design = str | Sampler | Fractional
 
 
 def sampler(name: str = "tpe", trials: int = 20) -> Sampler:
+    """An Optuna sampler (``tpe``, ``random``, ``cmaes``, ``qmc``, ``gp``) proposing ``trials`` trials."""
     if name not in SAMPLERS:
         raise StudyError(f"unknown sampler {name!r}; available: {', '.join(SAMPLERS)}")
+    if not _is_int(trials) or trials < 1:
+        raise StudyError(f"sampler trials must be a whole number of at least 1, got {trials!r}")
     return Sampler(name, trials)
 
 
@@ -142,6 +150,19 @@ class StudyPlan:
     def size(self) -> int:
         return self.design.trials if isinstance(self.design, Sampler) else len(self.trials)
 
+    def describe(self) -> dict[str, Any]:
+        """What ``study.json`` records: what the report needs to know of the plan."""
+        factors = {k: ([column_value(v) for v in f.values] if isinstance(f, Choice) else vars(f))
+                   for k, f in self.factors.items()}
+        return {
+            "name": self.name, "question": self.question, "preset": self.preset,
+            "metric": self.metric, "direction": self.direction,
+            "design": self.design if isinstance(self.design, str) else vars(self.design),
+            "baseline": {k: column_value(v) for k, v in self.baseline.items()},
+            "factors": factors, "seeds": list(self.seeds), "trials": self.size,
+            "fingerprint": self.fingerprint(),
+        }
+
     def fingerprint(self) -> str:
         """Identifies what the results mean; results of a different plan must not mix."""
         described = {
@@ -174,6 +195,26 @@ def _fraction_cells(choices: Mapping[str, tuple[Any, ...]], baseline: Mapping[st
     return [{key: coded[key][bit] for key, bit in zip(coded, row, strict=True)} for row in rows]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_seeds(seeds: Any, what: str) -> None:
+    """``seeds`` is a count (3: seeds 0, 1, 2) or a list of distinct whole numbers."""
+    if _is_int(seeds):
+        if seeds < 1:
+            raise StudyError(f"{what} must be at least 1, got {seeds!r}", "seeds")
+        return
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise StudyError(f"{what} must be a whole number (3: seeds 0, 1, 2) or a list of seeds, "
+                         f"got {seeds!r}", "seeds")
+    if not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+        raise StudyError(f"{what} must list whole numbers >= 0, got {seeds!r}", "seeds")
+    if len(set(seeds)) != len(seeds):
+        raise StudyError(f"{what} lists a seed twice: {seeds!r} (a repeated seed is the same trial)",
+                         "seeds")
+
+
 def cell_name(levels: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in levels.items()) or "baseline"
 
@@ -196,12 +237,23 @@ class Study:
     location: tuple[str, int] = field(default_factory=_caller_location, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
-            raise StudyError(f"study name {self.name!r} must be letters, digits, '-', '_' or '.'")
+        if (not isinstance(self.name, str) or not self.name or self.name.startswith(".")
+                or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in self.name)):
+            raise StudyError(f"study name {self.name!r} must be a plain folder name: letters, "
+                             "digits, '-', '_' or '.', not starting with '.'", "name")
+        _check_seeds(self.seeds, "seeds")
+        for preset_name, preset in self.presets.items():
+            if not isinstance(preset, Preset):
+                raise StudyError(f"preset {preset_name!r} must be Preset(...)")
+            if preset.seeds is not None:
+                _check_seeds(preset.seeds, f"preset {preset_name!r}: seeds")
+            if preset.trials is not None and (not _is_int(preset.trials) or preset.trials < 1):
+                raise StudyError(f"preset {preset_name!r}: trials must be a whole number of at "
+                                 f"least 1, got {preset.trials!r}")
         if self.metric not in METRICS:
-            raise StudyError(f"metric {self.metric!r} is not one of {', '.join(METRICS)}")
+            raise StudyError(f"metric {self.metric!r} is not one of {', '.join(METRICS)}", "metric")
         if self.direction not in ("maximize", "minimize"):
-            raise StudyError("direction must be 'maximize' or 'minimize'")
+            raise StudyError("direction must be 'maximize' or 'minimize'", "direction")
         if isinstance(self.design, str) and self.design not in DESIGNS:
             raise StudyError(f"design {self.design!r} is not one of {', '.join(DESIGNS)}, "
                              "sampler(...) or fractional(...)")

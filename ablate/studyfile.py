@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ablate.study import Study
+from ablate.study import Study, StudyError
 
 
 class StudyFileError(Exception):
@@ -39,7 +39,16 @@ def load(path: str | Path) -> Study:
     try:
         exec(code, module.__dict__)
     except Exception as error:
-        raise StudyFileError(f"{_innermost_line(error, path)}: {type(error).__name__}: {error}") from error
+        where = _innermost_line(error, path)
+        if isinstance(error, StudyError) and error.key and where != str(path):
+            # Point at the field's own line inside the Study(...) call, not at the call.
+            start = int(where.rsplit(":", 1)[1])
+            lines = source.splitlines()
+            pattern = re.compile(rf"\b{re.escape(error.key)}\s*=")
+            found = next((n for n in range(start, len(lines) + 1) if pattern.search(lines[n - 1])),
+                         None)
+            where = f"{path}:{found or start}"
+        raise StudyFileError(f"{where}: {type(error).__name__}: {error}") from None
     study = getattr(module, "study", None)
     if not isinstance(study, Study):
         raise StudyFileError(f"{path}: defines no `study = Study(...)`")

@@ -38,6 +38,7 @@ class TrialResult:
     model: torch.nn.Module
     precision: str = "fp32"
     resumed_from: int = 0  # epochs restored from a checkpoint (0: trained from scratch)
+    diverged: bool = False  # the loss became NaN or infinite in the last epoch; training stopped
 
     @property
     def final(self) -> EpochRecord:
@@ -223,7 +224,15 @@ def fit(
         train_loss, train_acc = train_epoch(state, data, augmentations, settings["batch_size"],
                                              precision)
         if not np.isfinite(train_loss):
-            raise FloatingPointError(f"training diverged at epoch {epoch}: loss {train_loss}")
+            # Diverged: a result of these settings, not an error. The weights are NaN now, so
+            # there is nothing left to evaluate or to continue from.
+            record = EpochRecord(epoch, lr, train_loss, train_acc, None, None, None,
+                                 time.perf_counter() - epoch_started, restarting)
+            state.history.append(record)
+            on_epoch_end(record)
+            return TrialResult(epochs=tuple(state.history), class_acc=(), confusion=(),
+                               seconds=time.perf_counter() - started, model=state.model,
+                               precision=precision, resumed_from=resumed_from, diverged=True)
         eval_batch = settings["eval_batch_size"]
         _, train_eval_acc, _ = evaluate(state.network, data.train_eval_x, data.train_eval_y,
                                         data, eval_batch, precision)

@@ -3,35 +3,51 @@
 Each worker is an ordinary ``ablate run`` process: it pays imports, device start-up and dataset
 loading once, then trains trial after trial, claiming each one (see :mod:`ablate.claims`) so
 no trial runs twice. On a CPU each worker gets its share of the cores. This process only starts
-them, shows the study's progress from the results folder, and forwards Ctrl-C.
+them, shows the study's progress from the results folder, and forwards Ctrl-C. On Linux a
+worker gets SIGTERM when this process dies, even by SIGKILL, so none trains on unwatched.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ablate.results import ResultsWriter
+PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 
 
 def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def run_workers(arguments: Sequence[str], workers: int, writer: ResultsWriter, total: int,
+def _end_with_parent() -> None:
+    """In the child, before it runs: ask Linux for SIGTERM when the parent process dies (a
+    SIGTERM ends a worker like Ctrl-C: its running attempt is recorded as interrupted)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: workers outlive a killed parent, as any child process would
+
+
+def run_workers(arguments: Sequence[str], workers: int, count_done: Callable[[], int], total: int,
                 console: Console, threads: int | None = None) -> int:
     """Start ``workers`` processes of ``ablate run ARGUMENTS``; returns the worst exit status."""
     threads = threads or threads_per_worker(workers)
     command = [sys.executable, "-m", "ablate", "run", *arguments, "--workers", "1",
                "--threads", str(threads), "--quiet"]
-    children = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(workers)]
+    on_linux = sys.platform.startswith("linux")
+    children = [subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                 preexec_fn=_end_with_parent if on_linux else None)
+                for _ in range(workers)]
     console.print(f"{workers} workers, {threads} threads each", highlight=False)
     progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console)
@@ -39,9 +55,9 @@ def run_workers(arguments: Sequence[str], workers: int, writer: ResultsWriter, t
     try:
         with progress:
             while any(child.poll() is None for child in children):
-                progress.update(task, completed=min(len(writer.complete_trials()), total))
+                progress.update(task, completed=min(count_done(), total))
                 time.sleep(1.0)
-            progress.update(task, completed=min(len(writer.complete_trials()), total))
+            progress.update(task, completed=min(count_done(), total))
     except KeyboardInterrupt:
         for child in children:  # each worker records its running attempt and stops
             if child.poll() is None:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate import hookimpl
-from ablate.registry import Registrar
+from ablate.registry import Registrar, param
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
 
@@ -98,8 +98,10 @@ def color_jitter(*, strength: float = 0.4) -> ColorJitter:
 def register_augmentations(register: Registrar) -> None:
     register("none", none, "no augmentation")
     register("crop_flip", crop_flip, "pad, random crop back to size, random horizontal flip",
-             params={"padding": "zero padding on each side before the random crop (4 for CIFAR)",
+             params={"padding": param("zero padding on each side before the random crop (4 for "
+                                      "CIFAR)", ge=0),
                      "flip": "flip each image horizontally with probability 0.5"})
     register("color_jitter", color_jitter,
              "random brightness, contrast and saturation per image",
-             params={"strength": "each factor is drawn uniformly from [1 - strength, 1 + strength]"})
+             params={"strength": param("each factor is drawn uniformly from [1 - strength, "
+                                       "1 + strength]", ge=0, le=1)})

@@ -22,14 +22,15 @@ from ablate.data import (
     image_data,
     load_parquet_pair,
 )
-from ablate.registry import Registrar
+from ablate.errors import SetupError
+from ablate.registry import Registrar, param
 
 MINI_DIR = Path(__file__).parent / "data" / "cifar10_mini"
 BATCHES = "cifar-10-batches-py"
 BATCH_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
-class DatasetNotFound(RuntimeError):
+class DatasetNotFound(SetupError, RuntimeError):
     """The dataset is neither on disk nor downloadable."""
 
 
@@ -117,7 +118,8 @@ def register_datasets(register: Registrar) -> None:
     register("imagefolder", imagefolder,
              "your own photos from --data-dir or $ABLATE_DATA: one subfolder per class "
              "(or train/ and test/ holding them), decoded once and resized",
-             params={"size": "images are resized to size x size pixels",
-                     "test_fraction": "share of each class held out for testing when the folder "
-                                      "has no train/ and test/ subfolders",
-                     "split_seed": "seed of that split and of the images' stored order"})
+             params={"size": param("images are resized to size x size pixels", ge=1),
+                     "test_fraction": param("share of each class held out for testing when the "
+                                            "folder has no train/ and test/ subfolders", ge=0, lt=1),
+                     "split_seed": param("seed of that split and of the images' stored order",
+                                         ge=0)})

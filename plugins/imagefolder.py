@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from ablate.data import DATA_ENV, ImageData, cached_arrays, given_data_dir, image_data
+from ablate.errors import SetupError
 
 # What torchvision's ImageFolder accepts.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 TEST_FOLDERS = ("test", "val")
 
 
-class ImageFolderError(ValueError):
+class ImageFolderError(SetupError, ValueError):
     """The folder is missing, empty or not laid out one subfolder per class."""
 
 

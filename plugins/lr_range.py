@@ -101,7 +101,7 @@ def write_curve(test: RangeTest, folder: Path) -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ablate.results import write_file_atomic
+    from ablate.atomic import write_file_atomic
 
     table = pa.table({"step": list(range(len(test.lrs))), "lr": test.lrs, "loss": test.losses,
                       "smoothed_loss": test.smoothed})
@@ -138,27 +138,31 @@ def lr_range(
 ) -> None:
     """Learning-rate range test on a study's baseline: the loss as the rate grows, and the rate
     where it falls fastest."""
-    from ablate import studyfile
-    from ablate.cli import err, out, parse_set
-    from ablate.config import ConfigError, resolve
+    from ablate.atomic import WriteError
+    from ablate.cli import err, load_plan, out
     from ablate.discovery import get_plugins
+    from ablate.errors import RunError, SetupError
     from ablate.runner import pick_device
-    from ablate.study import StudyError
+    from ablate.validation import resolve_located
 
+    _study, plan, locate = load_plan(study_file, preset, set_ or [])
     try:
-        plan = studyfile.load(study_file).plan(preset, parse_set(set_ or []))
-        setup = resolve(plan.baseline, get_plugins().registry)
+        setup = resolve_located(plan.baseline, get_plugins().registry, locate)
         check_range(start, end, steps)
-    except (studyfile.StudyFileError, StudyError, ConfigError, ValueError) as error:
+        torch_device, why = pick_device(device)
+    except (RunError, ValueError) as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
-    torch_device, why = pick_device(device)
     out.print(f"lr range test on the baseline of {plan.name} (preset {plan.preset or '(none)'}): "
               f"{start:.1e} to {end:.1e} over {steps} steps; device: {why}", highlight=False)
-    dataset: Any = setup.dataset.build(data_dir=data_dir)
-    data = trial_data(dataset, setup.settings, torch_device)
-    test = range_test(setup, data, len(dataset.classes), torch_device, start, end, steps, seed)
-    parquet, png = write_curve(test, results_dir / plan.name)
+    try:
+        dataset: Any = setup.dataset.build(data_dir=data_dir)
+        data = trial_data(dataset, setup.settings, torch_device)
+        test = range_test(setup, data, len(dataset.classes), torch_device, start, end, steps, seed)
+        parquet, png = write_curve(test, results_dir / plan.name)
+    except (SetupError, WriteError) as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
     stopped = f"; stopped at step {len(test.lrs)} (loss diverged)" if len(test.lrs) < steps else ""
     best = test.lrs[int(np.argmin(test.smoothed))]
     suggestion = (f"{test.suggested:.2g}" if test.suggested is not None

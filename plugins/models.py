@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ablate import hookimpl
-from ablate.registry import Registrar
+from ablate.errors import SetupError
+from ablate.registry import Registrar, param
 
 
 class BasicBlock(nn.Module):
@@ -122,7 +123,7 @@ def resnet50(*, num_classes: int, dropout: float = 0.0) -> nn.Module:
 WEIGHTS_ENV = "ABLATE_WEIGHTS"  # a folder of downloaded weight files, for offline machines
 
 
-class WeightsNotFound(RuntimeError):
+class WeightsNotFound(SetupError, RuntimeError):
     """Pretrained weights are neither on disk nor downloadable."""
 
 
@@ -164,24 +165,26 @@ def simple_cnn(*, num_classes: int) -> nn.Module:
     return SimpleCNN(num_classes)
 
 
+WIDTH = param("channels of the first stage (64 in the paper; doubles per stage)", ge=1)
+DROPOUT = param("dropout probability before the classifier", ge=0, lt=1)
+
+
 @hookimpl
 def register_models(register: Registrar) -> None:
     register("resnet18", resnet18, "CIFAR ResNet-18: 3x3 stem, no max-pool, 4 stages of 2 BasicBlocks",
-             params={"width": "channels of the first stage (64 in the paper; doubles per stage)",
-                     "dropout": "dropout probability before the classifier"})
+             params={"width": WIDTH, "dropout": DROPOUT})
     register("resnet9", resnet9,
              "ResNet-9: 3x3 stem with max-pool, 4 stages of 1 BasicBlock (the users' step up from "
              "the tutorial CNN)",
-             params={"width": "channels of the first stage (64 as the users'; doubles per stage)",
-                     "dropout": "dropout probability before the classifier"})
+             params={"width": WIDTH, "dropout": DROPOUT})
     register("resnet50", resnet50,
              "torchvision's ResNet-50 (7x7 stride-2 stem, bottleneck stages 3-4-6-3), for larger "
              "images such as an imagefolder at size 224",
-             params={"dropout": "dropout probability before the classifier"})
+             params={"dropout": DROPOUT})
     register("torchvision_resnet18", torchvision_resnet18,
              "torchvision's ResNet-18 (7x7 stem, max-pool), optionally ImageNet-pretrained "
              "(weights from $ABLATE_WEIGHTS or a download), head Dropout + Linear",
              params={"pretrained": "start from the ImageNet weights (else random initialisation)",
-                     "dropout": "dropout probability before the new classifier"})
+                     "dropout": param("dropout probability before the new classifier", ge=0, lt=1)})
     register("simple_cnn", simple_cnn,
              "the PyTorch tutorial CNN: two 5x5 convs with max-pool, then 400-120-84-classes")

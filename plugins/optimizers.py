@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 
 from ablate import hookimpl
-from ablate.registry import Registrar
+from ablate.registry import Registrar, param
 
 
 def sgd(*, params: Iterable[torch.nn.Parameter], lr: float = 0.1, momentum: float = 0.9,
@@ -24,6 +24,8 @@ def adam(*, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
 @hookimpl
 def register_optimizers(register: Registrar) -> None:
     register("sgd", sgd, "stochastic gradient descent with momentum",
-             params={"lr": "learning rate", "momentum": "momentum factor",
-                     "nesterov": "use Nesterov momentum", "weight_decay": "L2 penalty"})
-    register("adam", adam, "Adam", params={"lr": "learning rate", "weight_decay": "L2 penalty"})
+             params={"lr": param("learning rate", gt=0), "momentum": param("momentum factor", ge=0),
+                     "nesterov": "use Nesterov momentum",
+                     "weight_decay": param("L2 penalty", ge=0)})
+    register("adam", adam, "Adam", params={"lr": param("learning rate", gt=0),
+                                           "weight_decay": param("L2 penalty", ge=0)})

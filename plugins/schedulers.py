@@ -12,7 +12,7 @@ from torch.optim.lr_scheduler import (
 )
 
 from ablate import hookimpl
-from ablate.registry import Registrar
+from ablate.registry import Registrar, param
 
 
 class PiecewiseLR(LRScheduler):
@@ -67,20 +67,20 @@ def plateau(*, optimizer: torch.optim.Optimizer, epochs: int, factor: float = 0.
 def register_schedulers(register: Registrar) -> None:
     register("none", none, "constant learning rate")
     register("multistep", multistep, "multiply the learning rate by gamma at each milestone epoch",
-             params={"milestones": "epochs after which the learning rate drops",
-                     "gamma": "factor applied at each milestone"})
+             params={"milestones": param("epochs after which the learning rate drops", ge=1),
+                     "gamma": param("factor applied at each milestone", gt=0)})
     register("piecewise", piecewise,
              "the learning rate times lr_factors[k] in the k-th period of lr_period epochs (rates "
              "set by hand per segment)",
-             params={"lr_factors": "one factor of the initial learning rate per period; the last "
-                                   "holds to the end",
-                     "lr_period": "epochs each factor holds"})
+             params={"lr_factors": param("one factor of the initial learning rate per period; "
+                                         "the last holds to the end", gt=0),
+                     "lr_period": param("epochs each factor holds", ge=1)})
     register("cosine", cosine, "cosine annealing from the initial rate to eta_min over the trial",
-             params={"eta_min": "learning rate at the last epoch"})
+             params={"eta_min": param("learning rate at the last epoch", ge=0)})
     register("plateau", plateau,
              "multiply the learning rate by `factor` when test accuracy has not improved for "
              "`patience` epochs (ReduceLROnPlateau, mode max)",
-             params={"factor": "factor applied at each reduction",
-                     "patience": "epochs without improvement before a reduction",
-                     "threshold": "relative improvement that counts",
-                     "min_lr": "lower bound on the learning rate"})
+             params={"factor": param("factor applied at each reduction", gt=0, lt=1),
+                     "patience": param("epochs without improvement before a reduction", ge=0),
+                     "threshold": param("relative improvement that counts", ge=0),
+                     "min_lr": param("lower bound on the learning rate", ge=0)})

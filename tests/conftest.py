@@ -70,3 +70,36 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(data_module.CACHE_ENV, str(cache))
     monkeypatch.delenv(data_module.DATA_ENV, raising=False)
     return cache
+
+
+class FaultLog:
+    """Counts the faults the fault-injection tests inject and the checks that followed them."""
+
+    def __init__(self) -> None:
+        self.injected: dict[str, int] = {}
+        self.checks = 0
+
+    def inject(self, kind: str) -> None:
+        self.injected[kind] = self.injected.get(kind, 0) + 1
+
+    def verified(self) -> None:
+        """Called once a test's checks passed: nothing was lost or duplicated."""
+        self.checks += 1
+
+
+FAULTS = FaultLog()
+
+
+@pytest.fixture
+def fault_log() -> FaultLog:
+    return FAULTS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FAULTS.injected:
+        return
+    total = sum(FAULTS.injected.values())
+    kinds = ", ".join(f"{kind} x{count}" for kind, count in sorted(FAULTS.injected.items()))
+    terminalreporter.write_line(
+        f"fault injection: {total} faults injected ({kinds}); {FAULTS.checks} tests checked "
+        "afterwards that nothing was lost or duplicated and every error was one line")

@@ -17,7 +17,7 @@ from ablate.discovery import DISABLE_AUTOLOAD_ENV, load_plugins
 
 REPO = Path(__file__).resolve().parents[1]
 BUILTIN = {"ablate:datasets", "ablate:models", "ablate:augmentations", "ablate:optimizers",
-           "ablate:schedulers", "ablate:lr_range"}
+           "ablate:schedulers", "ablate:lr_range", "ablate:new_plugin"}
 
 
 def fake_distribution(site: Path, name: str, module: str, body: str) -> None:
@@ -89,6 +89,36 @@ def test_plugin_failing_to_register_keeps_nothing_and_duplicates_name_both(tmp_p
     assert "'ablate-dup:ablate_dup'" in failure.error and "'ablate:models'" in failure.error
     assert "mlp" not in plugins.registry.names("model")  # staged, then rolled back
     assert plugins.registry.get("model", "resnet18").plugin == "ablate:models"
+
+
+def test_a_component_of_a_plugin_that_failed_is_named_with_the_failure(tmp_path: Path) -> None:
+    """Not a did-you-mean for a look-alike: the study's component exists, its plugin failed."""
+    class HalfBroken:
+        @ablate.hookimpl
+        def register_optimizers(self, register):  # type: ignore[no-untyped-def]
+            register("adamw", lambda *, params: None, "AdamW")
+            raise RuntimeError("missing CUDA kernels")
+
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+
+    plugins = load_plugins(extra={"extra-optimizers": HalfBroken()})
+    (failure,) = plugins.failures
+    assert failure.dropped == ("optimizer:adamw",)
+    study = tmp_path / "s.py"
+    study.write_text("from ablate import Study\nstudy = Study(name='s', question='?',\n"
+                     "    baseline=dict(dataset='cifar10-mini', optimizer='adamw'))\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("ablate.cli.get_plugins", lambda: plugins)
+        result = CliRunner().invoke(app, ["run", str(study), "--results-dir", str(tmp_path)])
+        listed = CliRunner().invoke(app, ["list", "optimizer"]).output
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "s.py:3: optimizer 'adamw' is not available: its plugin 'extra-optimizers'" in message
+    assert "failed to register: RuntimeError: missing CUDA kernels" in message
+    assert "Did you mean" not in message
+    assert "adamw dropped" in " ".join(listed.split())
 
 
 def test_autoload_switch_keeps_only_the_builtins(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ablate.registry import Component, Registrar, Registry, RegistryError, coerce_value
+from ablate.registry import Component, Registrar, Registry, RegistryError, coerce_value, param
 
 
 def factory(*, num_classes: int, width: int = 64, dropout: float = 0.0) -> tuple[int, int, float]:
@@ -25,7 +25,7 @@ def test_every_parameter_needs_a_description() -> None:
 
 def test_described_parameter_must_exist() -> None:
     with pytest.raises(RegistryError, match="nope"):
-        Registrar("model", "p")("m", factory, "d", params={"width": "", "dropout": "", "nope": ""})
+        Registrar("model", "p")("m", factory, "d", params={"width": "w", "dropout": "d", "nope": "n"})
 
 
 def test_description_must_be_one_line() -> None:
@@ -62,3 +62,34 @@ def test_coercion_accepts_compatible_values(value: object, default: object, expe
 def test_coercion_rejects_wrong_types(value: object, default: object) -> None:
     with pytest.raises(ValueError, match="parameter 'x' takes"):
         coerce_value(value, default, "x")
+
+
+def test_declared_ranges_check_values_and_show_in_words() -> None:
+    register = Registrar("model", "p")
+    register("m", factory, "a model", params={"width": param("channels", ge=1),
+                                              "dropout": param("probability", ge=0, lt=1)})
+    width, dropout = register.staged[0].params
+    assert width.bounds == ">= 1" and dropout.bounds == ">= 0 and < 1"
+    assert dropout.coerce(0) == 0.0 and width.coerce(8) == 8
+    for bad, message in ((1.0, "must be >= 0 and < 1"), (float("nan"), "finite"),
+                         (-0.5, "must be >= 0 and < 1")):
+        with pytest.raises(ValueError, match=message):
+            dropout.coerce(bad)
+
+
+def test_a_default_outside_its_own_range_is_refused_at_registration() -> None:
+    with pytest.raises(RegistryError, match="default is invalid.*'width' must be >= 100"):
+        Registrar("model", "p")("m", factory, "d", params={"width": param("w", ge=100),
+                                                           "dropout": "d"})
+
+
+def test_a_dropped_component_is_named_with_its_plugin_not_guessed() -> None:
+    registry = Registry()
+    registry.add(Component("optimizer", "adam", factory, "d", (), "first"))
+    registry.dropped[("optimizer", "adamw")] = "its plugin 'extra' failed to register: boom"
+    with pytest.raises(RegistryError, match="optimizer 'adamw' is not available: its plugin "
+                                            "'extra' failed to register: boom"):
+        registry.get("optimizer", "adamw")
+    registry.broken.append("'other' (other-dist) failed to import: ImportError")
+    with pytest.raises(RegistryError, match="Did you mean 'adam'.*Plugin 'other' .* failed to import"):
+        registry.get("optimizer", "adamx")

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from ablate.cli import app
 from ablate.events import EpochRecord
+from ablate.folder import StudyFolder
 from ablate.report import build
 from ablate.report.analysis import add_test_swings
 from ablate.report.load import StudyResults, load, read_table
@@ -38,7 +39,7 @@ def make_study(folder: Path, accuracy: dict[float, list[float]] = ACCURACY, skip
                    "seeds": seeds, "trials": len(accuracy) * len(seeds), "fingerprint": "x"}
     study.mkdir(parents=True)
     (study / "study.json").write_text(json.dumps(description))
-    writer = ResultsWriter(study)
+    writer = ResultsWriter(StudyFolder(study))
     index = 0
     for seed in seeds:
         for level, values in accuracy.items():
@@ -51,6 +52,7 @@ def make_study(folder: Path, accuracy: dict[float, list[float]] = ACCURACY, skip
                                   acc - 0.04 + 0.02 * e, 1.0)
                       for e in (1, 2, 3)]
             row = {**keys, "state": "complete", "seed": seed, "cell": f"dropout={level}",
+                   "study_fingerprint": "x",
                    "test_acc": acc, "train_acc": acc - 0.04, "train_eval_acc": acc + 0.02,
                    "best_epoch": 3, "seconds": 10.0}
             params = {"dropout": level, **({"width": 8} if extra_column and seed == 0 else {})}
@@ -132,7 +134,7 @@ def test_too_few_seeds_are_stated_plainly(tmp_path: Path) -> None:
 def test_partial_study_reports_what_exists_and_what_is_missing(tmp_path: Path) -> None:
     study = make_study(tmp_path, skip={(0.5, 2), (0.5, 3)})
     report = build(study).report
-    assert report.counts == {"attempts": 10, "complete": 10, "planned": 12}
+    assert report.counts == {"attempts": 10, "complete": 10, "diverged": 0, "planned": 12}
     notes = " ".join(report.missing)
     assert "10 of 12 planned trials" in notes and "cell dropout=0.5 lacks seeds [2, 3]" in notes
     (effect,) = [e for e in report.effects if e.metric == "test_acc" and e.level == 0.5]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import optuna
@@ -146,7 +148,7 @@ def test_failed_trial_is_recorded_and_retried(tmp_path: Path, plugins: Plugins,
     loaded.manager.get_plugin("tests:flaky").failures = 10
     other = tmp_path / "other"
     code, output = invoke("run", str(study), "--results-dir", str(other), "--retries", "0")
-    assert code == 1 and "trials failed after retries" in output
+    assert code == 1 and "trials failed after their retries" in output
     assert [t["state"] for t in table(other / "tiny_study", "trials")] == ["fail", "fail"]
 
 
@@ -154,7 +156,7 @@ def test_changed_study_refuses_to_mix_results(tmp_path: Path, cli_plugins: Plugi
     study = tiny_study(tmp_path)
     assert invoke("run", str(study), "--results-dir", str(tmp_path))[0] == 0
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path), "--set", "epochs=1")
-    assert code == 2 and "different version of study" in " ".join(output.split())
+    assert code == 2 and "holds results of another plan" in " ".join(output.split())
 
 
 class BrokenListener:
@@ -247,12 +249,69 @@ def test_a_cpu_run_tunes_the_allocator_before_training(tmp_path: Path, cli_plugi
     assert calls == [1]
 
 
-def test_a_sampled_design_whose_every_trial_fails_ends(tmp_path: Path, cli_plugins: Plugins) -> None:
-    text = TINY.replace("factors=dict(hidden=choice(4, 8)),", 'design=sampler("random", trials=2),')
-    text += "\n\ndef configure(trial):\n    return {'lr': trial.suggest_float('lr', 1e30, 1e31)}\n"
+def test_a_sampled_design_whose_every_trial_fails_ends(tmp_path: Path, plugins: Plugins,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablate.discovery import load_plugins
+
+    loaded = load_plugins(extra={"tests:tiny": plugins.manager.get_plugin("tests:tiny"),
+                                 "tests:flaky": FailingModel(100)})
+    monkeypatch.setattr("ablate.cli.get_plugins", lambda: loaded)
+    text = TINY.replace('model="tiny_mlp", hidden=8', 'model="flaky"').replace(
+        "factors=dict(hidden=choice(4, 8)),", 'design=sampler("random", trials=2),')
+    text += "\n\ndef configure(trial):\n    return {'lr': trial.suggest_float('lr', 0.01, 0.1)}\n"
     code, output = invoke("run", str(tiny_study(tmp_path, text)), "--results-dir", str(tmp_path),
                           "--retries", "0")
-    assert code == 1, output  # diverged trials are failures, and the run stops after the budget
+    assert code == 1, output  # the run stops after the budget's worth of failures
     trials = table(tmp_path / "tiny_study", "trials")
     assert len(trials) == 2 and {t["state"] for t in trials} == {"fail"}
-    assert "diverged" in " ".join(t["error"] or "" for t in trials)
+
+
+def test_a_diverged_trial_is_a_result_recorded_once_with_its_epochs(tmp_path: Path,
+                                                                     cli_plugins: Plugins) -> None:
+    study = tiny_study(tmp_path, TINY.replace("lr=0.05", "lr=1e30"))
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    assert code == 0, output
+    assert "4 of them diverged" in output
+    trials = table(tmp_path / "tiny_study", "trials")
+    assert sorted((t["trial"], t["attempt"], t["state"]) for t in trials) == [
+        (n, 1, "diverged") for n in range(4)]  # once each: never retried
+    assert all(t["diverged_epoch"] == 1 and t["test_acc"] is None and t["error"] is None
+               for t in trials)
+    epochs = table(tmp_path / "tiny_study", "epochs")
+    assert len(epochs) == 4 and all(e["test_acc"] is None for e in epochs)
+    assert all(not math.isfinite(e["train_loss"]) for e in epochs)
+    # A re-run finds every trial done: divergence is not retried on the next run either.
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    assert code == 0 and "nothing to run" in output
+    assert len(table(tmp_path / "tiny_study", "trials")) == 4
+    # The report counts divergence per cell as an outcome.
+    report = json.loads(CliRunner().invoke(app, ["report", str(tmp_path / "tiny_study"),
+                                                 "--format", "json"]).stdout)
+    assert report["counts"]["diverged"] == 4
+    assert all(c["metrics"]["diverged"]["mean"] == 1.0 for c in report["cells"])
+
+
+def test_a_parameter_keeps_one_column_whatever_its_spelling(tmp_path: Path) -> None:
+    """``color_jitter.strength`` in the baseline: one ``param_strength`` column in every cell,
+    and the report's cells carry the parameters."""
+    study = tiny_study(tmp_path, """
+from ablate import Study, choice
+
+study = Study(
+    name="jitter", question="?",
+    baseline={"dataset": "cifar10-mini", "model": "simple_cnn", "epochs": 1, "train_size": 64,
+              "test_size": 32, "train_eval_size": 32, "color_jitter.strength": 0.2},
+    factors=dict(augment=choice("crop_flip", "crop_flip+color_jitter")),
+    seeds=1,
+)
+""")
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    assert code == 0, output
+    for file in (tmp_path / "jitter" / "trials").iterdir():
+        names = pq.read_schema(file).names
+        assert "param_strength" in names and "param_color_jitter.strength" not in names
+        assert pq.read_table(file).column("param_strength").to_pylist() == [0.2]
+    report = json.loads(CliRunner().invoke(app, ["report", str(tmp_path / "jitter"), "--format",
+                                                 "json"]).stdout)
+    assert {c["params"]["augment"]: c["params"]["strength"] for c in report["cells"]} == {
+        "crop_flip": 0.2, "crop_flip+color_jitter": 0.2}

@@ -9,24 +9,25 @@ import pytest
 from typer.testing import CliRunner
 
 from ablate.cli import app
-from ablate.config import resolve
 from ablate.discovery import load_plugins
 from ablate.studyfile import load
+from ablate.validation import validate_plan
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = sorted((REPO / "studies").glob("*.py"))
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
-def test_every_preset_of_every_study_resolves_against_the_installed_plugins(path: Path) -> None:
+def test_every_preset_of_every_study_passes_the_checks_of_ablate_run(path: Path) -> None:
+    """The same checks ``ablate run`` makes before training: every trial resolves, every value
+    is in its range, and no parameter applies to none of the selected components."""
     study = load(path)
     registry = load_plugins().registry
     assert study.presets and study.default_preset in study.presets
     for preset in study.presets:
         plan = study.plan(preset)
         assert plan.trials, f"{path.name} preset {preset} plans no trial"
-        for trial in plan.trials:
-            resolve(trial.params, registry)  # raises on an unknown component or parameter
+        validate_plan(plan, registry, lambda key, value, p=preset: f"{path.name} preset {p} {key}")
 
 
 def test_architecture_study_crosses_three_models_with_augmentation(tmp_path: Path) -> None:

@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ablate.events import TrialState
 from ablate.report.load import StudyResults
 from ablate.report.stats import Comparison, Interval, holm, mean_ci, paired
 
 CELL_METRICS = ("test_acc", "train_acc", "train_eval_acc", "gap_running", "gap_eval",
                 "swing_test", "best_epoch", "seconds")
+DIVERGED = TrialState.DIVERGED.value  # a cell metric, the share of diverged seeds, when any did
 EFFECT_METRICS = ("gap_running", "gap_eval", "swing_test")
 JUMP_METRICS = ("jump_test", "jump_train")  # resume studies only
 MAIN_EFFECT = "(main effect)"  # an Effect's cell when it averages over a fractional design's cells
@@ -28,11 +30,15 @@ DESCRIPTIONS = {
     "seconds": "wall time of a trial",
     "jump_test": "test accuracy change from the epoch before each restart point to the epoch after",
     "jump_train": "running train accuracy change across each restart point",
+    "diverged": "share of seeds whose training loss became NaN or infinite (left out of the "
+                "other metrics)",
 }
 
 
 def metric_value(trial: Mapping[str, Any], metric: str) -> float | None:
     """A trial's value of ``metric``, derived gaps included."""
+    if metric == DIVERGED:
+        return float(trial.get("state") == DIVERGED)
     if metric == "gap_running":
         return _difference(trial.get("test_acc"), trial.get("train_acc"))
     if metric == "gap_eval":
@@ -46,7 +52,8 @@ def _difference(a: float | None, b: float | None) -> float | None:
 
 
 def is_accuracy(metric: str) -> bool:
-    return metric.endswith("_acc") or metric.startswith(("gap_", "jump_", "swing_"))
+    """Whether ``metric`` is a share shown in percent (points for differences)."""
+    return metric.endswith("_acc") or metric.startswith(("gap_", "jump_", "swing_")) or metric == DIVERGED
 
 
 def add_restart_jumps(results: StudyResults) -> bool:
@@ -107,6 +114,16 @@ class Cell:
         values = {t["seed"]: metric_value(t, metric) for t in self.trials}
         return {seed: value for seed, value in values.items() if value is not None}
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """Every parameter of the cell's trials, as recorded (the ``param_`` columns)."""
+        first = self.trials[0] if self.trials else {}
+        return {k.removeprefix("param_"): v for k, v in first.items() if k.startswith("param_")}
+
+    @property
+    def diverged_seeds(self) -> list[int]:
+        return [t["seed"] for t in self.trials if t.get("state") == DIVERGED]
+
 
 @dataclass
 class Effect:
@@ -120,6 +137,7 @@ class Effect:
     comparison: Comparison
     # for a main effect in a fraction: the two-factor interactions it cannot be told apart from
     aliases: tuple[str, ...] = ()
+    left_out: tuple[int, ...] = ()  # seeds that diverged in one of the compared cells
 
 
 @dataclass
@@ -144,18 +162,28 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def factor_column(description: Mapping[str, Any], factor: str) -> str:
+    """The trials table's column of ``factor`` (its canonical parameter name, see the runner)."""
+    return description.get("columns", {}).get(factor, f"param_{factor}")
+
+
 def _cells(results: StudyResults) -> list[Cell]:
-    factors = list(results.description.get("factors", {}))
-    baseline = results.description.get("baseline", {})
+    """Cells of the trials with a result; a diverged trial belongs to its cell but has no
+    accuracy, so it counts in the ``diverged`` share and nowhere else."""
+    description = results.description
+    factors = list(description.get("factors", {}))
+    baseline = description.get("baseline", {})
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for trial in results.complete:
+    for trial in results.complete + results.diverged:
         grouped.setdefault(trial["cell"], []).append(trial)
+    metrics = CELL_METRICS + ((DIVERGED,) if results.diverged else ())
     cells = []
     for name, trials in grouped.items():
-        levels = {f: trials[0].get(f"param_{f}") for f in factors}
+        levels = {f: trials[0].get(factor_column(description, f)) for f in factors}
         is_baseline = all(_same(levels[f], baseline.get(f)) for f in factors if f in baseline)
-        cell = Cell(name, levels, is_baseline and all(f in baseline for f in factors), trials)
-        for metric in CELL_METRICS:
+        cell = Cell(name, levels, is_baseline and all(f in baseline for f in factors),
+                    sorted(trials, key=lambda t: t["seed"]))
+        for metric in metrics:
             cell.summary[metric] = mean_ci(list(cell.by_seed(metric).values()))
         cells.append(cell)
     return sorted(cells, key=lambda c: (not c.baseline, c.name))
@@ -186,8 +214,10 @@ def _simple_effects(cells: list[Cell], metric: str) -> list[Effect]:
         treated, control = cell.by_seed(metric), base.by_seed(metric)
         seeds = sorted(set(treated) & set(control))
         comparison = paired([treated[s] for s in seeds], [control[s] for s in seeds])
+        left_out = () if metric == DIVERGED else tuple(sorted(set(cell.diverged_seeds)
+                                                              | set(base.diverged_seeds)))
         effects.append(Effect(factor, cell.levels[factor], base.levels[factor], cell.name,
-                              metric, comparison))
+                              metric, comparison, left_out=left_out))
     return effects
 
 
@@ -265,6 +295,9 @@ def sentence(effect: Effect) -> str:
     if effect.aliases:
         averaged += f"; confounded with {', '.join(effect.aliases)}"
     what = f"{effect.factor} = {effect.level} (vs {effect.baseline_level}{averaged})"
+    if effect.left_out:
+        what += (f" [seeds {list(effect.left_out)} diverged in one of the two cells and are left "
+                 "out]")
     if d.n >= 1 and d.low == d.high == d.mean == 0.0:
         return f"{what}: identical to the baseline on all {d.n} paired seeds ({effect.metric})."
     if d.n < 2:
@@ -283,16 +316,23 @@ def sentence(effect: Effect) -> str:
 
 
 def _missing(results: StudyResults, cells: list[Cell]) -> list[str]:
-    notes = []
+    notes = list(results.unreadable)
+    for fingerprint, count in results.other_plans.items():
+        notes.append(f"{count} trial attempts of another plan of this study (fingerprint "
+                     f"{fingerprint}) are in this folder and left out of this report")
     planned = results.description.get("trials")
-    complete = len(results.complete)
-    if planned and complete < planned:
-        notes.append(f"{complete} of {planned} planned trials are complete; the rest are "
+    with_result = results.complete + results.diverged
+    if planned and len(with_result) < planned:
+        notes.append(f"{len(with_result)} of {planned} planned trials have a result; the rest are "
                      "missing (still running, interrupted, or failed).")
-    failed = sorted({r["trial"] for r in results.attempts if r["state"] != "complete"}
-                    - {r["trial"] for r in results.complete})
+    failed = sorted({r["trial"] for r in results.attempts} - {r["trial"] for r in with_result})
     if failed:
         notes.append(f"trials with only failed or interrupted attempts: {failed}")
+    without_epochs = sorted(t["trial"] for t in results.complete
+                            if not results.rows_of(results.epochs, t))
+    if without_epochs:
+        notes.append(f"trials {without_epochs} have no epochs rows (a deleted or unreadable file): "
+                     "left out of the swing, the restart jumps and the learning curves")
     seeds = set(results.description.get("seeds", []))
     for cell in cells:
         lacking = sorted(seeds - {t["seed"] for t in cell.trials})
@@ -322,6 +362,7 @@ def analyse(results: StudyResults, metric: str | None = None,
         verdict.append("The data cannot decide yet: no factor level has complete trials next to "
                        "a complete baseline cell.")
     counts = {"attempts": len(results.attempts), "complete": len(results.complete),
+              "diverged": len(results.diverged),
               "planned": int(description.get("trials") or 0)}
     return Report(description.get("name", results.folder.name), description.get("question", ""),
                   metric, description.get("direction", "maximize"), description.get("preset", ""),

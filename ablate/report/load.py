@@ -1,71 +1,125 @@
 """Read a study's results folder: its description and the three Parquet tables.
 
 Schemas are unified across files, so files written by different plugin sets (a parameter
-column one has and another lacks) still combine; missing values read as null.
+column one has and another lacks) still combine; missing values read as null. A file that
+cannot be read is left out and named; rows of another plan (another fingerprint than
+``study.json``'s) are left out and counted, never mixed into the answer.
 """
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from ablate.events import TrialState
+from ablate.folder import FolderError, StudyFolder
 
 
 class ReportError(Exception):
     """The folder is not a study's results folder, or holds nothing to report."""
 
 
-def read_table(folder: Path) -> list[dict[str, Any]]:
-    """All rows of the Parquet files in ``folder``, with their schemas unified."""
-    files = sorted(str(p) for p in folder.glob("*.parquet"))
-    if not files:
+def read_table(folder: Path, unreadable: list[str] | None = None) -> list[dict[str, Any]]:
+    """All rows of the Parquet files in ``folder``, with their schemas unified.
+
+    A file that cannot be read is skipped and, with ``unreadable``, named there with the reason.
+    """
+    tables = []
+    for path in sorted(folder.glob("*.parquet")):
+        try:
+            tables.append(pq.read_table(path))
+        except (OSError, pa.ArrowException) as error:
+            if unreadable is None:
+                raise
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            unreadable.append(f"{path} is unreadable ({reason}): left out; `ablate run` sets it "
+                              "aside and trains its trial again")
+    if not tables:
         return []
-    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
-    return ds.dataset(files, schema=schema, format="parquet").to_table().to_pylist()
+    return pa.concat_tables(tables, promote_options="permissive").to_pylist()
 
 
 @dataclass
 class StudyResults:
-    """Everything stored for one study."""
+    """Everything stored for one study's plan."""
 
     folder: Path
     description: dict[str, Any]
     attempts: list[dict[str, Any]]
     epochs: list[dict[str, Any]] = field(default_factory=list)
     classes: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    other_plans: dict[str, int] = field(default_factory=dict)  # fingerprint -> attempts left out
+
+    def _results(self, state: TrialState) -> list[dict[str, Any]]:
+        """The last attempt of each trial that ended in ``state`` (complete or diverged)."""
+        chosen: dict[int, dict[str, Any]] = {}
+        for row in sorted(self.attempts, key=lambda r: (r["trial"], r["attempt"])):
+            if row["state"] in (TrialState.COMPLETE.value, TrialState.DIVERGED.value):
+                chosen[row["trial"]] = row
+        return [row for row in chosen.values() if row["state"] == state.value]
 
     @property
     def complete(self) -> list[dict[str, Any]]:
         """The complete attempt of each trial (the last one, should there be several)."""
-        chosen: dict[int, dict[str, Any]] = {}
-        for row in sorted(self.attempts, key=lambda r: (r["trial"], r["attempt"])):
-            if row["state"] == "complete":
-                chosen[row["trial"]] = row
-        return list(chosen.values())
+        return self._results(TrialState.COMPLETE)
+
+    @property
+    def diverged(self) -> list[dict[str, Any]]:
+        """The diverged attempt of each trial whose result is a divergence."""
+        return self._results(TrialState.DIVERGED)
 
     def rows_of(self, table: list[dict[str, Any]], trial: dict[str, Any]) -> list[dict[str, Any]]:
         return [r for r in table if r["trial"] == trial["trial"] and r["attempt"] == trial["attempt"]]
 
 
-def load(folder: Path) -> StudyResults:
-    """Load ``folder`` (``<results-dir>/<study>``)."""
-    if not (folder / "trials").is_dir():
-        raise ReportError(f"{folder} holds no trials/ folder: is it a study's results folder "
+def _plan_rows(rows: list[dict[str, Any]], fingerprint: str | None
+               ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The rows of the plan ``fingerprint`` (else of the newest plan) and the others' counts.
+
+    Rows without a fingerprint (written before ablate recorded it) count as the plan's."""
+    if fingerprint is None:
+        dated = [r for r in rows if r.get("study_fingerprint")]
+        newest = max(dated, key=lambda r: str(r.get("started_at") or ""), default=None)
+        fingerprint = newest["study_fingerprint"] if newest else None
+    kept = [r for r in rows if r.get("study_fingerprint") in (None, fingerprint)]
+    others = Counter(r["study_fingerprint"] for r in rows
+                     if r.get("study_fingerprint") not in (None, fingerprint))
+    return kept, dict(others)
+
+
+def load(path: Path) -> StudyResults:
+    """Load ``path`` (``<results-dir>/<study>``)."""
+    folder = StudyFolder(path)
+    if not folder.table("trials").is_dir():
+        raise ReportError(f"{path} holds no trials/ folder: is it a study's results folder "
                           "(<results-dir>/<study>)?")
-    description_file = folder / "study.json"
-    description = json.loads(description_file.read_text()) if description_file.is_file() else {
-        "name": folder.name, "question": "", "metric": "test_acc", "direction": "maximize",
+    try:
+        description = folder.read_description()
+    except FolderError as error:
+        raise ReportError(str(error).replace("`ablate run` writes", "`ablate run STUDY` writes")
+                          ) from None
+    description = description or {
+        "name": path.name, "question": "", "metric": "test_acc", "direction": "maximize",
         "baseline": {}, "factors": {}, "seeds": [], "trials": None, "design": "grid"}
-    attempts = read_table(folder / "trials")
+    unreadable: list[str] = []
+    attempts, other_plans = _plan_rows(read_table(folder.table("trials"), unreadable),
+                                       description.get("fingerprint"))
     if not attempts:
-        raise ReportError(f"{folder} has no finished trial yet")
-    return StudyResults(folder, description, attempts, read_table(folder / "epochs"),
-                        read_table(folder / "classes"))
+        raise ReportError(f"{path} has no finished trial of its plan yet")
+    kept = {(r["trial"], r["attempt"]) for r in attempts}
+
+    def of_plan(table: str) -> list[dict[str, Any]]:
+        return [r for r in read_table(folder.table(table), unreadable)
+                if (r["trial"], r["attempt"]) in kept]
+
+    return StudyResults(path, description, attempts, of_plan("epochs"), of_plan("classes"),
+                        unreadable, other_plans)
 
 
 def list_studies(results_dir: Path) -> list[tuple[str, int]]:

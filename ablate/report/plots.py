@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ matplotlib.use("Agg")  # files only: works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ablate.atomic import write_file_atomic  # noqa: E402
 from ablate.report.analysis import Cell, Report, is_accuracy, metric_value  # noqa: E402
 from ablate.report.load import StudyResults  # noqa: E402
 
@@ -39,11 +41,13 @@ def _band(axis: Any, epochs: np.ndarray, grid: np.ndarray, label: str) -> None:
     """Mean over seeds, with the band from the lowest to the highest seed."""
     if grid.size == 0:
         return
-    mean = np.nanmean(grid, axis=0) * 100
+    with warnings.catch_warnings():  # an epoch no seed measured (a diverged one) stays a gap
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(grid, axis=0) * 100
+        low, high = np.nanmin(grid, 0) * 100, np.nanmax(grid, 0) * 100
     line, = axis.plot(epochs, mean, label=label)
     if len(grid) > 1:
-        axis.fill_between(epochs, np.nanmin(grid, 0) * 100, np.nanmax(grid, 0) * 100,
-                          color=line.get_color(), alpha=0.2)
+        axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
 
 
 def _grid_axes(count: int, title: str) -> tuple[Any, list[Any]]:
@@ -141,6 +145,8 @@ def confusion(report: Report, results: StudyResults) -> Any:
     best = max(report.cells, key=lambda c: sign * c.summary[report.metric].mean)
     rows = sorted((r for t in best.trials for r in results.rows_of(results.classes, t)),
                   key=lambda r: r["class_index"])
+    if not rows:  # its classes files are missing or unreadable (the report lists them)
+        return None
     names = sorted({(r["class_index"], r["class_name"]) for r in rows})
     counts = np.zeros((len(names), len(names)))
     for row in rows:
@@ -182,7 +188,6 @@ PLOTS: dict[str, Callable[[Report, StudyResults], Any]] = {
 
 def draw_all(report: Report, results: StudyResults, folder: Path) -> dict[str, Path]:
     """Write every plot that has data as ``folder/<name>.png``; returns name -> path."""
-    folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, draw in PLOTS.items():
         if not report.cells or (name in ("per_class", "confusion") and not results.classes):
@@ -192,7 +197,10 @@ def draw_all(report: Report, results: StudyResults, folder: Path) -> dict[str, P
             continue
         path = folder / f"{name}.png"
         figure.tight_layout()
-        figure.savefig(path, dpi=100, metadata=PNG_METADATA)
-        plt.close(figure)
+        try:
+            write_file_atomic(path, lambda handle, f=figure: f.savefig(handle, format="png", dpi=100,
+                                                                      metadata=PNG_METADATA))
+        finally:
+            plt.close(figure)
         written[name] = path
     return written

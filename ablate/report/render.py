@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,19 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ablate.report.analysis import CELL_METRICS, DESCRIPTIONS, MAIN_EFFECT, Report, format_value
+from ablate.report.analysis import (
+    CELL_METRICS,
+    DESCRIPTIONS,
+    DIVERGED,
+    MAIN_EFFECT,
+    Report,
+    format_value,
+)
 from ablate.report.stats import Interval
 
-CELL_HEADERS = ("cell", "n", "test %", "train % run", "train % eval", "gap run",
-                "gap eval", "swing", "best ep", "s")
+CELL_HEADERS = {"test_acc": "test %", "train_acc": "train % run", "train_eval_acc": "train % eval",
+                "gap_running": "gap run", "gap_eval": "gap eval", "swing_test": "swing",
+                "best_epoch": "best ep", "seconds": "s", DIVERGED: "diverged %"}
 EFFECT_HEADERS = ("factor", "level", "vs", "metric", "diff ± 95% CI", "p", "Holm p", "n")
 LEGEND = ("Means over seeds ± the half-width of their 95 % t interval. 'train % run': train accuracy "
           "as seen during training (augmentation and dropout on); 'train % eval': in eval mode on "
@@ -37,9 +46,14 @@ def _p(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
+def cell_metrics(report: Report) -> tuple[str, ...]:
+    """The cell table's metrics: the share of diverged seeds only when some diverged."""
+    return CELL_METRICS + ((DIVERGED,) if any(DIVERGED in c.summary for c in report.cells) else ())
+
+
 def cell_rows(report: Report) -> list[list[str]]:
     return [[cell.label, str(len(cell.trials)),
-             *(_interval_text(m, cell.summary[m]) for m in CELL_METRICS)]
+             *(_interval_text(m, cell.summary[m]) for m in cell_metrics(report))]
             for cell in report.cells]
 
 
@@ -58,7 +72,8 @@ def tables(report: Report) -> list[tuple[str, tuple[str, ...], list[list[str]]]]
     main = any(e.cell == MAIN_EFFECT for e in report.effects)
     effects = ("Main effects: each factor's level against its baseline level, averaged over the "
                "other factors, paired by seed" if main else "Effects against the baseline, paired by seed")
-    shown = [("Cells (mean [95% CI] over seeds)", CELL_HEADERS, cell_rows(report)),
+    headers = ("cell", "n", *(CELL_HEADERS[m] for m in cell_metrics(report)))
+    shown = [("Cells (mean [95% CI] over seeds)", headers, cell_rows(report)),
              (effects, EFFECT_HEADERS, effect_rows(report))]
     if main:
         shown.append(("Confounding: in this fraction each main effect is measured together "
@@ -80,12 +95,14 @@ def to_dict(report: Report, plots: dict[str, Path] | None = None) -> dict[str, A
         "metric": report.metric, "direction": report.direction, "counts": report.counts,
         "verdict": report.verdict, "missing": report.missing,
         "cells": [{"name": c.name, "baseline": c.baseline, "levels": c.levels,
-                   "seeds": sorted(t["seed"] for t in c.trials),
+                   "params": c.params, "seeds": sorted(t["seed"] for t in c.trials),
+                   "diverged_seeds": c.diverged_seeds,
                    "metrics": {m: asdict(i) for m, i in c.summary.items()}} for c in report.cells],
         "effects": [{"factor": e.factor, "level": e.level, "baseline_level": e.baseline_level,
                      "cell": e.cell, "metric": e.metric,
                      "difference": asdict(e.comparison.difference), "p": e.comparison.p,
-                     "p_holm": e.comparison.p_holm, "aliases": list(e.aliases)}
+                     "p_holm": e.comparison.p_holm, "aliases": list(e.aliases),
+                     "diverged_seeds_left_out": list(e.left_out)}
                     for e in report.effects],
         "importance": report.importance,
         "plots": {name: str(path) for name, path in (plots or {}).items()},
@@ -94,8 +111,10 @@ def to_dict(report: Report, plots: dict[str, Path] | None = None) -> dict[str, A
 
 
 def _headline(report: Report) -> list[str]:
+    diverged = report.counts.get("diverged")
     lines = [f"{report.study} (preset {report.preset or '-'}): {report.counts['complete']} "
-             f"complete trials, {report.counts['attempts']} attempts"]
+             f"complete trials{f', {diverged} diverged' if diverged else ''}, "
+             f"{report.counts['attempts']} attempts"]
     if report.question:
         lines.append(f"Question: {report.question}")
     return lines
@@ -176,5 +195,17 @@ def html_page(report: Report, plots: dict[str, Path]) -> str:
     )
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def to_json(report: Report, plots: dict[str, Path]) -> str:
-    return json.dumps(to_dict(report, plots), indent=2, default=str)
+    """The report as strict JSON (no NaN: a missing number is null)."""
+    return json.dumps(_finite(to_dict(report, plots)), indent=2, default=str, allow_nan=False)

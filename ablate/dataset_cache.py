@@ -1,0 +1,37 @@
+"""Datasets for a worker's trials: each built once per process, one on the device at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ablate.config import TrialSetup
+
+
+class DatasetCache:
+    """Builds each dataset once (decoding is the slow part) and keeps the trial-sized copy on the
+    training device until a trial asks for another size or dataset."""
+
+    def __init__(self, device: Any, data_dir: Path | None, log: Callable[[str], None]) -> None:
+        self.device = device
+        self.data_dir = data_dir
+        self.log = log
+        self._built: dict[Any, Any] = {}
+        self._on_device: dict[Any, Any] = {}
+
+    def get(self, setup: TrialSetup) -> tuple[Any, Any]:
+        """The trial's dataset (``ImageData``) and its images on the device (``DeviceData``)."""
+        from ablate.trainer import trial_data
+
+        dataset = setup.dataset
+        key = (dataset.component.name, tuple(sorted(dataset.values.items())))
+        if key not in self._built:
+            self.log(f"loading dataset {dataset.component.name!r}")
+            self._built[key] = dataset.build(data_dir=self.data_dir)
+        data = self._built[key]
+        sizes = tuple(setup.settings[k] for k in ("train_size", "test_size", "train_eval_size"))
+        if (key, sizes) not in self._on_device:
+            self._on_device.clear()  # keep one dataset on the device at a time
+            self._on_device[(key, sizes)] = trial_data(data, setup.settings, self.device)
+        return data, self._on_device[(key, sizes)]
