@@ -31,6 +31,9 @@ SETTINGS: tuple[Param, ...] = (
     Param("eval_batch_size", 1000, "batch size for evaluation (no effect on results)", ge=1),
     Param("train_size", 0, "train on the first N training images only (0: all)", ge=0),
     Param("test_size", 0, "test on the first N test images only (0: all)", ge=0),
+    Param("val_size", 0, "images held out of the training split for validation (stratified by "
+          "class, the same for every trial; 0: none): then plateau steps, the best epoch and a "
+          "sampler's objective use validation accuracy, never the test set", ge=0),
     Param("train_eval_size", 10000,
           "size of the fixed, unaugmented train subset measured in eval mode each epoch", ge=1),
     Param("checkpoint_every", 1, "save a checkpoint every N epochs for crash recovery (0: never)",

@@ -61,6 +61,33 @@ class ImageData:
         )
 
 
+VAL_SPLIT_SEED = 20261123  # the validation split is the same for every trial, whatever its seed
+
+
+def stratified_holdout(labels: torch.Tensor, size: int, seed: int = VAL_SPLIT_SEED
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of ``size`` images held out with each class in its share of ``labels`` (largest
+    remainders settle the rounding), drawn with ``seed``; and of the rest. Both sorted."""
+    count = len(labels)
+    if not 0 < size < count:
+        raise ValueError(f"a validation split of {size} images needs more than {size} training "
+                         f"images; there are {count}")
+    classes, per_class = torch.unique(labels, return_counts=True)
+    exact = per_class.double() * size / count
+    take = exact.floor().long()
+    short = size - int(take.sum())
+    take[torch.argsort(exact - take, descending=True, stable=True)[:short]] += 1
+    generator = torch.Generator().manual_seed(seed)
+    held = []
+    for label, number in zip(classes.tolist(), take.tolist(), strict=True):
+        members = torch.nonzero(labels == label).flatten()
+        held.append(members[torch.randperm(len(members), generator=generator)[:number]])
+    chosen = torch.cat(held).sort().values
+    rest = torch.ones(count, dtype=torch.bool)
+    rest[chosen] = False
+    return chosen, torch.nonzero(rest).flatten()
+
+
 def cache_dir() -> Path:
     """Where decoded arrays and downloads go: ``$ABLATE_CACHE`` or ``~/.cache/ablate``."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ablate")

@@ -56,6 +56,8 @@ class EpochRecord:
     test_acc: float | None
     seconds: float
     restart: bool = False  # the first epoch after a simulated stop-and-reload (resume studies)
+    val_loss: float | None = None  # on the validation split, when the trial has one
+    val_acc: float | None = None
 
 
 @dataclass(frozen=True)

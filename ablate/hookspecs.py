@@ -65,8 +65,8 @@ def register_schedulers(register: Registrar) -> None:
 
     :param register: the factory takes the keyword-only context ``optimizer`` and ``epochs``
         (the trial's epoch count) and returns a ``torch.optim.lr_scheduler.LRScheduler``, or a
-        ``ReduceLROnPlateau`` (give it ``mode="max"``), which is stepped with the epoch's test
-        accuracy.
+        ``ReduceLROnPlateau`` (give it ``mode="max"``), which is stepped with the epoch's
+        validation accuracy (the test accuracy when the trial has no validation split).
     """
 
 

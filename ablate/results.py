@@ -31,9 +31,10 @@ TRIAL_COLUMNS = pa.schema([
     ("state", pa.string()), ("seed", pa.int64()), ("cell", pa.string()),
     ("preset", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()),
     ("train_acc", pa.float64()), ("train_loss", pa.float64()),
-    ("train_eval_acc", pa.float64()), ("best_test_acc", pa.float64()),
-    ("best_epoch", pa.int64()), ("epochs_done", pa.int64()), ("diverged_epoch", pa.int64()),
-    ("resumed_from_epoch", pa.int64()), ("seconds", pa.float64()),
+    ("train_eval_acc", pa.float64()), ("val_acc", pa.float64()), ("val_loss", pa.float64()),
+    ("best_test_acc", pa.float64()), ("best_epoch", pa.int64()), ("best_on", pa.string()),
+    ("epochs_done", pa.int64()), ("diverged_epoch", pa.int64()),
+    ("resumed_from_epoch", pa.int64()), ("seconds", pa.float64()), ("model_params", pa.int64()),
     ("device", pa.string()), ("precision", pa.string()), ("torch_version", pa.string()),
     ("ablate_version", pa.string()),
     ("plugin_versions", pa.string()), ("git_revision", pa.string()),
@@ -45,7 +46,8 @@ EPOCH_COLUMNS = pa.schema([
     ("study", pa.string()), ("trial", pa.int64()), ("attempt", pa.int64()), ("epoch", pa.int64()),
     ("lr", pa.float64()), ("train_loss", pa.float64()), ("train_acc", pa.float64()),
     ("train_eval_acc", pa.float64()), ("test_loss", pa.float64()), ("test_acc", pa.float64()),
-    ("seconds", pa.float64()), ("restart", pa.bool_()),
+    ("seconds", pa.float64()), ("restart", pa.bool_()), ("val_loss", pa.float64()),
+    ("val_acc", pa.float64()),
 ])
 CLASS_COLUMNS = pa.schema([
     ("study", pa.string()), ("trial", pa.int64()), ("attempt", pa.int64()),
@@ -100,14 +102,18 @@ def final_metrics(epochs: list[EpochRecord]) -> dict[str, Any]:
         return {"epochs_done": 0}
     last = epochs[-1]
     diverged = not math.isfinite(last.train_loss)
-    evaluated = [e for e in epochs if e.test_acc is not None]
-    best = max(evaluated, key=lambda e: e.test_acc or 0.0) if evaluated else None
+    # The best epoch is chosen on the validation split when the trial has one; on the test set
+    # it is only a description (choosing on the test set biases what it reports).
+    on = "val" if any(e.val_acc is not None for e in epochs) else "test"
+    evaluated = [e for e in epochs if getattr(e, f"{on}_acc") is not None]
+    best = max(evaluated, key=lambda e: getattr(e, f"{on}_acc")) if evaluated else None
     return {"test_acc": last.test_acc, "test_loss": last.test_loss,
             "train_acc": None if diverged else last.train_acc,
             "train_loss": last.train_loss, "train_eval_acc": last.train_eval_acc,
+            "val_acc": last.val_acc, "val_loss": last.val_loss,
             "best_test_acc": best.test_acc if best else None,
-            "best_epoch": best.epoch if best else None, "epochs_done": len(epochs),
-            "diverged_epoch": last.epoch if diverged else None}
+            "best_epoch": best.epoch if best else None, "best_on": on if best else None,
+            "epochs_done": len(epochs), "diverged_epoch": last.epoch if diverged else None}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from ablate.allocator import keep_freed_memory
 from ablate.atomic import WriteError
 from ablate.checkpoints import CheckpointStore
 from ablate.claims import Claims, worker_id
+from ablate.config import TrialSetup
 from ablate.dataset_cache import DatasetCache
 from ablate.discovery import Plugins
 from ablate.errors import RunError, SetupError
@@ -125,6 +126,25 @@ def _error_text(error: BaseException) -> str:
     return "".join(lines)[-4000:]
 
 
+def objective(metric: str, setup: TrialSetup) -> str:
+    """What Optuna is told: with a validation split, validation accuracy in place of the test
+    accuracy, so a sampler never tunes on the test set."""
+    return "val_acc" if metric == "test_acc" and setup.settings["val_size"] else metric
+
+
+def selects_on_test_set(plan: StudyPlan, setups: list[TrialSetup]) -> str | None:
+    """What of this plan would select on the test set (a sampler, a plateau scheduler), when
+    its trials have no validation split; None when nothing does."""
+    if any(setup.settings["val_size"] for setup in setups):
+        return None
+    chooses = []
+    if plan.sampled and plan.metric == "test_acc":
+        chooses.append(f"the {plan.design.name} sampler tunes on test accuracy")  # type: ignore[union-attr]
+    if any(setup.scheduler.component.name == "plateau" for setup in setups):
+        chooses.append("the plateau scheduler steps on test accuracy")
+    return "; ".join(chooses) or None
+
+
 class Runner:
     """Checks one study plan and trains its missing trials."""
 
@@ -183,6 +203,13 @@ class Runner:
             summary.done_after = summary.done_before
             return summary
         self.log(f"device: {why}")
+        setups = [resolve_located(t.params, self.plugins.registry, self.locate)
+                  for t in self.plan.trials] or [
+            resolve_located(self.plan.baseline, self.plugins.registry, self.locate)]
+        on_test = selects_on_test_set(self.plan, setups)
+        if on_test:
+            self.log(f"note: no validation split, so {on_test}; set val_size (images held out of "
+                     "the training split) to select on validation accuracy instead")
         if device.type == "cpu":
             keep_freed_memory()
         if self.progress is not None:
@@ -384,6 +411,7 @@ class _Attempts:
                "seconds": result.seconds if result else sum(e.seconds for e in epochs),
                "resumed_from_epoch": result.resumed_from if result else None,
                "precision": result.precision if result else None,
+               "model_params": result.parameters if result else None,
                "data_fingerprint": data.fingerprint if data else None,
                "started_at": started, "error": error}
         classes = (class_table(keys, data.classes, result.class_acc, result.confusion)
@@ -391,7 +419,7 @@ class _Attempts:
         # An interrupted attempt's epochs live on in its checkpoint; the attempt that continues
         # from there writes them, so every epoch of a trial is written once.
         epoch_rows = epoch_table(keys, history) if state is not TrialState.INTERRUPTED else None
-        value = metrics.get(self.plan.metric) if state is TrialState.COMPLETE else None
+        value = metrics.get(objective(self.plan.metric, setup)) if state is TrialState.COMPLETE else None
         try:
             # Ctrl-C waits until the attempt is recorded whole: its files, its checkpoints'
             # removal and its Optuna trial.

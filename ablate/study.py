@@ -22,6 +22,10 @@ from ablate.registry import column_value
 DESIGNS = ("grid", "oat")
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
 METRICS = ("test_acc", "train_acc", "train_eval_acc", "test_loss", "train_loss")
+# What a study's question may be about (the report's Answer): the stored metrics, the gaps,
+# the swing, the jumps across restarts and divergence.
+QUESTION_METRICS = METRICS + ("gap_running", "gap_eval", "swing_test", "jump_test", "jump_train",
+                              "diverged")
 
 
 class StudyError(ValueError):
@@ -141,6 +145,11 @@ class StudyPlan:
     seeds: tuple[int, ...]
     trials: tuple[PlannedTrial, ...]
     configure: Callable[..., Mapping[str, Any]] | None
+    # What the question is about (the report's Answer); they change no trial, so they are not
+    # part of the fingerprint.
+    metrics: tuple[str, ...] = ()
+    within: tuple[str, ...] = ()
+    delta: float | None = None
 
     @property
     def sampled(self) -> bool:
@@ -160,7 +169,8 @@ class StudyPlan:
             "design": self.design if isinstance(self.design, str) else vars(self.design),
             "baseline": {k: column_value(v) for k, v in self.baseline.items()},
             "factors": factors, "seeds": list(self.seeds), "trials": self.size,
-            "fingerprint": self.fingerprint(),
+            "metrics": list(self.metrics or (self.metric,)), "within": list(self.within),
+            "delta": self.delta, "fingerprint": self.fingerprint(),
         }
 
     def fingerprint(self) -> str:
@@ -230,6 +240,9 @@ class Study:
     seeds: int | Sequence[int] = 3
     metric: str = "test_acc"
     direction: str = "maximize"
+    metrics: Sequence[str] = ()  # the question's metrics (default: metric)
+    within: Sequence[str] = ()  # factors the question asks "for each level of"
+    delta: float | None = None  # smallest effect of interest, in points for accuracies
     design: Design = "grid"
     presets: Mapping[str, Preset] = field(default_factory=dict)
     default_preset: str | None = None
@@ -252,6 +265,20 @@ class Study:
                                  f"least 1, got {preset.trials!r}")
         if self.metric not in METRICS:
             raise StudyError(f"metric {self.metric!r} is not one of {', '.join(METRICS)}", "metric")
+        if isinstance(self.metrics, str) or not all(m in QUESTION_METRICS for m in self.metrics):
+            raise StudyError(f"metrics must be a list of {', '.join(QUESTION_METRICS)}; got "
+                             f"{self.metrics!r}", "metrics")
+        if isinstance(self.within, str) or not all(f in self.factors for f in self.within):
+            raise StudyError(f"within must list factors of the study ({', '.join(self.factors)}); "
+                             f"got {self.within!r}", "within")
+        if self.within and len(self.within) >= len(self.factors):
+            raise StudyError("within must leave at least one factor whose effect it asks for",
+                             "within")
+        if self.delta is not None and (isinstance(self.delta, bool)
+                                       or not isinstance(self.delta, (int, float))
+                                       or not self.delta > 0):
+            raise StudyError(f"delta must be a positive number (points), got {self.delta!r}",
+                             "delta")
         if self.direction not in ("maximize", "minimize"):
             raise StudyError("direction must be 'maximize' or 'minimize'", "direction")
         if isinstance(self.design, str) and self.design not in DESIGNS:
@@ -292,7 +319,9 @@ class Study:
         factors = {k: f for k, f in self.factors.items() if k not in (overrides or {})}
         trials = () if isinstance(design, Sampler) else self._enumerate(design, baseline, factors, seeds)
         return StudyPlan(self.name, self.question, chosen_name, self.metric, self.direction, design,
-                         baseline, factors, seeds, trials, self.configure)
+                         baseline, factors, seeds, trials, self.configure, tuple(self.metrics),
+                         tuple(f for f in self.within if f in factors),
+                         None if self.delta is None else float(self.delta))
 
     @staticmethod
     def _enumerate(design: str | Fractional, baseline: Mapping[str, Any], factors: Mapping[str, Factor],

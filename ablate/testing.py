@@ -84,7 +84,7 @@ def check_scheduler(component: Component, epochs: int = 5) -> None:
     scheduler = _build(component, optimizer=optimizer, epochs=epochs)
     for _ in range(epochs):
         optimizer.step()
-        step_scheduler(scheduler, test_acc=0.5)
+        step_scheduler(scheduler, accuracy=0.5)
     state = round_trip(scheduler.state_dict())
     twin = _build(component, optimizer=torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1),
                   epochs=epochs)

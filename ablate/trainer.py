@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,8 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ablate.checkpoints import CheckpointStore
 from ablate.config import TrialSetup
-from ablate.data import ImageData
+from ablate.data import ImageData, stratified_holdout
+from ablate.errors import SetupError
 from ablate.events import EpochRecord
 from ablate.state import TrainingState, build_state, restart, restore, snapshot
 
@@ -41,6 +42,11 @@ class TrialResult:
     diverged: bool = False  # the loss became NaN or infinite in the last epoch; training stopped
 
     @property
+    def parameters(self) -> int:
+        """The model's number of parameters."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
     def final(self) -> EpochRecord:
         return self.epochs[-1]
 
@@ -57,9 +63,12 @@ class DeviceData:
     train_eval_y: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
+    val_x: torch.Tensor | None = None  # the validation split, when the trial has one
+    val_y: torch.Tensor | None = None
 
 
-def to_device(data: ImageData, device: torch.device, train_eval_size: int) -> DeviceData:
+def to_device(data: ImageData, device: torch.device, train_eval_size: int,
+              val: tuple[torch.Tensor, torch.Tensor] | None = None) -> DeviceData:
     subset_generator = torch.Generator().manual_seed(TRAIN_EVAL_SUBSET_SEED)
     count = min(train_eval_size, len(data.train_labels))
     subset = torch.randperm(len(data.train_labels), generator=subset_generator)[:count]
@@ -71,14 +80,26 @@ def to_device(data: ImageData, device: torch.device, train_eval_size: int) -> De
         train_eval_y=data.train_labels[subset].to(device),
         mean=torch.tensor(data.mean, **stats).view(1, 3, 1, 1),
         std=torch.tensor(data.std, **stats).view(1, 3, 1, 1),
+        val_x=None if val is None else val[0].to(device),
+        val_y=None if val is None else val[1].to(device),
     )
 
 
 def trial_data(data: ImageData, settings: Mapping[str, Any], device: torch.device) -> DeviceData:
-    """What a trial trains and tests on: the first ``train_size``/``test_size`` images of
-    ``data`` (0: all) and a fixed ``train_eval_size`` subset, on ``device``."""
+    """What a trial trains and tests on, on ``device``: ``val_size`` images held out of the
+    training split (stratified, the same for every trial), then the first ``train_size`` of
+    the rest and the first ``test_size`` test images (0: all), and a fixed ``train_eval_size``
+    subset of the training images."""
+    val = None
+    if settings["val_size"]:
+        try:
+            held, kept = stratified_holdout(data.train_labels, settings["val_size"])
+        except ValueError as error:
+            raise SetupError(f"val_size: {error} in {data.name}") from None
+        val = (data.train_images[held], data.train_labels[held])
+        data = replace(data, train_images=data.train_images[kept], train_labels=data.train_labels[kept])
     return to_device(data.head(settings["train_size"], settings["test_size"]), device,
-                     settings["train_eval_size"])
+                     settings["train_eval_size"], val)
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -144,10 +165,11 @@ def prepare_batch(data: DeviceData, index: torch.Tensor, augmentations: list[Any
     return _normalize(images, data), data.train_y[index]
 
 
-def step_scheduler(scheduler: Any, test_acc: float) -> None:
-    """The once-per-epoch step, after evaluation: a plateau scheduler watches the test accuracy."""
+def step_scheduler(scheduler: Any, accuracy: float) -> None:
+    """The once-per-epoch step, after evaluation: a plateau scheduler watches ``accuracy`` (the
+    validation accuracy when the trial has a validation split, else the test accuracy)."""
     if isinstance(scheduler, ReduceLROnPlateau):
-        scheduler.step(test_acc)
+        scheduler.step(accuracy)
     else:
         scheduler.step()
 
@@ -238,9 +260,15 @@ def fit(
                                         data, eval_batch, precision)
         test_loss, test_acc, predicted = evaluate(state.network, data.test_x, data.test_y, data,
                                                   eval_batch, precision)
-        step_scheduler(state.scheduler, test_acc)
+        val_loss = val_acc = None
+        if data.val_x is not None and data.val_y is not None:
+            val_loss, val_acc, _ = evaluate(state.network, data.val_x, data.val_y, data, eval_batch,
+                                            precision)
+        # Selection (a plateau's steps) uses the validation split when there is one.
+        step_scheduler(state.scheduler, test_acc if val_acc is None else val_acc)
         record = EpochRecord(epoch, lr, train_loss, train_acc, train_eval_acc, test_loss,
-                             test_acc, time.perf_counter() - epoch_started, restarting)
+                             test_acc, time.perf_counter() - epoch_started, restarting, val_loss,
+                             val_acc)
         state.epoch = epoch
         state.history.append(record)
         if checkpoints is not None and every > 0 and (epoch % every == 0 or epoch == settings["epochs"]):

@@ -161,6 +161,77 @@ def torchvision_resnet18(*, num_classes: int, pretrained: bool = False,
     return model
 
 
+class ConvBN(nn.Sequential):
+    """YOLOv5's Conv: convolution, BatchNorm, SiLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1) -> None:
+        super().__init__(nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.SiLU(inplace=True))
+
+
+class Bottleneck(nn.Module):
+    """YOLOv5's Bottleneck: a 1x1 then a 3x3 ConvBN, with the input added back."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.reduce = ConvBN(channels, channels, 1)
+        self.spread = ConvBN(channels, channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.spread(self.reduce(x))
+
+
+class C3(nn.Module):
+    """YOLOv5's C3 (a CSP block): two 1x1 branches of half the channels, one through
+    ``bottlenecks`` residual Bottlenecks; concatenated and fused by a 1x1."""
+
+    def __init__(self, in_channels: int, out_channels: int, bottlenecks: int) -> None:
+        super().__init__()
+        hidden = out_channels // 2
+        self.through = ConvBN(in_channels, hidden, 1)
+        self.blocks = nn.Sequential(*(Bottleneck(hidden) for _ in range(bottlenecks)))
+        self.beside = ConvBN(in_channels, hidden, 1)
+        self.fuse = ConvBN(2 * hidden, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat((self.blocks(self.through(x)), self.beside(x)), 1))
+
+
+class CifarC3Net(nn.Module):
+    """The CIFAR ResNet-18 layout with each stage's BasicBlocks replaced by a C3 block: 3x3 stem,
+    four stages whose channels double (stages 2-4 open with a strided 3x3 ConvBN, as YOLOv5
+    downsamples), global average pool, dropout, linear."""
+
+    def __init__(self, num_classes: int, width: int, dropout: float, bottlenecks: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True))
+        stages: list[nn.Module] = []
+        channels = width
+        for index, multiplier in enumerate((1, 2, 4, 8)):
+            out_channels = width * multiplier
+            if index:
+                stages.append(ConvBN(channels, out_channels, 3, 2))
+            stages.append(C3(out_channels, out_channels, bottlenecks))
+            channels = out_channels
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pool(self.stages(self.stem(x))).flatten(1)))
+
+
+def resnet_c3(*, num_classes: int, width: int = 64, dropout: float = 0.0,
+              bottlenecks: int = 2) -> nn.Module:
+    _check_width(width)
+    _check_dropout(dropout)
+    if width < 2:
+        raise ValueError(f"width must be at least 2 for the C3 halves, got {width}")
+    return CifarC3Net(num_classes, width, dropout, bottlenecks)
+
+
 def simple_cnn(*, num_classes: int) -> nn.Module:
     return SimpleCNN(num_classes)
 
@@ -177,6 +248,13 @@ def register_models(register: Registrar) -> None:
              "ResNet-9: 3x3 stem with max-pool, 4 stages of 1 BasicBlock (the users' step up from "
              "the tutorial CNN)",
              params={"width": WIDTH, "dropout": DROPOUT})
+    register("resnet_c3", resnet_c3,
+             "the CIFAR ResNet-18 layout with each stage's BasicBlocks replaced by a YOLOv5 C3 "
+             "block (two 1x1 branches, residual bottlenecks on one, concatenated, fused by a 1x1)",
+             params={"width": param("channels of the first stage (doubles per stage)", ge=2),
+                     "dropout": DROPOUT,
+                     "bottlenecks": param("residual Bottlenecks in each C3 block (2: one per "
+                                          "BasicBlock it replaces)", ge=1)})
     register("resnet50", resnet50,
              "torchvision's ResNet-50 (7x7 stride-2 stem, bottleneck stages 3-4-6-3), for larger "
              "images such as an imagefolder at size 224",

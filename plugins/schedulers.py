@@ -58,7 +58,7 @@ def cosine(*, optimizer: torch.optim.Optimizer, epochs: int, eta_min: float = 0.
 
 def plateau(*, optimizer: torch.optim.Optimizer, epochs: int, factor: float = 0.5,
             patience: int = 10, threshold: float = 1e-4, min_lr: float = 0.0) -> ReduceLROnPlateau:
-    # mode="max": the trainer steps it with the epoch's test accuracy (ablate.trainer).
+    # mode="max": the trainer steps it with the epoch's validation (else test) accuracy.
     return ReduceLROnPlateau(optimizer, mode="max", factor=factor, patience=int(patience),
                              threshold=threshold, min_lr=min_lr)
 
@@ -78,8 +78,8 @@ def register_schedulers(register: Registrar) -> None:
     register("cosine", cosine, "cosine annealing from the initial rate to eta_min over the trial",
              params={"eta_min": param("learning rate at the last epoch", ge=0)})
     register("plateau", plateau,
-             "multiply the learning rate by `factor` when test accuracy has not improved for "
-             "`patience` epochs (ReduceLROnPlateau, mode max)",
+             "multiply the learning rate by `factor` when validation (else test) accuracy has not "
+             "improved for `patience` epochs (ReduceLROnPlateau, mode max)",
              params={"factor": param("factor applied at each reduction", gt=0, lt=1),
                      "patience": param("epochs without improvement before a reduction", ge=0),
                      "threshold": param("relative improvement that counts", ge=0),

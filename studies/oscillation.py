@@ -29,6 +29,9 @@ study = Study(
     factors=dict(batch_size=choice(8, 16, 64), scheduler=choice("none", "cosine")),
     seeds=3,
     metric="test_acc",
+    # The question is the swing: does the batch size matter, with and without a decaying rate?
+    metrics=("swing_test",),
+    within=("scheduler",),
     design="grid",
     presets=dict(
         full=Preset("the users' setting: your photo folder (--data-dir) at 224 px, 20 % of each "

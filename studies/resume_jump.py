@@ -36,6 +36,9 @@ study = Study(
                                "weights_scheduler")),
     seeds=3,
     metric="test_acc",
+    # The jumps at each restart point; a jump within 1 point of continuous training is none.
+    metrics=("jump_test", "jump_train"),
+    delta=1.0,
     design="grid",
     presets=dict(
         full=Preset("the users' scale: all of CIFAR-10, width 64, 50 epochs, restarts every 10 "

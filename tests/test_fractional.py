@@ -16,8 +16,9 @@ from ablate.cli import app
 from ablate.discovery import Plugins
 from ablate.fractional import fraction
 from ablate.report import build
-from ablate.report.analysis import MAIN_EFFECT, Cell, Effect, confounding, sentence
-from ablate.report.stats import Comparison, Interval
+from ablate.report.answer import Finding, sentence
+from ablate.report.contrasts import Design, confounding, main_effects
+from ablate.report.stats import Estimate
 from ablate.study import StudyError
 
 
@@ -95,13 +96,14 @@ def test_fractional_study_runs_and_reports_main_effects(tmp_path: Path, cli_plug
     assert len(trials) == 16 and {t["state"] for t in trials} == {"complete"}  # 8 cells x 2 seeds
     assert json.loads((folder / "study.json").read_text())["design"] == {"resolution": 4}
     report = build(folder).report
-    effects = {e.factor: e for e in report.effects if e.metric == "test_acc"}
+    effects = {f.contrast.factor: f for f in report.findings if f.metric == "test_acc"}
     assert set(effects) == {"hidden", "lr", "augment", "weight_decay"}
+    assert all(f.family and f.contrast.kind == "main effect" for f in effects.values())
     # Each main effect, recomputed from the trials: per seed, mean at the other level minus
     # mean at the baseline level.
     baseline = {"hidden": 8, "lr": 0.05, "augment": "none", "weight_decay": 0.0}
     for factor, effect in effects.items():
-        assert effect.baseline_level == baseline[factor] and effect.cell == "(main effect)"
+        assert effect.contrast.baseline_level == baseline[factor]
         per_seed = []
         for seed in (0, 1):
             mine = [t for t in trials if t["seed"] == seed]
@@ -109,51 +111,47 @@ def test_fractional_study_runs_and_reports_main_effects(tmp_path: Path, cli_plug
             control = [t["test_acc"] for t in mine if t[f"param_{factor}"] == baseline[factor]]
             assert len(treated) == len(control) == 4
             per_seed.append(np.mean(treated) - np.mean(control))
-        assert effect.comparison.difference.mean == pytest.approx(np.mean(per_seed))
-        assert effect.comparison.difference.n == 2
+        assert effect.estimate.value == pytest.approx(np.mean(per_seed))
+        assert list(effect.estimate.per_seed) == pytest.approx(per_seed)
+        assert effect.estimate.n == 2
     # A narrower hidden layer and a 50x smaller learning rate both cost accuracy in two epochs.
-    assert effects["hidden"].comparison.difference.mean < 0
-    assert effects["lr"].comparison.difference.mean < 0
-    assert any("averaged over the other factors" in line for line in report.verdict)
+    assert effects["hidden"].estimate.value < 0
+    assert effects["lr"].estimate.value < 0
+    assert any("averaged over the other factors" in line for line in report.answer)
     # Resolution IV: no main effect shares its contrast with a two-factor interaction.
-    assert all(effect.aliases == () for effect in effects.values())
+    assert all(effect.contrast.aliases == () for effect in effects.values())
     text = CliRunner().invoke(app, ["report", str(folder), "--format", "markdown"]).output
-    assert "Main effects: each factor's level against its baseline level" in text
+    assert "each factor's main effect" in text
     assert "| hidden | no two-factor interaction |" in text
 
 
-def fraction_cells(factors: int, resolution: int) -> tuple[list[Cell], dict[str, object]]:
+def fraction_design(factors: int, resolution: int) -> Design:
     names = [f"f{i}" for i in range(factors)]
-    description = {"factors": {name: [0, 1] for name in names},
-                   "baseline": dict.fromkeys(names, 0)}
-    cells = [Cell(str(row), dict(zip(names, row, strict=True)), not any(row), [])
-             for row in fraction(factors, resolution).rows]
-    return cells, description
+    cells = {str(row): dict(zip(names, row, strict=True)) for row in fraction(factors, resolution).rows}
+    return Design(cells, {name: (0, 1) for name in names})
 
 
 def test_confounding_follows_the_generators_of_a_resolution_iii_fraction() -> None:
-    cells, description = fraction_cells(3, 3)  # four runs: f2 = f0 x f1
-    assert confounding(cells, description) == {"f0": ["f1 x f2"], "f1": ["f0 x f2"],
-                                               "f2": ["f0 x f1"]}
+    design = fraction_design(3, 3)  # four runs: f2 = f0 x f1
+    assert confounding(design) == {"f0": ["f1 x f2"], "f1": ["f0 x f2"], "f2": ["f0 x f1"]}
     # The saturated 2^(7-4) fraction: each main effect carries three two-factor interactions.
-    cells, description = fraction_cells(7, 3)
-    assert [len(a) for a in confounding(cells, description).values()] == [3] * 7
+    assert [len(a) for a in confounding(fraction_design(7, 3)).values()] == [3] * 7
     # The other half of the 2^(3-1) (f2 = not f0 x f1): the contrasts are mirror images.
-    cells, description = fraction_cells(3, 3)
-    for cell in cells:
-        cell.levels["f2"] = 1 - cell.levels["f2"]
-    assert confounding(cells, description)["f2"] == ["f0 x f1"]
-    effect = Effect("f2", 1, 0, MAIN_EFFECT, "test_acc",
-                    Comparison(Interval(0.05, 0.01, 0.09, 3), 0.01, 0.02), ("f0 x f1",))
-    assert "(vs 0, averaged over the other factors; confounded with f0 x f1) raises" in sentence(effect)
+    design = fraction_design(3, 3)
+    mirrored = Design({name: {**levels, "f2": 1 - levels["f2"]} for name, levels in design.cells.items()},
+                      design.levels)
+    aliases = confounding(mirrored)
+    assert aliases["f2"] == ["f0 x f1"]
+    (effect,) = [c for c in main_effects(mirrored, aliases) if c.factor == "f2"]
+    finding = Finding(effect, "test_acc", Estimate(0.05, 3, 1.0, 0.01, 4, 0.01, 0.25, (0.04, 0.05, 0.06)),
+                      None)
+    assert "(vs 0), averaged over the other factors; confounded with f0 x f1 raises" in sentence(finding)
 
 
 def test_no_confounding_at_resolution_iv_or_in_the_full_factorial() -> None:
     for factors, resolution in ((8, 4), (5, 5)):
-        cells, description = fraction_cells(factors, resolution)
-        assert all(a == [] for a in confounding(cells, description).values())
+        assert all(a == [] for a in confounding(fraction_design(factors, resolution)).values())
     names = ["a", "b", "c"]
-    full = [Cell("", dict(zip(names, row, strict=True)), False, [])
-            for row in itertools.product((0, 1), repeat=3)]
-    assert confounding(full, {"factors": dict.fromkeys(names, [0, 1]), "baseline": {}}) == {
-        "a": [], "b": [], "c": []}
+    full = Design({str(row): dict(zip(names, row, strict=True))
+                   for row in itertools.product((0, 1), repeat=3)}, dict.fromkeys(names, (0, 1)))
+    assert confounding(full) == {"a": [], "b": [], "c": []}

@@ -121,3 +121,26 @@ def test_offline_without_weights_says_where_to_put_them(
     assert WEIGHTS_FILE in message and "ABLATE_WEIGHTS=PATH" in message
     assert "https://download.pytorch.org/models/" + WEIGHTS_FILE in message
     assert "pretrained=False" in message
+
+
+def test_resnet_c3_is_the_resnet18_layout_with_c3_blocks() -> None:
+    """Parameter count from the layers' shapes, as YOLOv5's C3 defines them."""
+    from ablate_plugins.models import C3, resnet_c3
+
+    def conv_bn(c_in: int, c_out: int, kernel: int) -> int:
+        return c_in * c_out * kernel * kernel + 2 * c_out
+
+    def c3(c: int, bottlenecks: int) -> int:
+        h = c // 2
+        return (2 * conv_bn(c, h, 1) + conv_bn(2 * h, c, 1)
+                + bottlenecks * (conv_bn(h, h, 1) + conv_bn(h, h, 3)))
+
+    width, classes = 8, 10
+    expected = 3 * width * 9 + 2 * width + c3(width, 2)
+    for before, after in ((width, 2 * width), (2 * width, 4 * width), (4 * width, 8 * width)):
+        expected += conv_bn(before, after, 3) + c3(after, 2)
+    expected += 8 * width * classes + classes
+    model = resnet_c3(num_classes=classes, width=width)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert sum(isinstance(m, C3) for m in model.modules()) == 4
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, classes)

@@ -1,10 +1,13 @@
-"""The report: statistics against an independent computation, formats, plots, HTML."""
+"""The report: statistics against an independent computation, the rules behind verdicts,
+formats, plots, HTML."""
 
 from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
+import math
 import re
 from pathlib import Path
 
@@ -18,9 +21,9 @@ from ablate.cli import app
 from ablate.events import EpochRecord
 from ablate.folder import StudyFolder
 from ablate.report import build
-from ablate.report.analysis import add_test_swings
-from ablate.report.load import StudyResults, load, read_table
-from ablate.report.stats import holm, mean_ci, paired
+from ablate.report.load import StudyResults, read_table
+from ablate.report.metrics import add_derived, format_half_width, format_value, swing
+from ablate.report.stats import holm, mean_ci, pooled_error, sign_flip_p
 from ablate.results import ResultsWriter, class_table, epoch_table, param_type, trial_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,92 +31,245 @@ REPO = Path(__file__).resolve().parents[1]
 ACCURACY = {0.0: [0.60, 0.62, 0.61, 0.65], 0.25: [0.64, 0.65, 0.66, 0.70], 0.5: [0.59, 0.63, 0.60, 0.64]}
 
 
-def make_study(folder: Path, accuracy: dict[float, list[float]] = ACCURACY, skip: set = frozenset(),
-               extra_column: bool = False) -> Path:
-    """A results folder as ablate writes it, with chosen metrics."""
-    study = folder / "fixture"
-    seeds = list(range(len(accuracy[0.0])))
+def write_study(folder: Path, cells: dict[tuple, list[float]], factors: dict[str, list],
+                baseline: dict, study: dict | None = None, skip: set = frozenset(),
+                extra_column: bool = False) -> Path:
+    """A results folder as ablate writes it: ``cells`` maps each cell's levels (in the order of
+    ``factors``) to its test accuracy per seed; epochs climb to it by 2 points an epoch."""
+    path = folder / "fixture"
+    seeds = list(range(len(next(iter(cells.values())))))
     description = {"name": "fixture", "question": "Does dropout help?", "preset": "test",
                    "metric": "test_acc", "direction": "maximize", "design": "grid",
-                   "baseline": {"dropout": 0.0}, "factors": {"dropout": list(accuracy)},
-                   "seeds": seeds, "trials": len(accuracy) * len(seeds), "fingerprint": "x"}
-    study.mkdir(parents=True)
-    (study / "study.json").write_text(json.dumps(description))
-    writer = ResultsWriter(StudyFolder(study))
+                   "baseline": baseline, "factors": factors, "seeds": seeds,
+                   "trials": len(cells) * len(seeds), "fingerprint": "x", **(study or {})}
+    path.mkdir(parents=True)
+    (path / "study.json").write_text(json.dumps(description))
+    writer = ResultsWriter(StudyFolder(path))
     index = 0
     for seed in seeds:
-        for level, values in accuracy.items():
-            if (level, seed) in skip:
+        for levels, values in cells.items():
+            named = dict(zip(factors, levels, strict=True))
+            if (levels, seed) in skip or (levels[0], seed) in skip:
                 index += 1
                 continue
             keys = {"study": "fixture", "trial": index, "attempt": 1}
             acc = values[seed]
             epochs = [EpochRecord(e, 0.1, 1.0, acc - 0.1 + 0.02 * e, acc + 0.02, 1.0,
-                                  acc - 0.04 + 0.02 * e, 1.0)
-                      for e in (1, 2, 3)]
-            row = {**keys, "state": "complete", "seed": seed, "cell": f"dropout={level}",
-                   "study_fingerprint": "x",
-                   "test_acc": acc, "train_acc": acc - 0.04, "train_eval_acc": acc + 0.02,
-                   "best_epoch": 3, "seconds": 10.0}
-            params = {"dropout": level, **({"width": 8} if extra_column and seed == 0 else {})}
-            confusion = ((3, 1), (1, 5))
-            writer.write(index, 1, trial_table(row, params, {"dropout": param_type(0.0)}),
+                                  acc - 0.04 + 0.02 * e, 1.0) for e in (1, 2, 3)]
+            cell = ",".join(f"{k}={v}" for k, v in named.items())
+            row = {**keys, "state": "complete", "seed": seed, "cell": cell,
+                   "study_fingerprint": "x", "test_acc": acc, "train_acc": acc - 0.04,
+                   "train_eval_acc": acc + 0.02, "best_epoch": 3, "seconds": 10.0}
+            params = {**named, **({"width": 8} if extra_column and seed == 0 else {})}
+            writer.write(index, 1, trial_table(row, params, {k: param_type(v) for k, v in named.items()}),
                          epoch_table(keys, epochs),
-                         class_table(keys, ("cat", "dog"), (0.75, 5 / 6), confusion))
+                         class_table(keys, ("cat", "dog"), (0.75, 5 / 6), ((3, 1), (1, 5))))
             index += 1
-    return study
+    return path
+
+
+def make_study(folder: Path, accuracy: dict[float, list[float]] = ACCURACY, **kwargs: object) -> Path:
+    return write_study(folder, {(level,): values for level, values in accuracy.items()},
+                       {"dropout": list(accuracy)}, {"dropout": 0.0}, **kwargs)  # type: ignore[arg-type]
+
+
+def residual_variance(table: np.ndarray) -> tuple[float, int]:
+    """The two-way (cells x seeds) residual mean square from sums of squares, computed
+    independently of ablate: SS_total - SS_cells - SS_seeds."""
+    grand = table.mean()
+    total = ((table - grand) ** 2).sum()
+    cells = table.shape[1] * ((table.mean(1) - grand) ** 2).sum()
+    seeds = table.shape[0] * ((table.mean(0) - grand) ** 2).sum()
+    df = (table.shape[0] - 1) * (table.shape[1] - 1)
+    return (total - cells - seeds) / df, df
 
 
 def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
-    results = load(make_study(tmp_path))
-    files = build(results.folder)
-    report = files.report
-    base = np.array(ACCURACY[0.0])
+    report = build(make_study(tmp_path)).report
     for cell in report.cells:
-        level = float(cell.levels["dropout"])
-        values = np.array(ACCURACY[level])
+        values = np.array(ACCURACY[float(cell.levels["dropout"])])
         half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
         interval = cell.summary["test_acc"]
         assert interval.mean == pytest.approx(values.mean())
         assert (interval.low, interval.high) == pytest.approx((values.mean() - half, values.mean() + half))
         assert cell.summary["gap_running"].mean == pytest.approx(0.04)
         assert cell.summary["gap_eval"].mean == pytest.approx(0.02)
-        assert cell.summary["swing_test"].mean == pytest.approx(0.02)  # epochs 2 -> 3: +2 points
-    effects = [e for e in report.effects if e.metric == "test_acc"]
-    assert sorted(e.level for e in effects) == [0.25, 0.5]
-    raw = {}
-    for effect in effects:
-        treated = np.array(ACCURACY[effect.level])
-        differences = treated - base
-        expected_p = stats.ttest_rel(treated, base).pvalue
-        half = stats.t.ppf(0.975, 3) * differences.std(ddof=1) / 2
-        d = effect.comparison.difference
-        assert d.mean == pytest.approx(differences.mean())
-        assert (d.low, d.high) == pytest.approx((differences.mean() - half, differences.mean() + half))
-        assert effect.comparison.p == pytest.approx(expected_p)
-        raw[effect.level] = expected_p
-    small, large = sorted(raw.values())
-    expected_holm = {small: min(1, 2 * small), large: max(min(1, 2 * small), min(1, large))}
-    for effect in effects:
-        assert effect.comparison.p_holm == pytest.approx(expected_holm[raw[effect.level]])
-    # dropout 0.25 gains 3 to 5 points on every seed: a clear effect, stated with its numbers.
-    verdict = " ".join(report.verdict)
-    gain = (np.array(ACCURACY[0.25]) - base).mean() * 100
-    assert f"dropout = 0.25 (vs 0.0) raises test_acc by {gain:+.1f} points [95% CI" in verdict
-    assert "dropout = 0.5 (vs 0.0): no clear effect" in verdict and "straddles zero" in verdict
+    table = np.array([ACCURACY[level] for level in (0.0, 0.25, 0.5)])
+    variance, df = residual_variance(table)
+    assert report.pooled["test_acc"].variance == pytest.approx(variance)
+    assert report.pooled["test_acc"].df == df == 6
+    family = [f for f in report.findings if f.family]
+    assert report.family_size == 2 and {f.contrast.level for f in family} == {0.25, 0.5}
+    for finding in family:
+        differences = np.array(ACCURACY[finding.contrast.level]) - np.array(ACCURACY[0.0])
+        se = math.sqrt(2 * variance / 4)
+        p = 2 * stats.t.sf(abs(differences.mean()) / se, df)
+        assert finding.estimate.value == pytest.approx(differences.mean())
+        assert finding.estimate.p == pytest.approx(p)
+        assert finding.p_adjusted == pytest.approx(min(1, 2 * p))  # Bonferroni over the family
+        assert finding.confidence == pytest.approx(1 - 0.05 / 2)
+        half = stats.t.ppf(1 - 0.05 / 4, df) * se
+        assert finding.interval == pytest.approx((differences.mean() - half, differences.mean() + half))
+    # dropout 0.25 gains 3 to 5 points on every seed, but 4 seeds are below the small-n rule.
+    answer = " ".join(report.answer)
+    assert "Family: 2 hypotheses" in answer
+    gain = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.25]) - np.array(ACCURACY[0.0]))), True)
+    assert f"dropout = 0.25 (vs 0.0) raises test_acc by {gain} points [97.5% simultaneous CI" in answer
+    assert "provisional: 4 seeds are too few for the exact sign-flip test" in answer
+    assert "dropout = 0.5 (vs 0.0) lowers test_acc" not in answer or "undecided" in answer
 
 
-def test_swing_is_the_mean_epoch_to_epoch_change_over_the_second_half() -> None:
-    series = {0: [0.1, 0.5, 0.6, 0.4, 0.7, 0.5], 1: [0.3]}  # trial -> test accuracy per epoch
-    trials = [{"trial": t, "attempt": 1, "state": "complete"} for t in series]
-    epochs = [{"trial": t, "attempt": 1, "epoch": e + 1, "test_acc": acc}
-              for t, values in series.items() for e, acc in enumerate(values)][::-1]  # any order
-    results = StudyResults(Path("."), {}, trials, epochs)
-    add_test_swings(results)
-    swings = {t["trial"]: t["swing_test"] for t in results.complete}
-    # epochs 3-6: 0.6 -> 0.4 -> 0.7 -> 0.5; the climb of epochs 1-3 is training, not swing
-    assert swings[0] == pytest.approx((0.2 + 0.3 + 0.2) / 3)
-    assert swings[1] is None  # one epoch: nothing to compare
+def test_the_sign_flip_p_value_is_the_exact_enumeration() -> None:
+    values = [0.03, 0.05, -0.01, 0.04, 0.02]
+    patterns = list(itertools.product((1, -1), repeat=len(values)))
+    at_least = sum(abs(sum(s * v for s, v in zip(signs, values, strict=True))) >= abs(sum(values)) - 1e-12
+                   for signs in patterns)
+    assert sign_flip_p(values) == pytest.approx(at_least / len(patterns))
+    assert sign_flip_p([0.01, 0.02, 0.03]) == pytest.approx(0.25)  # the floor at 3 seeds: 2 / 2^3
+    assert sign_flip_p([0.01] * 6) == pytest.approx(2 / 64)
+
+
+def test_an_undefined_variance_is_cannot_decide_never_p_zero(tmp_path: Path) -> None:
+    """Every seed moves by exactly the same step in every cell: no spread, no test."""
+    shifted = {0.0: [0.60, 0.61, 0.62], 0.25: [0.63, 0.64, 0.65], 0.5: [0.60, 0.61, 0.62]}
+    report = build(make_study(tmp_path, shifted)).report
+    assert report.pooled["test_acc"] is None
+    family = [f for f in report.findings if f.family]
+    assert all(f.verdict == "cannot decide" and f.estimate.p is None for f in family)
+    assert all(f.p_adjusted is None for f in family)
+
+
+def seeds_of(effect: float, noise: float, seeds: int, flip: int | None = None) -> dict[float, list[float]]:
+    rng = np.random.default_rng(7)
+    base = 0.6 + rng.normal(0, noise, seeds)
+    treated = base + effect + rng.normal(0, noise, seeds)
+    if flip is not None:
+        treated[flip] = base[flip] - 0.02
+    return {0.0: list(base), 0.5: list(treated)}
+
+
+def test_a_large_effect_on_six_seeds_is_decided_and_on_three_only_provisional(tmp_path: Path) -> None:
+    decided = build(make_study(tmp_path / "a", seeds_of(0.05, 0.005, 6))).report
+    (finding,) = [f for f in decided.findings if f.family]
+    assert finding.verdict == "decided" and finding.estimate.p_sign_flip == pytest.approx(2 / 64)
+    assert any("decided." in line for line in decided.answer)
+    few = build(make_study(tmp_path / "b", seeds_of(0.05, 0.005, 3))).report
+    (finding,) = [f for f in few.findings if f.family]
+    assert finding.verdict == "provisional"
+    assert finding.seeds_to_decide is not None and finding.seeds_to_decide >= 6
+
+
+def test_the_sign_flip_test_must_agree_with_the_t_interval(tmp_path: Path) -> None:
+    """One seed of six goes the other way: the t-interval may exclude zero, the exact test
+    (p = 4/64) does not, so the effect is not called decided."""
+    report = build(make_study(tmp_path, seeds_of(0.04, 0.002, 6, flip=2))).report
+    (finding,) = [f for f in report.findings if f.family]
+    assert finding.estimate.p_sign_flip == pytest.approx(4 / 64)
+    assert finding.verdict == "undecided"
+    low, high = finding.interval
+    assert low > 0 and "sign-flip test does not agree" in finding.note
+
+
+def test_a_smallest_effect_of_interest_gives_equivalence_or_larger(tmp_path: Path) -> None:
+    small = build(make_study(tmp_path / "a", seeds_of(0.001, 0.002, 8),
+                             study={"delta": 2.0})).report
+    (finding,) = [f for f in small.findings if f.family]
+    low, high = finding.interval
+    assert -0.02 < low and high < 0.02 and finding.verdict == "equivalent"
+    large = build(make_study(tmp_path / "b", seeds_of(0.08, 0.005, 8), study={"delta": 2.0})).report
+    (finding,) = [f for f in large.findings if f.family]
+    assert finding.interval[0] > 0.02 and finding.verdict == "larger than delta"
+    assert finding.seeds_for_delta is not None and finding.detectable is not None
+    assert any("larger than delta = 2.0" in line for line in large.answer)
+
+
+def test_simple_effects_interactions_and_main_effects_match_an_independent_computation(
+        tmp_path: Path) -> None:
+    """A 2 x 2 grid where crop+flip closes the gap by 2 points for the CNN and 8 for the ResNet."""
+    rng = np.random.default_rng(3)
+    seeds = 6
+    noise = rng.normal(0, 0.004, (4, seeds))
+    means = {("cnn", "none"): 0.50, ("cnn", "crop"): 0.52, ("resnet", "none"): 0.70,
+             ("resnet", "crop"): 0.78}
+    cells = {key: list(means[key] + noise[i]) for i, key in enumerate(means)}
+    folder = write_study(tmp_path, cells, {"model": ["cnn", "resnet"], "augment": ["none", "crop"]},
+                         {"model": "cnn", "augment": "none"}, study={"within": ["model"]})
+    report = build(folder).report
+    table = np.array([cells[key] for key in means])
+    variance, df = residual_variance(table)
+    assert df == 3 * (seeds - 1)
+    by_label = {f.contrast.label: f for f in report.findings if f.metric == "test_acc"}
+    for model, index in (("cnn", 0), ("resnet", 2)):
+        finding = by_label[f"augment = crop (vs none) within model = {model}"]
+        differences = table[index + 1] - table[index]
+        assert finding.family and finding.estimate.value == pytest.approx(differences.mean())
+        assert finding.estimate.se == pytest.approx(math.sqrt(2 * variance / seeds))
+    interaction = by_label["augment = crop (vs none) x model = resnet (vs cnn)"]
+    contrast = table[3] - table[2] - table[1] + table[0]
+    se = math.sqrt(4 * variance / seeds)
+    half = stats.t.ppf(1 - 0.05 / (2 * report.family_size), df) * se
+    assert interaction.family and report.family_size == 3
+    assert interaction.estimate.value == pytest.approx(contrast.mean())
+    assert interaction.interval == pytest.approx((contrast.mean() - half, contrast.mean() + half))
+    assert interaction.verdict == "decided" and interaction.estimate.value == pytest.approx(0.06, abs=0.01)
+    main = by_label["augment = crop (vs none), averaged over the other factors"]
+    assert not main.family
+    averaged = (table[1] + table[3]) / 2 - (table[0] + table[2]) / 2
+    assert main.estimate.value == pytest.approx(averaged.mean())
+    # With no interaction in the data, the contrast's interval covers zero.
+    additive = {key: list(means[("cnn", key[1])] + (0.2 if key[0] == "resnet" else 0) + noise[i])
+                for i, key in enumerate(means)}
+    flat = build(write_study(tmp_path / "flat", additive, {"model": ["cnn", "resnet"],
+                                                           "augment": ["none", "crop"]},
+                             {"model": "cnn", "augment": "none"}, study={"within": ["model"]})).report
+    (no_interaction,) = [f for f in flat.findings if f.family and f.contrast.kind == "interaction"
+                         and f.metric == "test_acc"]
+    low, high = no_interaction.interval
+    assert low < 0 < high
+
+
+def results_of(series: dict[int, list[dict]]) -> StudyResults:
+    trials = [{"trial": t, "attempt": 1, "state": "complete", "seed": t, "param_resume_every": 2}
+              for t in series]
+    epochs = [{"trial": t, "attempt": 1, "epoch": e + 1, **row}
+              for t, rows in series.items() for e, row in enumerate(rows)]
+    return StudyResults(Path("."), {}, trials, epochs)
+
+
+def test_the_swing_ignores_a_trend_and_a_rate_drop_and_measures_the_noise() -> None:
+    trend = [{"test_acc": 0.3 + 0.05 * e, "lr": 0.1} for e in range(8)]
+    assert swing([{**r, "epoch": e + 1} for e, r in enumerate(trend)]) == pytest.approx(0.0, abs=1e-12)
+    dropped = [{**r, "epoch": e + 1, "lr": 0.1 if e < 6 else 0.01,
+                "test_acc": r["test_acc"] + (0.2 if e >= 6 else 0)} for e, r in enumerate(trend)]
+    assert swing(dropped) == pytest.approx(0.0, abs=1e-12)  # the jump at the drop is not swing
+    noisy = [0.5, 0.52, 0.48, 0.55, 0.45, 0.56, 0.44, 0.57]
+    rows = [{"epoch": e + 1, "test_acc": v, "lr": 0.1} for e, v in enumerate(noisy)]
+    changes = np.diff(noisy[4:])  # the window is epochs 5-8 of 8: the changes between them
+    assert swing(rows) == pytest.approx(np.std(changes, ddof=1) / math.sqrt(2))
+
+
+def test_jumps_are_reported_at_each_restart_point() -> None:
+    accuracy = [0.3, 0.4, 0.5, 0.55, 0.7, 0.72]  # restarts every 2: after epochs 2 and 4
+    results = results_of({0: [{"test_acc": a, "train_acc": a - 0.1, "lr": 0.1} for a in accuracy]})
+    jumps = add_derived(results)
+    assert jumps == ["jump_test@1", "jump_test@2", "jump_train@1", "jump_train@2"]
+    trial = results.complete[0]
+    assert trial["jump_test@1"] == pytest.approx(0.5 - 0.4)
+    assert trial["jump_test@2"] == pytest.approx(0.7 - 0.55)
+
+
+def test_pooled_error_uses_the_block_of_seeds_the_cells_share() -> None:
+    by_cell = {"a": {0: 0.5, 1: 0.6, 2: 0.55}, "b": {0: 0.6, 1: 0.68, 2: 0.66},
+               "c": {0: 0.4}}  # c has one seed: left out of the block
+    pooled = pooled_error(by_cell)
+    variance, df = residual_variance(np.array([[0.5, 0.6, 0.55], [0.6, 0.68, 0.66]]))
+    assert (pooled.variance, pooled.df, pooled.cells) == (pytest.approx(variance), df, 2)
+
+
+def test_half_widths_keep_two_significant_digits() -> None:
+    assert format_half_width("test_acc", 0.0204) == "2.0"
+    assert format_half_width("test_acc", 0.00043) == "0.043"  # never "0.0"
+    assert format_half_width("test_acc", 0.123) == "12"
 
 
 def test_holm_and_intervals_edge_cases() -> None:
@@ -121,14 +277,12 @@ def test_holm_and_intervals_edge_cases() -> None:
     assert with_missing[1] is None and with_missing[0] == pytest.approx(0.02)
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert mean_ci([0.5]).low is None
-    constant = paired([0.6, 0.6], [0.5, 0.5])
-    assert constant.p == 0.0 and constant.difference.mean == pytest.approx(0.1)
 
 
 def test_too_few_seeds_are_stated_plainly(tmp_path: Path) -> None:
     study = make_study(tmp_path, {0.0: [0.6], 0.25: [0.7]})
-    verdict = build(study).report.verdict
-    assert any("cannot decide: only 1 seed(s)" in line for line in verdict)
+    answer = build(study).report.answer
+    assert any("cannot decide: no error estimate" in line for line in answer)
 
 
 def test_partial_study_reports_what_exists_and_what_is_missing(tmp_path: Path) -> None:
@@ -137,8 +291,8 @@ def test_partial_study_reports_what_exists_and_what_is_missing(tmp_path: Path) -
     assert report.counts == {"attempts": 10, "complete": 10, "diverged": 0, "planned": 12}
     notes = " ".join(report.missing)
     assert "10 of 12 planned trials" in notes and "cell dropout=0.5 lacks seeds [2, 3]" in notes
-    (effect,) = [e for e in report.effects if e.metric == "test_acc" and e.level == 0.5]
-    assert effect.comparison.difference.n == 2
+    (finding,) = [f for f in report.findings if f.metric == "test_acc" and f.contrast.level == 0.5]
+    assert finding.estimate.n == 2
 
 
 def test_schemas_are_unified_across_files(tmp_path: Path) -> None:
@@ -152,15 +306,20 @@ def test_cli_formats_and_self_contained_html(tmp_path: Path) -> None:
     runner = CliRunner()
     text = runner.invoke(app, ["report", str(study)])
     assert text.exit_code == 0, text.output
-    assert "Does dropout help?" in text.output and "Effects against the baseline" in text.output
+    assert "Does dropout help?" in text.output and "The Answer's family" in text.output
     data = json.loads(runner.invoke(app, ["report", str(study), "--format", "json"]).stdout)
     cell = next(c for c in data["cells"] if c["baseline"])
     assert cell["metrics"]["test_acc"]["mean"] == pytest.approx(np.mean(ACCURACY[0.0]))
-    assert {e["metric"] for e in data["effects"]} == {"test_acc", "gap_running", "gap_eval",
-                                                      "swing_test"}
-    assert all(e["p_holm"] is not None for e in data["effects"])
+    assert {f["metric"] for f in data["findings"]} == {"test_acc", "gap_running", "gap_eval",
+                                                       "swing_test"}
+    family = [f for f in data["findings"] if f["family"]]
+    assert data["family"]["size"] == len(family) == 2
+    assert all(f["interval"]["confidence"] == pytest.approx(0.975) for f in family)
+    assert all(f["estimate"]["p_sign_flip"] is not None and f["detectable"] for f in family)
+    assert data["pooled_error"]["test_acc"]["df"] == 6
     markdown = runner.invoke(app, ["report", str(study), "--format", "markdown"]).stdout
-    assert "| cell |" in markdown and "## Answer" in markdown
+    assert "| cell |" in markdown and "## Answer" in markdown and "exploratory" in markdown
+    assert "seed-to-seed variation on this one test set" in markdown
     assert runner.invoke(app, ["report", str(study), "--format", "pdf"]).exit_code == 2
 
     expected = {"learning_curves", "gaps", "final_metric", "per_class", "confusion"}
@@ -191,11 +350,15 @@ def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", str(tmp_path / "dropout_gap"), "--format", "json"])
     data = json.loads(result.stdout)
     assert len(data["cells"]) == 6 and sum(c["baseline"] for c in data["cells"]) == 1
-    levels = {(e["factor"], str(e["level"])) for e in data["effects"] if e["metric"] == "test_acc"}
-    assert levels == {("dropout", "0.25"), ("dropout", "0.5"), ("augment", "none")}
-    assert len(data["verdict"]) == 3
+    # The question is about the gaps, for each augmentation: the family says so.
+    family = [f for f in data["findings"] if f["family"]]
+    assert {f["metric"] for f in family} == {"gap_running", "gap_eval"}
+    assert {(f["factor"], json.dumps(f["condition"])) for f in family if f["kind"] == "within"} == {
+        ("dropout", '{"augment": "crop_flip"}'), ("dropout", '{"augment": "none"}')}
+    assert len(data["answer"]) == 1 + len(family)
     assert (tmp_path / "dropout_gap" / "report" / "report.html").is_file()
-    assert len(list((tmp_path / "dropout_gap" / "report").glob("*.png"))) == 5
+    assert {p.stem for p in (tmp_path / "dropout_gap" / "report").glob("*.png")} == {
+        "learning_curves", "gaps", "final_metric", "interaction", "per_class", "confusion"}
 
 
 def test_sampled_study_reports_optuna_parameter_importance(tmp_path: Path, cli_plugins: object) -> None:

@@ -172,10 +172,12 @@ def test_resume_jump_smoke_marks_restarts_per_mode(tmp_path: Path) -> None:
     report = CliRunner().invoke(app, ["report", str(tmp_path / "resume_jump"), "--format", "json"])
     data = json.loads(report.stdout)
     assert "restarts" in data["plots"]
-    jumps = {e["level"]: e for e in data["effects"] if e["metric"] == "jump_test"}
+    # One restart point (after epoch 2 of 4): the Answer's family is each mode's jump there.
+    jumps = {f["level"]: f for f in data["findings"] if f["metric"] == "jump_test@1" and f["family"]}
     assert set(jumps) == {"full", "weights_only", "weights_optimizer", "weights_scheduler"}
-    assert jumps["full"]["difference"]["mean"] == 0.0  # the control restores everything
-    assert any("identical to the baseline" in line and "full" in line for line in data["verdict"])
+    assert {f["metric"] for f in data["findings"] if f["family"]} == {"jump_test@1", "jump_train@1"}
+    assert jumps["full"]["estimate"]["value"] == 0.0  # the control restores everything
+    assert any("identical on jump_test@1" in line and "full" in line for line in data["answer"])
 
 
 def test_a_checkpoint_of_another_trial_is_never_restored(plugins: Plugins, tmp_path: Path) -> None:

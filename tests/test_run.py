@@ -315,3 +315,26 @@ study = Study(
                                                  "json"]).stdout)
     assert {c["params"]["augment"]: c["params"]["strength"] for c in report["cells"]} == {
         "crop_flip": 0.2, "crop_flip+color_jitter": 0.2}
+
+
+def test_a_sampler_tunes_on_validation_accuracy_when_there_is_a_split(tmp_path: Path,
+                                                                       cli_plugins: Plugins) -> None:
+    text = TINY.replace("factors=dict(hidden=choice(4, 8)),", 'design=sampler("random", trials=3),')
+    text += "\n\ndef configure(trial):\n    return {'hidden': trial.suggest_int('hidden', 2, 16)}\n"
+    code, output = invoke("run", str(tiny_study(tmp_path, text)), "--results-dir", str(tmp_path / "a"))
+    assert code == 0 and "no validation split, so the random sampler tunes on test accuracy" in (
+        " ".join(output.split()))
+    validated = text.replace("train_eval_size=32)", "train_eval_size=32, val_size=16)")
+    code, output = invoke("run", str(tiny_study(tmp_path, validated)), "--results-dir",
+                          str(tmp_path / "b"))
+    assert code == 0 and "no validation split" not in output
+    trials = {t["trial"]: t for t in table(tmp_path / "b" / "tiny_study", "trials")}
+    journal = tmp_path / "b" / "tiny_study" / "optuna.journal"
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    stored = optuna.load_study(study_name="tiny_study",
+                               storage=JournalStorage(JournalFileBackend(str(journal))))
+    for trial in stored.trials:
+        row = trials[trial.number]
+        assert trial.value == pytest.approx(row["val_acc"]) and row["best_on"] == "val"
+    assert any(t["val_acc"] != t["test_acc"] for t in trials.values())  # the check tells them apart

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -30,12 +31,24 @@ def test_every_preset_of_every_study_passes_the_checks_of_ablate_run(path: Path)
         validate_plan(plan, registry, lambda key, value, p=preset: f"{path.name} preset {p} {key}")
 
 
-def test_architecture_study_crosses_three_models_with_augmentation(tmp_path: Path) -> None:
+def test_architecture_study_crosses_four_models_with_augmentation(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "architecture.py"),
                                       "--preset", "smoke", "--results-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     trials = ds.dataset(tmp_path / "architecture" / "trials").to_table().to_pylist()
     cells = {(t["param_model"], t["param_augment"]) for t in trials}
-    assert cells == {(m, a) for m in ("simple_cnn", "resnet9", "resnet18")
+    assert cells == {(m, a) for m in ("simple_cnn", "resnet9", "resnet18", "resnet_c3")
                      for a in ("none", "crop_flip")}
-    assert len(trials) == 18 and all(t["state"] == "complete" for t in trials)
+    assert len(trials) == 24 and all(t["state"] == "complete" for t in trials)
+    # The answer speaks, for each model, about what crop + flip does to the gap, and the cells
+    # show each model's size and speed.
+    report = json.loads(CliRunner().invoke(app, ["report", str(tmp_path / "architecture"),
+                                                 "--format", "json"]).stdout)
+    family = [f for f in report["findings"] if f["family"]]
+    within = {(f["condition"]["model"], f["metric"]) for f in family if f["kind"] == "within"}
+    assert within == {(m, metric) for m in ("simple_cnn", "resnet9", "resnet18", "resnet_c3")
+                      for metric in ("test_acc", "gap_eval")}
+    assert {f["other"][0] for f in family if f["kind"] == "interaction"} == {"model"}
+    params = {c["levels"]["model"]: c["metrics"]["model_params"]["mean"] for c in report["cells"]}
+    assert 0 < params["resnet_c3"] < params["resnet18"]  # about a third of ResNet-18's
+    assert all(c["metrics"]["epoch_seconds"]["mean"] > 0 for c in report["cells"])

@@ -7,8 +7,10 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ablate.config import resolve
+from ablate.data import stratified_holdout
 from ablate.discovery import Plugins
-from ablate.trainer import fit, to_device
+from ablate.results import final_metrics
+from ablate.trainer import fit, to_device, trial_data
 
 from .conftest import tiny_data
 
@@ -41,18 +43,62 @@ def test_piecewise_schedule_holds_each_factor_for_its_block(plugins: Plugins) ->
     assert [e.lr for e in result.epochs] == pytest.approx([0.05, 0.05, 0.005, 0.005, 0.025])
 
 
+def plateau_rates(accuracies: list[float], lr: float = 0.05) -> list[float]:
+    """The rates a reference ReduceLROnPlateau (factor 0.5, patience 0) fed ``accuracies`` sets,
+    each in force during its epoch."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    reference = ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=0)
+    rates = []
+    for accuracy in accuracies:
+        rates.append(optimizer.param_groups[0]["lr"])
+        reference.step(accuracy)
+    return rates
+
+
 def test_plateau_schedule_watches_the_test_accuracy(plugins: Plugins) -> None:
     result, _ = train(plugins, epochs=8, scheduler="plateau", factor=0.5, patience=0)
     # The same scheduler fed the recorded test accuracies must give the recorded rates.
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
-    reference = ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=0)
-    expected = []
-    for record in result.epochs:
-        expected.append(optimizer.param_groups[0]["lr"])
-        reference.step(record.test_acc)
     recorded = [e.lr for e in result.epochs]
-    assert recorded == pytest.approx(expected)
+    assert recorded == pytest.approx(plateau_rates([e.test_acc for e in result.epochs]))
     assert recorded[0] == 0.05 and recorded[-1] < 0.05  # it did reduce the rate
+
+
+def test_with_a_validation_split_plateau_and_the_best_epoch_follow_validation_accuracy(
+        plugins: Plugins) -> None:
+    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 8, "batch_size": 16,
+                     "eval_batch_size": 10, "lr": 0.05, "scheduler": "plateau", "factor": 0.5,
+                     "patience": 0, "val_size": 40}, plugins.registry)
+    hard = tiny_data(train=200, test=60, classes=10)  # overlapping classes: accuracies differ
+    data = trial_data(hard, setup.settings, CPU)
+    result = fit(setup, data, 10, 0, CPU)
+    assert all(e.val_acc is not None for e in result.epochs)
+    expected = plateau_rates([e.val_acc for e in result.epochs])  # fed validation accuracy
+    assert [e.lr for e in result.epochs] == pytest.approx(expected)
+    assert len(set(expected)) > 1  # it did reduce the rate
+    # Fed the test accuracy instead, it would have set other rates: the check tells them apart.
+    assert plateau_rates([e.test_acc for e in result.epochs]) != pytest.approx(expected)
+    metrics = final_metrics(list(result.epochs))
+    best = max(result.epochs, key=lambda e: e.val_acc)
+    assert metrics["best_on"] == "val" and metrics["best_epoch"] == best.epoch
+
+
+def test_the_validation_split_is_stratified_fixed_and_disjoint_from_training() -> None:
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    held, kept = stratified_holdout(labels, 10)
+    assert torch.bincount(labels[held]).tolist() == [5, 3, 2]  # each class in its share
+    again, _ = stratified_holdout(labels, 10)
+    assert torch.equal(held, again)  # the same split for every trial
+    assert sorted(held.tolist() + kept.tolist()) == list(range(100))
+    uneven, _ = stratified_holdout(labels, 7)  # 3.5, 2.1, 1.4: largest remainders settle it
+    assert torch.bincount(uneven).numel() and torch.bincount(labels[uneven]).tolist() == [4, 2, 1]
+    with pytest.raises(ValueError, match="needs more than 100 training images"):
+        stratified_holdout(labels, 100)
+    data = tiny_data()
+    split = trial_data(data, {"val_size": 12, "train_size": 40, "test_size": 0,
+                              "train_eval_size": 8}, CPU)
+    assert len(split.val_y) == 12 and len(split.train_y) == 40  # train_size counts the rest
+    val_rows = {tuple(x.flatten().tolist()) for x in split.val_x}
+    assert not val_rows & {tuple(x.flatten().tolist()) for x in split.train_x}
 
 
 def test_same_seed_same_run_and_other_seed_another(plugins: Plugins) -> None:

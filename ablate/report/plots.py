@@ -15,8 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ablate.atomic import write_file_atomic  # noqa: E402
-from ablate.report.analysis import Cell, Report, is_accuracy, metric_value  # noqa: E402
+from ablate.report.analysis import Cell, Report  # noqa: E402
 from ablate.report.load import StudyResults  # noqa: E402
+from ablate.report.metrics import is_accuracy, metric_value  # noqa: E402
 
 CURVES = (("train_acc", "train (running)"), ("train_eval_acc", "train (eval mode)"),
           ("test_acc", "test"))
@@ -68,10 +69,28 @@ def _accuracy_curves(axis: Any, results: StudyResults, cell: Cell) -> None:
         _band(axis, *_epoch_series(results, cell, lambda r, c=column: r.get(c)), label)
 
 
+def rate_drops(results: StudyResults, cell: Cell) -> list[int]:
+    """Epochs whose learning rate is lower than the epoch before's, in the cell's first trial
+    (a cell's trials share their schedule, except a plateau scheduler's, which follows each)."""
+    if not cell.trials:
+        return []
+    rows = sorted(results.rows_of(results.epochs, cell.trials[0]), key=lambda r: r["epoch"])
+    return [b["epoch"] for a, b in zip(rows, rows[1:], strict=False)
+            if a.get("lr") is not None and b.get("lr") is not None and b["lr"] < a["lr"] * (1 - 1e-9)]
+
+
+def _mark_drops(axis: Any, epochs: list[int]) -> None:
+    for number, epoch in enumerate(epochs):
+        axis.axvline(epoch - 0.5, color="gray", ls=":", lw=0.9,
+                     label="learning rate drops" if number == 0 else None)
+
+
 def learning_curves(report: Report, results: StudyResults) -> Any:
-    figure, axes = _grid_axes(len(report.cells), "Accuracy per epoch (mean, band: min-max over seeds)")
+    figure, axes = _grid_axes(len(report.cells), "Accuracy per epoch (mean, band: min-max over "
+                                                 "seeds; dotted: the learning rate drops)")
     for axis, cell in zip(axes, report.cells, strict=True):
         _accuracy_curves(axis, results, cell)
+        _mark_drops(axis, rate_drops(results, cell))
         axis.set_title(cell.label, fontsize=9)
         axis.set_xlabel("epoch")
         axis.set_ylabel("accuracy (%)")
@@ -87,13 +106,56 @@ def gap_curves(report: Report, results: StudyResults) -> Any:
               cell.name)
         _band(evaluated, *_epoch_series(results, cell, lambda r: metric_value(r, "gap_eval")),
               cell.name)
+    drops = rate_drops(results, report.cells[0])  # the baseline cell comes first
     running.set_title("test minus running train accuracy (points)")
     evaluated.set_title("eval-mode train minus test accuracy (points)")
     for axis in (running, evaluated):
         axis.axhline(0, color="gray", lw=0.8)
+        _mark_drops(axis, drops)
         axis.set_xlabel("epoch")
     running.legend(fontsize=7)
     return figure
+
+
+def interaction(report: Report, results: StudyResults) -> Any | None:
+    """For a study asking "for each" (``within``): each question metric per level of the other
+    factor, one line per level of the ``within`` factor, with 95 % intervals of the cell means."""
+    if not report.within or len(report.cells[0].levels) < 2:
+        return None
+    held = report.within[0]
+    factor = next(f for f in report.cells[0].levels if f not in report.within)
+    metrics = [m for m in report.metrics if "@" not in m]
+    if not metrics:
+        return None
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    xs = list(dict.fromkeys(str(c.levels[factor]) for c in report.cells))
+    lines = list(dict.fromkeys(str(c.levels[held]) for c in report.cells))
+    for axis, metric in zip(axes[0], metrics, strict=True):
+        scale = 100 if is_accuracy(metric) else 1
+        for offset, line in enumerate(lines):
+            points = []
+            for position, x in enumerate(xs):
+                cell = next((c for c in report.cells if str(c.levels[factor]) == x
+                             and str(c.levels[held]) == line), None)
+                if cell is None or metric not in cell.summary:
+                    continue
+                interval = cell.summary[metric]
+                half = 0.0 if interval.high is None else (interval.high - interval.mean)
+                points.append((position + 0.04 * offset, interval.mean * scale, half * scale))
+            if points:
+                px, py, pe = zip(*points, strict=True)
+                axis.errorbar(px, py, yerr=pe, marker="o", capsize=3, label=f"{held} = {line}")
+        axis.set_xticks(range(len(xs)), xs, fontsize=8)
+        axis.set_xlabel(factor)
+        axis.set_title(f"{metric}{' (points)' if is_accuracy(metric) else ''}", fontsize=9)
+        axis.legend(fontsize=7)
+    figure.suptitle("Interaction: parallel lines mean no interaction (mean and 95% CI over seeds)")
+    return figure
+
+
+def _shown_metric(report: Report) -> str:
+    """The study's metric when the cells summarise it, else test accuracy."""
+    return report.metric if report.metric in report.cells[0].summary else "test_acc"
 
 
 def _label_inches(labels: list[str]) -> float:
@@ -106,8 +168,8 @@ def final_metric(report: Report, results: StudyResults) -> Any:
     figure, axis = plt.subplots(figsize=(5 + _label_inches(names), 0.5 * len(report.cells) + 1.5))
     means, lows, highs = [], [], []
     for cell in report.cells:
-        interval = cell.summary[report.metric]
-        scale = 100 if is_accuracy(report.metric) else 1
+        interval = cell.summary[_shown_metric(report)]
+        scale = 100 if is_accuracy(_shown_metric(report)) else 1
         means.append(interval.mean * scale)
         low = interval.low if interval.low is not None else interval.mean
         high = interval.high if interval.high is not None else interval.mean
@@ -117,7 +179,7 @@ def final_metric(report: Report, results: StudyResults) -> Any:
     axis.errorbar(means, positions, xerr=[lows, highs], fmt="o", capsize=4)
     axis.set_yticks(positions, names, fontsize=8)
     axis.invert_yaxis()
-    axis.set_xlabel(f"{report.metric} (mean and 95% CI over seeds)")
+    axis.set_xlabel(f"{_shown_metric(report)} (mean and 95% CI over seeds)")
     return figure
 
 
@@ -142,7 +204,9 @@ def per_class(report: Report, results: StudyResults) -> Any:
 
 def confusion(report: Report, results: StudyResults) -> Any:
     sign = 1 if report.direction == "maximize" else -1
-    best = max(report.cells, key=lambda c: sign * c.summary[report.metric].mean)
+    chosen = "val_acc" if report.best_on == "val" and _shown_metric(report) == "test_acc" else (
+        _shown_metric(report))
+    best = max(report.cells, key=lambda c: sign * c.summary[chosen].mean)
     rows = sorted((r for t in best.trials for r in results.rows_of(results.classes, t)),
                   key=lambda r: r["class_index"])
     if not rows:  # its classes files are missing or unreadable (the report lists them)
@@ -159,7 +223,9 @@ def confusion(report: Report, results: StudyResults) -> Any:
     axis.set_yticks(range(len(labels)), labels, fontsize=8)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    axis.set_title(f"confusion matrix of the best cell: {best.name} (all seeds, % of row)")
+    how = " (descriptive: chosen on the test set)" if chosen == "test_acc" else ""
+    axis.set_title(f"confusion matrix of the best cell by {chosen}{how}: {best.name} "
+                   "(all seeds, % of row)", fontsize=9)
     figure.colorbar(image)
     return figure
 
@@ -182,7 +248,8 @@ def restarts(report: Report, results: StudyResults) -> Any | None:
 
 PLOTS: dict[str, Callable[[Report, StudyResults], Any]] = {
     "learning_curves": learning_curves, "gaps": gap_curves, "final_metric": final_metric,
-    "per_class": per_class, "confusion": confusion, "restarts": restarts,
+    "interaction": interaction, "per_class": per_class, "confusion": confusion,
+    "restarts": restarts,
 }
 
 
