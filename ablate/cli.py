@@ -80,6 +80,35 @@ def load_plan(study_file: Path, preset: str | None, sets: list[str]) -> tuple[An
     return study, plan, locate
 
 
+def requirements(study_file: Path, study: Any, plan: Any, seen: tuple[Path, ...] = ()
+                 ) -> list[tuple[Path, Any, Any]]:
+    """The study files the chosen preset ``requires`` (and theirs, first), each with its plan
+    (the same preset name when it has one, else its default) and where its values come from;
+    exits 2 on a missing or bad file or a cycle."""
+    from ablate import studyfile
+    from ablate.study import StudyError
+
+    chosen = study.presets.get(plan.preset)
+    found: list[tuple[Path, Any, Any]] = []
+    for name in (chosen.requires if chosen is not None else ()):
+        path = (study_file.parent / name).resolve()
+        try:
+            if path in seen or path == study_file.resolve():
+                raise StudyError(f"requires {name!r} again: the studies require each other in a "
+                                 "circle")
+            required = studyfile.load(path)
+            required_plan = required.plan(plan.preset if plan.preset in required.presets else None)
+        except (studyfile.StudyFileError, StudyError) as error:
+            err.print(f"[red]error:[/] {studyfile.locate(study, 'requires')}: {error}",
+                      highlight=False)
+            raise typer.Exit(2) from None
+        found += requirements(path, required, required_plan, (*seen, study_file.resolve()))
+        if all(p != path for p, _, _ in found):
+            found.append((path, required_plan,
+                          lambda key, value, s=required: studyfile.locate(s, key, value)))
+    return found
+
+
 def finish(summary: Any, study_dir: Path) -> None:
     """Say what the folder holds now and exit 0 only when every planned trial has a result."""
     if summary.done_before >= summary.total:
@@ -164,17 +193,21 @@ def run(
     retries: Annotated[int, typer.Option(min=0, help="extra attempts for a failing trial")] = 1,
     retry_failed: Annotated[bool, typer.Option(help="try again trials that failed all their "
                                                     "attempts in earlier runs")] = False,
+    tensorboard: Annotated[bool, typer.Option(help="write per-epoch TensorBoard scalars under "
+                                                   "RESULTS_DIR/STUDY/tensorboard/ (the setting "
+                                                   "tensorboard=True)")] = False,
     workers: Annotated[int, typer.Option(min=1, help="worker processes sharing the study")] = 1,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per worker "
                                                               "(default: all cores / workers)")] = None,
     quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False,
 ) -> None:
     """Run a study; re-running it trains only the trials that have no result yet."""
-    from ablate.runner import RunOptions
+    from ablate.runner import Runner, RunOptions
 
     interrupt_on_signals()
+    sets = [*(set_ or []), *(["tensorboard=True"] if tensorboard else [])]
     try:  # Ctrl-C at any moment, loading included, ends the same way
-        _study, plan, locate = load_plan(study_file, preset, set_ or [])
+        _study, plan, locate = load_plan(study_file, preset, sets)
         plugins = get_plugins()
         _report_failures(plugins)
         out.print(f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
@@ -184,9 +217,17 @@ def run(
             import torch
 
             torch.set_num_threads(threads)
+        for required, required_plan, required_locate in requirements(study_file, _study, plan):
+            runner = Runner(required_plan, options, plugins, log=out.print, locate=required_locate)
+            done = runner.count_done(runner.finished())
+            if done < required_plan.size:
+                out.print(f"study {plan.name} (preset {plan.preset or '(none)'}) needs the results "
+                          f"of {required} (preset {required_plan.preset or '(none)'}): "
+                          f"{done}/{required_plan.size} of its trials are complete, running it "
+                          "first", highlight=False)
+                _run_here(required_plan, options, plugins, required_locate, quiet)
         if workers > 1:
-            _run_workers(study_file, plan, options, plugins, locate, workers, threads, preset,
-                         set_ or [])
+            _run_workers(study_file, plan, options, plugins, locate, workers, threads, preset, sets)
         else:
             _run_here(plan, options, plugins, locate, quiet)
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from typing import Any
 from ablate.registry import Component, Param, ParamValue, Registry
 
 PRECISIONS = ("auto", "fp32", "bf16")
+KEEP = ("final", "best", "both", "none")
 RESUME_MODES = ("none", "full", "weights_only", "weights_optimizer", "weights_scheduler")
 SETTINGS: tuple[Param, ...] = (
     Param("dataset", "cifar10-mini", "dataset to train and test on"),
@@ -45,7 +46,22 @@ SETTINGS: tuple[Param, ...] = (
     Param("precision", "auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16, else "
           "fp32), fp32 or bf16", choices=PRECISIONS),
     Param("compile", False, "torch.compile the model (compiled once per architecture per worker)"),
+    Param("classes", (), "train and test on these classes only, by label (labels renumbered, "
+          "names kept; empty: all)", ge=0),
+    Param("init", "scratch", "the model's starting weights: scratch, imagenet (models with a "
+          "'pretrained' parameter), a .safetensors file, or STUDY or STUDY/CELL (that study's "
+          "kept final weights of the trial with the same seed)"),
+    Param("freeze", "none", "none, or backbone: train the head (the last linear layer) alone",
+          choices=("none", "backbone")),
+    Param("keep_weights", "final", "which weights of a finished trial to keep under "
+          "results/STUDY/weights/ (safetensors + JSON sidecar)", choices=KEEP),
+    Param("tensorboard", False, "write each trial's per-epoch metrics as TensorBoard scalars "
+          "under results/STUDY/tensorboard/ (needs pip install 'ablate[tensorboard]')"),
 )
+# Settings that change what is kept or shown, never a trial's result: left out of the plan's
+# fingerprint, so turning them on does not make a folder's results "another plan".
+OBSERVING = frozenset({"eval_batch_size", "checkpoint_every", "keep_checkpoints", "keep_weights",
+                       "tensorboard"})
 SETTING_NAMES = {p.name for p in SETTINGS}
 # Settings that select components, with the component kind each selects.
 SELECTORS = {"dataset": "dataset", "model": "model", "augment": "augmentation",
@@ -152,6 +168,12 @@ def resolve(params: Mapping[str, Any], registry: Registry) -> TrialSetup:
     chosen = _select(registry, settings)
     components = [c for group in chosen.values() for c in group]
     values: dict[int, dict[str, ParamValue]] = {id(c): {} for c in components}
+    if settings["init"] == "imagenet":  # models that can start from ImageNet say so by a parameter
+        model = chosen["model"][0]
+        if model.param("pretrained") is None or not isinstance(model.param("pretrained").default, bool):
+            raise ConfigError(f"init 'imagenet': model {model.name!r} has no ImageNet weights (it "
+                              "declares no 'pretrained' parameter)", "init", "imagenet")
+        values[id(model)]["pretrained"] = True
     inactive: dict[str, ParamValue] = {}
     for key, value in params.items():
         if key in SETTING_NAMES:

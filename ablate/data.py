@@ -10,15 +10,17 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 
 from ablate.atomic import write_file_atomic
+from ablate.errors import SetupError
 
 CACHE_ENV = "ABLATE_CACHE"
 DATA_ENV = "ABLATE_DATA"  # where local datasets live when --data-dir is not given
@@ -49,6 +51,30 @@ class ImageData:
                 raise ValueError(f"{self.name}: {split} images must be uint8 (N, 3, H, W)")
             if labels.shape != (images.shape[0],):
                 raise ValueError(f"{self.name}: {split} labels do not match the images")
+
+    def select_classes(self, chosen: tuple[int, ...]) -> ImageData:
+        """Only the images of the ``chosen`` classes (by label), relabelled 0, 1, ... in that
+        order; the class names are kept. For pretraining on some classes and fine-tuning on
+        the others."""
+        if not chosen:
+            return self
+        bad = [c for c in chosen if c != int(c) or not 0 <= int(c) < len(self.classes)]
+        if bad or len(set(chosen)) != len(chosen):
+            raise SetupError(f"classes={tuple(chosen)}: {self.name} has classes 0-"
+                             f"{len(self.classes) - 1}; list each at most once")
+        order = [int(c) for c in chosen]
+        mapping = torch.full((len(self.classes),), -1, dtype=torch.long)
+        mapping[order] = torch.arange(len(order))
+
+        def keep(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            mask = mapping[labels] >= 0
+            return images[mask], mapping[labels[mask]]
+
+        train_x, train_y = keep(self.train_images, self.train_labels)
+        test_x, test_y = keep(self.test_images, self.test_labels)
+        return replace(self, train_images=train_x, train_labels=train_y, test_images=test_x,
+                       test_labels=test_y, classes=tuple(self.classes[c] for c in order),
+                       fingerprint=f"{self.fingerprint}-classes-{'-'.join(map(str, order))}")
 
     def head(self, train_size: int, test_size: int) -> ImageData:
         """The first ``train_size`` / ``test_size`` images (0 keeps a split whole)."""
@@ -88,6 +114,11 @@ def stratified_holdout(labels: torch.Tensor, size: int, seed: int = VAL_SPLIT_SE
     return chosen, torch.nonzero(rest).flatten()
 
 
+def trial_classes(data: ImageData, settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """The class names a trial trains on (its ``classes`` setting selects and orders them)."""
+    return tuple(data.classes[int(c)] for c in settings["classes"]) or data.classes
+
+
 def cache_dir() -> Path:
     """Where decoded arrays and downloads go: ``$ABLATE_CACHE`` or ``~/.cache/ablate``."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ablate")
@@ -109,6 +140,25 @@ def fingerprint_files(paths: list[Path]) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+class UnreadableImage(SetupError, ValueError):
+    """A file that is not a readable image (the message names it)."""
+
+
+def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """One image file as uint8 (3, H, W): converted to RGB and resized to ``size`` (width,
+    height) with bilinear filtering, as photo folders are for training."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+            if rgb.size != tuple(size):
+                rgb = rgb.resize(tuple(size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb).transpose(2, 0, 1).copy()
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise UnreadableImage(f"{path}: not a readable image ({error})") from error
 
 
 def _decode(encoded: list[bytes]) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 
@@ -35,6 +36,7 @@ class TrialInfo:
     seed: int
     epochs: int
     params: Mapping[str, Any] = field(default_factory=dict)
+    folder: Path | None = None  # the study's results folder, for plugins that write files there
 
 
 @dataclass(frozen=True)

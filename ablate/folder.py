@@ -7,6 +7,7 @@
         claims/           which worker trains which trial now
         optuna.journal    the default Optuna storage
         set-aside/        files ablate could not read, moved here (never deleted)
+        weights/          kept weights of finished trials (see ablate.weights)
         report/           plots and report.html
 
 A folder belongs to one plan, identified by its fingerprint (baseline, factors, seeds, design):
@@ -81,6 +82,10 @@ class StudyFolder:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    @property
+    def weights(self) -> Path:
+        return self.root / "weights"
 
     # -- checks ------------------------------------------------------------------------------
 

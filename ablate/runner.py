@@ -25,11 +25,13 @@ from typing import Any, Protocol
 import optuna
 
 import ablate
+from ablate import weights
 from ablate.allocator import keep_freed_memory
 from ablate.atomic import WriteError
 from ablate.checkpoints import CheckpointStore
 from ablate.claims import Claims, worker_id
 from ablate.config import TrialSetup
+from ablate.data import trial_classes
 from ablate.dataset_cache import DatasetCache
 from ablate.discovery import Plugins
 from ablate.errors import RunError, SetupError
@@ -367,7 +369,7 @@ class _Attempts:
         setup = resolve_located(planned.params, runner.plugins.registry, runner.locate)
         recorded = self.columns.record(setup)
         info = TrialInfo(self.plan.name, index, attempt, planned.seed, setup.settings["epochs"],
-                         recorded)
+                         recorded, runner.folder.root)
         keys = {"study": self.plan.name, "trial": index, "attempt": attempt}
         started = datetime.now(timezone.utc)
         epochs: list[EpochRecord] = []
@@ -386,13 +388,20 @@ class _Attempts:
             runner.plugins.emit("on_epoch_end", trial=info, epoch=record)
 
         runner.plugins.emit("on_trial_start", trial=info)
+        keep = weights.kept(setup.settings["keep_weights"])
         try:
             data, device_data = self.data.get(setup)
-            result = fit(setup, device_data, len(data.classes), planned.seed, self.device,
-                         epoch_done, checkpoints, meta)
+            classes = trial_classes(data, setup.settings)
+            start = weights.starting_weights(setup.settings["init"], setup.model.component.name,
+                                             planned.seed, runner.options.results_dir, classes)
+            result = fit(setup, device_data, len(classes), planned.seed, self.device, epoch_done,
+                         checkpoints, meta, start, keep_best="best" in keep)
             if result.resumed_from:
                 runner.log(f"trial {index} continued from its checkpoint after epoch "
                            f"{result.resumed_from}")
+            if start is not None and result.fresh:
+                runner.log(f"trial {index}: not in the starting weights {setup.settings['init']!r}, "
+                           f"freshly initialised: {', '.join(result.fresh)}")
             if result.diverged:
                 state = TrialState.DIVERGED
         except KeyboardInterrupt:
@@ -414,8 +423,8 @@ class _Attempts:
                "model_params": result.parameters if result else None,
                "data_fingerprint": data.fingerprint if data else None,
                "started_at": started, "error": error}
-        classes = (class_table(keys, data.classes, result.class_acc, result.confusion)
-                   if result and data and result.class_acc else None)
+        class_rows = (class_table(keys, trial_classes(data, setup.settings), result.class_acc,
+                                  result.confusion) if result and data and result.class_acc else None)
         # An interrupted attempt's epochs live on in its checkpoint; the attempt that continues
         # from there writes them, so every epoch of a trial is written once.
         epoch_rows = epoch_table(keys, history) if state is not TrialState.INTERRUPTED else None
@@ -424,8 +433,10 @@ class _Attempts:
             # Ctrl-C waits until the attempt is recorded whole: its files, its checkpoints'
             # removal and its Optuna trial.
             with deferred():
+                if state is TrialState.COMPLETE and result is not None and data is not None:
+                    self._keep_weights(keep, result, row, setup, data, device_data, planned)
                 runner.writer.write(index, attempt, trial_table(row, recorded, self.columns.types),
-                                    epoch_rows, classes)
+                                    epoch_rows, class_rows)
                 if checkpoints is not None and state is not TrialState.INTERRUPTED:
                     checkpoints.clear()
                 record_attempt(self.study, self.plan, optuna_trial, index, attempt, planned.levels,
@@ -435,6 +446,34 @@ class _Attempts:
         outcome = TrialOutcome(state, {k: v for k, v in metrics.items() if v is not None}, error)
         runner.plugins.emit("on_trial_end", trial=info, outcome=outcome)
         return state
+
+    def _keep_weights(self, keep: tuple[str, ...], result: Any, row: dict[str, Any],
+                      setup: TrialSetup, data: Any, device_data: Any, planned: PlannedTrial) -> None:
+        """Save the finished trial's kept weights with a sidecar that rebuilds the model."""
+        if not keep:
+            return
+        folder = self.runner.folder.weights
+        weights.save_samples(folder, device_data.test_x, device_data.test_y)
+        metrics = {k: row.get(k) for k in ("test_acc", "test_loss", "train_acc", "train_eval_acc",
+                                           "val_acc", "best_test_acc", "best_epoch", "best_on")}
+        base = {
+            "model": {"name": setup.model.component.name, "params": dict(setup.model.values)},
+            "classes": list(trial_classes(data, setup.settings)),
+            "image_size": list(data.train_images.shape[2:]), "mean": list(data.mean),
+            "std": list(data.std), "metrics": metrics,
+            "provenance": {"study": self.plan.name, "trial": planned.index, "attempt": row["attempt"],
+                           "seed": planned.seed, "cell": planned.cell, "preset": self.plan.preset,
+                           "fingerprint": self.plan.fingerprint(), "dataset": data.name,
+                           "data_fingerprint": data.fingerprint, "init": setup.settings["init"],
+                           **{k: self.context[k] for k in ("ablate_version", "torch_version",
+                                                            "git_revision")}},
+        }
+        if "final" in keep:
+            weights.save(folder, planned.index, "final", result.model.state_dict(),
+                         {**base, "which": "final", "epoch": row.get("epochs_done")})
+        if "best" in keep and result.best_state is not None:
+            weights.save(folder, planned.index, "best", result.best_state,
+                         {**base, "which": "best", "epoch": row.get("best_epoch")})
 
     @staticmethod
     def _lost(index: int, attempt: int, error: WriteError) -> RunError:

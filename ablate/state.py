@@ -19,6 +19,7 @@ import torch
 
 from ablate.config import TrialSetup
 from ablate.events import EpochRecord
+from ablate.weights import StartingPoint, freeze_backbone, load_into
 
 
 @dataclass
@@ -32,6 +33,9 @@ class TrainingState:
     network: Any = None  # what runs the batches: the model, or its torch.compile wrapper
     epoch: int = 0
     history: list[EpochRecord] = field(default_factory=list)
+    fresh: list[str] = field(default_factory=list)  # tensors a starting point did not provide
+    best: dict[str, torch.Tensor] | None = None  # weights of the best epoch, when they are kept
+    best_value: float | None = None
 
     def __post_init__(self) -> None:
         if self.network is None:
@@ -45,10 +49,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.device) -> TrainingState:
-    """A fresh, seeded state: the model, its optimizer and scheduler, the data generator."""
+def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.device,
+                start_from: StartingPoint | None = None) -> TrainingState:
+    """A fresh, seeded state: the model (its weights from ``start_from`` where names and shapes
+    match, its backbone frozen with ``freeze=backbone``), its optimizer and scheduler, the data
+    generator."""
     seed_everything(seed)
-    model = setup.model.build(num_classes=num_classes).to(device, memory_format=torch.channels_last)
+    model = setup.model.build(num_classes=num_classes)
+    fresh: list[str] = []
+    if start_from is not None:
+        _, fresh = load_into(model, start_from)
+    if setup.settings["freeze"] == "backbone":
+        freeze_backbone(model)
+    model = model.to(device, memory_format=torch.channels_last)
     optimizer = setup.optimizer.build(params=model.parameters())
     scheduler = setup.scheduler.build(optimizer=optimizer, epochs=setup.settings["epochs"])
     # One generator, seeded by the trial, drives data order and every augmentation draw.
@@ -56,7 +69,7 @@ def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.de
     # torch.compile caches by the model's code: a second model of the same architecture in
     # this process reuses the compiled graphs instead of compiling again.
     network = torch.compile(model) if setup.settings["compile"] else model
-    return TrainingState(model, optimizer, scheduler, generator, network)
+    return TrainingState(model, optimizer, scheduler, generator, network, fresh=fresh)
 
 
 def _rng_states(generator: torch.Generator) -> dict[str, Any]:
@@ -94,6 +107,7 @@ def snapshot(state: TrainingState) -> dict[str, Any]:
         "scaler": None,  # no gradient scaling: bf16 autocast does not need it
         "rng": _rng_states(state.generator),
         "history": [asdict(record) for record in state.history],
+        "best": state.best, "best_value": state.best_value,
     }
 
 
@@ -105,6 +119,7 @@ def restore(state: TrainingState, payload: dict[str, Any]) -> None:
     _set_rng_states(payload["rng"], state.generator)
     state.epoch = payload["epoch"]
     state.history = [EpochRecord(**record) for record in payload["history"]]
+    state.best, state.best_value = payload.get("best"), payload.get("best_value")
 
 
 def round_trip(payload: dict[str, Any]) -> dict[str, Any]:

@@ -24,8 +24,8 @@ SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
 METRICS = ("test_acc", "train_acc", "train_eval_acc", "test_loss", "train_loss")
 # What a study's question may be about (the report's Answer): the stored metrics, the gaps,
 # the swing, the jumps across restarts and divergence.
-QUESTION_METRICS = METRICS + ("gap_running", "gap_eval", "swing_test", "jump_test", "jump_train",
-                              "diverged")
+QUESTION_METRICS = METRICS + ("gap_running", "gap_eval", "gap_running_first", "swing_test",
+                              "jump_test", "jump_train", "diverged", "seconds")
 
 
 class StudyError(ValueError):
@@ -111,12 +111,18 @@ def sampler(name: str = "tpe", trials: int = 20) -> Sampler:
 
 @dataclass(frozen=True)
 class Preset:
-    """A named size of the study: parameter overrides and, optionally, seeds or trial budget."""
+    """A named size of the study: parameter overrides and, optionally, seeds, trial budget,
+    other levels for some factors (a ``full`` preset may compare ImageNet weights where a
+    ``cpu`` one compares weights pretrained offline), and the study files whose results this
+    preset needs first (``requires``, paths relative to the study file; run with the same
+    preset name when they have one)."""
 
     description: str
     params: Mapping[str, Any] = field(default_factory=dict)
     seeds: int | Sequence[int] | None = None
     trials: int | None = None
+    factors: Mapping[str, Factor] = field(default_factory=dict)
+    requires: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,7 @@ class StudyPlan:
     metrics: tuple[str, ...] = ()
     within: tuple[str, ...] = ()
     delta: float | None = None
+    target: float | None = None
 
     @property
     def sampled(self) -> bool:
@@ -170,13 +177,16 @@ class StudyPlan:
             "baseline": {k: column_value(v) for k, v in self.baseline.items()},
             "factors": factors, "seeds": list(self.seeds), "trials": self.size,
             "metrics": list(self.metrics or (self.metric,)), "within": list(self.within),
-            "delta": self.delta, "fingerprint": self.fingerprint(),
+            "delta": self.delta, "target": self.target, "fingerprint": self.fingerprint(),
         }
 
     def fingerprint(self) -> str:
         """Identifies what the results mean; results of a different plan must not mix."""
+        from ablate.config import OBSERVING
+
         described = {
-            "baseline": self.baseline, "seeds": self.seeds, "metric": self.metric,
+            "baseline": {k: v for k, v in self.baseline.items() if k not in OBSERVING},
+            "seeds": self.seeds, "metric": self.metric,
             "design": self.design if isinstance(self.design, str) else vars(self.design),
             "factors": {k: vars(v) for k, v in self.factors.items()},
             "configure": getattr(self.configure, "__qualname__", None),
@@ -243,6 +253,7 @@ class Study:
     metrics: Sequence[str] = ()  # the question's metrics (default: metric)
     within: Sequence[str] = ()  # factors the question asks "for each level of"
     delta: float | None = None  # smallest effect of interest, in points for accuracies
+    target: float | None = None  # a bar each cell's metric should pass (points for accuracies)
     design: Design = "grid"
     presets: Mapping[str, Preset] = field(default_factory=dict)
     default_preset: str | None = None
@@ -260,6 +271,14 @@ class Study:
                 raise StudyError(f"preset {preset_name!r} must be Preset(...)")
             if preset.seeds is not None:
                 _check_seeds(preset.seeds, f"preset {preset_name!r}: seeds")
+            unknown = sorted(set(preset.factors) - set(self.factors))
+            if unknown or not all(isinstance(f, Choice) for f in preset.factors.values()):
+                raise StudyError(f"preset {preset_name!r}: factors may only give other levels, as "
+                                 f"choice(...), to the study's factors (not {unknown or 'ranges'})",
+                                 "factors")
+            if isinstance(preset.requires, str):
+                raise StudyError(f"preset {preset_name!r}: requires must be a list of study files",
+                                 "requires")
             if preset.trials is not None and (not _is_int(preset.trials) or preset.trials < 1):
                 raise StudyError(f"preset {preset_name!r}: trials must be a whole number of at "
                                  f"least 1, got {preset.trials!r}")
@@ -279,6 +298,10 @@ class Study:
                                        or not self.delta > 0):
             raise StudyError(f"delta must be a positive number (points), got {self.delta!r}",
                              "delta")
+        if self.target is not None and (isinstance(self.target, bool)
+                                        or not isinstance(self.target, (int, float))):
+            raise StudyError(f"target must be a number (points for accuracies), got "
+                             f"{self.target!r}", "target")
         if self.direction not in ("maximize", "minimize"):
             raise StudyError("direction must be 'maximize' or 'minimize'", "direction")
         if isinstance(self.design, str) and self.design not in DESIGNS:
@@ -316,12 +339,14 @@ class Study:
         design = self.design
         if isinstance(design, Sampler) and chosen.trials is not None:
             design = Sampler(design.name, chosen.trials)
-        factors = {k: f for k, f in self.factors.items() if k not in (overrides or {})}
+        factors = {k: f for k, f in {**self.factors, **chosen.factors}.items()
+                   if k not in (overrides or {})}
         trials = () if isinstance(design, Sampler) else self._enumerate(design, baseline, factors, seeds)
         return StudyPlan(self.name, self.question, chosen_name, self.metric, self.direction, design,
                          baseline, factors, seeds, trials, self.configure, tuple(self.metrics),
                          tuple(f for f in self.within if f in factors),
-                         None if self.delta is None else float(self.delta))
+                         None if self.delta is None else float(self.delta),
+                         None if self.target is None else float(self.target))
 
     @staticmethod
     def _enumerate(design: str | Fractional, baseline: Mapping[str, Any], factors: Mapping[str, Factor],

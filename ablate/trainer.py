@@ -24,6 +24,7 @@ from ablate.data import ImageData, stratified_holdout
 from ablate.errors import SetupError
 from ablate.events import EpochRecord
 from ablate.state import TrainingState, build_state, restart, restore, snapshot
+from ablate.weights import StartingPoint
 
 TRAIN_EVAL_SUBSET_SEED = 20240601  # the same train subset for every trial, whatever its seed
 
@@ -40,6 +41,8 @@ class TrialResult:
     precision: str = "fp32"
     resumed_from: int = 0  # epochs restored from a checkpoint (0: trained from scratch)
     diverged: bool = False  # the loss became NaN or infinite in the last epoch; training stopped
+    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights, when kept
+    fresh: tuple[str, ...] = ()  # the model's tensors a starting point did not provide
 
     @property
     def parameters(self) -> int:
@@ -90,6 +93,7 @@ def trial_data(data: ImageData, settings: Mapping[str, Any], device: torch.devic
     training split (stratified, the same for every trial), then the first ``train_size`` of
     the rest and the first ``test_size`` test images (0: all), and a fixed ``train_eval_size``
     subset of the training images."""
+    data = data.select_classes(tuple(settings["classes"]))
     val = None
     if settings["val_size"]:
         try:
@@ -216,16 +220,20 @@ def fit(
     on_epoch_end: Callable[[EpochRecord], None] = lambda record: None,
     checkpoints: CheckpointStore | None = None,
     checkpoint_meta: dict[str, Any] | None = None,
+    start_from: StartingPoint | None = None,
+    keep_best: bool = False,
 ) -> TrialResult:
     """Train one trial and measure it every epoch.
 
     With ``checkpoints``, training continues from the newest usable checkpoint there and saves
     one every ``checkpoint_every`` epochs. The ``resume`` setting simulates stopping and
-    reloading every ``resume_every`` epochs (see :func:`ablate.state.restart`).
+    reloading every ``resume_every`` epochs (see :func:`ablate.state.restart`). ``start_from``
+    gives the model its starting weights (where names and shapes match); ``keep_best`` keeps a
+    copy of the best epoch's weights (by validation accuracy, else test accuracy).
     """
     started = time.perf_counter()
     settings = setup.settings
-    state = build_state(setup, num_classes, seed, device)
+    state = build_state(setup, num_classes, seed, device, start_from)
     saved = checkpoints.latest() if checkpoints else None
     if saved is not None and saved.get("meta") == (checkpoint_meta or {}):
         restore(state, saved)
@@ -254,7 +262,8 @@ def fit(
             on_epoch_end(record)
             return TrialResult(epochs=tuple(state.history), class_acc=(), confusion=(),
                                seconds=time.perf_counter() - started, model=state.model,
-                               precision=precision, resumed_from=resumed_from, diverged=True)
+                               precision=precision, resumed_from=resumed_from, diverged=True,
+                               fresh=tuple(state.fresh))
         eval_batch = settings["eval_batch_size"]
         _, train_eval_acc, _ = evaluate(state.network, data.train_eval_x, data.train_eval_y,
                                         data, eval_batch, precision)
@@ -269,6 +278,11 @@ def fit(
         record = EpochRecord(epoch, lr, train_loss, train_acc, train_eval_acc, test_loss,
                              test_acc, time.perf_counter() - epoch_started, restarting, val_loss,
                              val_acc)
+        chosen = test_acc if val_acc is None else val_acc
+        if keep_best and (state.best_value is None or chosen > state.best_value):
+            state.best_value = chosen
+            state.best = {name: value.detach().to("cpu", copy=True)
+                          for name, value in state.model.state_dict().items()}
         state.epoch = epoch
         state.history.append(record)
         if checkpoints is not None and every > 0 and (epoch % every == 0 or epoch == settings["epochs"]):
@@ -288,4 +302,6 @@ def fit(
         model=state.model,
         precision=precision,
         resumed_from=resumed_from,
+        best_state=state.best,
+        fresh=tuple(state.fresh),
     )

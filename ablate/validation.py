@@ -80,4 +80,10 @@ def validate_plan(plan: StudyPlan, registry: Registry, locate: Locate) -> ParamC
         owners = [f"{c.kind} {c.name!r}" for c in registry if c.param(key.split(".")[-1])]
         raise RunError(f"{locate(key, None)}: parameter {key!r} applies to none of the components "
                        f"this study selects (it belongs to {', '.join(owners)})")
+    if any(setup.settings["tensorboard"] for setup in setups):
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise RunError("tensorboard=True needs the tensorboard package: pip install "
+                           "'ablate[tensorboard]'") from None
     return ParamColumns(types, qualified)

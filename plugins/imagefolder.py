@@ -17,7 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ablate.data import DATA_ENV, ImageData, cached_arrays, given_data_dir, image_data
+from ablate.data import (
+    DATA_ENV,
+    ImageData,
+    UnreadableImage,
+    cached_arrays,
+    given_data_dir,
+    image_data,
+    load_image,
+)
 from ablate.errors import SetupError
 
 # What torchvision's ImageFolder accepts.
@@ -68,14 +76,10 @@ def _split(files: dict[str, list[Path]], test_fraction: float, seed: int
 
 
 def _decode(path: Path, size: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    except (OSError, UnidentifiedImageError) as error:
-        raise ImageFolderError(f"{path}: not a readable image ({error})") from error
-    return np.asarray(rgb).transpose(2, 0, 1)
+        return load_image(path, (size, size))
+    except UnreadableImage as error:
+        raise ImageFolderError(str(error)) from error
 
 
 def _arrays(split: dict[str, list[Path]], classes: list[str], size: int, seed: int

@@ -140,6 +140,7 @@ def lr_range(
     where it falls fastest."""
     from ablate.atomic import WriteError
     from ablate.cli import err, load_plan, out
+    from ablate.data import trial_classes
     from ablate.discovery import get_plugins
     from ablate.errors import RunError, SetupError
     from ablate.runner import pick_device
@@ -158,7 +159,8 @@ def lr_range(
     try:
         dataset: Any = setup.dataset.build(data_dir=data_dir)
         data = trial_data(dataset, setup.settings, torch_device)
-        test = range_test(setup, data, len(dataset.classes), torch_device, start, end, steps, seed)
+        test = range_test(setup, data, len(trial_classes(dataset, setup.settings)), torch_device,
+                          start, end, steps, seed)
         parquet, png = write_curve(test, results_dir / plan.name)
     except (SetupError, WriteError) as error:
         err.print(f"[red]error:[/] {error}", highlight=False)

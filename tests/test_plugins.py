@@ -17,7 +17,8 @@ from ablate.discovery import DISABLE_AUTOLOAD_ENV, load_plugins
 
 REPO = Path(__file__).resolve().parents[1]
 BUILTIN = {"ablate:datasets", "ablate:models", "ablate:augmentations", "ablate:optimizers",
-           "ablate:schedulers", "ablate:lr_range", "ablate:new_plugin"}
+           "ablate:schedulers", "ablate:lr_range", "ablate:new_plugin", "ablate:predict",
+           "ablate:tensorboard"}
 
 
 def fake_distribution(site: Path, name: str, module: str, body: str) -> None:

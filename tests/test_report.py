@@ -358,7 +358,8 @@ def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     assert len(data["answer"]) == 1 + len(family)
     assert (tmp_path / "dropout_gap" / "report" / "report.html").is_file()
     assert {p.stem for p in (tmp_path / "dropout_gap" / "report").glob("*.png")} == {
-        "learning_curves", "gaps", "final_metric", "interaction", "per_class", "confusion"}
+        "learning_curves", "gaps", "final_metric", "interaction", "per_class", "confusion",
+        "feature_maps"}  # the smoke preset keeps its final weights
 
 
 def test_sampled_study_reports_optuna_parameter_importance(tmp_path: Path, cli_plugins: object) -> None:

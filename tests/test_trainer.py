@@ -94,7 +94,7 @@ def test_the_validation_split_is_stratified_fixed_and_disjoint_from_training() -
     with pytest.raises(ValueError, match="needs more than 100 training images"):
         stratified_holdout(labels, 100)
     data = tiny_data()
-    split = trial_data(data, {"val_size": 12, "train_size": 40, "test_size": 0,
+    split = trial_data(data, {"classes": (), "val_size": 12, "train_size": 40, "test_size": 0,
                               "train_eval_size": 8}, CPU)
     assert len(split.val_y) == 12 and len(split.train_y) == 40  # train_size counts the rest
     val_rows = {tuple(x.flatten().tolist()) for x in split.val_x}

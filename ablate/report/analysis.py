@@ -32,6 +32,8 @@ from ablate.report.metrics import (
     add_derived,
     base_metric,
     compared_value,
+    format_value,
+    is_accuracy,
     metric_value,
     swing_window,
 )
@@ -206,6 +208,29 @@ def _missing(results: StudyResults, cells: list[Cell]) -> list[str]:
     return notes
 
 
+def _against_target(cells: list[Cell], description: Mapping[str, Any]) -> list[str]:
+    """With a study's ``target`` (a bar on its metric): each cell's mean, interval and seeds at
+    or past the bar."""
+    target, metric = description.get("target"), description.get("metric", "test_acc")
+    if target is None:
+        return []
+    bar = target / 100 if is_accuracy(metric) else target
+    above = description.get("direction", "maximize") == "maximize"
+    lines = []
+    for cell in cells:
+        values = list(cell.by_seed(metric).values())
+        if not values:
+            continue
+        passed = sum((v >= bar) if above else (v <= bar) for v in values)
+        interval = mean_ci(values)
+        span = ("" if interval.low is None else
+                f" [95% CI {format_value(metric, interval.low)}, {format_value(metric, interval.high)}]")
+        lines.append(f"Target {metric} {'>=' if above else '<='} {target:g}: {cell.label} "
+                     f"reaches it on {passed} of {len(values)} seeds, mean "
+                     f"{format_value(metric, interval.mean)}{span}.")
+    return lines
+
+
 def analyse(results: StudyResults, metric: str | None = None,
             importance: dict[str, float] | None = None) -> Report:
     """Summarise every cell, make every comparison the design allows, judge the family that
@@ -215,7 +240,9 @@ def analyse(results: StudyResults, metric: str | None = None,
     questions = _question_metrics(description, metric, jumps)
     diverged = (DIVERGED,) if results.diverged else ()
     validated = ("val_acc",) if any(t.get("val_acc") is not None for t in results.complete) else ()
-    cells = _cells(results, CELL_METRICS + validated + ARCHITECTURE_METRICS + tuple(jumps) + diverged)
+    asked = tuple(m for m in questions if m not in CELL_METRICS and "@" not in m)
+    cells = _cells(results, tuple(dict.fromkeys(CELL_METRICS + validated + ARCHITECTURE_METRICS + asked
+                                                + tuple(jumps) + diverged)))
     compared = tuple(dict.fromkeys(questions + EFFECT_METRICS + tuple(jumps) + diverged))
     pooled = {m: pooled_error({c.name: c.compared(m) for c in cells}) for m in compared}
     within_factors = tuple(description.get("within") or ())
@@ -242,6 +269,7 @@ def analyse(results: StudyResults, metric: str | None = None,
     elif not is_sampled(description):
         answer.append("The data cannot decide yet: no comparison the question asks for has "
                       "trials with a result in both of its cells.")
+    answer += _against_target(cells, description)
     counts = {"attempts": len(results.attempts), "complete": len(results.complete),
               "diverged": len(results.diverged),
               "planned": int(description.get("trials") or 0)}

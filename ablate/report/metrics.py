@@ -22,6 +22,8 @@ DESCRIPTIONS = {
     "train_eval_acc": "train accuracy in eval mode on unaugmented images",
     "gap_running": "test minus running train accuracy",
     "gap_eval": "eval-mode train minus test accuracy",
+    "gap_running_first": "test minus running train accuracy after the first epoch (early in "
+                         "training)",
     SWING: "epoch-to-epoch noise of test accuracy around a straight-line trend over the last half "
            "of training, leaving out changes across a learning-rate step or a restart (the "
            "standard deviation of the changes / sqrt 2); cells compare as ratios",
@@ -124,6 +126,8 @@ def add_derived(results: StudyResults) -> list[str]:
         rows = results.rows_of(results.epochs, trial)
         trial[SWING] = swing(rows) if trial["state"] == TrialState.COMPLETE.value else None
         by_epoch = {r["epoch"]: r for r in rows}
+        first = by_epoch.get(1)
+        trial["gap_running_first"] = metric_value(first, "gap_running") if first else None
         for index, epoch in enumerate(restart_points(trial, max(by_epoch, default=0)), start=1):
             before, after = by_epoch.get(epoch - 1), by_epoch.get(epoch)
             for metric, column in zip(JUMPS, ("test_acc", "train_acc"), strict=True):
@@ -149,7 +153,8 @@ def format_difference(metric: str, value: float, signed: bool = True) -> str:
     """A difference between cells: points for accuracies, a ratio for ratio metrics."""
     if is_ratio(metric):
         return f"x{math.exp(value):.2f}"
-    return format_value(metric, value, signed=signed) + (" points" if is_accuracy(metric) else "")
+    unit = " points" if is_accuracy(metric) else " s" if metric in ("seconds", "epoch_seconds") else ""
+    return format_value(metric, value, signed=signed) + unit
 
 
 def format_half_width(metric: str, half: float) -> str:

@@ -202,11 +202,17 @@ def per_class(report: Report, results: StudyResults) -> Any:
     return figure
 
 
-def confusion(report: Report, results: StudyResults) -> Any:
+def best_cell(report: Report) -> tuple[Cell, str]:
+    """The best cell by the study's metric (validation accuracy in place of test accuracy when
+    the trials have a validation split), and the metric it was chosen on."""
     sign = 1 if report.direction == "maximize" else -1
     chosen = "val_acc" if report.best_on == "val" and _shown_metric(report) == "test_acc" else (
         _shown_metric(report))
-    best = max(report.cells, key=lambda c: sign * c.summary[chosen].mean)
+    return max(report.cells, key=lambda c: sign * c.summary[chosen].mean), chosen
+
+
+def confusion(report: Report, results: StudyResults) -> Any:
+    best, chosen = best_cell(report)
     rows = sorted((r for t in best.trials for r in results.rows_of(results.classes, t)),
                   key=lambda r: r["class_index"])
     if not rows:  # its classes files are missing or unreadable (the report lists them)
@@ -246,10 +252,18 @@ def restarts(report: Report, results: StudyResults) -> Any | None:
     return figure
 
 
+def feature_maps(report: Report, results: StudyResults) -> Any | None:
+    """First-layer filters and feature maps of the best cell's kept weights (see
+    :mod:`ablate.report.features`); None for a study that kept no weights."""
+    from ablate.report.features import feature_maps as draw
+
+    return draw(report, results, best_cell(report)[0])
+
+
 PLOTS: dict[str, Callable[[Report, StudyResults], Any]] = {
     "learning_curves": learning_curves, "gaps": gap_curves, "final_metric": final_metric,
     "interaction": interaction, "per_class": per_class, "confusion": confusion,
-    "restarts": restarts,
+    "restarts": restarts, "feature_maps": feature_maps,
 }
 
 

@@ -22,7 +22,8 @@ from ablate.report.stats import Interval
 CELL_HEADERS = {"test_acc": "test %", "train_acc": "train % run", "train_eval_acc": "train % eval",
                 "gap_running": "gap run", "gap_eval": "gap eval", "swing_test": "swing",
                 "best_epoch": "best ep", "seconds": "s", "val_acc": "val %", DIVERGED: "diverged %",
-                "model_params": "params", "epoch_seconds": "s/epoch"}
+                "model_params": "params", "epoch_seconds": "s/epoch",
+                "gap_running_first": "gap run ep1"}
 FINDING_HEADERS = ("comparison", "metric", "difference", "interval", "p (adj.)", "sign-flip p",
                    "n", "detectable", "verdict")
 KIND_TITLES = {
@@ -71,8 +72,9 @@ def cell_metrics(report: Report) -> tuple[str, ...]:
     """The cell table's metrics: validation accuracy and the share of diverged seeds only when
     the study has them."""
     extra = tuple(m for m in ("val_acc", DIVERGED) if any(m in c.summary for c in report.cells))
+    asked = tuple(m for m in report.metrics if "@" not in m and m not in CELL_METRICS + extra)
     varies_model = bool(report.cells) and "model" in report.cells[0].levels
-    return CELL_METRICS + extra + (ARCHITECTURE_METRICS if varies_model else ())
+    return CELL_METRICS + extra + asked + (ARCHITECTURE_METRICS if varies_model else ())
 
 
 def cell_rows(report: Report) -> list[list[str]]:
@@ -109,7 +111,7 @@ def tables(report: Report, brief: bool = False) -> list[tuple[str, tuple[str, ..
     """The report's tables as (title, headers, rows), in the order every format shows them.
 
     ``brief`` (the terminal) keeps exploratory rows to the question's metrics."""
-    headers = ("cell", "n", *(CELL_HEADERS[m] for m in cell_metrics(report)))
+    headers = ("cell", "n", *(CELL_HEADERS.get(m, m) for m in cell_metrics(report)))
     shown = [("Cells (mean ± 95% CI half-width over seeds)", headers, cell_rows(report))]
     if report.jumps:
         shown.append(("Restart jumps per cell, by restart point (points; mean ± 95% CI "

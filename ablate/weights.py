@@ -1,0 +1,223 @@
+"""Kept weights: a finished trial's model as safetensors, with a JSON sidecar that holds
+everything needed to rebuild it without the study file.
+
+    results/STUDY/weights/trial-00007-final.safetensors   the weights (safetensors: no pickle)
+    results/STUDY/weights/trial-00007-final.json          model name and parameters, class
+                                                          names, image size, normalisation,
+                                                          the trial's metrics and provenance
+    results/STUDY/weights/samples.safetensors             a few test images, for the report's
+                                                          feature-map figure
+
+Both files are written atomically, the weights first: a sidecar means its weights are whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablate.atomic import write_file_atomic, write_text_atomic
+
+FORMAT = 1
+KEEP = ("final", "best", "both", "none")
+SAMPLES = 8  # test images kept for the feature-map figure
+
+
+class WeightsError(Exception):
+    """Kept weights cannot be found or used (the message names the file and says why)."""
+
+
+def weights_path(folder: Path, trial: int, which: str) -> Path:
+    return folder / f"trial-{trial:05d}-{which}.safetensors"
+
+
+def sidecar_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def kept(keep: str) -> tuple[str, ...]:
+    """Which weights a ``keep_weights`` setting keeps: ``final``, ``best``, both or none."""
+    return {"final": ("final",), "best": ("best",), "both": ("final", "best"), "none": ()}[keep]
+
+
+def save(folder: Path, trial: int, which: str, state: Mapping[str, torch.Tensor],
+         sidecar: Mapping[str, Any]) -> Path:
+    """Write one trial's weights and sidecar; returns the weights' path."""
+    from safetensors.torch import save as to_bytes
+
+    # safetensors wants contiguous tensors that share no memory: copies on the CPU.
+    tensors = {name: value.detach().to("cpu").contiguous().clone() for name, value in state.items()}
+    path = weights_path(folder, trial, which)
+    write_file_atomic(path, lambda handle: handle.write(to_bytes(tensors, {"format": str(FORMAT)})))
+    write_text_atomic(sidecar_path(path), json.dumps({"format": FORMAT, **sidecar}, indent=2,
+                                                     default=str))
+    return path
+
+
+def save_samples(folder: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Keep the first few test images (uint8) once per study, for the feature-map figure."""
+    from safetensors.torch import save as to_bytes
+
+    path = folder / "samples.safetensors"
+    if path.exists():
+        return
+    tensors = {"images": images[:SAMPLES].to("cpu").contiguous().clone(),
+               "labels": labels[:SAMPLES].to("cpu").contiguous().clone()}
+    write_file_atomic(path, lambda handle: handle.write(to_bytes(tensors)))
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Weights on disk and their sidecar."""
+
+    path: Path
+    sidecar: dict[str, Any]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(self.path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as error:
+            raise WeightsError(f"{self.path} is not readable safetensors ({error})") from None
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.sidecar["classes"])
+
+
+def read(path: Path) -> Kept:
+    """The weights at ``path`` (a ``.safetensors`` file with its ``.json`` sidecar beside it)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"{path}: expected a .safetensors weights file or a study folder")
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    side = sidecar_path(path)
+    try:
+        sidecar = json.loads(side.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WeightsError(f"{path} has no sidecar {side.name} beside it: ablate cannot tell which "
+                           "model the weights belong to") from None
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"{side} is damaged ({error})") from None
+    if not isinstance(sidecar, dict) or "model" not in sidecar or "classes" not in sidecar:
+        raise WeightsError(f"{side} is not an ablate weights sidecar")
+    return Kept(path, sidecar)
+
+
+def in_study(study_dir: Path, which: str = "final") -> list[Kept]:
+    """Every trial's kept weights of kind ``which`` in a study folder."""
+    folder = study_dir / "weights"
+    return [read(path) for path in sorted(folder.glob(f"trial-*-{which}.safetensors"))
+            if sidecar_path(path).is_file()]
+
+
+def rebuild(kept_weights: Kept, registry: Any) -> torch.nn.Module:
+    """The model the sidecar describes, built from its registered component, with the weights
+    loaded; in eval mode."""
+    model_info = kept_weights.sidecar["model"]
+    try:
+        component = registry.get("model", model_info["name"])
+    except Exception as error:
+        raise WeightsError(f"{kept_weights.path}: {error}") from None
+    values = {name: tuple(v) if isinstance(v, list) else v for name, v in model_info["params"].items()}
+    model = component.build({"num_classes": len(kept_weights.classes)}, values)
+    missing, unexpected = model.load_state_dict(kept_weights.state(), strict=False)
+    if missing or unexpected:
+        raise WeightsError(f"{kept_weights.path} does not fit model {model_info['name']!r}: missing "
+                           f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}")
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    """Weights a trial starts from: the tensors, and whether its head must start afresh (the
+    source was trained on other classes, so its classifier means something else)."""
+
+    state: Mapping[str, torch.Tensor]
+    new_head: bool
+
+
+def load_into(model: torch.nn.Module, start: StartingPoint) -> tuple[list[str], list[str]]:
+    """Copy every tensor of ``start`` whose name and shape match into ``model`` (the head
+    excepted when it must start afresh); returns the names it loaded and the model's tensors
+    left as initialised (a head for other classes, layers the source lacks)."""
+    own = model.state_dict()
+    head = head_prefix(model) if start.new_head else None
+    loaded = [name for name, value in start.state.items()
+              if name in own and own[name].shape == value.shape
+              and not (head and name.startswith(head))]
+    source = start.state
+    model.load_state_dict({name: source[name] for name in loaded}, strict=False)
+    fresh = [name for name in own if name not in loaded]
+    return loaded, fresh
+
+
+def head_prefix(model: torch.nn.Module) -> str:
+    """The name of the model's last linear layer: the head that ``freeze=backbone`` trains."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            last = name
+    if last is None:
+        raise WeightsError("freeze=backbone needs a model whose head is a torch.nn.Linear layer")
+    return last + "."
+
+
+def freeze_backbone(model: torch.nn.Module) -> list[str]:
+    """Train the head alone: every other parameter stops taking gradients. Returns the
+    parameters left trainable."""
+    head = head_prefix(model)
+    trainable = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(head))
+        if parameter.requires_grad:
+            trainable.append(name)
+    return trainable
+
+
+def starting_weights(init: str, model: str, seed: int, results_dir: Path,
+                     classes: Sequence[str]) -> StartingPoint | None:
+    """The weights ``init`` names for a trial of ``model`` with ``seed`` on ``classes``: None
+    for ``scratch`` and ``imagenet`` (the model's own ``pretrained`` parameter fetches those); a
+    ``.safetensors`` file; or ``STUDY`` / ``STUDY/CELL``: that study's kept final weights of the
+    trial with the same seed, so a fine-tuning trial pairs with its own pretraining run."""
+    from ablate.errors import SetupError
+
+    if init in ("scratch", "imagenet"):
+        return None
+    try:
+        if init.endswith(".safetensors"):
+            chosen = read(Path(init))
+        else:
+            study, _, cell = init.partition("/")
+            folder = results_dir / study
+            if not (folder / "weights").is_dir():
+                raise WeightsError(f"init {init!r}: {folder} has no kept weights; run that study "
+                                   "first (its `requires=` does it for you) with keep_weights "
+                                   "'final' or 'both'")
+            found = [k for k in in_study(folder, "final") if k.sidecar["provenance"]["seed"] == seed
+                     and cell in ("", k.sidecar["provenance"]["cell"])]
+            cells = sorted({k.sidecar["provenance"]["cell"] for k in found})
+            if not found:
+                raise WeightsError(f"init {init!r}: {folder} has no kept final weights of seed "
+                                   f"{seed}{f' in cell {cell!r}' if cell else ''}; run that study "
+                                   "with this seed first")
+            if len(cells) > 1:
+                raise WeightsError(f"init {init!r}: {folder} has weights of seed {seed} in "
+                                   f"{len(cells)} cells; write {study}/CELL with one of: "
+                                   f"{', '.join(cells)}")
+            chosen = found[0]
+        if chosen.sidecar["model"]["name"] != model:
+            raise WeightsError(f"init {init!r}: {chosen.path} holds weights of model "
+                               f"{chosen.sidecar['model']['name']!r}, this trial builds {model!r}")
+        return StartingPoint(chosen.state(), list(chosen.classes) != list(classes))
+    except WeightsError as error:
+        raise SetupError(str(error)) from None
