@@ -37,6 +37,12 @@ study = Study(
             dict(dataset="cifar10-mini", width=8, epochs=6, milestones=(3, 5), train_size=3000,
                  train_eval_size=1000),
         ),
+        mid=Preset(
+            "about an hour on a 2-core CPU, sized to decide: 12,000 of CIFAR-10's training images "
+            "(--data-dir), the full test set, width 8, 10 epochs with steps at 5 and 8, 6 seeds",
+            dict(width=8, epochs=10, milestones=(5, 8), train_size=12000, train_eval_size=2000),
+            seeds=6,
+        ),
         smoke=Preset(
             "a functional check in well under a minute",
             dict(dataset="cifar10-mini", width=4, epochs=1, batch_size=64, milestones=(1,),

@@ -33,6 +33,14 @@ study = Study(
             dict(dataset="cifar10-mini", width=8, epochs=6, milestones=(3, 5),
                  train_size=3000, train_eval_size=1000),
         ),
+        mid=Preset(
+            "about an hour on a 2-core CPU, sized to decide: 12,000 of CIFAR-10's training "
+            "images (--data-dir), the full 10,000-image test set, width 8, 10 epochs with steps at "
+            "5 and 8 (the users' 15 epochs with steps at 7 and 12, scaled), 6 seeds; their "
+            "optimizer, rates, weight decay and batch size",
+            dict(width=8, epochs=10, milestones=(5, 8), train_size=12000, train_eval_size=2000),
+            seeds=6,
+        ),
         smoke=Preset(
             "a functional check in well under a minute: 256 images, width 4, 1 epoch",
             dict(dataset="cifar10-mini", width=4, epochs=1, batch_size=64, milestones=(1,),

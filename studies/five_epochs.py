@@ -34,6 +34,11 @@ study = Study(
             "about 15 minutes on a 2-core CPU: all of CIFAR-10 (--data-dir), width 16, one seed",
             dict(width=16, train_eval_size=2000, eval_batch_size=1000), seeds=1,
         ),
+        mid=Preset(
+            "about 50 minutes on a 2-core CPU: all of CIFAR-10 (--data-dir), width 8, 5 epochs, "
+            "6 seeds",
+            dict(width=8, train_eval_size=2000, eval_batch_size=1000), seeds=6,
+        ),
         smoke=Preset(
             "a functional check on the shipped subset in well under a minute",
             dict(dataset="cifar10-mini", width=4, epochs=2, train_size=512, test_size=200,

@@ -50,6 +50,14 @@ study = Study(
                  lr_factors=(1.0, 1.0, 0.1, 0.01),
                  train_size=2000, train_eval_size=1000),
         ),
+        mid=Preset(
+            "about an hour on a 2-core CPU, sized to decide: 12,000 of CIFAR-10's training images "
+            "(--data-dir), the full test set, width 8, 12 epochs restarted every 3 with the "
+            "users' rates per segment scaled (0.1, 0.01, 0.001, 0.0005), 6 seeds",
+            dict(width=8, epochs=12, resume_every=3, lr_period=3, lr_factors=(1.0, 0.1, 0.01, 0.005),
+                 train_size=12000, train_eval_size=2000),
+            seeds=6,
+        ),
         smoke=Preset(
             "a functional check in well under a minute",
             dict(dataset="cifar10-mini", width=4, epochs=4, resume_every=2, lr_period=2,

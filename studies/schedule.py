@@ -34,6 +34,14 @@ study = Study(
             dict(dataset="cifar10-mini", width=8, epochs=8, milestones=(4, 6), patience=0,
                  train_size=3000, train_eval_size=1000),
         ),
+        mid=Preset(
+            "about an hour on a 2-core CPU, sized to decide: 8,000 of CIFAR-10's training images "
+            "(--data-dir), the full test set, width 8, 20 epochs: steps at 6, 12 and 18, plateau "
+            "patience 2 (the users' 30/60/90 and 10 of 100 epochs, scaled), 6 seeds",
+            dict(width=8, epochs=20, milestones=(6, 12, 18), patience=2, train_size=8000,
+                 train_eval_size=2000),
+            seeds=6,
+        ),
         smoke=Preset(
             "a functional check in well under a minute",
             dict(dataset="cifar10-mini", width=4, epochs=2, milestones=(1,), patience=0,
