@@ -1,8 +1,9 @@
-"""Claims on trials, so that several workers share one study without training a trial twice.
+"""Who a worker is, whether a worker of this host is still alive, and a lock file for short
+critical steps that the processes of one host share.
 
-A claim is a file created with O_EXCL (atomic on local and NFSv3+ file systems) holding
-``host:pid``. A claim whose process is gone (same host, pid not alive) is stale and is taken
-over: a worker killed with SIGKILL does not block its trial forever.
+A lock is a file created with O_EXCL (atomic on local and NFSv3+ file systems) holding
+``host:pid``. A lock whose process is gone (same host, pid not alive) is stale and is taken
+over: a worker killed with SIGKILL inside a critical step blocks nobody for long.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 
 
 def worker_id() -> str:
@@ -35,78 +35,39 @@ def is_stale(owner: str) -> bool:
     return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
 
 
-class Claims:
-    """The claim files of one study, one per trial number, and a lock for short critical steps."""
+class FileLock:
+    """``with FileLock(path): ...`` holds ``path`` (waiting for it); a dead holder's lock is
+    taken over, and the lock is removed on leaving."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, path: Path, poll_seconds: float = 0.02) -> None:
+        self.path = path
+        self.poll_seconds = poll_seconds
 
-    def path(self, trial: int) -> Path:
-        return self.folder / f"trial-{trial:05d}.claim"
+    def __enter__(self) -> FileLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while not self._take():
+            time.sleep(self.poll_seconds)
+        return self
 
-    def acquire(self, trial: int) -> bool:
-        """Claim ``trial``; False when a live worker holds it."""
-        return self._take(self.path(trial))
-
-    def release(self, trial: int) -> None:
-        self._give_back(self.path(trial))
-
-    def held(self) -> set[int]:
-        """The trials that live workers (this one included) hold now."""
-        held = set()
-        for path in self.folder.glob("trial-*.claim"):
-            try:
-                owner = path.read_text().strip()
-            except FileNotFoundError:
-                continue  # released while listing
-            if not is_stale(owner):
-                held.add(int(path.stem.removeprefix("trial-")))
-        return held
-
-    def clear_stale(self) -> None:
-        """Remove the claims and locks of dead workers of this host (a SIGKILL leaves them)."""
-        for path in [*self.folder.glob("trial-*.claim"), *self.folder.glob("*.lock")]:
-            try:
-                owner = path.read_text().strip()
-            except FileNotFoundError:
-                continue
-            if is_stale(owner):
-                path.unlink(missing_ok=True)
-
-    @contextmanager
-    def locked(self, name: str, poll_seconds: float = 0.02) -> Iterator[None]:
-        """Hold the study-wide lock ``name`` (waiting for it); a dead holder's lock is taken over."""
-        path = self.folder / f"{name}.lock"
-        while not self._take(path):
-            time.sleep(poll_seconds)
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
         try:
-            yield
-        finally:
-            self._give_back(path)
-
-    def _take(self, path: Path) -> bool:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):  # a second try after removing a stale claim
-            try:
-                handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    owner = path.read_text().strip()
-                except FileNotFoundError:
-                    continue  # released meanwhile: try again
-                if owner == worker_id() or not is_stale(owner):
-                    return owner == worker_id()
-                path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(handle, "w") as claim:
-                claim.write(worker_id())
-            return True
-        return False
-
-    @staticmethod
-    def _give_back(path: Path) -> None:
-        try:
-            if path.read_text().strip() == worker_id():
-                path.unlink()
+            if self.path.read_text().strip() == worker_id():
+                self.path.unlink()
         except FileNotFoundError:
             pass
+
+    def _take(self) -> bool:
+        try:
+            handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = self.path.read_text().strip()
+            except FileNotFoundError:
+                return False  # released meanwhile: try again
+            if owner and is_stale(owner):
+                self.path.unlink(missing_ok=True)
+            return False
+        with os.fdopen(handle, "w") as lock:
+            lock.write(worker_id())
+        return True

@@ -149,17 +149,18 @@ def _run_workers(study_file: Path, plan: Any, options: Any, plugins: Plugins, lo
     from ablate.runner import RunError, Runner, RunSummary, pick_device
     from ablate.workers import run_workers
 
-    runner = Runner(plan, options, plugins, log=out.print, locate=locate)
     try:
+        runner = Runner(plan, options, plugins, log=out.print, locate=locate)
         columns = runner.validate()
         pick_device(options.device)
-        runner.prepare(columns)
+        runner.enqueue(runner.queue(runner.prepare(columns)), RunSummary(plan.size, 0))
     except RunError as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
     finished_before = runner.finished()
     arguments = [str(study_file), "--results-dir", str(options.results_dir), "--device",
-                 options.device, "--retries", str(options.retries)]
+                 options.device, "--retries", str(options.retries), "--heartbeat-interval",
+                 str(options.liveness.heartbeat), "--grace-period", str(options.liveness.grace)]
     arguments += ["--preset", preset] if preset else []
     arguments += ["--storage", options.storage] if options.storage else []
     arguments += ["--data-dir", str(options.data_dir)] if options.data_dir else []
@@ -180,29 +181,78 @@ def _run_workers(study_file: Path, plan: Any, options: Any, plugins: Plugins, lo
         raise typer.Exit(code)
 
 
+StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL, e.g. postgresql://"
+                                                       "user@host/db (default: a journal file in "
+                                                       "the study's results folder, one host)")]
+RetriesOption = Annotated[int, typer.Option(min=0, help="extra attempts for a failing trial")]
+RetryFailedOption = Annotated[bool, typer.Option(help="try again trials that failed all their "
+                                                      "attempts in earlier runs")]
+TensorBoardOption = Annotated[bool, typer.Option(help="write per-epoch TensorBoard scalars under "
+                                                      "RESULTS_DIR/STUDY/tensorboard/ (the setting "
+                                                      "tensorboard=True)")]
+ThreadsOption = Annotated[int | None, typer.Option(min=1, help="CPU threads per worker (default: "
+                                                               "all cores / workers)")]
+HeartbeatOption = Annotated[int, typer.Option(min=1, help="seconds between a running trial's "
+                                                          "heartbeats (database storages)")]
+GraceOption = Annotated[int, typer.Option(min=1, help="seconds of silence after which a trial's "
+                                                      "worker counts as dead and the trial goes "
+                                                      "back in the queue (database storages)")]
+QuietOption = Annotated[bool, typer.Option(hidden=True, help="no progress display")]
+
+
 @app.command()
 def run(
     study_file: Annotated[Path, typer.Argument(help="the study file, e.g. studies/dropout_gap.py")],
     preset: PresetOption = None,
     results_dir: ResultsDirOption = Path("results"),
     device: DeviceOption = "auto",
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: a journal "
-                                                        "file in the study's results folder)")] = None,
+    storage: StorageOption = None,
     set_: SetOption = None,
     data_dir: DataDirOption = None,
-    retries: Annotated[int, typer.Option(min=0, help="extra attempts for a failing trial")] = 1,
-    retry_failed: Annotated[bool, typer.Option(help="try again trials that failed all their "
-                                                    "attempts in earlier runs")] = False,
-    tensorboard: Annotated[bool, typer.Option(help="write per-epoch TensorBoard scalars under "
-                                                   "RESULTS_DIR/STUDY/tensorboard/ (the setting "
-                                                   "tensorboard=True)")] = False,
+    retries: RetriesOption = 1,
+    retry_failed: RetryFailedOption = False,
+    tensorboard: TensorBoardOption = False,
     workers: Annotated[int, typer.Option(min=1, help="worker processes sharing the study")] = 1,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per worker "
-                                                              "(default: all cores / workers)")] = None,
-    quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False,
+    threads: ThreadsOption = None,
+    heartbeat_interval: HeartbeatOption = 60,
+    grace_period: GraceOption = 300,
+    quiet: QuietOption = False,
 ) -> None:
-    """Run a study; re-running it trains only the trials that have no result yet."""
-    from ablate.runner import Runner, RunOptions
+    """Run a study: queue its missing trials and train them; re-running it trains only the
+    trials that have no result yet."""
+    _start(study_file, preset, results_dir, device, storage, set_, data_dir, retries, retry_failed,
+           tensorboard, workers, threads, heartbeat_interval, grace_period, quiet, join=False)
+
+
+@app.command()
+def worker(
+    study_file: Annotated[Path, typer.Argument(help="the study file, as given to `ablate run`")],
+    preset: PresetOption = None,
+    results_dir: ResultsDirOption = Path("results"),
+    device: DeviceOption = "auto",
+    storage: StorageOption = None,
+    set_: SetOption = None,
+    data_dir: DataDirOption = None,
+    retries: RetriesOption = 1,
+    tensorboard: TensorBoardOption = False,
+    threads: ThreadsOption = None,
+    heartbeat_interval: HeartbeatOption = 60,
+    grace_period: GraceOption = 300,
+    quiet: QuietOption = False,
+) -> None:
+    """Join a study that `ablate run` started (on this or another machine, through its
+    --storage) and train from its queue until the queue is empty."""
+    _start(study_file, preset, results_dir, device, storage, set_, data_dir, retries, False,
+           tensorboard, 1, threads, heartbeat_interval, grace_period, quiet, join=True)
+
+
+def _start(study_file: Path, preset: str | None, results_dir: Path, device: str,
+           storage: str | None, set_: list[str] | None, data_dir: Path | None, retries: int,
+           retry_failed: bool, tensorboard: bool, workers: int, threads: int | None,
+           heartbeat: int, grace: int, quiet: bool, join: bool) -> None:
+    """What `ablate run` and `ablate worker` share."""
+    from ablate.queue import Liveness
+    from ablate.runner import RunError, Runner, RunOptions
 
     interrupt_on_signals()
     sets = [*(set_ or []), *(["tensorboard=True"] if tensorboard else [])]
@@ -212,13 +262,20 @@ def run(
         _report_failures(plugins)
         out.print(f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
                   f"{plan.size} trials; {plan.question}", highlight=False)
-        options = RunOptions(results_dir, device, storage, data_dir, retries, retry_failed)
+        options = RunOptions(results_dir, device, storage, data_dir, retries, retry_failed,
+                             Liveness(heartbeat, max(grace, 2 * heartbeat)), join)
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
-        for required, required_plan, required_locate in requirements(study_file, _study, plan):
-            runner = Runner(required_plan, options, plugins, log=out.print, locate=required_locate)
+        for required, required_plan, required_locate in ([] if join else
+                                                         requirements(study_file, _study, plan)):
+            try:
+                runner = Runner(required_plan, options, plugins, log=out.print,
+                                locate=required_locate)
+            except RunError as error:
+                err.print(f"[red]error:[/] {error}", highlight=False)
+                raise typer.Exit(2) from None
             done = runner.count_done(runner.finished())
             if done < required_plan.size:
                 out.print(f"study {plan.name} (preset {plan.preset or '(none)'}) needs the results "
@@ -242,8 +299,8 @@ def _run_here(plan: Any, options: Any, plugins: Plugins, locate: Any, quiet: boo
 
     with ProgressDisplay(out, enabled=not quiet) as display:
         plugins.manager.register(display, name="ablate:progress")
-        runner = Runner(plan, options, plugins, log=display.log, progress=display, locate=locate)
         try:
+            runner = Runner(plan, options, plugins, log=display.log, progress=display, locate=locate)
             summary = runner.run()
         except RunError as error:
             err.print(f"[red]error:[/] {error}", highlight=False)
@@ -251,6 +308,32 @@ def _run_here(plan: Any, options: Any, plugins: Plugins, locate: Any, quiet: boo
         finally:
             plugins.manager.unregister(name="ablate:progress")
     finish(summary, runner.study_dir)
+
+
+@app.command()
+def status(
+    study_dir: Annotated[Path, typer.Argument(help="RESULTS_DIR/STUDY")],
+    storage: StorageOption = None,
+) -> None:
+    """How a study stands: its queue (waiting, running with host and last heartbeat, finished
+    attempts) and its results (complete, diverged, failed, missing)."""
+    from ablate.status import StatusError, study_status
+
+    try:
+        found = study_status(study_dir, storage)
+    except StatusError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"study {found.name} (preset {found.preset or '(none)'}), {found.planned} planned "
+              f"trials; queue in {found.storage}", highlight=False)
+    counts = Table("", *found.counts)
+    counts.add_row("trials", *(str(n) for n in found.counts.values()))
+    out.print(counts)
+    if found.running:
+        running = Table("trial", "attempt", "worker (host:pid)", "running for", "last heartbeat")
+        for row in found.running:
+            running.add_row(*row)
+        out.print(running)
 
 
 @app.command()

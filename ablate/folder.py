@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from ablate.atomic import WriteError, write_text_atomic
 
@@ -32,6 +34,18 @@ TABLES = ("trials", "epochs", "classes")
 
 class FolderError(Exception):
     """The results folder cannot be used as asked (the message names it and says what to do)."""
+
+
+def local_path(location: Path | str) -> Path:
+    """A results location as a local path: a ``file://`` URI (which ``pathlib`` folds to
+    ``file:/...``) becomes its path; anything else is a path already."""
+    text = str(location)
+    if text.startswith("file:"):
+        return Path(unquote(urlparse(text).path))
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", text):  # s3://, gs://: pathlib folds "//" to "/"
+        raise FolderError(f"{text}: only local folders, network mounts and file:// URIs are "
+                          "supported as results locations")
+    return Path(location)
 
 
 def attempt_file_name(trial: int, attempt: int) -> str:
@@ -45,8 +59,8 @@ class StudyFolder:
     root: Path
 
     @classmethod
-    def of(cls, results_dir: Path, study: str) -> StudyFolder:
-        return cls(Path(results_dir) / study)
+    def of(cls, results_dir: Path | str, study: str) -> StudyFolder:
+        return cls(local_path(results_dir) / study)
 
     # -- paths -------------------------------------------------------------------------------
 

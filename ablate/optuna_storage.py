@@ -1,9 +1,5 @@
-"""The Optuna side of a study: opening its storage safely and recording finished attempts.
-
-Grid and one-factor-at-a-time trials are added as finished trials (``add_trial``), so they
-never linger as RUNNING; sampler designs use ask/tell. Either way every attempt is in the
-storage with its parameters, value and ``trial``/``attempt``/``seed`` attributes, for Optuna's
-samplers and parameter importance.
+"""The Optuna side of a study: opening its storage safely (see :mod:`ablate.queue` for how
+workers share it).
 
 The default storage is a journal file in the study's folder. A writer killed in the middle of
 a line leaves a torn last line, which Optuna cannot read once another line follows it; that
@@ -14,21 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import optuna
 
 from ablate.atomic import write_file_atomic
-from ablate.claims import is_stale, worker_id
-from ablate.events import TrialState
 from ablate.folder import StudyFolder
+from ablate.queue import Liveness, make_storage
 from ablate.registry import column_value
 from ablate.study import Choice, Range, StudyPlan
-
-WORKER_ATTR = "worker"
 
 
 class StorageError(RuntimeError):
@@ -95,23 +87,28 @@ def _first_bad_line(journal: Path) -> int | None:
 
 
 def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
-               log: Callable[[str], None] = print) -> optuna.Study:
-    """Create or load the study; refuse one made by a different plan; clean up dead workers."""
+               log: Callable[[str], None] = print, liveness: Liveness | None = None,
+               create: bool = True) -> optuna.Study:
+    """Create (or, with ``create`` False, only load) the study; refuse one of another plan."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     where = storage_url or str(folder.journal)
     sampler = make_sampler(plan.design.name, 0) if plan.sampled else None  # type: ignore[union-attr]
     try:
-        storage: Any = storage_url
         if storage_url is None:
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-
             side = set_aside_torn_tail(folder.journal)
             if side is not None:
                 log(f"warning: {folder.journal} ended in a torn line (a writer was killed while "
                     f"writing it); the line was moved to {side} and the study goes on")
-            storage = JournalStorage(JournalFileBackend(str(folder.journal)))
-        study = optuna.create_study(study_name=plan.name, storage=storage, sampler=sampler,
-                                    direction=plan.direction, load_if_exists=True)
+        storage = make_storage(storage_url, folder.journal, liveness or Liveness())
+        if create:
+            study = optuna.create_study(study_name=plan.name, storage=storage, sampler=sampler,
+                                        direction=plan.direction, load_if_exists=True)
+        else:
+            try:
+                study = optuna.load_study(study_name=plan.name, storage=storage, sampler=sampler)
+            except KeyError:
+                raise StorageError(f"the Optuna storage {where} has no study {plan.name!r} to "
+                                   f"join: start it with `ablate run STUDY --storage URL`") from None
     except StorageError:
         raise
     except Exception as error:
@@ -136,36 +133,4 @@ def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
             f"{study.user_attrs.get('preset')!r}, fingerprint {recorded}; now preset "
             f"{plan.preset!r}, fingerprint {fingerprint}). Results must not mix: pass another "
             "--storage (or --results-dir for the default one), or delete that study.")
-    _fail_stale(study)
     return study
-
-
-def _fail_stale(study: optuna.Study) -> None:
-    """Mark RUNNING trials of dead workers on this host as failed (killed processes)."""
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if is_stale(str(trial.user_attrs.get(WORKER_ATTR, ""))):
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-
-
-def record_attempt(study: optuna.Study, plan: StudyPlan, trial: optuna.Trial | None, index: int,
-                   attempt: int, levels: Mapping[str, Any], seed: int, state: TrialState,
-                   value: float | None) -> None:
-    """Record a finished attempt: tell an asked ``trial``, or add a finished one.
-
-    Optuna knows no diverged state: a diverged trial is told as failed (samplers then avoid
-    its region); its ``state`` attribute and the trials table say ``diverged``.
-    """
-    attrs = {"trial": index, "attempt": attempt, "seed": seed, "state": state.value,
-             WORKER_ATTR: worker_id()}
-    complete = state is TrialState.COMPLETE
-    optuna_state = optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.FAIL
-    if trial is not None:
-        for key, attr in attrs.items():
-            trial.set_user_attr(key, attr)
-        study.tell(trial, value if complete else None, state=optuna_state)
-        return
-    distributions = {k: distribution(f) for k, f in plan.factors.items() if k in levels}
-    study.add_trial(optuna.trial.create_trial(
-        params={k: column_value(levels[k]) for k in distributions},
-        distributions=distributions, user_attrs=attrs, state=optuna_state,
-        value=value if complete else None))

@@ -67,3 +67,16 @@ def test_step_work_is_three_forwards_less_the_stem_input_gradient() -> None:
     # input (the images) needs no gradient
     expected = 3 * sum(forward) - forward[0]
     assert trainer_speed.step_gflop(model) == pytest.approx(expected / 1e9, rel=1e-3)
+
+
+def test_storage_benchmark_times_the_queue_on_each_storage() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "storage_overhead.py"), "--json", "--trials", "4",
+         "--epochs", "2", "--rounds", "1", "--skip-trial"],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["trials"] == 4 and figures["storages"]["journal"]["seconds_per_trial"] > 0
+    postgres = figures["storages"]["postgresql"]
+    assert postgres["seconds_per_trial"] is None and postgres["not_measured"] or (
+        postgres["seconds_per_trial"] > 0)

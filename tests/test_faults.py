@@ -68,7 +68,7 @@ def assert_nothing_lost_or_duplicated(study_dir: Path, trials: int, epochs: int)
                   if (r["trial"], r["attempt"]) in kept]
     assert sorted(epoch_rows) == [(t, e) for t in range(trials) for e in range(1, epochs + 1)]
     assert not list(study_dir.rglob("*.tmp")), "a half-written file was left"
-    assert not list((study_dir / "claims").glob("*.claim")), "a stale claim was left"
+    assert not list((study_dir / "claims").glob("*.lock")), "a stale lock was left"
 
 
 def one_line_error(output: str) -> str:
@@ -139,11 +139,12 @@ def test_workers_end_when_their_parent_is_killed(tmp_path: Path, fault_log: Faul
     study = write(tmp_path / "faults.py", FAULT_STUDY.replace("epochs=3", "epochs=30"))
     parent = subprocess.Popen(run_command(study, tmp_path, "--workers", "2"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    claims = tmp_path / "faults" / "claims"
+    children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+    checkpoints = tmp_path / "faults" / "checkpoints"
     deadline = time.monotonic() + 120
-    while len(list(claims.glob("*.claim"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    workers = [int(p.read_text().rsplit(":", 1)[1]) for p in claims.glob("*.claim")]
+    while len(list(checkpoints.glob("trial-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # both workers are training
+    workers = [int(pid) for pid in children.read_text().split()]
     assert len(workers) == 2
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=60)

@@ -338,3 +338,26 @@ def test_a_sampler_tunes_on_validation_accuracy_when_there_is_a_split(tmp_path: 
         row = trials[trial.number]
         assert trial.value == pytest.approx(row["val_acc"]) and row["best_on"] == "val"
     assert any(t["val_acc"] != t["test_acc"] for t in trials.values())  # the check tells them apart
+
+
+def test_a_file_uri_results_location_gives_the_tables_a_plain_path_gives(tmp_path: Path,
+                                                                        cli_plugins: Plugins) -> None:
+    study = tiny_study(tmp_path)
+    assert invoke("run", str(study), "--results-dir", str(tmp_path / "plain"))[0] == 0
+    code, output = invoke("run", str(study), "--results-dir", (tmp_path / "uri").as_uri())
+    assert code == 0, output
+    varying = {"seconds", "started_at", "git_revision", "plugin_versions"}
+
+    def tables(folder: Path) -> dict[str, list[dict]]:
+        found = {}
+        for name in ("trials", "epochs", "classes"):
+            found[name] = sorted(({k: v for k, v in row.items() if k not in varying}
+                                  for row in table(folder / "tiny_study", name)),
+                                 key=lambda r: (r["trial"], r.get("epoch") or 0, r.get("class_index") or 0))
+        return found
+
+    assert tables(tmp_path / "plain") == tables(tmp_path / "uri")
+    code, output = invoke("report", (tmp_path / "uri" / "tiny_study").as_uri(), "--no-files")
+    assert code == 0 and "Answer" in output
+    code, output = invoke("run", str(study), "--results-dir", "s3://bucket/results")
+    assert code == 2 and "only local folders, network mounts and file:// URIs" in output

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,7 +18,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from ablate.augment import PerImage
-from ablate.claims import Claims
+from ablate.claims import FileLock
 from ablate.cli import app
 from ablate.config import resolve
 from ablate.discovery import Plugins
@@ -90,29 +91,22 @@ def schema(folder: Path) -> dict[str, pa.Schema]:
     return {name: ds.dataset(folder / name).schema for name in ("trials", "epochs", "classes")}
 
 
-def test_claims_keep_a_trial_to_one_live_worker(tmp_path: Path) -> None:
-    claims = Claims(tmp_path)
-    assert claims.acquire(3) and claims.acquire(3)  # re-entrant for the holder
+def test_a_lock_file_is_taken_over_from_a_dead_holder_and_given_back(tmp_path: Path) -> None:
     import socket
 
-    claims.path(4).write_text(f"{socket.gethostname()}:1")  # pid 1 is alive: a live worker
-    assert not claims.acquire(4)
-    claims.path(5).write_text(f"{socket.gethostname()}:999999999")  # a dead worker
-    assert claims.acquire(5)
-    assert claims.held() == {3, 4, 5}  # the dead worker's claim on 5 was taken over
-    claims.release(3)
-    assert not claims.path(3).exists()
-
-
-def test_the_budget_lock_is_taken_over_from_a_dead_worker_and_given_back(tmp_path: Path) -> None:
-    import socket
-
-    claims = Claims(tmp_path)
-    lock = tmp_path / "budget.lock"
+    lock = tmp_path / "queue.lock"
     lock.write_text(f"{socket.gethostname()}:999999999")  # left by a worker killed inside it
-    with claims.locked("budget"):
+    with FileLock(lock):
         assert lock.read_text() == f"{socket.gethostname()}:{os.getpid()}"
     assert not lock.exists()
+    lock.write_text(f"{socket.gethostname()}:1")  # pid 1 lives: a live holder is waited for
+    waiting = threading.Thread(target=lambda: FileLock(lock).__enter__(), daemon=True)
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive() and lock.read_text().endswith(":1")
+    lock.unlink()
+    waiting.join(5)
+    assert not waiting.is_alive()
 
 
 def test_workers_and_precision_change_speed_not_the_results_schema(tmp_path: Path) -> None:

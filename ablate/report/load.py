@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ablate.events import TrialState
-from ablate.folder import FolderError, StudyFolder
+from ablate.folder import FolderError, StudyFolder, local_path
 
 
 class ReportError(Exception):
@@ -94,7 +94,11 @@ def _plan_rows(rows: list[dict[str, Any]], fingerprint: str | None
 
 
 def load(path: Path) -> StudyResults:
-    """Load ``path`` (``<results-dir>/<study>``)."""
+    """Load ``path`` (``<results-dir>/<study>``, a folder or a ``file://`` URI)."""
+    try:
+        path = local_path(path)
+    except FolderError as error:
+        raise ReportError(str(error)) from None
     folder = StudyFolder(path)
     if not folder.table("trials").is_dir():
         raise ReportError(f"{path} holds no trials/ folder: is it a study's results folder "

@@ -1,0 +1,291 @@
+"""The Optuna study as the one trial queue, for every design and any number of hosts.
+
+A grid, one-factor-at-a-time or fractional plan's (cell, seed) trials are enqueued once
+(``enqueue_trial``, each with its number in the plan, cell and seed as user attributes) under a
+lock that makes two ``ablate run`` started together enqueue each trial once; a sampler design's
+new configurations are asked for under the same lock, so they stay within the trial budget. A
+worker takes a waiting trial by moving it to RUNNING, which the storage does atomically: on an
+RDB storage (PostgreSQL, MySQL, SQLite) with a row lock, on the journal file with its own lock.
+
+Liveness: on an RDB storage every running trial records a heartbeat; a trial whose heartbeat
+stops for longer than the grace period (its worker was killed, frozen or cut off, on any host)
+is failed and a copy goes back in the queue. On the journal file (one host) a running trial
+whose worker process is gone is treated the same way. The copy continues from the trial's newest
+checkpoint when the checkpoint folder is shared.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ablate.claims import FileLock, is_stale, worker_id
+from ablate.registry import column_value
+from ablate.study import PlannedTrial
+
+PLANNED = "trial"  # user attribute: the trial's number in the plan (its Parquet files' number)
+FRESH = "fresh"  # user attribute: a sampler's new configuration (counts toward the budget)
+WORKER = "worker"  # user attribute: host:pid of the worker training it
+FINGERPRINT = "fingerprint"
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """How often a running trial proves it is alive, and how long silence means it is dead
+    (RDB storages; seconds)."""
+
+    heartbeat: int = 60
+    grace: int = 300
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Put a copy of a trial whose worker died back in the queue (its parameters and
+    attributes, the worker's own left out), for the next worker to continue."""
+    attrs = {k: v for k, v in trial.user_attrs.items() if k != WORKER}
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs=attrs, system_attrs={**trial.system_attrs, "requeued_from": trial.number}))
+
+
+def make_storage(url: str | None, journal: Path, liveness: Liveness) -> Any:
+    """The journal file in the study's folder (default), or the RDB storage ``url`` names,
+    with heartbeats and stale trials put back in the queue."""
+    if url is None:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(journal)))
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=liveness.heartbeat, grace_period=liveness.grace,
+                    heartbeat_stale_trial_callback=requeue)
+        except Exception:
+            # Workers started together on a new database race to create its tables; the
+            # losers find them made on the next try.
+            if attempt == 2:
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def storage_lock(storage: Any, name: str, fallback: Path) -> Iterator[None]:
+    """A lock every worker of the study shares: a PostgreSQL advisory lock or a MySQL named lock
+    for those servers (any host), else a lock file beside the study's results (one host)."""
+    engine = getattr(storage, "engine", None)
+    dialect = engine.dialect.name if engine is not None else ""
+    if dialect in ("postgresql", "mysql"):
+        from sqlalchemy import text
+
+        with engine.connect() as connection:
+            if dialect == "postgresql":
+                connection.execute(text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": name})
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(hashtext(:name))"),
+                                       {"name": name})
+            else:
+                connection.execute(text("SELECT GET_LOCK(:name, -1)"), {"name": name})
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+        return
+    with FileLock(fallback):
+        yield
+
+
+class Heartbeat:
+    """While a trial trains, a thread records its heartbeat every ``interval`` seconds."""
+
+    def __init__(self, storage: Any, trial_id: int, interval: int) -> None:
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="ablate-heartbeat")
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:  # a transient database error: the next beat tries again
+                pass
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        if isinstance(self.storage, optuna.storages.RDBStorage):
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
+class TrialQueue:
+    """The queue of one study plan in its Optuna study."""
+
+    def __init__(self, study: optuna.Study, fingerprint: str, lock_file: Path,
+                 liveness: Liveness) -> None:
+        self.study = study
+        self.fingerprint = fingerprint
+        self.lock_file = lock_file
+        self.liveness = liveness
+
+    @property
+    def storage(self) -> Any:
+        return self.study._storage
+
+    @property
+    def distributed(self) -> bool:
+        """Whether workers on other hosts may share the queue (an RDB storage)."""
+        return isinstance(self.storage, optuna.storages.RDBStorage)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with storage_lock(self.storage, f"ablate:{self.study.study_name}", self.lock_file):
+            yield
+
+    def _mine(self, states: tuple[TrialState, ...]) -> list[FrozenTrial]:
+        return [t for t in self.study.get_trials(deepcopy=False, states=states)
+                if t.user_attrs.get(FINGERPRINT) == self.fingerprint]
+
+    def queued(self) -> set[int]:
+        """Plan trial numbers waiting or running now."""
+        return {t.user_attrs.get(PLANNED) for t in self._mine((TrialState.WAITING, TrialState.RUNNING))}
+
+    def enqueue(self, trials: Iterable[PlannedTrial],
+                distributions: Mapping[str, optuna.distributions.BaseDistribution]) -> int:
+        """Put the planned trials that are neither waiting nor running in the queue, once
+        however many workers do this at the same moment; returns how many it added."""
+        added = 0
+        with self.locked():
+            present = self.queued()
+            for planned in trials:
+                if planned.index in present:
+                    continue
+                self.study.enqueue_trial(
+                    {k: column_value(planned.levels[k]) for k in distributions if k in planned.levels},
+                    user_attrs={PLANNED: planned.index, "cell": planned.cell, "seed": planned.seed,
+                                FINGERPRINT: self.fingerprint})
+                added += 1
+        return added
+
+    def requeue(self, trial: FrozenTrial) -> None:
+        requeue(self.study, trial)
+
+    def frozen(self, trial: optuna.Trial) -> FrozenTrial:
+        return self.storage.get_trial(trial._trial_id)
+
+    def give_back(self, trial: optuna.Trial) -> None:
+        """End a trial this worker cannot finish (the run stops) and put a copy back in the
+        queue, so that the next run takes it at once instead of waiting for it to go stale."""
+        try:  # the copy first, so that the trial never looks missing in between
+            self.requeue(self.frozen(trial))
+            self.tell(trial, TrialState.FAIL, None, {"state": "interrupted"})
+        except Exception:  # stopping anyway; the liveness check puts it back later
+            pass
+
+    def fail_stale(self) -> None:
+        """Fail the running trials of dead workers and put copies back in the queue: by
+        heartbeat on an RDB storage, by process on the journal file's one host."""
+        if self.distributed:
+            optuna.storages.fail_stale_trials(self.study)
+            return
+        for trial in self._mine((TrialState.RUNNING,)):
+            if is_stale(str(trial.user_attrs.get(WORKER, ""))):
+                with self.locked():
+                    try:
+                        if self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                            self.requeue(trial)
+                    except optuna.exceptions.UpdateFinishedTrialError:
+                        pass  # another worker did it first
+
+    def take(self) -> optuna.Trial | None:
+        """Move the first waiting trial of the plan to RUNNING and return it; None when none
+        waits. Two workers never get the same trial: the storage refuses the second."""
+        for frozen in self._mine((TrialState.WAITING,)):
+            try:
+                if not self.storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            trial = optuna.trial.Trial(self.study, frozen._trial_id)
+            trial.set_user_attr(WORKER, worker_id())
+            return trial
+        return None
+
+    def ask_fresh(self, budget: int,
+                  distributions: Mapping[str, optuna.distributions.BaseDistribution]
+                  ) -> optuna.Trial | None:
+        """A sampler's next configuration, while fewer than ``budget`` were asked for; counting
+        and asking hold the lock, so workers asking together cannot overshoot."""
+        with self.locked():
+            fresh = sum(1 for t in self.study.get_trials(deepcopy=False)
+                        if t.user_attrs.get(FRESH) and t.user_attrs.get(FINGERPRINT) == self.fingerprint)
+            if fresh >= budget:
+                return None
+            with warnings.catch_warnings():  # ablate records the heartbeats itself (Heartbeat)
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = self.study.ask(dict(distributions))
+            if PLANNED not in trial.user_attrs:  # not a copy the queue handed back meanwhile
+                for key, value in ((FRESH, True), (PLANNED, trial.number),
+                                   (FINGERPRINT, self.fingerprint)):
+                    trial.set_user_attr(key, value)
+            trial.set_user_attr(WORKER, worker_id())
+            return trial
+
+    def recorded(self) -> set[int]:
+        """Plan trial numbers whose result the storage already has (the Parquet files follow
+        within moments: the storage is told first)."""
+        return {t.user_attrs.get(PLANNED) for t in self._mine((TrialState.COMPLETE,))}
+
+    def running_elsewhere(self) -> list[FrozenTrial]:
+        """The plan's trials other workers train now."""
+        me = worker_id()
+        return [t for t in self._mine((TrialState.RUNNING,)) if t.user_attrs.get(WORKER) != me]
+
+    def tell(self, trial: optuna.Trial, state: TrialState, value: float | None,
+             attrs: Mapping[str, Any]) -> bool:
+        """Record how an attempt ended; False when the trial was no longer this worker's (its
+        heartbeat went silent and the queue gave it to another worker)."""
+        try:
+            for key, attr in attrs.items():
+                trial.set_user_attr(key, attr)
+            self.study.tell(trial, value if state is TrialState.COMPLETE else None, state=state)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+            return False
+        return True
+
+    def wait(self, seconds: float | None = None) -> None:
+        """Pause between looks at a queue whose trials all run elsewhere."""
+        time.sleep(seconds if seconds is not None else min(5.0, self.liveness.heartbeat))
+
+
+def fixed(trial: optuna.Trial, distributions: Mapping[str, optuna.distributions.BaseDistribution]
+          ) -> dict[str, Any]:
+    """The trial's factor levels: an enqueued trial's fixed parameters, recorded in Optuna as
+    parameters of its distributions."""
+    levels = {}
+    for name, dist in distributions.items():
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            levels[name] = trial.suggest_categorical(name, dist.choices)
+        elif isinstance(dist, optuna.distributions.IntDistribution):
+            levels[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+        else:
+            levels[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    return levels
+
