@@ -8,7 +8,7 @@ from __future__ import annotations
 import pluggy
 
 from ablate.registry import Registrar, param
-from ablate.study import Preset, Study, choice, fractional, integer, sampler, uniform
+from ablate.study import Preset, Study, choice, fractional, integer, sampler, uniform, until
 
 __version__ = "0.1.0"
 
@@ -16,4 +16,4 @@ hookimpl = pluggy.HookimplMarker("ablate")
 """Marker for plugin hook implementations: ``@ablate.hookimpl def register_models(register): ...``"""
 
 __all__ = ["Preset", "Registrar", "Study", "__version__", "choice", "fractional", "hookimpl", "integer",
-           "param", "sampler", "uniform"]
+           "param", "sampler", "uniform", "until"]

@@ -31,6 +31,7 @@ from ablate.discovery import Plugins
 from ablate.errors import RunError, SetupError
 from ablate.events import EpochRecord, TrialInfo, TrialOutcome, TrialState
 from ablate.folder import StudyFolder
+from ablate.gpus import gpu_label
 from ablate.queue import TrialQueue
 from ablate.registry import column_value
 from ablate.results import ResultsWriter, class_table, epoch_table, final_metrics, trial_table
@@ -41,6 +42,10 @@ from ablate.validation import Locate, ParamColumns, resolve_located
 
 class Superseded(Exception):
     """This worker's trial was given to another worker (its heartbeat went silent)."""
+
+
+class Pruned(Exception):
+    """The study's pruner stopped this trial: its curve fell behind the others'."""
 
 
 @dataclass
@@ -74,7 +79,7 @@ def provenance(plan: StudyPlan, plugins: Plugins, device: Any) -> dict[str, Any]
     import torch
 
     return {
-        "device": str(device), "torch_version": torch.__version__,
+        "device": str(device), "gpu": gpu_label(device), "torch_version": torch.__version__,
         "ablate_version": ablate.__version__,
         "plugin_versions": json.dumps({p.name: p.version for p in plugins.loaded.values()},
                                       sort_keys=True),
@@ -143,6 +148,9 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
             except optuna.exceptions.UpdateFinishedTrialError:
                 raise Superseded from None
         ctx.plugins.emit("on_epoch_end", trial=info, epoch=record)
+        if plan.pruner != "none" and value is not None and record.epoch < setup.settings["epochs"] \
+                and trial.should_prune():
+            raise Pruned
 
     ctx.plugins.emit("on_trial_start", trial=info)
     keep = weights.kept(setup.settings["keep_weights"])
@@ -152,7 +160,8 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
         start = weights.starting_weights(setup.settings["init"], setup.model.component.name,
                                          planned.seed, ctx.results_dir, classes)
         result = fit(setup, device_data, len(classes), planned.seed, ctx.device, epoch_done,
-                     checkpoints, meta, start, keep_best="best" in keep)
+                     checkpoints, meta, start, keep_best="best" in keep,
+                     precision_record=ctx.folder.precision_record, log=ctx.log)
         if result.resumed_from:
             ctx.log(f"trial {index} continued from its checkpoint after epoch {result.resumed_from}")
         if start is not None and result.fresh:
@@ -164,6 +173,9 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
         ctx.log(f"trial {index}: another worker took it over while this one was silent; this "
                 "attempt stops and records nothing")
         return Outcome(TrialState.INTERRUPTED, recorded=False)
+    except Pruned:
+        state = TrialState.PRUNED
+        ctx.log(f"trial {index} pruned after epoch {len(epochs)}: its curve fell behind the others'")
     except KeyboardInterrupt:
         state, error = TrialState.INTERRUPTED, "interrupted (KeyboardInterrupt or SIGTERM)"
     except WriteError as failure:  # a full disk or a read-only folder: not the trial's fault
@@ -175,6 +187,10 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
     except BaseException as exc:  # SystemExit too: recorded as a failed attempt; the study goes on
         state, error = TrialState.FAIL, _error_text(exc)
         ctx.log(f"trial {index} attempt {attempt} raised {type(exc).__name__}: {exc}")
+    if getattr(ctx.device, "type", None) == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()  # freed blocks go back: the next trial's model may differ
     history = list(result.epochs) if result else epochs
     metrics = final_metrics(history)
     row = {**keys, **ctx.provenance, **metrics, "state": state.value, "seed": planned.seed,
@@ -182,6 +198,11 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
            "seconds": result.seconds if result else sum(e.seconds for e in epochs),
            "resumed_from_epoch": result.resumed_from if result else None,
            "precision": result.precision if result else None,
+           "data_placement": device_data.placement if device_data else None,
+           "tf32": result.backends.tf32 if result else None,
+           "deterministic": result.backends.deterministic if result else None,
+           **{f"step_ms_{p}": (result.step_ms or {}).get(p) if result else None
+              for p in ("fp32", "bf16")},
            "model_params": result.parameters if result else None,
            "data_fingerprint": data.fingerprint if data else None,
            "optuna_trial": trial.number, "started_at": started, "error": error}
@@ -201,8 +222,9 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
             if (state is TrialState.INTERRUPTED) or (state is TrialState.FAIL and retry):
                 # Back in the queue before this attempt ends, so that it never looks missing.
                 ctx.queue.requeue(ctx.queue.frozen(trial))
-            optuna_state = optuna.trial.TrialState.COMPLETE if state is TrialState.COMPLETE else (
-                optuna.trial.TrialState.FAIL)
+            optuna_state = {TrialState.COMPLETE: optuna.trial.TrialState.COMPLETE,
+                            TrialState.PRUNED: optuna.trial.TrialState.PRUNED}.get(
+                state, optuna.trial.TrialState.FAIL)
             if not ctx.queue.tell(trial, optuna_state, value, attrs):
                 ctx.log(f"trial {index}: another worker took it over while this one was silent; "
                         "its result is discarded")

@@ -118,6 +118,8 @@ def finish(summary: Any, study_dir: Path) -> None:
     done = f"{summary.done_after}/{summary.total} trials complete"
     if summary.diverged:
         done += f" ({len(summary.diverged)} of them diverged: a result, see the report)"
+    if summary.pruned:
+        done += f" ({len(summary.pruned)} pruned early by the study's pruner)"
     parts = [done, f"this run trained {summary.trained}"]
     if summary.by_others:
         parts.append(f"{summary.by_others} were finished meanwhile by other runs sharing the folder")
@@ -144,7 +146,8 @@ def finish(summary: Any, study_dir: Path) -> None:
 
 
 def _run_workers(study_file: Path, plan: Any, options: Any, plugins: Plugins, locate: Any,
-                 workers: int, threads: int | None, preset: str | None, sets: list[str]) -> None:
+                 workers: int, threads: int | None, preset: str | None, sets: list[str],
+                 pinned: list[str] | None = None) -> None:
     """Check and open the study here (fail fast), then let ``workers`` processes train it."""
     from ablate.runner import RunError, Runner, RunSummary, pick_device
     from ablate.workers import run_workers
@@ -168,12 +171,12 @@ def _run_workers(study_file: Path, plan: Any, options: Any, plugins: Plugins, lo
     for item in sets:
         arguments += ["--set", item]
     code = run_workers(arguments, workers, lambda: runner.count_done(runner.finished()), plan.size,
-                       out, threads)
+                       out, threads, pinned)
     if code == 130:
         err.print(INTERRUPTED)
         raise typer.Exit(130)
     finished_after = runner.finished()
-    summary = RunSummary(plan.size, runner.count_done(finished_before),
+    summary = RunSummary(runner.total(), runner.count_done(finished_before),
                          completed=sorted(finished_after - finished_before),
                          done_after=runner.count_done(finished_after))
     finish(summary, runner.study_dir)
@@ -212,7 +215,12 @@ def run(
     retries: RetriesOption = 1,
     retry_failed: RetryFailedOption = False,
     tensorboard: TensorBoardOption = False,
-    workers: Annotated[int, typer.Option(min=1, help="worker processes sharing the study")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes sharing the study (on "
+                                                    "GPUs: spread over them in turn)")] = 1,
+    gpus: Annotated[str | None, typer.Option(help="GPUs to train on, e.g. 0,1,3 (default: every "
+                                                  "visible GPU, one worker each)")] = None,
+    workers_per_gpu: Annotated[int | None, typer.Option(min=1, help="workers pinned to each GPU "
+                                                                    "(default 1)")] = None,
     threads: ThreadsOption = None,
     heartbeat_interval: HeartbeatOption = 60,
     grace_period: GraceOption = 300,
@@ -220,8 +228,35 @@ def run(
 ) -> None:
     """Run a study: queue its missing trials and train them; re-running it trains only the
     trials that have no result yet."""
+    pinned = _pinned_workers(device, workers, gpus, workers_per_gpu)
     _start(study_file, preset, results_dir, device, storage, set_, data_dir, retries, retry_failed,
-           tensorboard, workers, threads, heartbeat_interval, grace_period, quiet, join=False)
+           tensorboard, len(pinned) if pinned else workers, threads, heartbeat_interval,
+           grace_period, quiet, join=False, pinned=pinned)
+
+
+def _pinned_workers(device: str, workers: int, gpus: str | None, per_gpu: int | None
+                    ) -> list[str] | None:
+    """Each worker's CUDA_VISIBLE_DEVICES, or None to start workers unpinned (a CPU, one GPU
+    and one worker, or another --device)."""
+    from ablate.gpus import GpuError, assign, parse_gpus, physical, visible_gpu_count
+
+    asked = gpus is not None or per_gpu is not None
+    if asked and device not in ("auto", "cuda"):
+        err.print(f"[red]error:[/] --gpus and --workers-per-gpu choose CUDA GPUs; they cannot go "
+                  f"with --device {device}", highlight=False)
+        raise typer.Exit(2)
+    count = visible_gpu_count() if device in ("auto", "cuda") else 0
+    try:
+        if asked:
+            return assign(parse_gpus(gpus, count), per_gpu or 1)
+    except GpuError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    if count > 1 and workers == 1:
+        return assign(tuple(range(count)), 1)  # default: every visible GPU, one worker each
+    if count >= 1 and workers > 1:
+        return [physical(i % count) for i in range(workers)]
+    return None
 
 
 @app.command()
@@ -249,12 +284,15 @@ def worker(
 def _start(study_file: Path, preset: str | None, results_dir: Path, device: str,
            storage: str | None, set_: list[str] | None, data_dir: Path | None, retries: int,
            retry_failed: bool, tensorboard: bool, workers: int, threads: int | None,
-           heartbeat: int, grace: int, quiet: bool, join: bool) -> None:
+           heartbeat: int, grace: int, quiet: bool, join: bool,
+           pinned: list[str] | None = None) -> None:
     """What `ablate run` and `ablate worker` share."""
+    from ablate.backends import prepare_process
     from ablate.queue import Liveness
     from ablate.runner import RunError, Runner, RunOptions
 
     interrupt_on_signals()
+    prepare_process()  # before CUDA starts
     sets = [*(set_ or []), *(["tensorboard=True"] if tensorboard else [])]
     try:  # Ctrl-C at any moment, loading included, ends the same way
         _study, plan, locate = load_plan(study_file, preset, sets)
@@ -283,8 +321,9 @@ def _start(study_file: Path, preset: str | None, results_dir: Path, device: str,
                           f"{done}/{required_plan.size} of its trials are complete, running it "
                           "first", highlight=False)
                 _run_here(required_plan, options, plugins, required_locate, quiet)
-        if workers > 1:
-            _run_workers(study_file, plan, options, plugins, locate, workers, threads, preset, sets)
+        if workers > 1 or pinned:
+            _run_workers(study_file, plan, options, plugins, locate, workers, threads, preset, sets,
+                         pinned)
         else:
             _run_here(plan, options, plugins, locate, quiet)
     except KeyboardInterrupt:

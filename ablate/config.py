@@ -19,6 +19,7 @@ from typing import Any
 from ablate.registry import Component, Param, ParamValue, Registry
 
 PRECISIONS = ("auto", "fp32", "bf16")
+PLACEMENTS = ("auto", "device", "stream")
 KEEP = ("final", "best", "both", "none")
 RESUME_MODES = ("none", "full", "weights_only", "weights_optimizer", "weights_scheduler")
 SETTINGS: tuple[Param, ...] = (
@@ -29,7 +30,9 @@ SETTINGS: tuple[Param, ...] = (
     Param("scheduler", "none", "learning-rate scheduler, stepped once per epoch"),
     Param("epochs", 10, "number of passes over the training set", ge=1),
     Param("batch_size", 128, "training batch size", ge=1),
-    Param("eval_batch_size", 1000, "batch size for evaluation (no effect on results)", ge=1),
+    Param("eval_batch_size", 0, "batch size for evaluation (no effect on results; 0: 1,000 "
+          "images at 32 x 32, fewer for larger images, halved on running out of GPU memory)",
+          ge=0),
     Param("train_size", 0, "train on the first N training images only (0: all)", ge=0),
     Param("test_size", 0, "test on the first N test images only (0: all)", ge=0),
     Param("val_size", 0, "images held out of the training split for validation (stratified by "
@@ -45,6 +48,9 @@ SETTINGS: tuple[Param, ...] = (
     Param("resume_every", 0, "epochs between simulated restarts (0: never)", ge=0),
     Param("precision", "auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16, else "
           "fp32), fp32 or bf16", choices=PRECISIONS),
+    Param("deterministic", "auto", "deterministic GPU kernels (slower; exact repeats on the same "
+          "GPU and library versions): on, off, or auto (on when resume is not none); no effect "
+          "on a CPU", choices=("auto", "on", "off")),
     Param("compile", False, "torch.compile the model (compiled once per architecture per worker)"),
     Param("classes", (), "train and test on these classes only, by label (labels renumbered, "
           "names kept; empty: all)", ge=0),
@@ -55,13 +61,18 @@ SETTINGS: tuple[Param, ...] = (
           choices=("none", "backbone")),
     Param("keep_weights", "final", "which weights of a finished trial to keep under "
           "results/STUDY/weights/ (safetensors + JSON sidecar)", choices=KEEP),
+    Param("data_placement", "auto", "where the training images live: device (copied to the "
+          "training device once), stream (read batch by batch from the memory-mapped cache), or "
+          "auto (device when they fit data_budget_mb, else stream)", choices=PLACEMENTS),
+    Param("data_budget_mb", 0.0, "how much device memory auto may fill with images (0: half of "
+          "the device's free memory)", ge=0),
     Param("tensorboard", False, "write each trial's per-epoch metrics as TensorBoard scalars "
           "under results/STUDY/tensorboard/ (needs pip install 'ablate[tensorboard]')"),
 )
 # Settings that change what is kept or shown, never a trial's result: left out of the plan's
 # fingerprint, so turning them on does not make a folder's results "another plan".
 OBSERVING = frozenset({"eval_batch_size", "checkpoint_every", "keep_checkpoints", "keep_weights",
-                       "tensorboard"})
+                       "tensorboard", "data_placement", "data_budget_mb"})
 SETTING_NAMES = {p.name for p in SETTINGS}
 # Settings that select components, with the component kind each selects.
 SELECTORS = {"dataset": "dataset", "model": "model", "augment": "augmentation",

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +22,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from ablate.atomic import write_file_atomic
 from ablate.errors import SetupError
 
 CACHE_ENV = "ABLATE_CACHE"
@@ -196,20 +198,53 @@ def load_parquet_pair(train: Path, test: Path) -> tuple[dict[str, np.ndarray], s
 
 def cached_arrays(fingerprint: str, decode: Callable[[], dict[str, np.ndarray]]
                   ) -> dict[str, np.ndarray]:
-    """The arrays cached under ``fingerprint``, else ``decode()``'s, cached for next time."""
-    cached = cache_dir() / "decoded" / f"{fingerprint}.npz"
-    if cached.exists():
+    """The arrays cached under ``fingerprint``, else ``decode()``'s, cached for next time.
+
+    The cache is a folder of ``.npy`` files opened as memory maps: a dataset larger than memory
+    can be streamed from it batch by batch (``data_placement=stream``), and a process reads only
+    the pages it touches. The maps are copy-on-write, so nothing a trial does reaches the file.
+    """
+    cached = cache_dir() / "decoded" / fingerprint
+    if cached.is_dir():
         try:
-            with np.load(cached, allow_pickle=False) as stored:
-                return {key: stored[key] for key in stored.files}
-        except (OSError, ValueError):  # a damaged cache file is rebuilt, never trusted
-            cached.unlink(missing_ok=True)
+            return _open_arrays(cached)
+        except (OSError, ValueError):  # a damaged cache is rebuilt, never trusted
+            shutil.rmtree(cached, ignore_errors=True)
     arrays = decode()
     try:
-        write_file_atomic(cached, lambda handle: np.savez(handle, **arrays))
-    except OSError:  # a read-only home still trains, just without the cache
-        pass
+        _write_arrays(cached, arrays)
+    except OSError:  # a read-only or full home still trains, just without the cache
+        return arrays
+    return _open_arrays(cached)
+
+
+def _open_arrays(folder: Path) -> dict[str, np.ndarray]:
+    names = json.loads((folder / "arrays.json").read_text(encoding="utf-8"))
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="c", allow_pickle=False)
+              for name in names}
+    for name, shape in names.items():
+        if list(arrays[name].shape) != shape:
+            raise ValueError(f"{folder / name}.npy: shape {arrays[name].shape}, expected {shape}")
     return arrays
+
+
+def _write_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write every array into a temporary folder, then rename it into place: a crash leaves no
+    half-written cache under the real name."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for name, array in arrays.items():
+            np.save(staging / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        manifest = {name: list(array.shape) for name, array in arrays.items()}
+        (staging / "arrays.json").write_text(json.dumps(manifest), encoding="utf-8")
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not folder.is_dir():  # else another process cached it first: keep theirs
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def image_data(

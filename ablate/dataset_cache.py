@@ -31,8 +31,9 @@ class DatasetCache:
             self._built[key] = dataset.build(data_dir=self.data_dir)
         data = self._built[key]
         sizes = tuple(setup.settings[k] for k in ("classes", "val_size", "train_size", "test_size",
-                                                   "train_eval_size"))
+                                                   "train_eval_size", "data_placement",
+                                                   "data_budget_mb"))
         if (key, sizes) not in self._on_device:
             self._on_device.clear()  # keep one dataset on the device at a time
-            self._on_device[(key, sizes)] = trial_data(data, setup.settings, self.device)
+            self._on_device[(key, sizes)] = trial_data(data, setup.settings, self.device, self.log)
         return data, self._on_device[(key, sizes)]

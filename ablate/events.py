@@ -14,6 +14,7 @@ class TrialState(str, Enum):
 
     COMPLETE = "complete"  # trained every epoch
     DIVERGED = "diverged"  # its loss became NaN or infinite: a result, never retried
+    PRUNED = "pruned"  # a sampler design's pruner stopped it early: a result, never retried
     FAIL = "fail"  # raised an error: recorded with the error and retried (``--retries``)
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM: continued by the next run
 
@@ -23,7 +24,7 @@ class TrialState(str, Enum):
     @property
     def is_result(self) -> bool:
         """Whether the attempt answers for its trial: it is never trained again."""
-        return self in (TrialState.COMPLETE, TrialState.DIVERGED)
+        return self in (TrialState.COMPLETE, TrialState.DIVERGED, TrialState.PRUNED)
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,11 @@ class StudyFolder:
         return self.root / "study.json"
 
     @property
+    def precision_record(self) -> Path:
+        """``precision=auto``'s measured choices, shared by every worker of the study."""
+        return self.root / "precision.json"
+
+    @property
     def journal(self) -> Path:
         return self.root / "optuna.journal"
 

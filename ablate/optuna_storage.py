@@ -46,6 +46,17 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return samplers[name]()
 
 
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    """Optuna's pruner for a sampler design: ``median`` stops a trial whose value at an epoch is
+    below the median of earlier trials at that epoch (after 5 trials and 1 epoch), ``hyperband``
+    runs successive halving from 1 epoch to all of them."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 2))
+    return optuna.pruners.NopPruner()
+
+
 def set_aside_torn_tail(journal: Path) -> Path | None:
     """Move a torn last line of ``journal`` (no newline at its end) to a side file.
 
@@ -100,12 +111,14 @@ def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
                 log(f"warning: {folder.journal} ended in a torn line (a writer was killed while "
                     f"writing it); the line was moved to {side} and the study goes on")
         storage = make_storage(storage_url, folder.journal, liveness or Liveness())
+        pruner = make_pruner(plan.pruner, int(plan.baseline.get("epochs", 10)))
         if create:
             study = optuna.create_study(study_name=plan.name, storage=storage, sampler=sampler,
-                                        direction=plan.direction, load_if_exists=True)
+                                        pruner=pruner, direction=plan.direction, load_if_exists=True)
         else:
             try:
-                study = optuna.load_study(study_name=plan.name, storage=storage, sampler=sampler)
+                study = optuna.load_study(study_name=plan.name, storage=storage, sampler=sampler,
+                                          pruner=pruner)
             except KeyError:
                 raise StorageError(f"the Optuna storage {where} has no study {plan.name!r} to "
                                    f"join: start it with `ablate run STUDY --storage URL`") from None

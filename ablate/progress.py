@@ -59,6 +59,9 @@ class ProgressDisplay:
         if outcome.state is TrialState.COMPLETE:
             summary = (f"test {metrics['test_acc']:.1%}  train {metrics['train_acc']:.1%}  "
                        f"train(eval) {metrics['train_eval_acc']:.1%}")
+        elif outcome.state is TrialState.PRUNED:
+            summary = (f"pruned after epoch {metrics.get('epochs_done')}; recorded as a result, "
+                       "not retried")
         elif outcome.state is TrialState.DIVERGED:
             summary = (f"diverged in epoch {metrics.get('diverged_epoch')} (loss "
                        f"{metrics.get('train_loss')}); recorded as a result, not retried")

@@ -16,6 +16,7 @@ checkpoint when the checkpoint folder is shared.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import warnings
@@ -168,12 +169,14 @@ class TrialQueue:
         return {t.user_attrs.get(PLANNED) for t in self._mine((TrialState.WAITING, TrialState.RUNNING))}
 
     def enqueue(self, trials: Iterable[PlannedTrial],
-                distributions: Mapping[str, optuna.distributions.BaseDistribution]) -> int:
+                distributions: Mapping[str, optuna.distributions.BaseDistribution],
+                holding_lock: bool = False) -> int:
         """Put the planned trials that are neither waiting nor running in the queue, once
-        however many workers do this at the same moment; returns how many it added."""
-        added = 0
-        with self.locked():
+        however many workers do this at the same moment; returns how many it added. Pass
+        ``holding_lock`` when the caller holds :meth:`locked` already."""
+        with contextlib.nullcontext() if holding_lock else self.locked():
             present = self.queued()
+            added = 0
             for planned in trials:
                 if planned.index in present:
                     continue
@@ -265,6 +268,7 @@ class TrialQueue:
         try:
             for key, attr in attrs.items():
                 trial.set_user_attr(key, attr)
+            # A pruned trial's value is its last reported one (Optuna takes it itself).
             self.study.tell(trial, value if state is TrialState.COMPLETE else None, state=state)
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
             return False

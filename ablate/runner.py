@@ -34,6 +34,7 @@ from ablate.events import TrialState
 from ablate.folder import FolderError, StudyFolder
 from ablate.optuna_storage import StorageError, distribution, open_study
 from ablate.queue import FINGERPRINT, PLANNED, Heartbeat, Liveness, TrialQueue, fixed
+from ablate.report.metrics import format_half_width, is_accuracy
 from ablate.results import ResultsWriter
 from ablate.study import PlannedTrial, StudyPlan, cell_name
 from ablate.validation import Locate, ParamColumns, resolve_located, validate_plan
@@ -69,6 +70,7 @@ class RunSummary:
     done_before: int
     completed: list[int] = field(default_factory=list)  # trained to completion by this run
     diverged: list[int] = field(default_factory=list)  # diverged in this run (a result)
+    pruned: list[int] = field(default_factory=list)  # stopped early by a sampler's pruner
     failed: list[int] = field(default_factory=list)  # failed every attempt it was given
     not_retried: list[int] = field(default_factory=list)  # failed in earlier runs; left alone
     done_after: int = 0  # trials of the plan with a result at the end, whoever trained them
@@ -76,7 +78,7 @@ class RunSummary:
 
     @property
     def trained(self) -> int:
-        return len(self.completed) + len(self.diverged)
+        return len(self.completed) + len(self.diverged) + len(self.pruned)
 
     @property
     def by_others(self) -> int:
@@ -169,10 +171,75 @@ class Runner:
         """The plan's trials that have a result (complete or diverged)."""
         return self.writer.finished_trials(self.plan.fingerprint())
 
-    def count_done(self, finished: set[int]) -> int:
+    def planned(self, active: int | None = None) -> list[PlannedTrial]:
+        """The plan's trials of its first ``active`` seeds (all of them by default)."""
+        if active is None or self.plan.seed_rule is None:
+            return list(self.plan.trials)
+        cells = len(self.plan.trials) // len(self.plan.seeds)
+        return [t for t in self.plan.trials if t.index // cells < active]
+
+    def active_seeds(self, queue: TrialQueue | None = None) -> int:
+        """How many seeds are in play: all of them, or under a seed rule its start and every
+        seed already added (a seed with any attempt, queued or recorded trial)."""
+        rule = self.plan.seed_rule
+        if rule is None:
+            return len(self.plan.seeds)
+        cells = len(self.plan.trials) // len(self.plan.seeds)
+        used = set(self.writer.attempts())
+        if queue is not None:
+            used |= {t for t in queue.queued() | queue.recorded() if t is not None}
+        return max(rule.min, max((t // cells for t in used), default=-1) + 1)
+
+    def total(self, queue: TrialQueue | None = None) -> int:
+        return self.plan.size if self.plan.sampled else len(self.planned(self.active_seeds(queue)))
+
+    def count_done(self, finished: set[int], queue: TrialQueue | None = None) -> int:
         if self.plan.sampled:
             return min(len(finished), self.plan.size)
-        return sum(t.index in finished for t in self.plan.trials)
+        return sum(t.index in finished for t in self.planned(self.active_seeds(queue)))
+
+    def widest_interval(self) -> float | None:
+        """The widest 95 % half-width of the comparisons the study's question makes on its
+        metric, from the results so far (in the metric's own units); None when none can be
+        measured yet."""
+        from ablate.report import ReportError, analyse_folder
+
+        try:
+            report, _ = analyse_folder(self.folder.root, self.plan.metric)
+        except ReportError:
+            return None
+        widths = [f.estimate.half_width(0.95) for f in report.findings
+                  if f.family and f.estimate is not None]
+        known = [w for w in widths if w is not None]
+        return max(known) if known and len(known) == len(widths) else None
+
+    def add_seed(self, queue: TrialQueue) -> bool:
+        """Under a seed rule, with every trial of the seeds in play finished: queue one more
+        seed of every cell while the widest interval is wider than the target, up to the cap.
+        The rule looks at widths only, never at whether an effect looks significant."""
+        rule = self.plan.seed_rule
+        if rule is None:
+            return False
+        with queue.locked():
+            active = self.active_seeds(queue)
+            if active >= rule.max or not {t.index for t in self.planned(active)} <= self.finished():
+                return False
+            widest = self.widest_interval()
+            target = rule.halfwidth / 100 if is_accuracy(self.plan.metric) else rule.halfwidth
+            if widest is not None and widest <= target:
+                self.log(f"seeds: the widest 95% interval on {self.plan.metric} is "
+                         f"+-{format_half_width(self.plan.metric, widest)}, within the target "
+                         f"+-{rule.halfwidth:g}, after {active} seeds: done")
+                return False
+            cells = len(self.plan.trials) // len(self.plan.seeds)
+            queue.enqueue([t for t in self.plan.trials if t.index // cells == active],
+                          self.distributions, holding_lock=True)
+            shown = "not measurable yet" if widest is None else (
+                f"+-{format_half_width(self.plan.metric, widest)}")
+            self.log(f"seeds: the widest 95% interval on {self.plan.metric} is {shown} (target "
+                     f"+-{rule.halfwidth:g}) after {active} seeds: adding seed {active + 1} of at "
+                     f"most {rule.max}")
+            return True
 
     def enqueue(self, queue: TrialQueue, summary: RunSummary) -> None:
         """Queue the planned trials that have no result, unless they used up their retries in
@@ -189,7 +256,7 @@ class Runner:
                     "its history. Restore that storage, or start afresh in another --results-dir")
             return
         finished, eligible = self.finished(), []
-        for planned in self.plan.trials:
+        for planned in self.planned(self.active_seeds(queue)):
             if planned.index in finished:
                 continue
             failures = sum(a.state is TrialState.FAIL for a in attempts.get(planned.index, []))
@@ -204,12 +271,16 @@ class Runner:
         device, why = pick_device(self.options.device)  # before anything is written
         study = self.prepare(columns)
         queue = self.queue(study)
-        summary = RunSummary(self.plan.size, self.count_done(self.finished()))
+        summary = RunSummary(self.total(queue), self.count_done(self.finished(), queue))
         if not self.options.join:
             self.enqueue(queue, summary)
-        if summary.done_before >= summary.total:
+        if summary.done_before >= summary.total and not self.add_seed(queue):
             summary.done_after = summary.done_before
             return summary
+        if self.plan.seed_rule is not None:
+            rule = self.plan.seed_rule
+            self.log(f"seeds: from {rule.min}, one more at a time while the widest 95% interval on "
+                     f"{self.plan.metric} is wider than +-{rule.halfwidth:g}, up to {rule.max}")
         self.log(f"device: {why}")
         setups = [resolve_located(t.params, self.plugins.registry, self.locate)
                   for t in self.plan.trials] or [
@@ -230,7 +301,8 @@ class Runner:
             self._work(queue, ctx, summary)
         finally:
             summary.elsewhere = len({t.user_attrs.get(PLANNED) for t in queue.running_elsewhere()})
-            summary.done_after = self.count_done(self.finished())
+            summary.total = self.total(queue)
+            summary.done_after = self.count_done(self.finished(), queue)
         return summary
 
     def _work(self, queue: TrialQueue, ctx: AttemptContext, summary: RunSummary) -> None:
@@ -253,7 +325,7 @@ class Runner:
                 if time.monotonic() - writing_since > WRITE_WAIT:
                     return
                 queue.wait(0.2)
-            else:
+            elif not self.add_seed(queue):
                 return
 
     def _planned(self, trial: optuna.Trial) -> PlannedTrial:
@@ -292,6 +364,8 @@ class Runner:
             summary.completed.append(planned.index)
         elif outcome.state is TrialState.DIVERGED:  # a result of these settings: never retried
             summary.diverged.append(planned.index)
+        elif outcome.state is TrialState.PRUNED:  # a result of the search: never retried
+            summary.pruned.append(planned.index)
         elif outcome.state is TrialState.INTERRUPTED:
             raise KeyboardInterrupt
         elif retry:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablate.backends import deterministic_pools, wants_determinism
 from ablate.config import TrialSetup
 from ablate.events import EpochRecord
 from ablate.weights import StartingPoint, freeze_backbone, load_into
@@ -61,6 +62,8 @@ def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.de
         _, fresh = load_into(model, start_from)
     if setup.settings["freeze"] == "backbone":
         freeze_backbone(model)
+    if device.type == "cuda" and wants_determinism(setup.settings):
+        deterministic_pools(model)  # the one backward torch has no deterministic CUDA kernel for
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = setup.optimizer.build(params=model.parameters())
     scheduler = setup.scheduler.build(optimizer=optimizer, epochs=setup.settings["epochs"])
@@ -68,7 +71,8 @@ def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.de
     generator = torch.Generator(device=device).manual_seed(seed)
     # torch.compile caches by the model's code: a second model of the same architecture in
     # this process reuses the compiled graphs instead of compiling again.
-    network = torch.compile(model) if setup.settings["compile"] else model
+    # Static shapes: the ragged last batch costs one more graph, not a dynamic-shape recompile.
+    network = torch.compile(model, dynamic=False) if setup.settings["compile"] else model
     return TrainingState(model, optimizer, scheduler, generator, network, fresh=fresh)
 
 
@@ -80,10 +84,20 @@ def _rng_states(generator: torch.Generator) -> dict[str, Any]:
                   "position": position, "has_gauss": has_gauss, "cached": cached},
         "torch": torch.get_rng_state(),
         "generator": generator.get_state(),
+        # The training device's kind, and on CUDA that device's own stream only: a worker pinned
+        # to one GPU sees one device whatever the host has, and get_rng_state_all() would break
+        # (or restore another GPU's stream) when the count or the index changes.
+        "device_type": generator.device.type,
     }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if generator.device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(generator.device)
     return states
+
+
+def checkpoint_device(payload: dict[str, Any]) -> str | None:
+    """The kind of device a checkpoint was trained on (None: saved before it was recorded)."""
+    rng = payload.get("rng")
+    return rng.get("device_type") if isinstance(rng, dict) else None
 
 
 def _set_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
@@ -93,8 +107,8 @@ def _set_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
                          n["has_gauss"], n["cached"]))
     torch.set_rng_state(states["torch"])
     generator.set_state(states["generator"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if generator.device.type == "cuda" and isinstance(states.get("cuda"), torch.Tensor):
+        torch.cuda.set_rng_state(states["cuda"], generator.device)
 
 
 def snapshot(state: TrainingState) -> dict[str, Any]:

@@ -8,9 +8,11 @@ never waits on the host between steps.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,12 +20,21 @@ import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from ablate.backends import Backends, configure
 from ablate.checkpoints import CheckpointStore
 from ablate.config import TrialSetup
 from ablate.data import ImageData, stratified_holdout
 from ablate.errors import SetupError
 from ablate.events import EpochRecord
-from ablate.state import TrainingState, build_state, restart, restore, snapshot
+from ablate.precision import PrecisionChoice, choose_precision
+from ablate.state import (
+    TrainingState,
+    build_state,
+    checkpoint_device,
+    restart,
+    restore,
+    snapshot,
+)
 from ablate.weights import StartingPoint
 
 TRAIN_EVAL_SUBSET_SEED = 20240601  # the same train subset for every trial, whatever its seed
@@ -43,6 +54,8 @@ class TrialResult:
     diverged: bool = False  # the loss became NaN or infinite in the last epoch; training stopped
     best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights, when kept
     fresh: tuple[str, ...] = ()  # the model's tensors a starting point did not provide
+    step_ms: dict[str, float] | None = None  # fp32/bf16 step timings behind precision=auto
+    backends: Backends = Backends(deterministic=False, tf32=False)
 
     @property
     def parameters(self) -> int:
@@ -55,55 +68,170 @@ class TrialResult:
 
 
 @dataclass(frozen=True)
+class ImageSource:
+    """Images read in batches: a tensor on the training device, or (streaming) in host memory,
+    read through ``rows`` (positions in ``images``) when given."""
+
+    images: torch.Tensor
+    rows: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.images) if self.rows is None else len(self.rows)
+
+    def batch(self, start: int, stop: int, device: torch.device) -> torch.Tensor:
+        part = self.images[start:stop] if self.rows is None else self.images[self.rows[start:stop]]
+        return to_training_device(part, device)
+
+
+def to_training_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch gathered in host memory, on ``device``: from pinned memory without waiting on
+    CUDA; as it is on a CPU."""
+    if images.device == device:
+        return images
+    if device.type == "cuda":
+        return images.pin_memory().to(device, non_blocking=True)
+    return images.to(device)
+
+
+@dataclass(frozen=True)
 class DeviceData:
-    """A dataset moved to the training device, with the normalisation constants."""
+    """A trial's images and labels, with the normalisation constants. Labels always live on the
+    training device; images too, unless ``placement`` is ``stream``: then ``train_x`` is the
+    dataset's memory-mapped host array, read through ``train_rows``, and every batch is copied
+    over as it is needed."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
-    train_eval_x: torch.Tensor
-    train_eval_y: torch.Tensor
+    train_eval_index: torch.Tensor  # positions among the training images: no second copy
     mean: torch.Tensor
     std: torch.Tensor
     val_x: torch.Tensor | None = None  # the validation split, when the trial has one
     val_y: torch.Tensor | None = None
+    train_rows: torch.Tensor | None = None  # streaming: the row of train_x of each position
+    placement: str = "device"
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_y.device
+
+    def train_batch(self, index: torch.Tensor, host_index: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        """The training images at positions ``index`` (on the device), on the device; streaming
+        reads them through ``host_index``, the same positions in host memory, when given."""
+        if self.train_rows is None:
+            return self.train_x[index]
+        rows = self.train_rows[index.cpu() if host_index is None else host_index]
+        return to_training_device(self.train_x[rows], self.device)
+
+    @property
+    def train_eval(self) -> ImageSource:
+        """The fixed train subset measured in eval mode, read from the training images."""
+        if self.train_rows is None:
+            return ImageSource(self.train_x, self.train_eval_index)
+        return ImageSource(self.train_x, self.train_rows[self.train_eval_index.cpu()])
+
+    @property
+    def train_eval_x(self) -> torch.Tensor:
+        source = self.train_eval
+        return source.batch(0, len(source), self.device)
+
+    @property
+    def train_eval_y(self) -> torch.Tensor:
+        return self.train_y[self.train_eval_index]
+
+
+DEVICE_SHARE = 0.5  # auto keeps the images on the device when they fit in this share of its free memory
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on ``device``: CUDA's own count, else the host's available memory."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def choose_placement(requested: str, needed: int, device: torch.device, budget_mb: float
+                     ) -> tuple[str, str]:
+    """Where a trial's images live, and why: ``device`` when asked or when ``needed`` bytes fit
+    the budget (``budget_mb``, else DEVICE_SHARE of the device's free memory), else ``stream``."""
+    if requested != "auto":
+        return requested, "as set"
+    budget = budget_mb * 2**20 if budget_mb else DEVICE_SHARE * free_memory(device)
+    need, have = needed / 2**20, budget / 2**20
+    if needed <= budget:
+        return "device", f"auto: {need:,.1f} MB of images fit the {have:,.1f} MB budget"
+    return "stream", (f"auto: {need:,.1f} MB of images exceed the {have:,.1f} MB budget on "
+                      f"{device.type}; batches are read from the memory-mapped cache")
 
 
 def to_device(data: ImageData, device: torch.device, train_eval_size: int,
-              val: tuple[torch.Tensor, torch.Tensor] | None = None) -> DeviceData:
+              val: tuple[torch.Tensor, torch.Tensor] | None = None,
+              train_rows: torch.Tensor | None = None, placement: str = "device") -> DeviceData:
+    """``data`` for training on ``device``. ``train_rows``: the training positions' rows of
+    ``data.train_images`` (all, in order, when None). With ``placement="stream"`` the images
+    stay where they are (host memory, or its memory map) and only labels move."""
+    rows = torch.arange(len(data.train_labels)) if train_rows is None else train_rows
     subset_generator = torch.Generator().manual_seed(TRAIN_EVAL_SUBSET_SEED)
-    count = min(train_eval_size, len(data.train_labels))
-    subset = torch.randperm(len(data.train_labels), generator=subset_generator)[:count]
+    count = min(train_eval_size, len(rows))
+    subset = torch.randperm(len(rows), generator=subset_generator)[:count]
     stats = dict(device=device, dtype=torch.float32)
+    streaming = placement == "stream"
+    if streaming:
+        train_x, kept_rows = data.train_images, rows
+    else:
+        prefix = len(rows) == 0 or int(rows[-1]) == len(rows) - 1  # rows are sorted, unique
+        train_x = data.train_images[:len(rows)] if prefix else data.train_images[rows]
+        train_x, kept_rows = train_x.to(device), None
+    stay = (lambda t: t) if streaming else (lambda t: t.to(device))
     return DeviceData(
-        train_x=data.train_images.to(device), train_y=data.train_labels.to(device),
-        test_x=data.test_images.to(device), test_y=data.test_labels.to(device),
-        train_eval_x=data.train_images[subset].to(device),
-        train_eval_y=data.train_labels[subset].to(device),
+        train_x=train_x, train_y=data.train_labels[rows].to(device),
+        test_x=stay(data.test_images), test_y=data.test_labels.to(device),
+        train_eval_index=subset.to(device),
         mean=torch.tensor(data.mean, **stats).view(1, 3, 1, 1),
         std=torch.tensor(data.std, **stats).view(1, 3, 1, 1),
-        val_x=None if val is None else val[0].to(device),
+        val_x=None if val is None else stay(val[0]),
         val_y=None if val is None else val[1].to(device),
+        train_rows=kept_rows, placement=placement,
     )
 
 
-def trial_data(data: ImageData, settings: Mapping[str, Any], device: torch.device) -> DeviceData:
-    """What a trial trains and tests on, on ``device``: ``val_size`` images held out of the
+def trial_data(data: ImageData, settings: Mapping[str, Any], device: torch.device,
+               log: Callable[[str], None] | None = None) -> DeviceData:
+    """What a trial trains and tests on, for ``device``: ``val_size`` images held out of the
     training split (stratified, the same for every trial), then the first ``train_size`` of
     the rest and the first ``test_size`` test images (0: all), and a fixed ``train_eval_size``
-    subset of the training images."""
+    subset of the training images. ``data_placement`` decides whether the images move to the
+    device or stream from host memory; ``log`` hears the choice."""
     data = data.select_classes(tuple(settings["classes"]))
+    rows = torch.arange(len(data.train_labels))
     val = None
     if settings["val_size"]:
         try:
-            held, kept = stratified_holdout(data.train_labels, settings["val_size"])
+            held, rows = stratified_holdout(data.train_labels, settings["val_size"])
         except ValueError as error:
             raise SetupError(f"val_size: {error} in {data.name}") from None
         val = (data.train_images[held], data.train_labels[held])
-        data = replace(data, train_images=data.train_images[kept], train_labels=data.train_labels[kept])
-    return to_device(data.head(settings["train_size"], settings["test_size"]), device,
-                     settings["train_eval_size"], val)
+    if settings["train_size"]:
+        rows = rows[:settings["train_size"]]
+    if settings["test_size"]:
+        data = replace(data, test_images=data.test_images[:settings["test_size"]],
+                       test_labels=data.test_labels[:settings["test_size"]])
+    per_image = data.train_images[0].numel() if len(data.train_images) else 0
+    needed = per_image * (len(rows) + len(data.test_labels) + (0 if val is None else len(val[1])))
+    placement, why = choose_placement(settings.get("data_placement", "auto"), needed, device,
+                                      settings.get("data_budget_mb", 0))
+    if log is not None:
+        log(f"data placement: {placement} ({why})")
+    return to_device(data, device, settings["train_eval_size"], val, rows, placement)
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -116,43 +244,24 @@ def _normalize(images: torch.Tensor, data: DeviceData) -> torch.Tensor:
     return ((images - data.mean) / data.std).contiguous(memory_format=torch.channels_last)
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16, AMX or Arm BF16)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = {word for line in handle if line.startswith(("flags", "Features"))
-                     for word in line.split()}
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """``auto`` becomes bf16 where the hardware does bf16 natively, fp32 elsewhere."""
-    if requested != "auto":
-        return requested
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
-
-
 def _autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, images: torch.Tensor | ImageSource, labels: torch.Tensor,
              data: DeviceData, batch_size: int, precision: str = "fp32"
              ) -> tuple[float, float, torch.Tensor]:
     """Loss, accuracy and predictions of ``model`` in eval mode, without augmentation."""
+    source = images if isinstance(images, ImageSource) else ImageSource(images)
+    device = labels.device
     model.eval()
-    loss_sum = torch.zeros((), device=images.device)
+    loss_sum = torch.zeros((), device=device)
     predictions = []
     for start in range(0, len(labels), batch_size):
-        with _autocast(images.device, precision):
-            logits = model(_normalize(_to_unit(images[start:start + batch_size]), data)).float()
+        batch = source.batch(start, start + batch_size, device)
+        with _autocast(device, precision):
+            logits = model(_normalize(_to_unit(batch), data)).float()
         loss_sum += F.cross_entropy(logits, labels[start:start + batch_size], reduction="sum")
         predictions.append(logits.argmax(1))
     predicted = torch.cat(predictions)
@@ -160,10 +269,43 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return (loss_sum / len(labels)).item(), accuracy.item(), predicted
 
 
+def eval_batch_size(setting: int, data: DeviceData) -> int:
+    """``eval_batch_size``, or for 0 (auto) 1,000 images at 32 x 32 scaled by pixel count, so
+    224-pixel photos are evaluated 20 at a time, not 1,000 (several GB of activations)."""
+    if setting:
+        return setting
+    height, width = data.test_x.shape[-2:]
+    return max(8, round(1000 * 32 * 32 / (height * width)))
+
+
+class Evaluator:
+    """``evaluate`` with the trial's batch size, halved on a CUDA out-of-memory error (the
+    metrics do not depend on it) instead of failing the trial; the smaller size is kept."""
+
+    def __init__(self, data: DeviceData, batch_size: int, precision: str,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.data, self.batch_size, self.precision, self.log = data, batch_size, precision, log
+
+    def __call__(self, model: torch.nn.Module, images: torch.Tensor | ImageSource,
+                 labels: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+        while True:
+            try:
+                return evaluate(model, images, labels, self.data, self.batch_size, self.precision)
+            except torch.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise
+                self.batch_size //= 2
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if self.log is not None:
+                    self.log(f"out of memory while evaluating: eval batch size now {self.batch_size}")
+
+
 def prepare_batch(data: DeviceData, index: torch.Tensor, augmentations: list[Any],
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator, host_index: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gather a batch on the device, augment it per image, normalise it: the whole data path."""
-    images = _to_unit(data.train_x[index])
+    images = _to_unit(data.train_batch(index, host_index))
     for augment in augmentations:
         images = augment(images, generator)
     return _normalize(images, data), data.train_y[index]
@@ -181,7 +323,7 @@ def step_scheduler(scheduler: Any, accuracy: float) -> None:
 def train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any],
                  batch_size: int, precision: str) -> tuple[float, float]:
     """One pass over the training set; returns the running loss and accuracy."""
-    model, optimizer, device = state.network, state.optimizer, data.train_x.device
+    model, optimizer, device = state.network, state.optimizer, data.device
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -189,9 +331,12 @@ def train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any]
     order = torch.randperm(count, generator=state.generator, device=device)
     # A last batch of one image would break BatchNorm in train mode; it is dropped.
     stop = count - 1 if count % batch_size == 1 else count
+    # Streaming reads rows in host memory: one copy of the order per epoch, not a wait per step.
+    host_order = order.cpu() if data.train_rows is not None else None
     for start in range(0, stop, batch_size):
         index = order[start:start + batch_size]
-        images, labels = prepare_batch(data, index, augmentations, state.generator)
+        host_index = None if host_order is None else host_order[start:start + batch_size]
+        images, labels = prepare_batch(data, index, augmentations, state.generator, host_index)
         loss, logits = train_step(model, optimizer, images, labels, precision)
         loss_sum += loss * len(index)
         correct += (logits.argmax(1) == labels).sum()
@@ -222,6 +367,8 @@ def fit(
     checkpoint_meta: dict[str, Any] | None = None,
     start_from: StartingPoint | None = None,
     keep_best: bool = False,
+    precision_record: Path | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> TrialResult:
     """Train one trial and measure it every epoch.
 
@@ -230,20 +377,40 @@ def fit(
     reloading every ``resume_every`` epochs (see :func:`ablate.state.restart`). ``start_from``
     gives the model its starting weights (where names and shapes match); ``keep_best`` keeps a
     copy of the best epoch's weights (by validation accuracy, else test accuracy).
+    ``precision_record`` is where ``precision=auto`` keeps its measured choice for the study.
     """
     started = time.perf_counter()
     settings = setup.settings
     state = build_state(setup, num_classes, seed, device, start_from)
     saved = checkpoints.latest() if checkpoints else None
-    if saved is not None and saved.get("meta") == (checkpoint_meta or {}):
+    resumed_precision = None
+    trained_on = checkpoint_device(saved) if saved is not None else None
+    if saved is not None and trained_on not in (None, device.type):
+        # A generator's state differs in size between a CPU and a GPU: not resumable here.
+        log(f"checkpoint of epoch {saved['epoch']} was trained on {trained_on}, this trial runs "
+            f"on {device.type}: not resumable, starting afresh")
+        if checkpoints is not None:
+            checkpoints.clear()
+    elif saved is not None and saved.get("meta") == (checkpoint_meta or {}):
         restore(state, saved)
+        resumed_precision = saved.get("precision")
     elif saved is not None and checkpoints is not None:  # another trial's: never mix them
         checkpoints.clear()
     resumed_from = state.epoch
     augmentations = [chosen.build() for chosen in setup.augmentations]
     mode, period = settings["resume"], settings["resume_every"]
     every = settings["checkpoint_every"]
-    precision = resolve_precision(settings["precision"], device)
+    if resumed_precision:  # a continued trial keeps the precision it started in: bitwise resume
+        chosen = PrecisionChoice(resumed_precision["precision"], resumed_precision.get("step_ms"))
+    else:
+        chosen = choose_precision(
+            settings["precision"], device, state.model, settings["batch_size"],
+            tuple(data.train_x.shape[1:]), num_classes,
+            (setup.model.component.name, tuple(sorted(setup.model.values.items()))),
+            precision_record)
+    precision = chosen.precision
+    backends = configure(settings, precision, device)
+    measure = Evaluator(data, eval_batch_size(settings["eval_batch_size"], data), precision, log)
     predicted = None
     for epoch in range(state.epoch + 1, settings["epochs"] + 1):
         epoch_started = time.perf_counter()
@@ -263,34 +430,31 @@ def fit(
             return TrialResult(epochs=tuple(state.history), class_acc=(), confusion=(),
                                seconds=time.perf_counter() - started, model=state.model,
                                precision=precision, resumed_from=resumed_from, diverged=True,
-                               fresh=tuple(state.fresh))
-        eval_batch = settings["eval_batch_size"]
-        _, train_eval_acc, _ = evaluate(state.network, data.train_eval_x, data.train_eval_y,
-                                        data, eval_batch, precision)
-        test_loss, test_acc, predicted = evaluate(state.network, data.test_x, data.test_y, data,
-                                                  eval_batch, precision)
+                               fresh=tuple(state.fresh), step_ms=chosen.step_ms,
+                               backends=backends)
+        _, train_eval_acc, _ = measure(state.network, data.train_eval, data.train_eval_y)
+        test_loss, test_acc, predicted = measure(state.network, data.test_x, data.test_y)
         val_loss = val_acc = None
         if data.val_x is not None and data.val_y is not None:
-            val_loss, val_acc, _ = evaluate(state.network, data.val_x, data.val_y, data, eval_batch,
-                                            precision)
+            val_loss, val_acc, _ = measure(state.network, data.val_x, data.val_y)
         # Selection (a plateau's steps) uses the validation split when there is one.
         step_scheduler(state.scheduler, test_acc if val_acc is None else val_acc)
         record = EpochRecord(epoch, lr, train_loss, train_acc, train_eval_acc, test_loss,
                              test_acc, time.perf_counter() - epoch_started, restarting, val_loss,
                              val_acc)
-        chosen = test_acc if val_acc is None else val_acc
-        if keep_best and (state.best_value is None or chosen > state.best_value):
-            state.best_value = chosen
+        selected = test_acc if val_acc is None else val_acc
+        if keep_best and (state.best_value is None or selected > state.best_value):
+            state.best_value = selected
             state.best = {name: value.detach().to("cpu", copy=True)
                           for name, value in state.model.state_dict().items()}
         state.epoch = epoch
         state.history.append(record)
         if checkpoints is not None and every > 0 and (epoch % every == 0 or epoch == settings["epochs"]):
-            checkpoints.save(epoch, {**snapshot(state), "meta": checkpoint_meta or {}})
+            checkpoints.save(epoch, {**snapshot(state), "meta": checkpoint_meta or {},
+                                     "precision": asdict(chosen)})
         on_epoch_end(record)
     if predicted is None:  # every epoch came from a checkpoint
-        predicted = evaluate(state.network, data.test_x, data.test_y, data,
-                             settings["eval_batch_size"], precision)[2]
+        predicted = measure(state.network, data.test_x, data.test_y)[2]
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     confusion.index_put_((data.test_y, predicted), torch.ones_like(predicted), accumulate=True)
     per_class = confusion.diag().float() / confusion.sum(1).clamp(min=1)
@@ -304,4 +468,6 @@ def fit(
         resumed_from=resumed_from,
         best_state=state.best,
         fresh=tuple(state.fresh),
+        step_ms=chosen.step_ms,
+        backends=backends,
     )

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ablate.gpus import VISIBLE
+
 PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 
 
@@ -39,16 +41,21 @@ def _end_with_parent() -> None:
 
 
 def run_workers(arguments: Sequence[str], workers: int, count_done: Callable[[], int], total: int,
-                console: Console, threads: int | None = None) -> int:
-    """Start ``workers`` processes of ``ablate run ARGUMENTS``; returns the worst exit status."""
+                console: Console, threads: int | None = None,
+                pinned: Sequence[str] | None = None) -> int:
+    """Start ``workers`` processes of ``ablate run ARGUMENTS``; returns the worst exit status.
+    ``pinned``: each worker's ``CUDA_VISIBLE_DEVICES`` (see :mod:`ablate.gpus`)."""
     threads = threads or threads_per_worker(workers)
     command = [sys.executable, "-m", "ablate", "run", *arguments, "--workers", "1",
                "--threads", str(threads), "--quiet"]
     on_linux = sys.platform.startswith("linux")
-    children = [subprocess.Popen(command, stdout=subprocess.DEVNULL,
+    environments = [None] * workers if pinned is None else [
+        {**os.environ, VISIBLE: gpu} for gpu in pinned]
+    children = [subprocess.Popen(command, stdout=subprocess.DEVNULL, env=environment,
                                  preexec_fn=_end_with_parent if on_linux else None)
-                for _ in range(workers)]
-    console.print(f"{workers} workers, {threads} threads each", highlight=False)
+                for environment in environments]
+    where = "" if pinned is None else f", on GPUs {', '.join(pinned)}"
+    console.print(f"{workers} workers, {threads} threads each{where}", highlight=False)
     progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console)
     task = progress.add_task("trials", total=total)

@@ -55,12 +55,12 @@ from ablate.allocator import keep_freed_memory
 from ablate.config import resolve
 from ablate.data import CIFAR10_MEAN, CIFAR10_STD
 from ablate.discovery import load_plugins
+from ablate.precision import resolve_precision
 from ablate.runner import pick_device
 from ablate.state import build_state
 from ablate.trainer import (
     DeviceData,
     prepare_batch,
-    resolve_precision,
     to_device,
     train_epoch,
 )

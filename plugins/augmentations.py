@@ -65,10 +65,19 @@ class ColorJitter:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         self.low, self.high = 1.0 - strength, 1.0 + strength
+        self._weights: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def gray_weights(self, images: torch.Tensor) -> torch.Tensor:
+        """The luma weights on the images' device, built once: a tensor made from a Python list
+        each batch would be a blocking host-to-GPU copy every step."""
+        key = (images.device, images.dtype)
+        if key not in self._weights:
+            self._weights[key] = torch.tensor(GRAY_WEIGHTS, dtype=images.dtype).to(images.device)
+        return self._weights[key]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n = images.shape[0]
-        weights = torch.tensor(GRAY_WEIGHTS, device=images.device, dtype=images.dtype)
+        weights = self.gray_weights(images)
         brightness = _uniform(n, self.low, self.high, images, generator)
         contrast = _uniform(n, self.low, self.high, images, generator)
         saturation = _uniform(n, self.low, self.high, images, generator)

@@ -13,14 +13,17 @@ starts fast. The normalisation constants are the training images' per-channel me
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 
+from ablate.atomic import write_text_atomic
 from ablate.data import (
     DATA_ENV,
     ImageData,
     UnreadableImage,
+    cache_dir,
     cached_arrays,
     given_data_dir,
     image_data,
@@ -95,14 +98,43 @@ def _arrays(split: dict[str, list[Path]], classes: list[str], size: int, seed: i
 
 def _fingerprint(train: dict[str, list[Path]], test: dict[str, list[Path]], root: Path,
                  settings: str) -> str:
-    """A hash of every file's place, class and bytes, and of the settings that shaped the arrays."""
+    """A hash of every file's place, class and bytes, and of the settings that shaped the arrays.
+
+    Hashing 15 GB of photos on every start would read them all again, so each file's hash is
+    kept in an index beside the decode cache, under its size and modification time: only new
+    or changed files are read."""
+    index_file = cache_dir() / "imagefolder-index" / (
+        hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16] + ".json")
+    try:
+        known = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    seen: dict[str, list] = {}
     digest = hashlib.sha256(settings.encode())
     for split, files in (("train", train), ("test", test)):
         for name, paths in files.items():
             for path in paths:
-                digest.update(f"{split}/{name}/{path.relative_to(root)}".encode())
-                digest.update(path.read_bytes())
+                place = str(path.relative_to(root))
+                stat = path.stat()
+                entry = known.get(place)
+                if not (isinstance(entry, list) and entry[:2] == [stat.st_size, stat.st_mtime_ns]):
+                    entry = [stat.st_size, stat.st_mtime_ns, file_hash(path)]
+                seen[place] = entry
+                digest.update(f"{split}/{name}/{place}:{entry[2]}".encode())
+    if seen != known:
+        try:
+            write_text_atomic(index_file, json.dumps(seen))
+        except OSError:
+            pass  # a read-only cache only costs reading the files again next time
     return digest.hexdigest()[:16]
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def imagefolder(*, data_dir: Path | None, size: int = 32, test_fraction: float = 0.2,

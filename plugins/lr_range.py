@@ -23,7 +23,8 @@ import typer
 from ablate import hookimpl
 from ablate.cli import DataDirOption, DeviceOption, PresetOption, ResultsDirOption, SetOption
 from ablate.config import TrialSetup
-from ablate.trainer import DeviceData, prepare_batch, resolve_precision, train_step, trial_data
+from ablate.precision import resolve_precision
+from ablate.trainer import DeviceData, prepare_batch, train_step, trial_data
 
 SMOOTHING = 0.98  # weight of the running average: about the last 50 steps count
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its best

@@ -80,3 +80,18 @@ def test_storage_benchmark_times_the_queue_on_each_storage() -> None:
     postgres = figures["storages"]["postgresql"]
     assert postgres["seconds_per_trial"] is None and postgres["not_measured"] or (
         postgres["seconds_per_trial"] > 0)
+
+
+def test_compute_per_answer_benchmark_compares_in_one_run() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "compute_per_answer.py"), "--json", "--quick",
+         "--parts", "pruning,precision"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    pruning = figures["pruning"]
+    assert pruning["no_pruner"]["epochs_trained"] == pruning["trials"] * pruning["epochs_per_trial"]
+    assert pruning["epochs_saved"] == (pruning["no_pruner"]["epochs_trained"]
+                                       - pruning["median"]["epochs_trained"]) >= 0
+    models = {entry["model"] for entry in figures["precision"]}
+    assert {"resnet18", "simple_cnn", "resnet_c3"} <= models
+    assert all(entry["precision"] in ("fp32", "bf16") for entry in figures["precision"])

@@ -288,7 +288,7 @@ def test_too_few_seeds_are_stated_plainly(tmp_path: Path) -> None:
 def test_partial_study_reports_what_exists_and_what_is_missing(tmp_path: Path) -> None:
     study = make_study(tmp_path, skip={(0.5, 2), (0.5, 3)})
     report = build(study).report
-    assert report.counts == {"attempts": 10, "complete": 10, "diverged": 0, "planned": 12}
+    assert report.counts == {"attempts": 10, "complete": 10, "diverged": 0, "pruned": 0, "planned": 12}
     notes = " ".join(report.missing)
     assert "10 of 12 planned trials" in notes and "cell dropout=0.5 lacks seeds [2, 3]" in notes
     (finding,) = [f for f in report.findings if f.metric == "test_acc" and f.contrast.level == 0.5]

@@ -361,3 +361,35 @@ def test_a_file_uri_results_location_gives_the_tables_a_plain_path_gives(tmp_pat
     assert code == 0 and "Answer" in output
     code, output = invoke("run", str(study), "--results-dir", "s3://bucket/results")
     assert code == 2 and "only local folders, network mounts and file:// URIs" in output
+
+
+def test_a_pruned_search_records_pruned_trials_once_and_every_trial_reports_each_epoch(
+        tmp_path: Path, cli_plugins: Plugins) -> None:
+    text = TINY.replace("factors=dict(hidden=choice(4, 8)),",
+                        'design=sampler("tpe", trials=12), pruner="median",').replace(
+        "epochs=2,", "epochs=4,")
+    text += "\n\ndef configure(trial):\n    return {'lr': trial.suggest_float('lr', 1e-4, 0.5, log=True)}\n"
+    code, output = invoke("run", str(tiny_study(tmp_path, text)), "--results-dir", str(tmp_path))
+    assert code == 0, output
+    trials = table(tmp_path / "tiny_study", "trials")
+    assert len(trials) == 12 and len({t["trial"] for t in trials}) == 12  # none retried
+    pruned = [t for t in trials if t["state"] == "pruned"]
+    assert pruned and all(t["epochs_done"] < 4 for t in pruned)
+    epochs = table(tmp_path / "tiny_study", "epochs")
+    for trial in pruned:  # a pruned trial keeps the epochs it ran
+        assert len([e for e in epochs if e["trial"] == trial["trial"]]) == trial["epochs_done"]
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    stored = optuna.load_study(study_name="tiny_study", storage=JournalStorage(
+        JournalFileBackend(str(tmp_path / "tiny_study" / "optuna.journal"))))
+    assert all(t.intermediate_values for t in stored.trials)  # what optuna-dashboard draws
+    assert sum(t.state == optuna.trial.TrialState.PRUNED for t in stored.trials) == len(pruned)
+    again = invoke("run", str(tiny_study(tmp_path, text)), "--results-dir", str(tmp_path))
+    assert again[0] == 0 and len(table(tmp_path / "tiny_study", "trials")) == 12
+
+
+def test_a_planned_design_never_prunes() -> None:
+    from ablate.study import Study, StudyError
+
+    with pytest.raises(StudyError, match="pruner='median' needs design=sampler"):
+        Study(name="s", question="?", baseline={}, pruner="median")

@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ablate.report.answer import ORDER, Finding, describe_family, family_contrasts, judge, sentence
+from ablate.report.answer import (
+    ALPHA,
+    ORDER,
+    Finding,
+    describe_family,
+    family_contrasts,
+    judge,
+    sentence,
+)
 from ablate.report.contrasts import (
     AGAINST_BASELINE,
     INTERACTION,
@@ -32,6 +40,7 @@ from ablate.report.metrics import (
     add_derived,
     base_metric,
     compared_value,
+    format_half_width,
     format_value,
     is_accuracy,
     metric_value,
@@ -186,7 +195,7 @@ def _missing(results: StudyResults, cells: list[Cell]) -> list[str]:
         notes.append(f"{count} trial attempts of another plan of this study (fingerprint "
                      f"{fingerprint}) are in this folder and left out of this report")
     planned = results.description.get("trials")
-    with_result = results.complete + results.diverged
+    with_result = results.complete + results.diverged + results.pruned
     if planned and len(with_result) < planned:
         notes.append(f"{len(with_result)} of {planned} planned trials have a result; the rest are "
                      "missing (still running, interrupted, or failed).")
@@ -206,6 +215,31 @@ def _missing(results: StudyResults, cells: list[Cell]) -> list[str]:
     if cells and not any(c.baseline for c in cells) and not is_sampled(results.description):
         notes.append("the baseline cell has no complete trial: comparisons with it cannot be made")
     return notes
+
+
+def _seed_rule_line(rule: Mapping[str, Any], cells: list[Cell], findings: list[Finding],
+                    description: Mapping[str, Any]) -> str:
+    """How many seeds each cell got under ``seeds=until(...)`` and why the rule stopped."""
+    metric = description.get("metric", "test_acc")
+    seeds = sorted({len(c.trials) for c in cells})
+    widths = [f.estimate.half_width(0.95) for f in findings
+              if f.family and f.metric == metric and f.estimate is not None]
+    widest = max((w for w in widths if w is not None), default=None)
+    target = rule["halfwidth"] / 100 if is_accuracy(metric) else rule["halfwidth"]
+    count = "/".join(map(str, seeds))
+    shown = "not measurable" if widest is None else f"+-{format_half_width(metric, widest)}"
+    if widest is not None and widest <= target:
+        why = f"it stopped: the widest 95% interval on {metric} is {shown}, within +-{rule['halfwidth']:g}"
+    elif seeds and seeds[0] >= rule["max"]:
+        why = (f"it stopped at the cap: every cell has the maximum of {rule['max']} seeds and the "
+               f"widest 95% interval on {metric} is still {shown} (target +-{rule['halfwidth']:g})")
+    else:
+        why = (f"it is still adding seeds: the widest 95% interval on {metric} is {shown} (target "
+               f"+-{rule['halfwidth']:g})")
+    return (f"Seeds: each cell has {count} seeds (until(halfwidth={rule['halfwidth']:g}, "
+            f"min={rule['min']}, max={rule['max']})); {why}. Intervals at the stop are 97.5% ones "
+            "(0.025 over the family), which keeps their coverage at 95% or more although the rule "
+            "stopped on a width the same data produced.")
 
 
 def _against_target(cells: list[Cell], description: Mapping[str, Any]) -> list[str]:
@@ -259,19 +293,22 @@ def analyse(results: StudyResults, metric: str | None = None,
                     item, name, contrast(by_cell, item.weights, pooled[name]), pooled[name],
                     family=item in family and name in questions,
                     left_out=() if name == DIVERGED else left_out))
-    delta = description.get("delta")
-    size = judge(findings, delta)
+    delta, rule = description.get("delta"), description.get("seed_rule")
+    alpha = ALPHA / 2 if rule else ALPHA  # intervals at an adaptive stop: 97.5 % (see until)
+    size = judge(findings, delta, alpha)
     stated = sorted((f for f in findings if f.family), key=lambda f: ORDER.index(f.verdict))
     answer = [sentence(f, delta) for f in stated]
     if stated:
         answer.insert(0, describe_family(size, questions, design_kind(description), within_factors,
-                                         {m: pooled[m] for m in questions}))
-    elif not is_sampled(description):
+                                         {m: pooled[m] for m in questions}, alpha))
+    if rule:
+        answer.insert(0, _seed_rule_line(rule, cells, findings, description))
+    if not stated and not is_sampled(description):
         answer.append("The data cannot decide yet: no comparison the question asks for has "
                       "trials with a result in both of its cells.")
     answer += _against_target(cells, description)
     counts = {"attempts": len(results.attempts), "complete": len(results.complete),
-              "diverged": len(results.diverged),
+              "diverged": len(results.diverged), "pruned": len(results.pruned),
               "planned": int(description.get("trials") or 0)}
     epochs = max((r["epoch"] for r in results.epochs), default=0)
     return Report(

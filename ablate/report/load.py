@@ -57,12 +57,17 @@ class StudyResults:
     other_plans: dict[str, int] = field(default_factory=dict)  # fingerprint -> attempts left out
 
     def _results(self, state: TrialState) -> list[dict[str, Any]]:
-        """The last attempt of each trial that ended in ``state`` (complete or diverged)."""
+        """The last attempt of each trial that ended in ``state`` (complete, diverged, pruned)."""
         chosen: dict[int, dict[str, Any]] = {}
         for row in sorted(self.attempts, key=lambda r: (r["trial"], r["attempt"])):
-            if row["state"] in (TrialState.COMPLETE.value, TrialState.DIVERGED.value):
+            if TrialState(row["state"]).is_result:
                 chosen[row["trial"]] = row
         return [row for row in chosen.values() if row["state"] == state.value]
+
+    @property
+    def pruned(self) -> list[dict[str, Any]]:
+        """Trials a sampler design's pruner stopped early (left out of the cells)."""
+        return self._results(TrialState.PRUNED)
 
     @property
     def complete(self) -> list[dict[str, Any]]:

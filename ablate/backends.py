@@ -1,0 +1,76 @@
+"""The numerical switches a trial runs under: determinism and TF32, set explicitly and recorded.
+
+On a GPU, cuDNN's convolution backward and adaptive average pooling's backward are not
+deterministic: two runs of one seed differ, so run-to-run noise would be reported as an effect,
+a continued trial would not match one that never stopped, and ``resume_jump``'s ``full`` control
+would not equal ``none``. ``deterministic`` (``auto``: on whenever the trial restarts, i.e.
+``resume`` is not ``none``) makes every kernel deterministic, at some speed. Exactness then holds
+on the same GPU model with the same CUDA, cuDNN and torch versions, not across them.
+
+TF32 (10-bit mantissa matrix products on Ampere and newer) is on by default for cuDNN
+convolutions, so ``precision=fp32`` would not be fp32: here fp32 means TF32 off, and the trials
+table records ``tf32``. With bf16 autocast, the few fp32 products left may use TF32.
+On a CPU none of this changes anything: its kernels are deterministic and it has no TF32.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+# cuBLAS needs this before CUDA starts to be deterministic (see torch's reproducibility notes).
+CUBLAS_WORKSPACE = ("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+DETERMINISTIC = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class Backends:
+    deterministic: bool
+    tf32: bool
+
+
+def prepare_process() -> None:
+    """Before CUDA starts in this process: what deterministic cuBLAS needs."""
+    os.environ.setdefault(*CUBLAS_WORKSPACE)
+
+
+def wants_determinism(settings: dict[str, Any]) -> bool:
+    """``deterministic=on``, or ``auto`` with simulated restarts (whose controls must match)."""
+    setting = settings.get("deterministic", "auto")
+    return setting == "on" or (setting == "auto" and settings.get("resume", "none") != "none")
+
+
+def configure(settings: dict[str, Any], precision: str, device: torch.device) -> Backends:
+    """Set the process-wide switches for one trial and say what they are."""
+    deterministic = wants_determinism(settings)
+    tf32 = device.type == "cuda" and precision == "bf16"
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    # warn_only: an op with no deterministic kernel warns instead of failing a whole study.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    return Backends(deterministic, tf32)
+
+
+class GlobalAvgPool(torch.nn.Module):
+    """``AdaptiveAvgPool2d(1)`` as a mean: the same numbers, with a deterministic backward on
+    CUDA (adaptive pooling's backward uses atomic adds there)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+def deterministic_pools(model: torch.nn.Module) -> int:
+    """Replace every global ``AdaptiveAvgPool2d`` in ``model``; returns how many."""
+    replaced = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, torch.nn.AdaptiveAvgPool2d) and child.output_size in (1, (1, 1)):
+                setattr(parent, name, GlobalAvgPool())
+                replaced += 1
+    return replaced

@@ -1,0 +1,182 @@
+"""Rebuild ``docs/findings.md`` and its figures from the studies' ``mid`` results folders.
+
+    python docs/findings/build.py [--results-dir results]
+
+Every number and figure on the page comes from the results folders (through the same analysis
+as ``ablate report``); nothing is typed by hand but the questions in the users' words and what
+each kind of answer means for a training script. A study without a complete ``mid`` run gets a
+section that says so, with the command that would fill it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PAGE = REPO / "docs" / "findings.md"
+FIGURES = REPO / "docs" / "findings"
+MAX_FIGURE_BYTES = 200_000
+PRESET = "mid"
+DATA = "../shared/datasets/cifar10"  # where this project's machines keep CIFAR-10
+
+
+@dataclass(frozen=True)
+class Question:
+    study: str  # the file under studies/
+    asked: str  # the question in the users' words
+    figures: tuple[str, ...]  # plots of ablate.report.plots.PLOTS, in order of preference
+    meaning: str  # how to read the answer for one's own script (no numbers: those are measured)
+
+
+QUESTIONS = (
+    Question("dropout_gap", "Why is my test accuracy above my train accuracy early on, and why does "
+             "the gap widen after the first learning-rate decay? Is it dropout? Augmentation?",
+             ("gaps", "interaction"),
+             "`train_acc` as most scripts print it is measured during the epoch, with dropout and "
+             "augmentation on and the weights still moving; `gap_eval` compares like with like "
+             "(train images measured in eval mode, unaugmented). An effect on `gap_running` that "
+             "is absent from `gap_eval` is a measurement artefact of the running average, not a "
+             "property of the model."),
+    Question("resume_jump", "Why does accuracy jump when I stop training and reload my checkpoint?",
+             ("restarts", "learning_curves"),
+             "`full` (everything restored) is the control and must show no jump; each naive mode "
+             "shows what losing one piece of state costs at a restart. If your script restores "
+             "only the weights, the mode with the same name is your situation."),
+    Question("color_jitter", "Does colour jitter help when the test images have none?",
+             ("final_metric", "interaction"),
+             "Read the effect of jitter on `test_acc` within each augmentation: jitter trades "
+             "fitting the training colours for robustness the clean test set does not reward."),
+    Question("oscillation", "Why does my test accuracy swing from epoch to epoch with small batches?",
+             ("learning_curves",),
+             "The swing is measured over the last epochs; a smaller batch at the same learning "
+             "rate takes more, noisier steps. If the swing falls when the rate decays, the cure "
+             "is a schedule, not a bigger batch."),
+    Question("pretraining", "Does pretraining help on 32x32 images?", ("learning_curves",),
+             "Offline, pretraining here means weights trained on other CIFAR-10 classes "
+             "(`pretrain_source`); with internet access the `full` preset compares ImageNet "
+             "weights."),
+    Question("schedule", "Which learning-rate schedule should I use?", ("learning_curves",),
+             "Compare final test accuracy at the same epoch budget; a schedule that wins only "
+             "at the budget of this run may lose at yours."),
+    Question("architecture", "Which architecture, and can a YOLO-style C3 block replace a residual "
+             "block? How much of the gap does crop + flip close for each?",
+             ("interaction", "final_metric"),
+             "The effect of augmentation is given for each architecture: a gap that closes for "
+             "one model and not another is an interaction, reported as such."),
+    Question("five_epochs", "Can a ResNet-18 pass 50 % test accuracy in 5 epochs?",
+             ("learning_curves",),
+             "The answer is the share of seeds over the target at the run's scale, with its "
+             "interval."),
+)
+
+
+def study_plan(name: str):  # type: ignore[no-untyped-def]
+    from ablate import studyfile
+
+    study = studyfile.load(REPO / "studies" / f"{name}.py")
+    return study, study.plan(PRESET if PRESET in study.presets else None, {})
+
+
+def command(name: str) -> str:
+    return f"ablate run studies/{name}.py --preset {PRESET} --data-dir {DATA}"
+
+
+def save_figure(figure, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Write ``figure`` as a PNG under MAX_FIGURE_BYTES, lowering the resolution until it fits."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    try:
+        for dpi in (90, 72, 56, 42):
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+            if buffer.tell() <= MAX_FIGURE_BYTES:
+                path.write_bytes(buffer.getvalue())
+                return
+        raise SystemExit(f"{path.name}: over {MAX_FIGURE_BYTES} bytes even at 42 dpi")
+    finally:
+        plt.close(figure)
+
+
+def section(question: Question, results_dir: Path) -> list[str]:
+    from ablate.report import ReportError, analyse_folder
+    from ablate.report.plots import PLOTS
+    from ablate.report.render import _markdown_table, legend, tables
+
+    study, plan = study_plan(question.study)
+    preset = study.presets.get(PRESET)
+    lines = [f"## {question.asked}", "",
+             f"Study `studies/{question.study}.py`, preset `{plan.preset}`"
+             + (f": {preset.description}." if preset else "."), "",
+             f"    {command(question.study)}", ""]
+    folder = results_dir / plan.name
+    try:
+        report, results = analyse_folder(folder)
+    except ReportError:
+        report = None
+    complete = report.counts["complete"] + report.counts["diverged"] if report else 0
+    if report is None or report.preset != plan.preset or complete == 0:
+        return lines + [f"**Not run yet at this scale** ({plan.size} trials planned). The command "
+                        "above runs it (resumable: run it again after a stop); then "
+                        "`python docs/findings/build.py` fills this section.", ""]
+    first = results.complete[0] if results.complete else {}
+    images, test_images = first.get("param_train_size"), first.get("param_test_size")
+    seeds = sorted({t["seed"] for t in results.complete})
+    lines += [f"Measured: {complete} of {plan.size} planned trials, {len(seeds)} seeds per cell "
+              f"at most, {_images(images, 'training')} and {_images(test_images, 'test')} "
+              f"images per trial."
+              + ("" if complete >= plan.size else " **The run is not finished: the answer below "
+                 "is provisional.**"), "", "**Answer**", ""]
+    lines += [f"- {line}" for line in report.answer]
+    family = [t for t in tables(report) if t[0].startswith("The Answer's family")]
+    for title, headers, rows in [tables(report)[0], *family]:
+        lines += ["", f"*{title}*", "", _markdown_table(headers, rows)]
+    lines += ["", legend(report), ""]
+    for name in question.figures:
+        figure = PLOTS[name](report, results) if report.cells else None
+        if figure is None:
+            continue
+        path = FIGURES / f"{question.study}-{name}.png"
+        save_figure(figure, path)
+        lines += [f"![{question.study}: {name}](findings/{path.name})", ""]
+    return lines + [f"*What it means for your script.* {question.meaning}", ""]
+
+
+def _images(count: object, split: str) -> str:
+    if not count:
+        return f"all {split}"
+    return f"{int(count):,} {split}"  # type: ignore[call-overload]
+
+
+def build(results_dir: Path) -> str:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    for old in FIGURES.glob("*.png"):
+        old.unlink()
+    parts = ["# Findings", "",
+             "What ablate's studies answer at a scale this project's 2-core CPU can run: the "
+             f"`{PRESET}` presets, on CIFAR-10 (`--data-dir {DATA}`). Every number and figure "
+             "below is regenerated from the results folders by `python docs/findings/build.py` "
+             "(the same analysis as `ablate report`); a section without a run says so. Effects "
+             "are differences in percentage points with 95 % intervals; \"decided\" follows the "
+             "rules in the README's [Reports](../README.md#reports) section.", ""]
+    for question in QUESTIONS:
+        parts += section(question, results_dir)
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results-dir", type=Path, default=REPO / "results")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    PAGE.write_text(build(args.results_dir), encoding="utf-8")
+    print(f"wrote {PAGE.relative_to(REPO)} and {len(list(FIGURES.glob('*.png')))} figures")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
