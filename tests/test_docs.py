@@ -14,6 +14,7 @@ import pytest
 from ablate import hookspecs
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = README.parent
 
 
 def guide_blocks() -> list[tuple[str, str]]:
@@ -43,3 +44,35 @@ def test_every_hook_is_documented_in_the_readme_by_its_signature() -> None:
     for hook in hooks:
         signature = f"{hook.__name__}({', '.join(inspect.signature(hook).parameters)})"
         assert f"`{signature}`" in text, f"README does not document {signature}"
+
+
+def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -> None:
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+
+    result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "dropout_gap.py"), "--preset",
+                                      "smoke", "--results-dir", str(tmp_path / "results")])
+    assert result.exit_code == 0, result.output
+    spec = importlib.util.spec_from_file_location("findings_build",
+                                                  REPO / "docs" / "findings" / "build.py")
+    assert spec is not None and spec.loader is not None
+    findings = importlib.util.module_from_spec(spec)
+    sys.modules["findings_build"] = findings  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(findings)
+    finally:
+        del sys.modules["findings_build"]
+    page, figures = tmp_path / "findings.md", tmp_path / "figures"
+    findings.build(tmp_path / "results", "smoke", page, figures)
+    text = page.read_text()
+    gap = text.split("## ")[1]  # dropout_gap's section: measured, with its Answer and figures
+    assert "Measured: 18 of 18 planned trials" in gap and "**Answer**" in gap
+    assert "ablate run studies/dropout_gap.py --preset smoke" in gap
+    drawn = sorted(figures.glob("dropout_gap-*.png"))
+    assert drawn and all(0 < p.stat().st_size < findings.MAX_FIGURE_BYTES for p in drawn)
+    assert all(f"figures/{p.name}" in gap for p in drawn)
+    # Every other shipped question has its section, saying it has not run at this scale.
+    assert text.count("**Not run yet at this scale**") == len(findings.QUESTIONS) - 1

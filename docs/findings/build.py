@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "findings.md"
 FIGURES = REPO / "docs" / "findings"
 MAX_FIGURE_BYTES = 200_000
-PRESET = "mid"
+PRESET = "mid"  # the scale the page reports (--preset picks another, e.g. smoke in the tests)
 DATA = "../shared/datasets/cifar10"  # where this project's machines keep CIFAR-10
 
 
@@ -74,15 +74,15 @@ QUESTIONS = (
 )
 
 
-def study_plan(name: str):  # type: ignore[no-untyped-def]
+def study_plan(name: str, preset: str):  # type: ignore[no-untyped-def]
     from ablate import studyfile
 
     study = studyfile.load(REPO / "studies" / f"{name}.py")
-    return study, study.plan(PRESET if PRESET in study.presets else None, {})
+    return study, study.plan(preset if preset in study.presets else None, {})
 
 
-def command(name: str) -> str:
-    return f"ablate run studies/{name}.py --preset {PRESET} --data-dir {DATA}"
+def command(name: str, preset: str) -> str:
+    return f"ablate run studies/{name}.py --preset {preset} --data-dir {DATA}"
 
 
 def save_figure(figure, path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -102,17 +102,17 @@ def save_figure(figure, path: Path) -> None:  # type: ignore[no-untyped-def]
         plt.close(figure)
 
 
-def section(question: Question, results_dir: Path) -> list[str]:
+def section(question: Question, results_dir: Path, preset_name: str, figures: Path) -> list[str]:
     from ablate.report import ReportError, analyse_folder
     from ablate.report.plots import PLOTS
     from ablate.report.render import _markdown_table, legend, tables
 
-    study, plan = study_plan(question.study)
-    preset = study.presets.get(PRESET)
+    study, plan = study_plan(question.study, preset_name)
+    preset = study.presets.get(preset_name)
     lines = [f"## {question.asked}", "",
              f"Study `studies/{question.study}.py`, preset `{plan.preset}`"
              + (f": {preset.description}." if preset else "."), "",
-             f"    {command(question.study)}", ""]
+             f"    {command(question.study, preset_name)}", ""]
     folder = results_dir / plan.name
     try:
         report, results = analyse_folder(folder)
@@ -140,9 +140,9 @@ def section(question: Question, results_dir: Path) -> list[str]:
         figure = PLOTS[name](report, results) if report.cells else None
         if figure is None:
             continue
-        path = FIGURES / f"{question.study}-{name}.png"
+        path = figures / f"{question.study}-{name}.png"
         save_figure(figure, path)
-        lines += [f"![{question.study}: {name}](findings/{path.name})", ""]
+        lines += [f"![{question.study}: {name}]({figures.name}/{path.name})", ""]
     return lines + [f"*What it means for your script.* {question.meaning}", ""]
 
 
@@ -152,28 +152,31 @@ def _images(count: object, split: str) -> str:
     return f"{int(count):,} {split}"  # type: ignore[call-overload]
 
 
-def build(results_dir: Path) -> str:
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    for old in FIGURES.glob("*.png"):
+def build(results_dir: Path, preset: str = PRESET, page: Path = PAGE, figures: Path = FIGURES
+          ) -> None:
+    """Write ``page`` and its figures (in ``figures``, beside it) from ``results_dir``."""
+    figures.mkdir(parents=True, exist_ok=True)
+    for old in figures.glob("*.png"):
         old.unlink()
     parts = ["# Findings", "",
              "What ablate's studies answer at a scale this project's 2-core CPU can run: the "
-             f"`{PRESET}` presets, on CIFAR-10 (`--data-dir {DATA}`). Every number and figure "
+             f"`{preset}` presets, on CIFAR-10 (`--data-dir {DATA}`). Every number and figure "
              "below is regenerated from the results folders by `python docs/findings/build.py` "
              "(the same analysis as `ablate report`); a section without a run says so. Effects "
              "are differences in percentage points with 95 % intervals; \"decided\" follows the "
              "rules in the README's [Reports](../README.md#reports) section.", ""]
     for question in QUESTIONS:
-        parts += section(question, results_dir)
-    return "\n".join(parts)
+        parts += section(question, results_dir, preset, figures)
+    page.write_text("\n".join(parts), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results-dir", type=Path, default=REPO / "results")
+    parser.add_argument("--preset", default=PRESET)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    PAGE.write_text(build(args.results_dir), encoding="utf-8")
+    build(args.results_dir, args.preset)
     print(f"wrote {PAGE.relative_to(REPO)} and {len(list(FIGURES.glob('*.png')))} figures")
     return 0
 
