@@ -95,3 +95,15 @@ def test_compute_per_answer_benchmark_compares_in_one_run() -> None:
     models = {entry["model"] for entry in figures["precision"]}
     assert {"resnet18", "simple_cnn", "resnet_c3"} <= models
     assert all(entry["precision"] in ("fp32", "bf16") for entry in figures["precision"])
+
+
+def test_stream_benchmark_times_both_placements_on_the_same_batches() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "stream_overhead.py"), "--json", "--rounds", "1",
+         "--images", "256"], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["same_loss"] is True
+    assert set(figures["seconds_per_epoch"]) == {"device", "stream"}
+    assert figures["stream_over_device"] == pytest.approx(
+        figures["seconds_per_epoch"]["stream"] / figures["seconds_per_epoch"]["device"])
