@@ -33,8 +33,12 @@ class Backends:
 
 
 def prepare_process() -> None:
-    """Before CUDA starts in this process: what deterministic cuBLAS needs."""
+    """Before CUDA starts in this process: what deterministic cuBLAS needs, and one on-disk
+    ``torch.compile`` cache for every worker (the second worker reuses the first's kernels)."""
+    from ablate.data import cache_dir
+
     os.environ.setdefault(*CUBLAS_WORKSPACE)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
 
 
 def wants_determinism(settings: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 import re
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,50 @@ class CheckpointStore:
         found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := NAME.search(p.name))]
         return sorted(found)
 
-    def save(self, epoch: int, payload: dict[str, Any]) -> Path:
+    _pending: threading.Thread | None = None
+    _failure: BaseException | None = None
+
+    def save(self, epoch: int, payload: dict[str, Any], background: bool = False) -> Path:
+        """Write the checkpoint of ``epoch``. ``background``: copy its tensors to pinned host
+        memory without waiting and write the file from a thread while training goes on (on a
+        GPU, the foreground copy of a ResNet-50 with Adam is hundreds of MB every time); a
+        write that fails is raised by the next ``save`` or ``wait``."""
         path = self.folder / f"epoch-{epoch:05d}.pt"
+        self.wait()
+        if not background:
+            self._write(path, payload, None)
+            return path
+        copied = _to_host(payload)
+        ready = torch.cuda.Event() if torch.cuda.is_available() else None
+        if ready is not None:
+            ready.record()
+        self._pending = threading.Thread(target=self._write_in_background,
+                                         args=(path, copied, ready), daemon=False)
+        self._pending.start()
+        return path
+
+    def wait(self) -> None:
+        """Until the background write (if any) is on disk; raises its failure."""
+        if self._pending is not None:
+            self._pending.join()
+            self._pending = None
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    def _write_in_background(self, path: Path, payload: dict[str, Any],
+                             ready: Any) -> None:
+        try:
+            self._write(path, payload, ready)
+        except BaseException as error:  # handed to the trial's thread by wait()
+            self._failure = error
+
+    def _write(self, path: Path, payload: dict[str, Any], ready: Any) -> None:
+        if ready is not None:
+            ready.synchronize()  # the copies to host memory are complete
         write_file_atomic(path, lambda handle: torch.save({"format": FORMAT, **payload}, handle))
         for _, old in self.files()[:-self.keep]:
             old.unlink(missing_ok=True)
-        return path
 
     def latest(self) -> dict[str, Any] | None:
         """The newest usable checkpoint; unusable ones are reported and skipped."""
@@ -80,4 +119,22 @@ class CheckpointStore:
         return None
 
     def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.wait()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _to_host(value: Any) -> Any:
+    """``value`` with every tensor copied to host memory (pinned and without waiting, from a
+    GPU), so that training can change the originals while the copy is written."""
+    if isinstance(value, torch.Tensor):
+        if value.device.type == "cuda":
+            host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+            return host.copy_(value.detach(), non_blocking=True)
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: _to_host(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_host(item) for item in value)
+    return value

@@ -42,6 +42,8 @@ SETTINGS: tuple[Param, ...] = (
           "size of the fixed, unaugmented train subset measured in eval mode each epoch", ge=1),
     Param("checkpoint_every", 1, "save a checkpoint every N epochs for crash recovery (0: never)",
           ge=0),
+    Param("checkpoint_seconds", -1.0, "least seconds between two checkpoints of a trial (the "
+          "last epoch's is always written; -1: 60 on a GPU, none on a CPU)", ge=-1),
     Param("keep_checkpoints", 2, "how many of a trial's newest checkpoints to keep", ge=1),
     Param("resume", "none", "simulated stop-and-reload every resume_every epochs",
           choices=RESUME_MODES),
@@ -71,7 +73,8 @@ SETTINGS: tuple[Param, ...] = (
 )
 # Settings that change what is kept or shown, never a trial's result: left out of the plan's
 # fingerprint, so turning them on does not make a folder's results "another plan".
-OBSERVING = frozenset({"eval_batch_size", "checkpoint_every", "keep_checkpoints", "keep_weights",
+OBSERVING = frozenset({"eval_batch_size", "checkpoint_every", "checkpoint_seconds",
+                       "keep_checkpoints", "keep_weights",
                        "tensorboard", "data_placement", "data_budget_mb"})
 SETTING_NAMES = {p.name for p in SETTINGS}
 # Settings that select components, with the component kind each selects.

@@ -72,7 +72,13 @@ def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.de
     # torch.compile caches by the model's code: a second model of the same architecture in
     # this process reuses the compiled graphs instead of compiling again.
     # Static shapes: the ragged last batch costs one more graph, not a dynamic-shape recompile.
-    network = torch.compile(model, dynamic=False) if setup.settings["compile"] else model
+    network = model
+    if setup.settings["compile"]:
+        from torch import _dynamo
+
+        # A worker compiles one graph per architecture and batch shape it meets: room for many.
+        _dynamo.config.cache_size_limit = max(_dynamo.config.cache_size_limit, 64)
+        network = torch.compile(model, dynamic=False)
     return TrainingState(model, optimizer, scheduler, generator, network, fresh=fresh)
 
 

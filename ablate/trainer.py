@@ -269,6 +269,18 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor | ImageSource, labels:
     return (loss_sum / len(labels)).item(), accuracy.item(), predicted
 
 
+GPU_CHECKPOINT_SECONDS = 60.0
+
+
+def checkpoint_spacing(setting: float, device: torch.device) -> float:
+    """Least seconds between two checkpoints of a trial: ``checkpoint_seconds``, or for -1 (the
+    default) 60 on a GPU, where epochs are short and a checkpoint every epoch would be a large
+    share of the work, and none on a CPU (its epochs take longer than a write)."""
+    if setting >= 0:
+        return setting
+    return GPU_CHECKPOINT_SECONDS if device.type == "cuda" else 0.0
+
+
 def eval_batch_size(setting: int, data: DeviceData) -> int:
     """``eval_batch_size``, or for 0 (auto) 1,000 images at 32 x 32 scaled by pixel count, so
     224-pixel photos are evaluated 20 at a time, not 1,000 (several GB of activations)."""
@@ -400,6 +412,8 @@ def fit(
     augmentations = [chosen.build() for chosen in setup.augmentations]
     mode, period = settings["resume"], settings["resume_every"]
     every = settings["checkpoint_every"]
+    spacing = checkpoint_spacing(settings.get("checkpoint_seconds", 0), device)
+    last_saved = time.monotonic()
     if resumed_precision:  # a continued trial keeps the precision it started in: bitwise resume
         chosen = PrecisionChoice(resumed_precision["precision"], resumed_precision.get("step_ms"))
     else:
@@ -427,6 +441,8 @@ def fit(
                                  time.perf_counter() - epoch_started, restarting)
             state.history.append(record)
             on_epoch_end(record)
+            if checkpoints is not None:
+                checkpoints.wait()
             return TrialResult(epochs=tuple(state.history), class_acc=(), confusion=(),
                                seconds=time.perf_counter() - started, model=state.model,
                                precision=precision, resumed_from=resumed_from, diverged=True,
@@ -449,10 +465,16 @@ def fit(
                           for name, value in state.model.state_dict().items()}
         state.epoch = epoch
         state.history.append(record)
-        if checkpoints is not None and every > 0 and (epoch % every == 0 or epoch == settings["epochs"]):
+        last = epoch == settings["epochs"]
+        if checkpoints is not None and every > 0 and (epoch % every == 0 or last) and (
+                last or time.monotonic() - last_saved >= spacing):
             checkpoints.save(epoch, {**snapshot(state), "meta": checkpoint_meta or {},
-                                     "precision": asdict(chosen)})
+                                     "precision": asdict(chosen)},
+                             background=device.type == "cuda")
+            last_saved = time.monotonic()
         on_epoch_end(record)
+    if checkpoints is not None:
+        checkpoints.wait()  # the last checkpoint is on disk before the trial counts as done
     if predicted is None:  # every epoch came from a checkpoint
         predicted = measure(state.network, data.test_x, data.test_y)[2]
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)

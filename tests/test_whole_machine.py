@@ -262,3 +262,44 @@ def test_the_folder_fingerprint_reads_only_new_or_changed_files(
     changed.write_bytes((photos / "cats" / "0.png").read_bytes())
     assert imagefolder_plugin._fingerprint(train, test, photos, "s") != first
     assert read == [changed]
+
+
+def test_checkpoints_written_in_the_background_are_whole_and_failures_surface(
+        plugins: Plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablate.atomic import WriteError
+
+    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 1}, plugins.registry)
+    state = build_state(setup, 3, 0, CPU)
+    store = CheckpointStore(tmp_path / "ckpt", 2, lambda message: None)
+    payload = {**snapshot(state), "meta": {}}
+    expected = {k: v.clone() for k, v in payload["model"].items()}
+    store.save(1, payload, background=True)
+    for tensor in state.model.parameters():  # training goes on meanwhile: the copy is unaffected
+        tensor.data.add_(1.0)
+    store.wait()
+    saved = store.latest()
+    assert saved is not None and saved["epoch"] == 0
+    assert all(torch.equal(saved["model"][k], v) for k, v in expected.items())
+
+    def full_disk(path, write):  # type: ignore[no-untyped-def]
+        raise WriteError(path, OSError(28, "No space left on device"))
+
+    monkeypatch.setattr("ablate.checkpoints.write_file_atomic", full_disk)
+    store.save(2, payload, background=True)
+    with pytest.raises(WriteError, match="No space left"):
+        store.wait()
+
+
+def test_checkpoints_are_spaced_in_time_on_a_gpu_and_every_epoch_on_a_cpu(
+        plugins: Plugins, tmp_path: Path) -> None:
+    from ablate.trainer import checkpoint_spacing
+
+    assert checkpoint_spacing(-1, torch.device("cuda")) == 60 and checkpoint_spacing(-1, CPU) == 0
+    assert checkpoint_spacing(5, torch.device("cuda")) == 5
+    data = to_device(tiny_data(), CPU, 16)
+    for seconds, kept in ((0.0, [3, 4]), (3600.0, [4])):  # keep_checkpoints=2
+        setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 4, "batch_size": 16,
+                         "checkpoint_seconds": seconds}, plugins.registry)
+        store = CheckpointStore(tmp_path / f"every-{seconds}", 2, lambda message: None)
+        fit(setup, data, 3, 0, CPU, checkpoints=store, checkpoint_meta={})
+        assert [epoch for epoch, _ in store.files()] == kept
