@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from ablate import trainer
 from ablate.config import resolve
 from ablate.data import stratified_holdout
 from ablate.discovery import Plugins
@@ -131,8 +132,20 @@ def test_a_trailing_batch_of_one_is_dropped_for_batchnorm(plugins: Plugins) -> N
     setup = resolve({"dataset": "tiny", "model": "resnet18", "width": 2, "epochs": 1,
                      "batch_size": 21, "train_size": 64}, plugins.registry)  # 64 = 3 * 21 + 1
     data = to_device(tiny_data().head(64, 0), CPU, 16)
-    result = fit(setup, data, 3, 0, CPU)
-    assert len(result.epochs) == 1
+    used: list[torch.Tensor] = []
+    original = trainer.prepare_batch
+
+    def watched(data, index, *rest):  # type: ignore[no-untyped-def]
+        used.append(index.clone())
+        return original(data, index, *rest)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "prepare_batch", watched)
+        result = fit(setup, data, 3, 0, CPU)
+    assert len(result.epochs) == 1 and [len(i) for i in used] == [21, 21, 21]
+    # Exactly the image the seeded order puts last is left out, each other one used once.
+    dropped = int(torch.randperm(64, generator=torch.Generator().manual_seed(0))[-1])
+    assert sorted(torch.cat(used).tolist()) == [i for i in range(64) if i != dropped]
 
 
 def test_divergence_stops_training_and_is_reported_not_a_silent_nan(plugins: Plugins) -> None:
