@@ -303,3 +303,41 @@ def test_checkpoints_are_spaced_in_time_on_a_gpu_and_every_epoch_on_a_cpu(
         store = CheckpointStore(tmp_path / f"every-{seconds}", 2, lambda message: None)
         fit(setup, data, 3, 0, CPU, checkpoints=store, checkpoint_meta={})
         assert [epoch for epoch, _ in store.files()] == kept
+
+
+# --- on a GPU, when one is at hand (skipped otherwise) ----------------------------------------
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_on_a_gpu_a_deterministic_trial_resumes_bitwise(plugins: Plugins, tmp_path: Path) -> None:
+    cuda = torch.device("cuda")
+    settings = {"dataset": "tiny", "model": "resnet18", "width": 4, "batch_size": 16,
+                "deterministic": "on", "augment": "crop_flip", "checkpoint_seconds": 0}
+    setup = resolve({**settings, "epochs": 4}, plugins.registry)
+    data = to_device(tiny_data(), cuda, 16)
+    straight = fit(setup, data, 3, 0, cuda)
+    store = CheckpointStore(tmp_path / "ckpt", 2, lambda message: None)
+    fit(resolve({**settings, "epochs": 2}, plugins.registry), data, 3, 0, cuda,
+        checkpoints=store, checkpoint_meta={})
+    resumed = fit(setup, data, 3, 0, cuda, checkpoints=store, checkpoint_meta={})
+    assert resumed.resumed_from == 2 and resumed.backends.deterministic
+    assert [e.test_acc for e in resumed.epochs] == [e.test_acc for e in straight.epochs]
+    assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in straight.epochs]
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_on_a_gpu_stream_and_device_placement_agree(plugins: Plugins) -> None:
+    cuda = torch.device("cuda")
+    results = {}
+    for placement in ("device", "stream"):
+        setup = resolve({"dataset": "tiny", "model": "resnet18", "width": 4, "epochs": 2,
+                         "batch_size": 16, "deterministic": "on", "data_placement": placement},
+                        plugins.registry)
+        data = trial_data(tiny_data(), setup.settings, cuda)
+        assert data.placement == placement
+        results[placement] = [(e.train_loss, e.test_acc) for e in fit(setup, data, 3, 0, cuda).epochs]
+    assert results["stream"] == results["device"]
