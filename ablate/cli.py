@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -509,4 +511,17 @@ def main() -> None:
             if command.callback is not None}
     if len(sys.argv) > 1 and sys.argv[1] not in core:
         with_plugin_commands()
-    app()
+    try:
+        app()
+    except SystemExit as leaving:
+        if leaving.code != 130:
+            raise
+        # Interrupted, and everything is recorded. A Ctrl-C that landed inside an import leaves
+        # CPython believing a KeyboardInterrupt went unhandled, and it would then end the process
+        # by SIGINT after this clean exit (status -2, not the documented 130): leave directly.
+        for thread in threading.enumerate():  # a checkpoint still being written finishes
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)

@@ -46,7 +46,10 @@ def test_tuned_steps_reuse_freed_memory_instead_of_faulting_it_back() -> None:
     plain, tuned = faults_per_step("plain"), faults_per_step("tuned")
     # Untuned, every step faults its activations back in (thousands of pages).
     assert plain > 1000
-    assert tuned < plain / 10
+    # Tuned, they stay in the heap: none here when the machine is quiet. A kernel that reclaims
+    # idle pages on its own (DAMON runs on this project's machines) takes back up to about a
+    # seventh of them between steps when it is busy, hence the margin.
+    assert tuned < plain / 4
 
 
 @glibc_only
