@@ -107,3 +107,15 @@ def test_stream_benchmark_times_both_placements_on_the_same_batches() -> None:
     assert set(figures["seconds_per_epoch"]) == {"device", "stream"}
     assert figures["stream_over_device"] == pytest.approx(
         figures["seconds_per_epoch"]["stream"] / figures["seconds_per_epoch"]["device"])
+
+
+def test_gpu_benchmark_says_plainly_when_there_is_no_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: run benchmarks/gpu_throughput.py itself (minutes per K)")
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"), "--json"],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures == {"gpu": None, "note": "no CUDA GPU here: nothing measured"}
