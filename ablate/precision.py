@@ -4,7 +4,8 @@ bf16 autocast is not faster for every model on every CPU: a ResNet-18 step runs 
 fast in bf16 on a CPU with AVX512-BF16, while a depthwise-convolution network (MobileNet-style)
 ran twice as slow. So on a CPU with native bf16, ``auto`` times a few training steps of the
 trial's model in fp32 and in bf16 and keeps the faster; the choice is made once per architecture
-and input shape, and recorded with both timings. With a ``record`` file (the study folder's
+and input shape on each machine (kept in the cache folder, so the same study run twice trains
+the same way), and recorded with both timings. With a ``record`` file (the study folder's
 ``precision.json``) the first worker's measurement is written there and every later trial and
 worker of the study reads it, so timing noise can never put two cells of one comparison in
 different precisions. On CUDA, ``auto`` is bf16
@@ -106,7 +107,7 @@ def choose_precision(requested: str, device: torch.device, model: torch.nn.Modul
     if cached is not None:
         return cached
     if record is None:
-        choice = measure(model, device, batch, image_shape, num_classes)
+        choice = machine_choice(name, model, device, batch, image_shape, num_classes)
     else:
         from ablate.atomic import write_text_atomic
         from ablate.claims import FileLock
@@ -116,11 +117,49 @@ def choose_precision(requested: str, device: torch.device, model: torch.nn.Modul
             if name in known:
                 choice = PrecisionChoice(**known[name])
             else:
-                choice = measure(model, device, batch, image_shape, num_classes)
+                choice = machine_choice(name, model, device, batch, image_shape, num_classes)
                 known[name] = asdict(choice)
                 write_text_atomic(record, json.dumps(known, indent=1, sort_keys=True))
     _chosen[name] = choice
     return choice
+
+
+def machine_choice(name: str, model: torch.nn.Module, device: torch.device, batch: int,
+                   image_shape: tuple[int, ...], num_classes: int) -> PrecisionChoice:
+    """The choice this machine made before for ``name`` (kept in the cache folder under its CPU
+    and torch version), else a new measurement, kept there. Measured anew in every study, a
+    model whose two timings are close could train in bf16 in one study and fp32 in the next
+    depending on the machine's load, and the same seed would no longer give the same numbers."""
+    from ablate.atomic import write_text_atomic
+    from ablate.claims import FileLock
+    from ablate.data import cache_dir
+
+    machine = cache_dir() / "precision.json"
+    entry = f"{_cpu_name()} | torch {torch.__version__} | {name}"
+    with FileLock(machine.with_name(machine.name + ".lock")):
+        known = _read_record(machine)
+        if entry in known:
+            return PrecisionChoice(**known[entry])
+        choice = measure(model, device, batch, image_shape, num_classes)
+        known[entry] = asdict(choice)
+        try:
+            write_text_atomic(machine, json.dumps(known, indent=1, sort_keys=True))
+        except OSError:
+            pass  # a read-only cache: the study folder's record still keeps its trials consistent
+    return choice
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def _read_record(record: Path) -> dict[str, dict]:

@@ -99,7 +99,7 @@ def precision_choices(batch: int) -> list[dict[str, Any]]:
 
     from ablate.config import resolve
     from ablate.discovery import load_plugins
-    from ablate.precision import choose_precision
+    from ablate.precision import choose_precision, cpu_has_native_bf16, measure
 
     registry = load_plugins().registry
     widths = {"resnet18": 16, "resnet9": 16, "resnet_c3": 16}
@@ -109,8 +109,11 @@ def precision_choices(batch: int) -> list[dict[str, Any]]:
                                              if component.name in widths else {})}
         setup = resolve(params, registry)
         model = setup.model.build(num_classes=10)
-        chosen = choose_precision("auto", torch.device("cpu"), model, batch, (3, 32, 32), 10,
-                                  component.name)
+        # Measured afresh (not the choice this machine kept from an earlier run).
+        chosen = (measure(model, torch.device("cpu"), batch, (3, 32, 32), 10)
+                  if cpu_has_native_bf16() else
+                  choose_precision("auto", torch.device("cpu"), model, batch, (3, 32, 32), 10,
+                                   component.name))
         choices.append({"model": component.name, "width": widths.get(component.name),
                         "precision": chosen.precision, "step_ms": chosen.step_ms})
     return choices

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -77,7 +78,7 @@ def test_the_recorded_precision_is_the_one_training_ran_in(plugins: Plugins) -> 
         assert result.precision == precision and set(seen) == {dtype}
 
 
-def test_precision_auto_measures_and_keeps_the_faster(plugins: Plugins) -> None:
+def test_precision_auto_measures_and_keeps_the_faster(plugins: Plugins, private_cache: Path) -> None:
     """MobileNetV3 (depthwise convolutions, hard-swish) is slower in bf16 on this CPU (50 against
     90 ms a step here): auto picks fp32 for it. ResNet-18 at width 16 is faster in bf16 where the
     CPU has native bf16: auto picks bf16."""
@@ -96,6 +97,10 @@ def test_precision_auto_measures_and_keeps_the_faster(plugins: Plugins) -> None:
     assert faster.precision == "bf16" and faster.step_ms["bf16"] < faster.step_ms["fp32"]
     again = choose_precision("auto", cpu, resnet, 128, (3, 32, 32), 10, "resnet18-16")
     assert again is faster  # measured once per architecture and shape in a process
+    # and kept for this machine: a later process (a later study) trains the same way
+    kept = json.loads((private_cache / "precision.json").read_text())
+    assert any(k.endswith("'resnet18-16', 128, (3, 32, 32))") and v["precision"] == "bf16"
+               for k, v in kept.items())
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
 
 
