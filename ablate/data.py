@@ -138,10 +138,16 @@ def fingerprint_files(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_with_file(digest, path)
     return digest.hexdigest()[:16]
+
+
+def update_with_file(digest: Any, path: Path) -> Any:
+    """Feed ``path``'s bytes to ``digest`` a block at a time (a photo folder can be gigabytes)."""
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest
 
 
 class UnreadableImage(SetupError, ValueError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -106,20 +106,11 @@ def choose_precision(requested: str, device: torch.device, model: torch.nn.Modul
     cached = _chosen.get(name)
     if cached is not None:
         return cached
-    if record is None:
-        choice = machine_choice(name, model, device, batch, image_shape, num_classes)
+    if record is not None:  # the study's choice first: every cell and worker trains alike
+        choice = _remembered(record, name, lambda: machine_choice(
+            name, model, device, batch, image_shape, num_classes), must_keep=True)
     else:
-        from ablate.atomic import write_text_atomic
-        from ablate.claims import FileLock
-
-        with FileLock(record.with_name(record.name + ".lock")):
-            known = _read_record(record)
-            if name in known:
-                choice = PrecisionChoice(**known[name])
-            else:
-                choice = machine_choice(name, model, device, batch, image_shape, num_classes)
-                known[name] = asdict(choice)
-                write_text_atomic(record, json.dumps(known, indent=1, sort_keys=True))
+        choice = machine_choice(name, model, device, batch, image_shape, num_classes)
     _chosen[name] = choice
     return choice
 
@@ -130,23 +121,34 @@ def machine_choice(name: str, model: torch.nn.Module, device: torch.device, batc
     and torch version), else a new measurement, kept there. Measured anew in every study, a
     model whose two timings are close could train in bf16 in one study and fp32 in the next
     depending on the machine's load, and the same seed would no longer give the same numbers."""
-    from ablate.atomic import write_text_atomic
-    from ablate.claims import FileLock
     from ablate.data import cache_dir
 
-    machine = cache_dir() / "precision.json"
-    entry = f"{_cpu_name()} | torch {torch.__version__} | {name}"
-    with FileLock(machine.with_name(machine.name + ".lock")):
-        known = _read_record(machine)
-        if entry in known:
-            return PrecisionChoice(**known[entry])
-        choice = measure(model, device, batch, image_shape, num_classes)
-        known[entry] = asdict(choice)
+    return _remembered(cache_dir() / "precision.json",
+                       f"{_cpu_name()} | torch {torch.__version__} | {name}",
+                       lambda: measure(model, device, batch, image_shape, num_classes),
+                       must_keep=False)
+
+
+def _remembered(file: Path, key: str, choose: Callable[[], PrecisionChoice],
+                must_keep: bool) -> PrecisionChoice:
+    """``file``'s choice for ``key``, else ``choose()``'s, written there (under a lock, so that
+    workers starting together measure once). ``must_keep``: a failed write is an error (the
+    study's record, which keeps its cells alike); else it only costs measuring again."""
+    from ablate.atomic import write_text_atomic
+    from ablate.claims import FileLock
+
+    with FileLock(file.with_name(file.name + ".lock")):
+        known = _read_record(file)
+        if key in known:
+            return PrecisionChoice(**known[key])
+        choice = choose()
+        known[key] = asdict(choice)
         try:
-            write_text_atomic(machine, json.dumps(known, indent=1, sort_keys=True))
+            write_text_atomic(file, json.dumps(known, indent=1, sort_keys=True))
         except OSError:
-            pass  # a read-only cache: the study folder's record still keeps its trials consistent
-    return choice
+            if must_keep:
+                raise
+        return choice
 
 
 def _cpu_name() -> str:

@@ -28,6 +28,7 @@ from ablate.data import (
     given_data_dir,
     image_data,
     load_image,
+    update_with_file,
 )
 from ablate.errors import SetupError
 
@@ -130,11 +131,7 @@ def _fingerprint(train: dict[str, list[Path]], test: dict[str, list[Path]], root
 
 
 def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return update_with_file(hashlib.sha256(), path).hexdigest()
 
 
 def imagefolder(*, data_dir: Path | None, size: int = 32, test_fraction: float = 0.2,
