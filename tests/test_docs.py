@@ -76,3 +76,19 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
     assert all(f"figures/{p.name}" in gap for p in drawn)
     # Every other shipped question has its section, saying it has not run at this scale.
     assert text.count("**Not run yet at this scale**") == len(findings.QUESTIONS) - 1
+
+
+def test_the_repository_holds_no_results(tmp_path: Path) -> None:
+    """Results folders are outputs: a tracked journal or Parquet file (one was committed once,
+    under ``s3:/``, by a results location that was taken for a local folder) fails here."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: nothing tracked to check")
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    shipped_data = "plugins/data/"  # the CIFAR-10 subset inside the package is data, not results
+    results = [path for path in tracked if not path.startswith(shipped_data)
+               and path.endswith((".parquet", ".journal", ".pt", ".safetensors"))]
+    assert results == []
