@@ -20,6 +20,7 @@ from ablate.atomic import write_file_atomic
 from ablate.folder import StudyFolder
 from ablate.queue import Liveness, make_storage
 from ablate.registry import column_value
+from ablate.signals import deferred
 from ablate.study import Choice, Range, StudyPlan
 
 
@@ -61,12 +62,18 @@ def set_aside_torn_tail(journal: Path) -> Path | None:
     """Move a torn last line of ``journal`` (no newline at its end) to a side file.
 
     Holds the journal's own lock (the one Optuna's writers take), so a line another process is
-    appending right now is never mistaken for a torn one. Returns the side file, or None.
+    appending right now is never mistaken for a torn one, and holds Ctrl-C until the lock is
+    given back (see :class:`ablate.queue.SignalSafeJournal`). Returns the side file, or None.
     """
-    from optuna.storages.journal import JournalFileSymlinkLock
-
     if not journal.is_file():
         return None
+    with deferred():
+        return _set_aside_locked(journal)
+
+
+def _set_aside_locked(journal: Path) -> Path | None:
+    from optuna.storages.journal import JournalFileSymlinkLock
+
     lock = JournalFileSymlinkLock(str(journal))
     lock.acquire()
     try:

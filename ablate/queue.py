@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from ablate.claims import FileLock, is_stale, worker_id
 from ablate.registry import column_value
+from ablate.signals import deferred
 from ablate.study import PlannedTrial
 
 PLANNED = "trial"  # user attribute: the trial's number in the plan (its Parquet files' number)
@@ -57,13 +59,27 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
         user_attrs=attrs, system_attrs={**trial.system_attrs, "requeued_from": trial.number}))
 
 
+class SignalSafeJournal(JournalFileBackend):
+    """Optuna's journal file, whose appends finish before Ctrl-C or ``kill`` acts.
+
+    Optuna's lock clean-up renames the lock file and then deletes the renamed file; an
+    interrupt landing before the rename made the delete fail, so the run ended in a
+    ``FileNotFoundError`` (exit 2) instead of exit 130, and a ``KeyboardInterrupt`` while
+    waiting for the lock released another process's. Holding the signal (``deferred``) for the
+    milliseconds of an append closes both, and SIGINT or SIGTERM never tears a line. (Waiting
+    out a dead writer's lock takes up to Optuna's 30-second grace; a signal waits with it.)
+    """
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with deferred():
+            super().append_logs(logs)
+
+
 def make_storage(url: str | None, journal: Path, liveness: Liveness) -> Any:
     """The journal file in the study's folder (default), or the RDB storage ``url`` names,
     with heartbeats and stale trials put back in the queue."""
     if url is None:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(str(journal)))
+        return JournalStorage(SignalSafeJournal(str(journal)))
     for attempt in range(3):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna

@@ -119,6 +119,46 @@ def test_kills_at_random_moments_lose_and_repeat_nothing(
     fault_log.verified()
 
 
+@pytest.mark.parametrize("where", ["append", "torn tail"])
+def test_a_signal_inside_the_journal_lock_ends_as_an_interrupt(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog, where: str) -> None:
+    """Ctrl-C landing inside Optuna's lock clean-up, just before it renames the lock file: the
+    append or set-aside finishes, the lock is given back, and the run sees the interrupt (exit
+    130), not the ``FileNotFoundError`` of the clean-up (exit 2) that a kill test once hit."""
+    from ablate.optuna_storage import set_aside_torn_tail
+    from ablate.queue import SignalSafeJournal
+    from ablate.signals import interrupt_on_signals
+
+    journal = tmp_path / "optuna.journal"
+    journal.write_bytes(b'{"op_code": 0}\n' + (b'{"torn' if where == "torn tail" else b""))
+    backend = SignalSafeJournal(str(journal))
+    real_rename = os.rename
+
+    def rename_after_a_signal(source: str, target: str) -> None:
+        if source.endswith(".lock"):
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the rename below
+        real_rename(source, target)
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupt_on_signals()
+    monkeypatch.setattr(os, "rename", rename_after_a_signal)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if where == "append":
+                backend.append_logs([{"op_code": 1}])
+            else:
+                set_aside_torn_tail(journal)
+    finally:
+        monkeypatch.undo()
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    fault_log.inject("SIGINT inside the journal lock")
+    assert not list(tmp_path.glob("optuna.journal.lock*")), "the lock was not given back"
+    expected = [{"op_code": 0}, {"op_code": 1}] if where == "append" else [{"op_code": 0}]
+    assert [json.loads(line) for line in journal.read_text().splitlines()] == expected
+    fault_log.verified()
+
+
 def test_two_runs_started_together_share_the_work_and_say_so(tmp_path: Path,
                                                              fault_log: FaultLog) -> None:
     study = write(tmp_path / "faults.py", FAULT_STUDY)
