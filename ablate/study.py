@@ -328,9 +328,9 @@ class Study:
         if isinstance(self.within, str) or not all(f in self.factors for f in self.within):
             raise StudyError(f"within must list factors of the study ({', '.join(self.factors)}); "
                              f"got {self.within!r}", "within")
-        if self.within and len(self.within) >= len(self.factors):
-            raise StudyError("within must leave at least one factor whose effect it asks for",
-                             "within")
+        if self.within and len(self.factors) < 2:
+            raise StudyError("within needs two factors or more: the effect of one within each "
+                             "level of another", "within")
         if self.delta is not None and (isinstance(self.delta, bool)
                                        or not isinstance(self.delta, (int, float))
                                        or not self.delta > 0):

@@ -29,9 +29,10 @@ study = Study(
                  augment=choice("none", "crop_flip")),
     seeds=3,
     metric="test_acc",
-    # How much each model gains, and how much of the gap crop + flip closes for each model.
+    # The question names both factors: how much each model gains over the CNN (with and without
+    # crop + flip), and how much of the gap crop + flip closes for each model.
     metrics=("test_acc", "gap_eval"),
-    within=("model",),
+    within=("model", "augment"),
     design="grid",
     presets=dict(
         full=Preset("the users' recipe: all of CIFAR-10, width 64, SGD 5e-3 / 0.9, cosine, "

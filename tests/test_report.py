@@ -183,6 +183,25 @@ def test_a_smallest_effect_of_interest_gives_equivalence_or_larger(tmp_path: Pat
     assert any("larger than delta = 2.0" in line for line in large.answer)
 
 
+def test_a_control_identical_on_every_seed_is_identical_not_inconclusive(tmp_path: Path) -> None:
+    """resume_jump's ``full`` control equals continuous training bitwise on every seed. The
+    other cells' spread widens the pooled interval past +-delta, but a difference that is zero
+    on every paired seed is no estimate: it is its own verdict, on six seeds or more."""
+    rng = np.random.default_rng(5)
+    base = list(0.6 + rng.normal(0, 0.02, 6))
+    cells = {0.0: base, 0.25: list(base), 0.5: list(np.array(base) + rng.normal(0, 0.03, 6))}
+    report = build(make_study(tmp_path / "a", cells, study={"delta": 1.0})).report
+    control = next(f for f in report.findings if f.family and f.contrast.level == 0.25)
+    assert control.interval[1] > 0.01  # the pooled interval alone would not show equivalence
+    assert control.verdict == "identical"
+    assert any("identical on test_acc on all 6 paired seeds: a difference of exactly zero" in line
+               for line in report.answer)
+    few = {level: values[:3] for level, values in cells.items()}
+    report = build(make_study(tmp_path / "b", few, study={"delta": 1.0})).report
+    control = next(f for f in report.findings if f.family and f.contrast.level == 0.25)
+    assert control.verdict != "identical"  # three seeds could agree by chance on a small test set
+
+
 def test_simple_effects_interactions_and_main_effects_match_an_independent_computation(
         tmp_path: Path) -> None:
     """A 2 x 2 grid where crop+flip closes the gap by 2 points for the CNN and 8 for the ResNet."""
@@ -226,6 +245,22 @@ def test_simple_effects_interactions_and_main_effects_match_an_independent_compu
                          and f.metric == "test_acc"]
     low, high = no_interaction.interval
     assert low < 0 < high
+    # Every factor in ``within``: both candidate causes are asked about, each within each level
+    # of the other (oscillation's batch size and schedule): four simple effects and the
+    # interaction, and no main effect, in the family.
+    built = build(write_study(tmp_path / "both", cells, {"model": ["cnn", "resnet"],
+                                                         "augment": ["none", "crop"]},
+                              {"model": "cnn", "augment": "none"},
+                              study={"within": ["model", "augment"]}))
+    assert "interaction" in built.plots  # one asked factor on the axis, lines for the other
+    both = built.report
+    family = {f.contrast.label for f in both.findings if f.family and f.metric == "test_acc"}
+    assert family == {"augment = crop (vs none) within model = cnn",
+                      "augment = crop (vs none) within model = resnet",
+                      "model = resnet (vs cnn) within augment = none",
+                      "model = resnet (vs cnn) within augment = crop",
+                      "model = resnet (vs cnn) x augment = crop (vs none)"}
+    assert both.family_size == 5
 
 
 def results_of(series: dict[int, list[dict]]) -> StudyResults:
@@ -242,6 +277,19 @@ def test_the_swing_ignores_a_trend_and_a_rate_drop_and_measures_the_noise() -> N
     dropped = [{**r, "epoch": e + 1, "lr": 0.1 if e < 6 else 0.01,
                 "test_acc": r["test_acc"] + (0.2 if e >= 6 else 0)} for e, r in enumerate(trend)]
     assert swing(dropped) == pytest.approx(0.0, abs=1e-12)  # the jump at the drop is not swing
+    # A rate that changes every epoch (cosine) has no steps: its changes are all swing. The
+    # swing is measured around the trend, so this steady climb under cosine has none.
+    cosine = [{**r, "epoch": e + 1, "lr": 0.05 * (1 + math.cos(math.pi * e / 8))}
+              for e, r in enumerate(trend)]
+    assert swing(cosine) == pytest.approx(0.0, abs=1e-12)
+    wobbly = [{**r, "test_acc": r["test_acc"] + (0.03 if e % 2 else -0.03)}
+              for e, r in enumerate(cosine)]
+    assert swing(wobbly) == pytest.approx(np.std(np.diff([w["test_acc"] for w in wobbly[4:]]),
+                                                 ddof=1) / math.sqrt(2))
+    # A step held on both sides is left out even with noise around it.
+    stepped = [{**r, "lr": 0.1 if e < 6 else 0.01} for e, r in enumerate(wobbly)]
+    kept = [stepped[i + 1]["test_acc"] - stepped[i]["test_acc"] for i in (4, 6)]
+    assert swing(stepped) == pytest.approx(np.std(kept, ddof=1) / math.sqrt(2))
     noisy = [0.5, 0.52, 0.48, 0.55, 0.45, 0.56, 0.44, 0.57]
     rows = [{"epoch": e + 1, "test_acc": v, "lr": 0.1} for e, v in enumerate(noisy)]
     changes = np.diff(noisy[4:])  # the window is epochs 5-8 of 8: the changes between them
@@ -381,3 +429,16 @@ study = Study(
                                           "json"]).stdout)
     assert set(data["importance"]) == {"hidden", "lr"}
     assert sum(data["importance"].values()) == pytest.approx(1.0)
+
+
+def test_an_undecided_ratio_says_its_interval_covers_no_change_not_zero() -> None:
+    """Swings compare as ratios: x0.87 [x0.37, x2.03] covers x1, and a ratio never covers 0."""
+    from ablate.report.answer import UNDECIDED, Finding, sentence
+    from ablate.report.contrasts import Contrast
+    from ablate.report.stats import Estimate
+
+    contrast = Contrast("within", "batch_size", 16, 8, {"a": 1.0, "b": -1.0}, {"scheduler": "none"})
+    estimate = Estimate(math.log(0.87), 6, 2.0, 0.3, 10, 0.6, 0.97, (0.1, -0.2, 0.0, -0.1, -0.3, 0.05))
+    for metric, covers in (("swing_test", "covers x1 (no change)"), ("test_acc", "covers zero")):
+        finding = Finding(contrast, metric, estimate, None, family=True, verdict=UNDECIDED)
+        assert covers in sentence(finding)

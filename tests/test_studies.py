@@ -40,15 +40,26 @@ def test_architecture_study_crosses_four_models_with_augmentation(tmp_path: Path
     assert cells == {(m, a) for m in ("simple_cnn", "resnet9", "resnet18", "resnet_c3")
                      for a in ("none", "crop_flip")}
     assert len(trials) == 24 and all(t["state"] == "complete" for t in trials)
-    # The answer speaks, for each model, about what crop + flip does to the gap, and the cells
-    # show each model's size and speed.
+    # The answer speaks to both halves of the question: for each model, what crop + flip does
+    # to the gap; with and without crop + flip, what each model gains over the tutorial CNN.
+    # The cells show each model's size and speed.
     report = json.loads(CliRunner().invoke(app, ["report", str(tmp_path / "architecture"),
                                                  "--format", "json"]).stdout)
     family = [f for f in report["findings"] if f["family"]]
-    within = {(f["condition"]["model"], f["metric"]) for f in family if f["kind"] == "within"}
-    assert within == {(m, metric) for m in ("simple_cnn", "resnet9", "resnet18", "resnet_c3")
-                      for metric in ("test_acc", "gap_eval")}
-    assert {f["other"][0] for f in family if f["kind"] == "interaction"} == {"model"}
+    within = {(f["factor"], *f["condition"].values(), f["metric"])
+              for f in family if f["kind"] == "within"}
+    metrics = ("test_acc", "gap_eval")
+    assert within == ({("augment", m, metric) for m in ("simple_cnn", "resnet9", "resnet18",
+                                                         "resnet_c3") for metric in metrics}
+                      | {("model", a, metric) for a in ("none", "crop_flip") for metric in metrics})
+    gains = [f for f in family if f["kind"] == "within" and f["factor"] == "model"]
+    assert {f["level"] for f in gains} == {"resnet9", "resnet18", "resnet_c3"}
+    assert all(f["baseline_level"] == "simple_cnn" for f in gains) and len(gains) == 12
+    interactions = {(f["level"], f["other"][0], f["metric"])
+                    for f in family if f["kind"] == "interaction"}
+    assert interactions == {(m, "augment", metric) for m in ("resnet9", "resnet18", "resnet_c3")
+                            for metric in metrics}
+    assert len(family) == 26 == report["family"]["size"]
     params = {c["levels"]["model"]: c["metrics"]["model_params"]["mean"] for c in report["cells"]}
     assert 0 < params["resnet_c3"] < params["resnet18"]  # about a third of ResNet-18's
     assert all(c["metrics"]["epoch_seconds"]["mean"] > 0 for c in report["cells"])

@@ -62,10 +62,17 @@ def test_fingerprint_changes_with_what_the_results_mean() -> None:
     (dict(design="oat", factors=dict(width=choice(4, 8))), "no 'width'"),
     (dict(default_preset="huge"), "default_preset 'huge'"),
     (dict(name="a b"), "study name"),
+    (dict(within=("width",)), "within must list factors of the study"),
+    (dict(within="augment"), "within must list factors of the study"),
+    (dict(factors=dict(dropout=choice(0.0, 0.5)), within=("dropout",)), "within needs two factors"),
 ])
 def test_inconsistent_declarations_fail_early(fields: dict, message: str) -> None:
     with pytest.raises(StudyError, match=message):
         make(**fields)
+
+
+def test_within_may_hold_every_factor_to_ask_each_within_the_others() -> None:
+    assert make(within=("dropout", "augment")).within == ("dropout", "augment")
 
 
 def test_sampler_design_has_a_trial_budget() -> None:

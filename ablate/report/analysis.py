@@ -172,7 +172,9 @@ def _contrasts(cells: list[Cell], description: Mapping[str, Any], held: tuple[st
         found.update({WITHIN: within(design), INTERACTION: interactions(design, pairs),
                       MAIN: main_effects(design)})
         if held:
-            asked = within(design, conditions=held)
+            # Every factor held: the question asks each factor's effect within each level of
+            # the others (two candidate causes, each checked for each level of the other).
+            asked = within(design, conditions=None if set(held) >= set(factors) else held)
             # With three or more factors these hold the rest at baseline: not among the above.
             found[WITHIN] += [c for c in asked if c not in found[WITHIN]]
     return found, family_contrasts(found, kind, asked)

@@ -16,6 +16,10 @@ an honest small-n policy, and sentences that say what was decided and what was n
   +-delta" (the interval inside +-delta: two one-sided tests at the same level) or
   "inconclusive", each with the effect the comparison could have detected (80 % power) and the
   seeds it would need to detect delta.
+- **Identical** on every one of at least ``MIN_SEEDS`` paired seeds (a control such as a resume
+  that restores everything) is its own verdict: the two cells ran the same computation, so the
+  difference is exactly zero, not an estimate. The pooled error, which comes from the other
+  cells' seed-to-seed spread, says nothing about a pair that has none.
 - Every interval describes seed-to-seed variation on this one test set.
 """
 
@@ -35,12 +39,13 @@ MIN_SEEDS = 6  # below this, no verdict is more than provisional (sign-flip p >=
 DECIDED = "decided"
 LARGER = "larger than delta"
 EQUIVALENT = "equivalent"
+IDENTICAL = "identical"
 PROVISIONAL = "provisional"
 UNDECIDED = "undecided"
 INCONCLUSIVE = "inconclusive"
 CANNOT = "cannot decide"
 EXPLORATORY = "exploratory"
-ORDER = (DECIDED, LARGER, EQUIVALENT, PROVISIONAL, UNDECIDED, INCONCLUSIVE, CANNOT, EXPLORATORY)
+ORDER = (DECIDED, LARGER, EQUIVALENT, IDENTICAL, PROVISIONAL, UNDECIDED, INCONCLUSIVE, CANNOT, EXPLORATORY)
 
 
 @dataclass
@@ -113,7 +118,9 @@ def _decide(finding: Finding, m: int, delta_points: float | None, alpha: float) 
     agrees = estimate.p_sign_flip is not None and estimate.p_sign_flip < ALPHA
     if delta is not None:
         finding.seeds_for_delta = seeds_needed(delta, estimate.unit, pooled, level)
-    if estimate.n < MIN_SEEDS:
+    if estimate.n >= MIN_SEEDS and all(v == 0 for v in estimate.per_seed):
+        finding.verdict = IDENTICAL
+    elif estimate.n < MIN_SEEDS:
         finding.verdict = PROVISIONAL if (excludes or inside or beyond) else (
             INCONCLUSIVE if delta is not None else UNDECIDED)
     elif inside:
@@ -185,13 +192,15 @@ def _verdict_words(finding: Finding, delta: float | None) -> str:
                   f" (80% power), and about {finding.seeds_for_delta or 'over 1000'} seeds would "
                   f"detect delta = {delta:g}")
     note = f" ({finding.note})" if finding.note else ""
+    no_change = "x1 (no change)" if is_ratio(finding.metric) else "zero"  # ratios compare by log
     words = {
         DECIDED: "decided",
         LARGER: f"decided, larger than delta = {delta}",
         EQUIVALENT: f"equivalent within +-{delta} (two one-sided tests)",
+        IDENTICAL: "a difference of exactly zero (the same computation), not an estimate",
         PROVISIONAL: f"provisional: {estimate.n} seeds are too few for the exact sign-flip test "
                      f"(it needs {MIN_SEEDS}){more}",
-        UNDECIDED: f"undecided: the interval covers zero{note}{more}",
+        UNDECIDED: f"undecided: the interval covers {no_change}{note}{more}",
         INCONCLUSIVE: f"inconclusive for delta = {delta}{note}{detect}",
         EXPLORATORY: "exploratory (corrected within its metric)",
     }

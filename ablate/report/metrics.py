@@ -25,8 +25,9 @@ DESCRIPTIONS = {
     "gap_running_first": "test minus running train accuracy after the first epoch (early in "
                          "training)",
     SWING: "epoch-to-epoch noise of test accuracy around a straight-line trend over the last half "
-           "of training, leaving out changes across a learning-rate step or a restart (the "
-           "standard deviation of the changes / sqrt 2); cells compare as ratios",
+           "of training, leaving out changes across a step of the learning rate or a restart (a "
+           "rate that changes every epoch, as with cosine, is no step) (the standard deviation "
+           "of the changes / sqrt 2); cells compare as ratios",
     "best_epoch": "epoch of the best test accuracy",
     "seconds": "wall time of a trial",
     "epoch_seconds": "wall time per epoch (training and evaluation)",
@@ -100,8 +101,7 @@ def swing(rows: list[Mapping[str, Any]]) -> float | None:
         now, before = by_epoch.get(epoch), by_epoch.get(epoch - 1)
         if now is None or before is None or now.get("test_acc") is None or before.get("test_acc") is None:
             continue
-        if now.get("restart") or (now.get("lr") is not None and before.get("lr") is not None
-                                  and not math.isclose(now["lr"], before["lr"], rel_tol=1e-9)):
+        if now.get("restart") or _is_rate_step(by_epoch, epoch):
             continue  # a step of the schedule or a restart is not swing
         changes.append(now["test_acc"] - before["test_acc"])
     if len(changes) < 2:
@@ -109,6 +109,28 @@ def swing(rows: list[Mapping[str, Any]]) -> float | None:
     # Spread around the mean change, i.e. around a straight-line trend: a climbing cell is
     # not an oscillating one. For independent noise of sd s, changes have sd s * sqrt 2.
     return float(np.std(changes, ddof=1) / math.sqrt(2))
+
+
+def _is_rate_step(by_epoch: Mapping[int, Mapping[str, Any]], epoch: int) -> bool:
+    """Whether the rate changed from ``epoch - 1`` to ``epoch`` as a step of a piecewise-constant
+    schedule (multistep, piecewise, plateau): it was held on the epochs beside the change. A rate
+    that changes every epoch (cosine, a warm-up) is a smooth schedule: its changes are part of
+    the training whose swing is measured; leaving them all out would leave no swing at all."""
+    def rate(e: int) -> float | None:
+        row = by_epoch.get(e)
+        return None if row is None else row.get("lr")
+
+    def held(a: int, b: int) -> bool | None:
+        first, second = rate(a), rate(b)
+        if first is None or second is None:
+            return None
+        return math.isclose(first, second, rel_tol=1e-9)
+
+    if held(epoch - 1, epoch) is not False:
+        return False
+    beside = [held(epoch - 2, epoch - 1), held(epoch, epoch + 1)]
+    known = [b for b in beside if b is not None]
+    return not known or any(known)
 
 
 def restart_points(trial: Mapping[str, Any], epochs: int) -> list[int]:

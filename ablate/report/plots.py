@@ -13,11 +13,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only: works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from ablate.atomic import write_file_atomic  # noqa: E402
 from ablate.report.analysis import Cell, Report  # noqa: E402
 from ablate.report.load import StudyResults  # noqa: E402
-from ablate.report.metrics import is_accuracy, metric_value  # noqa: E402
+from ablate.report.metrics import is_accuracy, is_ratio, metric_value  # noqa: E402
 
 CURVES = (("train_acc", "train (running)"), ("train_eval_acc", "train (eval mode)"),
           ("test_acc", "test"))
@@ -122,8 +123,11 @@ def interaction(report: Report, results: StudyResults) -> Any | None:
     factor, one line per level of the ``within`` factor, with 95 % intervals of the cell means."""
     if not report.within or len(report.cells[0].levels) < 2:
         return None
-    held = report.within[0]
-    factor = next(f for f in report.cells[0].levels if f not in report.within)
+    factors = list(report.cells[0].levels)
+    # The x axis is a factor whose effect is asked; with every factor in ``within`` (each asked
+    # within the others), the first one, lines for the last.
+    factor = next((f for f in factors if f not in report.within), report.within[0])
+    held = next(f for f in reversed(report.within) if f != factor)
     metrics = [m for m in report.metrics if "@" not in m]
     if not metrics:
         return None
@@ -147,9 +151,17 @@ def interaction(report: Report, results: StudyResults) -> Any | None:
                 axis.errorbar(px, py, yerr=pe, marker="o", capsize=3, label=f"{held} = {line}")
         axis.set_xticks(range(len(xs)), xs, fontsize=8)
         axis.set_xlabel(factor)
-        axis.set_title(f"{metric}{' (points)' if is_accuracy(metric) else ''}", fontsize=9)
+        title = f"{metric}{' (points)' if is_accuracy(metric) else ''}"
+        if is_ratio(metric):  # compared as ratios: parallel on a log axis means no interaction
+            axis.set_yscale("log")
+            axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 0.5, 1, 2, 5
+            axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.5, not 5 x 10^-1
+            axis.yaxis.set_minor_formatter(NullFormatter())
+            title += ", log scale"
+        axis.set_title(title, fontsize=9)
         axis.legend(fontsize=7)
-    figure.suptitle("Interaction: parallel lines mean no interaction (mean and 95% CI over seeds)")
+    figure.suptitle("Interaction: parallel lines mean no interaction\n"
+                    "(mean and 95% CI over seeds)", fontsize=10)
     return figure
 
 
