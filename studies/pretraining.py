@@ -49,7 +49,7 @@ study = Study(
             requires=("pretrain_source.py",),
         ),
         mid=Preset(
-            "about 30 minutes on a 2-core CPU, offline: a CIFAR ResNet-18 (width 8) pretrained on "
+            "about 12 minutes on a 2-core CPU, offline: a CIFAR ResNet-18 (width 8) pretrained on "
             "all of CIFAR-10's classes 0-4 (studies/pretrain_source.py, mid), fine-tuned on "
             "2,000 images of classes 5-9 and tested on all 5,000 of their test images, 10 epochs, "
             "6 seeds",

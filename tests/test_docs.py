@@ -76,6 +76,10 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
     assert all(f"figures/{p.name}" in gap for p in drawn)
     # Every other shipped question has its section, saying it has not run at this scale.
     assert text.count("**Not run yet at this scale**") == len(findings.QUESTIONS) - 1
+    # Rebuilt where only other studies' folders are at hand, the measured section and its
+    # figures stay as they were: the studies run on different machines.
+    findings.build(tmp_path / "elsewhere", "smoke", page, figures)
+    assert page.read_text() == text and sorted(figures.glob("dropout_gap-*.png")) == drawn
 
 
 def test_the_repository_holds_no_results(tmp_path: Path) -> None:

@@ -6,6 +6,11 @@ Every number and figure on the page comes from the results folders (through the 
 as ``ablate report``); nothing is typed by hand but the questions in the users' words and what
 each kind of answer means for a training script. A study without a complete ``mid`` run gets a
 section that says so, with the command that would fill it.
+
+Each study's section is kept beside its figures (``docs/findings/<study>.md``) and rebuilt only
+when the results folder holds a run of that study at the page's preset: the studies take hours
+each, so they are run on different machines and sessions, and rebuilding the page on one that
+holds only some of the results folders must not throw the others' measured sections away.
 """
 
 from __future__ import annotations
@@ -45,13 +50,15 @@ QUESTIONS = (
              ("restarts", "learning_curves"),
              "`full` (everything restored) is the control and must show no jump; each naive mode "
              "shows what losing one piece of state costs at a restart. If your script restores "
-             "only the weights, the mode with the same name is your situation."),
+             "only the weights, the mode with the same name is your situation. A mode that "
+             "starts the schedule over also spends more epochs at the first, highest rate, so "
+             "its final accuracy differs for that reason alone: judge the restart by the jumps."),
     Question("color_jitter", "Does colour jitter help when the test images have none?",
              ("final_metric", "interaction"),
              "Read the effect of jitter on `test_acc` within each augmentation: jitter trades "
              "fitting the training colours for robustness the clean test set does not reward."),
     Question("oscillation", "Why does my test accuracy swing from epoch to epoch with small batches?",
-             ("learning_curves",),
+             ("interaction", "learning_curves"),
              "The swing is measured over the last epochs; a smaller batch at the same learning "
              "rate takes more, noisier steps. If the swing falls when the rate decays, the cure "
              "is a schedule, not a bigger batch."),
@@ -69,8 +76,9 @@ QUESTIONS = (
              "one model and not another is an interaction, reported as such."),
     Question("five_epochs", "Can a ResNet-18 pass 50 % test accuracy in 5 epochs?",
              ("learning_curves",),
-             "The answer is the share of seeds over the target at the run's scale, with its "
-             "interval."),
+             "The answer is how many seeds pass the target and the cell's mean with its "
+             "interval, at this width and data; a mean whose whole interval is above the target "
+             "passes it reliably at this scale, not at every width."),
 )
 
 
@@ -102,17 +110,26 @@ def save_figure(figure, path: Path) -> None:  # type: ignore[no-untyped-def]
         plt.close(figure)
 
 
-def section(question: Question, results_dir: Path, preset_name: str, figures: Path) -> list[str]:
+def heading(question: Question, study, plan, preset_name: str) -> list[str]:  # type: ignore[no-untyped-def]
+    preset = study.presets.get(preset_name)
+    return [f"## {question.asked}", "",
+            f"Study `studies/{question.study}.py`, preset `{plan.preset}`"
+            + (f": {preset.description}." if preset else "."), "",
+            f"    {command(question.study, preset_name)}", ""] + (
+            [f"It runs {', '.join(f'`studies/{r}`' for r in preset.requires)} first, at the same "
+             "preset, where its results are missing.", ""] if preset and preset.requires else [])
+
+
+def measured_section(question: Question, head: list[str], plan, results_dir: Path,  # type: ignore[no-untyped-def]
+                     figures: Path) -> list[str] | None:
+    """The section (under ``head``) of a study measured at ``plan``'s preset in
+    ``results_dir``, its figures (re)drawn into ``figures``; None when that folder holds no
+    such run."""
     from ablate.report import ReportError, analyse_folder
     from ablate.report.plots import PLOTS
     from ablate.report.render import _markdown_table, legend, tables
 
-    study, plan = study_plan(question.study, preset_name)
-    preset = study.presets.get(preset_name)
-    lines = [f"## {question.asked}", "",
-             f"Study `studies/{question.study}.py`, preset `{plan.preset}`"
-             + (f": {preset.description}." if preset else "."), "",
-             f"    {command(question.study, preset_name)}", ""]
+    lines = list(head)
     folder = results_dir / plan.name
     try:
         report, results = analyse_folder(folder)
@@ -120,20 +137,27 @@ def section(question: Question, results_dir: Path, preset_name: str, figures: Pa
         report = None
     complete = report.counts["complete"] + report.counts["diverged"] if report else 0
     if report is None or report.preset != plan.preset or complete == 0:
-        return lines + [f"**Not run yet at this scale** ({plan.size} trials planned). The command "
-                        "above runs it (resumable: run it again after a stop); then "
-                        "`python docs/findings/build.py` fills this section.", ""]
+        return None
+    for old in figures.glob(f"{question.study}-*.png"):
+        old.unlink()
     first = results.complete[0] if results.complete else {}
-    images, test_images = first.get("param_train_size"), first.get("param_test_size")
-    seeds = sorted({t["seed"] for t in results.complete})
-    lines += [f"Measured: {complete} of {plan.size} planned trials, {len(seeds)} seeds per cell "
+    images = first.get("param_train_size")
+    # The test images a trial was scored on, from its per-class counts: a class subset
+    # (pretraining's classes 5-9) tests on part of the test set with test_size left at 0 ("all").
+    test_images = sum(row.get("count") or 0 for row in results.classes
+                      if (row["trial"], row["attempt"]) == (first.get("trial"), first.get("attempt"))
+                      ) or first.get("param_test_size")
+    seeds = len({t["seed"] for t in results.complete})
+    lines += [f"Measured: {complete} of {plan.size} planned trials, {seeds} "
+              f"{'seed' if seeds == 1 else 'seeds'} per cell "
               f"at most, {_images(images, 'training')} and {_images(test_images, 'test')} "
               f"images per trial."
               + ("" if complete >= plan.size else " **The run is not finished: the answer below "
                  "is provisional.**"), "", "**Answer**", ""]
     lines += [f"- {line}" for line in report.answer]
-    family = [t for t in tables(report) if t[0].startswith("The Answer's family")]
-    for title, headers, rows in [tables(report)[0], *family]:
+    shown = tables(report)
+    family = [t for t in shown if t[0].startswith("The Answer's family")]
+    for title, headers, rows in [shown[0], *family]:
         lines += ["", f"*{title}*", "", _markdown_table(headers, rows)]
     lines += ["", legend(report), ""]
     for name in question.figures:
@@ -146,6 +170,13 @@ def section(question: Question, results_dir: Path, preset_name: str, figures: Pa
     return lines + [f"*What it means for your script.* {question.meaning}", ""]
 
 
+def not_run_section(head: list[str], plan) -> list[str]:  # type: ignore[no-untyped-def]
+    return head + [
+        f"**Not run yet at this scale** ({plan.size} trials planned). The command above runs it "
+        "(resumable: run it again after a stop); then `python docs/findings/build.py` fills this "
+        "section.", ""]
+
+
 def _images(count: object, split: str) -> str:
     if not count:
         return f"all {split}"
@@ -154,10 +185,10 @@ def _images(count: object, split: str) -> str:
 
 def build(results_dir: Path, preset: str = PRESET, page: Path = PAGE, figures: Path = FIGURES
           ) -> None:
-    """Write ``page`` and its figures (in ``figures``, beside it) from ``results_dir``."""
+    """Write ``page`` and its figures (in ``figures``, beside it) from ``results_dir``: a study
+    found there at ``preset`` gets its section and figures rebuilt; any other keeps the section
+    last built for it (``figures/<study>.md``) or, if it never ran, says so."""
     figures.mkdir(parents=True, exist_ok=True)
-    for old in figures.glob("*.png"):
-        old.unlink()
     parts = ["# Findings", "",
              "What ablate's studies answer at a scale this project's 2-core CPU can run: the "
              f"`{preset}` presets, on CIFAR-10 (`--data-dir {DATA}`). Every number and figure "
@@ -166,7 +197,17 @@ def build(results_dir: Path, preset: str = PRESET, page: Path = PAGE, figures: P
              "are differences in percentage points with 95 % intervals; \"decided\" follows the "
              "rules in the README's [Reports](../README.md#reports) section.", ""]
     for question in QUESTIONS:
-        parts += section(question, results_dir, preset, figures)
+        kept = figures / f"{question.study}.md"
+        study, plan = study_plan(question.study, preset)  # the study file, loaded once
+        head = heading(question, study, plan, preset)
+        lines = measured_section(question, head, plan, results_dir, figures)
+        if lines is not None:
+            kept.write_text("\n".join(lines), encoding="utf-8")
+        elif kept.is_file():
+            lines = kept.read_text(encoding="utf-8").split("\n")
+        else:
+            lines = not_run_section(head, plan)
+        parts += lines
     page.write_text("\n".join(parts), encoding="utf-8")
 
 
