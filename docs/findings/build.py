@@ -72,8 +72,11 @@ QUESTIONS = (
     Question("architecture", "Which architecture, and can a YOLO-style C3 block replace a residual "
              "block? How much of the gap does crop + flip close for each?",
              ("interaction", "final_metric"),
-             "The effect of augmentation is given for each architecture: a gap that closes for "
-             "one model and not another is an interaction, reported as such."),
+             "Each model's gain over the tutorial CNN is given with and without crop + flip, and "
+             "what crop + flip does for each model: a gap that closes for one model and not "
+             "another is an interaction, reported as such. C3 against the residual block is not "
+             "a tested comparison: set resnet_c3's gain beside resnet18's (the same layout) and "
+             "its parameters and seconds per epoch in the cell table."),
     Question("five_epochs", "Can a ResNet-18 pass 50 % test accuracy in 5 epochs?",
              ("learning_curves",),
              "The answer is how many seeds pass the target and the cell's mean with its "
