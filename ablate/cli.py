@@ -123,6 +123,9 @@ def finish(summary: Any, study_dir: Path) -> None:
     if summary.pruned:
         done += f" ({len(summary.pruned)} pruned early by the study's pruner)"
     parts = [done, f"this run trained {summary.trained}"]
+    if summary.done_before:  # so that the counts add up to the total
+        parts.append(f"{summary.done_before} {'was' if summary.done_before == 1 else 'were'} "
+                     "complete before it started")
     if summary.by_others:
         parts.append(f"{summary.by_others} were finished meanwhile by other runs sharing the folder")
     out.print("; ".join(parts) + f"; results in {study_dir}", highlight=False)
