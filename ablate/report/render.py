@@ -45,9 +45,9 @@ def legend(report: Report) -> str:
             "train accuracy as seen during training (augmentation and dropout on); 'train % eval': "
             "in eval mode on unaugmented train images; 'gap run' = test - train run; 'gap eval' = "
             f"train eval - test; 'swing': epoch-to-epoch noise of test accuracy around a trend over "
-            f"{window}, leaving out steps of the learning rate (not the every-epoch changes of cosine) and "
-            "restarts (cells compare as "
-            "ratios); accuracies, gaps and swings in percent (points). "
+            f"{window}, leaving out steps of the learning rate (not the every-epoch changes of "
+            "cosine) and restarts (cells compare as ratios); accuracies, gaps and swings in "
+            "percent (points). "
             + ("'best ep': the best epoch by validation accuracy. " if report.best_on == "val" else
                "'best ep': the best epoch by test accuracy, a description only (the study has no "
                "validation split: choosing on the test set would bias it). ")
