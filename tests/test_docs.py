@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
 import sys
 import textwrap
 import types
@@ -78,15 +79,27 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
     assert text.count("**Not run yet at this scale**") == len(findings.QUESTIONS) - 1
     # Rebuilt where only other studies' folders are at hand, the measured section and its
     # figures stay as they were: the studies run on different machines.
-    findings.build(tmp_path / "elsewhere", "smoke", page, figures)
+    sources = findings.build(tmp_path / "elsewhere", "smoke", page, figures)
     assert page.read_text() == text and sorted(figures.glob("dropout_gap-*.png")) == drawn
+    assert sources["dropout_gap"] == "kept" and sources["schedule"] == "not run"
+    # A page of another preset never takes in that smoke section as its own.
+    sources = findings.build(tmp_path / "elsewhere", "cpu", page, figures)
+    assert sources["dropout_gap"] == "not run" and "Measured:" not in page.read_text()
+    # Careless input to the script ends in one line, exit 2, and leaves the page alone.
+    before = findings.PAGE.read_bytes()
+    script = [sys.executable, str(REPO / "docs" / "findings" / "build.py")]
+    for args, named in ((["--results-dir", str(tmp_path / "nowhere")], "no results folder at"),
+                        (["--preset", "huge"], "has no preset 'huge'")):
+        done = subprocess.run(script + args, capture_output=True, text=True)
+        assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert findings.PAGE.read_bytes() == before
 
 
 def test_the_repository_holds_no_results(tmp_path: Path) -> None:
     """Results folders are outputs: a tracked journal or Parquet file (one was committed once,
     under ``s3:/``, by a results location that was taken for a local folder) fails here."""
     import shutil
-    import subprocess
 
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout: nothing tracked to check")

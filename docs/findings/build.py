@@ -89,7 +89,7 @@ def study_plan(name: str, preset: str):  # type: ignore[no-untyped-def]
     from ablate import studyfile
 
     study = studyfile.load(REPO / "studies" / f"{name}.py")
-    return study, study.plan(preset if preset in study.presets else None, {})
+    return study, study.plan(preset, {})
 
 
 def command(name: str, preset: str) -> str:
@@ -113,10 +113,15 @@ def save_figure(figure, path: Path) -> None:  # type: ignore[no-untyped-def]
         plt.close(figure)
 
 
+def study_line(question: Question, plan) -> str:  # type: ignore[no-untyped-def]
+    """The line that names the study and preset a section was measured at."""
+    return f"Study `studies/{question.study}.py`, preset `{plan.preset}`"
+
+
 def heading(question: Question, study, plan, preset_name: str) -> list[str]:  # type: ignore[no-untyped-def]
     preset = study.presets.get(preset_name)
     return [f"## {question.asked}", "",
-            f"Study `studies/{question.study}.py`, preset `{plan.preset}`"
+            study_line(question, plan)
             + (f": {preset.description}." if preset else "."), "",
             f"    {command(question.study, preset_name)}", ""] + (
             [f"It runs {', '.join(f'`studies/{r}`' for r in preset.requires)} first, at the same "
@@ -187,10 +192,15 @@ def _images(count: object, split: str) -> str:
 
 
 def build(results_dir: Path, preset: str = PRESET, page: Path = PAGE, figures: Path = FIGURES
-          ) -> None:
+          ) -> dict[str, str]:
     """Write ``page`` and its figures (in ``figures``, beside it) from ``results_dir``: a study
     found there at ``preset`` gets its section and figures rebuilt; any other keeps the section
-    last built for it (``figures/<study>.md``) or, if it never ran, says so."""
+    last built for it at that preset (``figures/<study>.md``) or, if it never ran, says so.
+    Returns each study's section as "measured", "kept" or "not run"."""
+    # Each study file loaded once, all before anything is written: a preset one lacks
+    # (StudyError) leaves the page and its figures as they were.
+    studies = [(question, *study_plan(question.study, preset)) for question in QUESTIONS]
+    sources: dict[str, str] = {}
     figures.mkdir(parents=True, exist_ok=True)
     parts = ["# Findings", "",
              "What ablate's studies answer at a scale this project's 2-core CPU can run: the "
@@ -199,19 +209,23 @@ def build(results_dir: Path, preset: str = PRESET, page: Path = PAGE, figures: P
              "(the same analysis as `ablate report`); a section without a run says so. Effects "
              "are differences in percentage points with 95 % intervals; \"decided\" follows the "
              "rules in the README's [Reports](../README.md#reports) section.", ""]
-    for question in QUESTIONS:
+    for question, study, plan in studies:
         kept = figures / f"{question.study}.md"
-        study, plan = study_plan(question.study, preset)  # the study file, loaded once
         head = heading(question, study, plan, preset)
         lines = measured_section(question, head, plan, results_dir, figures)
+        earlier = kept.read_text(encoding="utf-8") if kept.is_file() else ""
         if lines is not None:
             kept.write_text("\n".join(lines), encoding="utf-8")
-        elif kept.is_file():
-            lines = kept.read_text(encoding="utf-8").split("\n")
+            sources[question.study] = "measured"
+        elif study_line(question, plan) in earlier:  # a section of another preset never mixes in
+            lines = earlier.split("\n")
+            sources[question.study] = "kept"
         else:
             lines = not_run_section(head, plan)
+            sources[question.study] = "not run"
         parts += lines
     page.write_text("\n".join(parts), encoding="utf-8")
+    return sources
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,8 +234,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default=PRESET)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    build(args.results_dir, args.preset)
-    print(f"wrote {PAGE.relative_to(REPO)} and {len(list(FIGURES.glob('*.png')))} figures")
+    if not args.results_dir.is_dir():
+        print(f"error: no results folder at {args.results_dir}: pass --results-dir where "
+              "`ablate run` wrote the studies' results", file=sys.stderr)
+        return 2
+    from ablate.study import StudyError
+
+    try:
+        sources = build(args.results_dir, args.preset)
+    except StudyError as error:  # a preset a shipped study lacks
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    said = {kind: [study for study, how in sources.items() if how == kind]
+            for kind in ("measured", "kept", "not run")}
+    print(f"wrote {PAGE.relative_to(REPO)} and {len(list(FIGURES.glob('*.png')))} figures; "
+          + "; ".join(f"{kind}: {', '.join(names)}" for kind, names in said.items() if names))
     return 0
 
 
