@@ -50,6 +50,7 @@ def test_every_hook_is_documented_in_the_readme_by_its_signature() -> None:
 def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -> None:
     import importlib.util
 
+    import torch
     from typer.testing import CliRunner
 
     from ablate.cli import app
@@ -71,6 +72,7 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
     text = page.read_text()
     gap = text.split("## ")[1]  # dropout_gap's section: measured, with its Answer and figures
     assert "Measured: 18 of 18 planned trials" in gap and "**Answer**" in gap
+    assert f"Ran on cpu with torch {torch.__version__}, in " in gap  # precision differs by machine
     assert "ablate run studies/dropout_gap.py --preset smoke" in gap
     drawn = sorted(figures.glob("dropout_gap-*.png"))
     assert drawn and all(0 < p.stat().st_size < findings.MAX_FIGURE_BYTES for p in drawn)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy import stats
 from typer.testing import CliRunner
@@ -23,6 +24,7 @@ from ablate.folder import StudyFolder
 from ablate.report import build
 from ablate.report.load import StudyResults, read_table
 from ablate.report.metrics import add_derived, format_half_width, format_value, swing
+from ablate.report.provenance import ran_on
 from ablate.report.stats import holm, mean_ci, pooled_error, sign_flip_p
 from ablate.results import ResultsWriter, class_table, epoch_table, param_type, trial_table
 
@@ -405,6 +407,10 @@ def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
         ("dropout", '{"augment": "crop_flip"}'), ("dropout", '{"augment": "none"}')}
     assert len(data["answer"]) == 1 + len(family)
     assert (tmp_path / "dropout_gap" / "report" / "report.html").is_file()
+    # Where and how the trials ran, from the trials table: one model, so one precision, unnamed.
+    precisions = {row["precision"] for row in read_table(tmp_path / "dropout_gap" / "trials")}
+    assert len(precisions) == 1
+    assert data["ran_on"] == f"Ran on cpu with torch {torch.__version__}, in {precisions.pop()}."
     assert {p.stem for p in (tmp_path / "dropout_gap" / "report").glob("*.png")} == {
         "learning_curves", "gaps", "final_metric", "interaction", "per_class", "confusion",
         "feature_maps"}  # the smoke preset keeps its final weights
@@ -442,3 +448,19 @@ def test_an_undecided_ratio_says_its_interval_covers_no_change_not_zero() -> Non
     for metric, covers in (("swing_test", "covers x1 (no change)"), ("test_acc", "covers zero")):
         finding = Finding(contrast, metric, estimate, None, family=True, verdict=UNDECIDED)
         assert covers in sentence(finding)
+
+
+def test_the_report_says_where_and_in_which_precision_each_model_ran() -> None:
+    """precision=auto chooses per model and machine: where the trials differ, each precision
+    names its models, and a GPU is named without its index."""
+    trials = [{"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet18"},
+              {"device": "cpu", "torch_version": "2.9.1", "precision": "fp32", "param_model": "simple_cnn"},
+              {"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet9"},
+              {"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet18"}]
+    assert ran_on(trials, "param_model") == (
+        "Ran on cpu with torch 2.9.1, in bf16 (resnet18, resnet9) and fp32 (simple_cnn).")
+    gpu = {"device": "cuda", "gpu": "3 NVIDIA H100 80GB HBM3", "torch_version": "2.9.1",
+           "precision": "bf16", "param_model": "resnet18", "tf32": True, "deterministic": True}
+    assert ran_on([gpu, {**gpu, "gpu": "0 NVIDIA H100 80GB HBM3"}], "param_model") == (
+        "Ran on NVIDIA H100 80GB HBM3 with torch 2.9.1, in bf16, with TF32 and deterministic kernels.")
+    assert ran_on([], "param_model") == ""

@@ -46,6 +46,7 @@ from ablate.report.metrics import (
     metric_value,
     swing_window,
 )
+from ablate.report.provenance import ran_on
 from ablate.report.stats import Interval, PooledError, contrast, mean_ci, pooled_error
 
 __all__ = ["CELL_METRICS", "DESCRIPTIONS", "DIVERGED", "Cell", "Report", "analyse", "design_kind"]
@@ -111,6 +112,7 @@ class Report:
     pooled: dict[str, PooledError | None] = field(default_factory=dict)
     swing_epochs: tuple[int, int] | None = None
     best_on: str = "test"  # the split the best epoch was chosen on
+    ran_on: str = ""  # the devices, torch and precisions the trials ran in (one sentence)
 
 
 def design_kind(description: Mapping[str, Any]) -> str:
@@ -319,4 +321,5 @@ def analyse(results: StudyResults, metric: str | None = None,
         description.get("preset", ""), cells, findings, answer, _missing(results, cells), counts,
         importance, design_kind(description), questions, within_factors, delta, size,
         tuple(jumps), pooled, swing_window(epochs) if epochs else None,
-        "val" if validated else "test")
+        "val" if validated else "test",
+        ran_on(results.complete + results.diverged, factor_column(description, "model")))

@@ -176,7 +176,7 @@ def to_dict(report: Report, plots: dict[str, Path] | None = None) -> dict[str, A
                    "min_seeds": MIN_SEEDS},
         "pooled_error": {m: None if p is None else asdict(p) for m, p in report.pooled.items()},
         "swing_epochs": list(report.swing_epochs) if report.swing_epochs else None,
-        "best_epoch_chosen_on": report.best_on,
+        "best_epoch_chosen_on": report.best_on, "ran_on": report.ran_on,
         "cells": [{"name": c.name, "baseline": c.baseline, "levels": c.levels,
                    "params": c.params, "seeds": sorted(t["seed"] for t in c.trials),
                    "diverged_seeds": c.diverged_seeds,
@@ -195,6 +195,8 @@ def _headline(report: Report) -> list[str]:
              f"{report.counts['attempts']} attempts"]
     if report.question:
         lines.append(f"Question: {report.question}")
+    if report.ran_on:
+        lines.append(report.ran_on)
     return lines
 
 
