@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ from ablate.study import PlannedTrial
 PLANNED = "trial"  # user attribute: the trial's number in the plan (its Parquet files' number)
 FRESH = "fresh"  # user attribute: a sampler's new configuration (counts toward the budget)
 WORKER = "worker"  # user attribute: host:pid of the worker training it
+# A live worker names itself on a trial milliseconds after taking it; a nameless running trial
+# this old on the journal file (one host, one clock) was left by a worker that died in between.
+ORPHAN_SECONDS = 60
 FINGERPRINT = "fingerprint"
 
 
@@ -220,12 +224,13 @@ class TrialQueue:
 
     def fail_stale(self) -> None:
         """Fail the running trials of dead workers and put copies back in the queue: by
-        heartbeat on an RDB storage, by process on the journal file's one host."""
+        heartbeat on an RDB storage, by process on the journal file's one host, and on both a
+        trial whose worker died before it could write its name (see :meth:`_orphaned`)."""
         if self.distributed:
             optuna.storages.fail_stale_trials(self.study)
-            return
         for trial in self._mine((TrialState.RUNNING,)):
-            if is_stale(str(trial.user_attrs.get(WORKER, ""))):
+            dead = not self.distributed and is_stale(str(trial.user_attrs.get(WORKER, "")))
+            if dead or self._orphaned(trial):
                 with self.locked():
                     try:
                         if self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
@@ -233,17 +238,42 @@ class TrialQueue:
                     except optuna.exceptions.UpdateFinishedTrialError:
                         pass  # another worker did it first
 
+    def _orphaned(self, trial: FrozenTrial) -> bool:
+        """A running trial without a worker's name, older than a live worker needs to write
+        it: its worker died between the two writes of :meth:`take` (SIGKILL; a Ctrl-C there
+        waits, see ``take``). Nobody would ever finish it, and every later run would wait for
+        it. On an RDB storage hosts' clocks differ, so the heartbeat's grace is the bound."""
+        if WORKER in trial.user_attrs or trial.datetime_start is None:
+            return False
+        started = trial.datetime_start
+        age = (datetime.now(started.tzinfo) - started).total_seconds()
+        return age > (self.liveness.grace if self.distributed else ORPHAN_SECONDS)
+
     def take(self) -> optuna.Trial | None:
         """Move the first waiting trial of the plan to RUNNING and return it; None when none
         waits. Two workers never get the same trial: the storage refuses the second."""
         for frozen in self._mine((TrialState.WAITING,)):
+            # Taking is two writes (the state, then the worker's name, and on an RDB storage
+            # the first heartbeat): a Ctrl-C between them once left a running trial that no
+            # worker owned, and the next run waited for it forever. The signal waits instead.
+            # If it arrived meanwhile, the trial goes back in the queue at once.
+            trial = None
             try:
-                if not self.storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
-                    continue
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
-            trial = optuna.trial.Trial(self.study, frozen._trial_id)
-            trial.set_user_attr(WORKER, worker_id())
+                with deferred():
+                    try:
+                        if not self.storage.set_trial_state_values(frozen._trial_id,
+                                                                   TrialState.RUNNING):
+                            continue
+                    except optuna.exceptions.UpdateFinishedTrialError:
+                        continue
+                    trial = optuna.trial.Trial(self.study, frozen._trial_id)
+                    trial.set_user_attr(WORKER, worker_id())
+                    if self.distributed:
+                        self.storage.record_heartbeat(frozen._trial_id)
+            except KeyboardInterrupt:
+                if trial is not None:
+                    self.give_back(trial)
+                raise
             return trial
         return None
 
@@ -257,14 +287,14 @@ class TrialQueue:
                         if t.user_attrs.get(FRESH) and t.user_attrs.get(FINGERPRINT) == self.fingerprint)
             if fresh >= budget:
                 return None
-            with warnings.catch_warnings():  # ablate records the heartbeats itself (Heartbeat)
-                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            with warnings.catch_warnings(), deferred():  # deferred: as in take
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")  # see Heartbeat
                 trial = self.study.ask(dict(distributions))
-            if PLANNED not in trial.user_attrs:  # not a copy the queue handed back meanwhile
-                for key, value in ((FRESH, True), (PLANNED, trial.number),
-                                   (FINGERPRINT, self.fingerprint)):
-                    trial.set_user_attr(key, value)
-            trial.set_user_attr(WORKER, worker_id())
+                if PLANNED not in trial.user_attrs:  # not a copy the queue handed back meanwhile
+                    for key, value in ((FRESH, True), (PLANNED, trial.number),
+                                       (FINGERPRINT, self.fingerprint)):
+                        trial.set_user_attr(key, value)
+                trial.set_user_attr(WORKER, worker_id())
             return trial
 
     def recorded(self) -> set[int]:

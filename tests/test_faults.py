@@ -159,6 +159,75 @@ def test_a_signal_inside_the_journal_lock_ends_as_an_interrupt(
     fault_log.verified()
 
 
+def _one_trial_queue(folder: Path):  # type: ignore[no-untyped-def]
+    """A journal-file queue holding one waiting trial of plan ``fp``."""
+    import optuna
+
+    from ablate.queue import FINGERPRINT, PLANNED, Liveness, TrialQueue, make_storage
+
+    storage = make_storage(None, folder / "optuna.journal", Liveness())
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.enqueue_trial({}, user_attrs={PLANNED: 0, FINGERPRINT: "fp"})
+    return TrialQueue(study, "fp", folder / "queue.lock", Liveness())
+
+
+def test_a_signal_while_a_trial_is_taken_puts_it_back_and_the_next_run_trains_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog) -> None:
+    """Ctrl-C landing between taking a trial (RUNNING) and naming its worker once left a
+    running trial nobody owned: the rerun trained every other trial and then waited for it
+    forever. Now the signal waits for the name, the trial goes back at once, and a rerun takes it."""
+    from optuna.trial import TrialState
+
+    from ablate.queue import PLANNED, WORKER
+    from ablate.signals import interrupt_on_signals
+
+    queue = _one_trial_queue(tmp_path)
+    real = queue.storage.set_trial_state_values
+
+    def taken_then_interrupted(trial_id, state, values=None):  # type: ignore[no-untyped-def]
+        done = real(trial_id, state, values)
+        if state == TrialState.RUNNING:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the worker's name is written
+        return done
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupt_on_signals()
+    monkeypatch.setattr(queue.storage, "set_trial_state_values", taken_then_interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            queue.take()
+    finally:
+        monkeypatch.undo()
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    fault_log.inject("SIGINT while a trial is taken")
+    assert not queue.running_elsewhere(), "a running trial nobody owns: the next run would wait for it"
+    again = queue.take()
+    assert again is not None and again.user_attrs[PLANNED] == 0 and WORKER in again.user_attrs
+    fault_log.verified()
+
+
+def test_a_running_trial_whose_worker_died_before_naming_itself_goes_back_in_the_queue(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL cannot be held: a nameless running trial older than a live worker needs to name
+    itself is failed and a copy queued; a younger one is left to its worker."""
+    from optuna.trial import TrialState
+
+    from ablate import queue as queue_module
+    from ablate.queue import PLANNED
+
+    queue = _one_trial_queue(tmp_path)
+    (waiting,) = queue._mine((TrialState.WAITING,))
+    queue.storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)  # then killed
+    queue.fail_stale()
+    assert queue.take() is None and len(queue.running_elsewhere()) == 1  # a live worker's moment
+    monkeypatch.setattr(queue_module, "ORPHAN_SECONDS", -1)
+    queue.fail_stale()
+    assert queue.storage.get_trial(waiting._trial_id).state == TrialState.FAIL
+    again = queue.take()
+    assert again is not None and again.user_attrs[PLANNED] == 0 and not queue.running_elsewhere()
+
+
 def test_two_runs_started_together_share_the_work_and_say_so(tmp_path: Path,
                                                              fault_log: FaultLog) -> None:
     study = write(tmp_path / "faults.py", FAULT_STUDY)
