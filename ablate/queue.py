@@ -20,7 +20,7 @@ import contextlib
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -240,8 +240,8 @@ class TrialQueue:
 
     def _orphaned(self, trial: FrozenTrial) -> bool:
         """A running trial without a worker's name, older than a live worker needs to write
-        it: its worker died between the two writes of :meth:`take` (SIGKILL; a Ctrl-C there
-        waits, see ``take``). Nobody would ever finish it, and every later run would wait for
+        it: its worker died between the writes of :meth:`_owned` (SIGKILL; a Ctrl-C there
+        waits). Nobody would ever finish it, and every later run would wait for
         it. On an RDB storage hosts' clocks differ, so the heartbeat's grace is the bound."""
         if WORKER in trial.user_attrs or trial.datetime_start is None:
             return False
@@ -253,29 +253,39 @@ class TrialQueue:
         """Move the first waiting trial of the plan to RUNNING and return it; None when none
         waits. Two workers never get the same trial: the storage refuses the second."""
         for frozen in self._mine((TrialState.WAITING,)):
-            # Taking is two writes (the state, then the worker's name, and on an RDB storage
-            # the first heartbeat): a Ctrl-C between them once left a running trial that no
-            # worker owned, and the next run waited for it forever. The signal waits instead.
-            # If it arrived meanwhile, the trial goes back in the queue at once.
-            trial = None
-            try:
-                with deferred():
-                    try:
-                        if not self.storage.set_trial_state_values(frozen._trial_id,
-                                                                   TrialState.RUNNING):
-                            continue
-                    except optuna.exceptions.UpdateFinishedTrialError:
-                        continue
-                    trial = optuna.trial.Trial(self.study, frozen._trial_id)
+            trial = self._owned(lambda frozen=frozen: self._start(frozen))
+            if trial is not None:
+                return trial
+        return None
+
+    def _start(self, frozen: FrozenTrial) -> optuna.Trial | None:
+        """``frozen`` moved to RUNNING, or None when another worker took it first."""
+        try:
+            if not self.storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
+                return None
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return None
+        return optuna.trial.Trial(self.study, frozen._trial_id)
+
+    def _owned(self, start: Callable[[], optuna.Trial | None]) -> optuna.Trial | None:
+        """The trial ``start`` moves to RUNNING, named as this worker's (and, on an RDB
+        storage, with its first heartbeat). These are several writes: a Ctrl-C between them
+        once left a running trial that no worker owned, and the next run waited for it
+        forever. So the signal waits until the trial is owned, and then the trial goes back
+        in the queue at once. (SIGKILL cannot wait: see :meth:`_orphaned`.)"""
+        trial = None
+        try:
+            with deferred():
+                trial = start()
+                if trial is not None:
                     trial.set_user_attr(WORKER, worker_id())
                     if self.distributed:
-                        self.storage.record_heartbeat(frozen._trial_id)
-            except KeyboardInterrupt:
-                if trial is not None:
-                    self.give_back(trial)
-                raise
-            return trial
-        return None
+                        self.storage.record_heartbeat(trial._trial_id)
+        except KeyboardInterrupt:
+            if trial is not None:
+                self.give_back(trial)
+            raise
+        return trial
 
     def ask_fresh(self, budget: int,
                   distributions: Mapping[str, optuna.distributions.BaseDistribution]
@@ -287,15 +297,18 @@ class TrialQueue:
                         if t.user_attrs.get(FRESH) and t.user_attrs.get(FINGERPRINT) == self.fingerprint)
             if fresh >= budget:
                 return None
-            with warnings.catch_warnings(), deferred():  # deferred: as in take
-                warnings.filterwarnings("ignore", message="Heartbeat of storage")  # see Heartbeat
-                trial = self.study.ask(dict(distributions))
-                if PLANNED not in trial.user_attrs:  # not a copy the queue handed back meanwhile
-                    for key, value in ((FRESH, True), (PLANNED, trial.number),
-                                       (FINGERPRINT, self.fingerprint)):
-                        trial.set_user_attr(key, value)
-                trial.set_user_attr(WORKER, worker_id())
-            return trial
+            return self._owned(lambda: self._ask(distributions))
+
+    def _ask(self, distributions: Mapping[str, optuna.distributions.BaseDistribution]
+             ) -> optuna.Trial:
+        with warnings.catch_warnings():  # ablate records the heartbeats itself (Heartbeat)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = self.study.ask(dict(distributions))
+        if PLANNED not in trial.user_attrs:  # not a copy the queue handed back meanwhile
+            for key, value in ((FRESH, True), (PLANNED, trial.number),
+                               (FINGERPRINT, self.fingerprint)):
+                trial.set_user_attr(key, value)
+        return trial
 
     def recorded(self) -> set[int]:
         """Plan trial numbers whose result the storage already has (the Parquet files follow

@@ -171,36 +171,39 @@ def _one_trial_queue(folder: Path):  # type: ignore[no-untyped-def]
     return TrialQueue(study, "fp", folder / "queue.lock", Liveness())
 
 
+@pytest.mark.parametrize("how", ["take", "ask_fresh"])
 def test_a_signal_while_a_trial_is_taken_puts_it_back_and_the_next_run_trains_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog, how: str) -> None:
     """Ctrl-C landing between taking a trial (RUNNING) and naming its worker once left a
     running trial nobody owned: the rerun trained every other trial and then waited for it
-    forever. Now the signal waits for the name, the trial goes back at once, and a rerun takes it."""
+    forever. Now the signal waits for the name, the trial goes back at once, and a rerun takes
+    it; alike for a planned trial and a sampler's new one."""
     from optuna.trial import TrialState
 
     from ablate.queue import PLANNED, WORKER
     from ablate.signals import interrupt_on_signals
 
     queue = _one_trial_queue(tmp_path)
-    real = queue.storage.set_trial_state_values
+    owner, name = (queue.storage, "set_trial_state_values") if how == "take" else (queue.study, "ask")
+    real = getattr(owner, name)
 
-    def taken_then_interrupted(trial_id, state, values=None):  # type: ignore[no-untyped-def]
-        done = real(trial_id, state, values)
-        if state == TrialState.RUNNING:
+    def started_then_interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started = real(*args, **kwargs)
+        if how == "ask_fresh" or args[1] == TrialState.RUNNING:
             os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the worker's name is written
-        return done
+        return started
 
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     interrupt_on_signals()
-    monkeypatch.setattr(queue.storage, "set_trial_state_values", taken_then_interrupted)
+    monkeypatch.setattr(owner, name, started_then_interrupted)
     try:
         with pytest.raises(KeyboardInterrupt):
-            queue.take()
+            queue.take() if how == "take" else queue.ask_fresh(5, {})
     finally:
         monkeypatch.undo()
         signal.signal(signal.SIGINT, handlers[0])
         signal.signal(signal.SIGTERM, handlers[1])
-    fault_log.inject("SIGINT while a trial is taken")
+    fault_log.inject(f"SIGINT while a trial is taken ({how})")
     assert not queue.running_elsewhere(), "a running trial nobody owns: the next run would wait for it"
     again = queue.take()
     assert again is not None and again.user_attrs[PLANNED] == 0 and WORKER in again.user_attrs
