@@ -43,6 +43,7 @@ WORKER = "worker"  # user attribute: host:pid of the worker training it
 # this old on the journal file (one host, one clock) was left by a worker that died in between.
 ORPHAN_SECONDS = 60
 FINGERPRINT = "fingerprint"
+REQUEUED_FROM = "requeued_from"  # system attribute: a copy's original trial number
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     attrs = {k: v for k, v in trial.user_attrs.items() if k != WORKER}
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs=attrs, system_attrs={**trial.system_attrs, "requeued_from": trial.number}))
+        user_attrs=attrs, system_attrs={**trial.system_attrs, REQUEUED_FROM: trial.number}))
 
 
 class SignalSafeJournal(JournalFileBackend):
@@ -293,8 +294,11 @@ class TrialQueue:
         """A sampler's next configuration, while fewer than ``budget`` were asked for; counting
         and asking hold the lock, so workers asking together cannot overshoot."""
         with self.locked():
+            # A copy put back in the queue (an interrupted or dead worker's) is the same
+            # configuration as its original: counted twice, it would cost the budget one.
             fresh = sum(1 for t in self.study.get_trials(deepcopy=False)
-                        if t.user_attrs.get(FRESH) and t.user_attrs.get(FINGERPRINT) == self.fingerprint)
+                        if t.user_attrs.get(FRESH) and t.user_attrs.get(FINGERPRINT) == self.fingerprint
+                        and REQUEUED_FROM not in t.system_attrs)
             if fresh >= budget:
                 return None
             return self._owned(lambda: self._ask(distributions))

@@ -210,6 +210,31 @@ def test_a_signal_while_a_trial_is_taken_puts_it_back_and_the_next_run_trains_it
     fault_log.verified()
 
 
+def test_a_sampled_trial_put_back_in_the_queue_does_not_cost_the_budget_a_configuration(
+        tmp_path: Path) -> None:
+    """A sampler's trial interrupted and given back is trained from its copy; the copy is the
+    same configuration, so a budget of two still asks for a second one."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from ablate.queue import Liveness, TrialQueue, make_storage
+
+    study = optuna.create_study(storage=make_storage(None, tmp_path / "optuna.journal", Liveness()),
+                                study_name="s")
+    queue = TrialQueue(study, "fp", tmp_path / "queue.lock", Liveness())
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    first = queue.ask_fresh(2, space)
+    assert first is not None
+    queue.give_back(first)  # Ctrl-C
+    copy = queue.take()
+    assert copy is not None and copy.params == first.params
+    queue.tell(copy, TrialState.COMPLETE, 1.0, {})
+    second = queue.ask_fresh(2, space)
+    assert second is not None and second.params != first.params
+    queue.tell(second, TrialState.COMPLETE, 1.0, {})
+    assert queue.ask_fresh(2, space) is None  # and the budget still holds
+
+
 def test_a_running_trial_whose_worker_died_before_naming_itself_goes_back_in_the_queue(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGKILL cannot be held: a nameless running trial older than a live worker needs to name
