@@ -464,3 +464,6 @@ def test_the_report_says_where_and_in_which_precision_each_model_ran() -> None:
     assert ran_on([gpu, {**gpu, "gpu": "0 NVIDIA H100 80GB HBM3"}], "param_model") == (
         "Ran on NVIDIA H100 80GB HBM3 with torch 2.9.1, in bf16, with TF32 and deterministic kernels.")
     assert ran_on([], "param_model") == ""
+    # What the trials table does not record is left out, not printed as a placeholder.
+    assert ran_on([{"seed": 0}], "param_model") == ""
+    assert ran_on([{"precision": "fp32", "param_model": "resnet18"}], "param_model") == "Ran in fp32."

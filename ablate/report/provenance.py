@@ -17,34 +17,37 @@ def _listed(words: Iterable[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def _device(row: Mapping[str, Any]) -> str:
+def _device(row: Mapping[str, Any]) -> str | None:
     """``cpu``, or the GPU's name without its index (``"3 NVIDIA H100"`` is an ``NVIDIA H100``)."""
     gpu = row.get("gpu")
     if gpu:
         index, _, name = str(gpu).partition(" ")
         return name if index.isdigit() and name else str(gpu)
-    return str(row.get("device") or "an unrecorded device")
+    return row.get("device")
+
+
+def _recorded(values: Iterable[Any]) -> list[str]:
+    """The distinct values a column holds, in order of first appearance; unrecorded ones left out."""
+    return list(dict.fromkeys(str(value) for value in values if value))
 
 
 def ran_on(trials: list[Mapping[str, Any]], model_column: str | None) -> str:
     """One sentence: ``Ran on cpu with torch 2.9.1, in bf16 (resnet18, resnet9) and fp32
     (simple_cnn).`` ``model_column`` is the trials table's column of the model: precision is
-    chosen per model, so where the trials differ in precision each names its models."""
-    if not trials:
+    chosen per model, so where the trials differ in precision each names its models. A part
+    the trials table does not record is left out; '' when it records none."""
+    devices = _recorded(_device(t) for t in trials)
+    versions = _recorded(t.get("torch_version") for t in trials)
+    models = {precision: _recorded(t.get(model_column) for t in trials if t.get("precision") == precision)
+              if model_column else [] for precision in _recorded(t.get("precision") for t in trials)}
+    if not (devices or versions or models):
         return ""
-    devices = _listed(dict.fromkeys(_device(t) for t in trials))
-    versions = _listed(dict.fromkeys(str(t.get("torch_version") or "?") for t in trials))
-    models: dict[str, dict[str, None]] = {}
-    for trial in trials:
-        precision = str(trial.get("precision") or "an unrecorded precision")
-        model = trial.get(model_column) if model_column else None
-        models.setdefault(precision, {})
-        if model is not None:
-            models[precision][str(model)] = None
-    precisions = _listed(
-        f"{precision} ({', '.join(names)})" if names and len(models) > 1 else precision
-        for precision, names in sorted(models.items()))
+    precisions = [f"{precision} ({', '.join(names)})" if names and len(models) > 1 else precision
+                  for precision, names in sorted(models.items())]
     flags = [label for name, label in (("tf32", "TF32"), ("deterministic", "deterministic kernels"))
              if any(t.get(name) for t in trials)]
-    return (f"Ran on {devices} with torch {versions}, in {precisions}"
+    return ("Ran" + (f" on {_listed(devices)}" if devices else "")
+            + (f" with torch {_listed(versions)}" if versions else "")
+            + ("," if precisions and (devices or versions) else "")
+            + (f" in {_listed(precisions)}" if precisions else "")
             + (f", with {_listed(flags)}" if flags else "") + ".")

@@ -159,7 +159,7 @@ def measured_section(question: Question, head: list[str], plan, results_dir: Pat
     lines += [f"Measured: {complete} of {plan.size} planned trials, {seeds} "
               f"{'seed' if seeds == 1 else 'seeds'} per cell "
               f"at most, {_images(images, 'training')} and {_images(test_images, 'test')} "
-              f"images per trial. {report.ran_on}"
+              f"images per trial." + (f" {report.ran_on}" if report.ran_on else "")
               + ("" if complete >= plan.size else " **The run is not finished: the answer below "
                  "is provisional.**"), "", "**Answer**", ""]
     lines += [f"- {line}" for line in report.answer]
