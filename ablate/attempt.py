@@ -29,7 +29,7 @@ from ablate.data import trial_classes
 from ablate.dataset_cache import DatasetCache
 from ablate.discovery import Plugins
 from ablate.errors import RunError, SetupError
-from ablate.events import EpochRecord, TrialInfo, TrialOutcome, TrialState
+from ablate.events import AttemptState, EpochRecord, TrialInfo, TrialOutcome
 from ablate.folder import StudyFolder
 from ablate.gpus import gpu_label
 from ablate.queue import TrialQueue
@@ -52,7 +52,7 @@ class Pruned(Exception):
 class Outcome:
     """How one attempt ended, for the runner's counts."""
 
-    state: TrialState
+    state: AttemptState
     recorded: bool = True  # False: superseded, nothing written
 
 
@@ -128,7 +128,7 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
     keys = {"study": plan.name, "trial": index, "attempt": attempt}
     started = datetime.now(timezone.utc)
     epochs: list[EpochRecord] = []
-    result, error, state, data, device_data = None, None, TrialState.COMPLETE, None, None
+    result, error, state, data, device_data = None, None, AttemptState.COMPLETE, None, None
     checkpoints = None
     if setup.settings["checkpoint_every"] > 0:
         checkpoints = CheckpointStore(ctx.folder.checkpoints(index), setup.settings["keep_checkpoints"],
@@ -168,16 +168,16 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
             ctx.log(f"trial {index}: not in the starting weights {setup.settings['init']!r}, "
                     f"freshly initialised: {', '.join(result.fresh)}")
         if result.diverged:
-            state = TrialState.DIVERGED
+            state = AttemptState.DIVERGED
     except Superseded:
         ctx.log(f"trial {index}: another worker took it over while this one was silent; this "
                 "attempt stops and records nothing")
-        return Outcome(TrialState.INTERRUPTED, recorded=False)
+        return Outcome(AttemptState.INTERRUPTED, recorded=False)
     except Pruned:
-        state = TrialState.PRUNED
+        state = AttemptState.PRUNED
         ctx.log(f"trial {index} pruned after epoch {len(epochs)}: its curve fell behind the others'")
     except KeyboardInterrupt:
-        state, error = TrialState.INTERRUPTED, "interrupted (KeyboardInterrupt or SIGTERM)"
+        state, error = AttemptState.INTERRUPTED, "interrupted (KeyboardInterrupt or SIGTERM)"
     except WriteError as failure:  # a full disk or a read-only folder: not the trial's fault
         ctx.queue.give_back(trial)
         raise lost(index, attempt, failure) from None
@@ -185,7 +185,7 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
         ctx.queue.give_back(trial)
         raise RunError(str(failure)) from None
     except BaseException as exc:  # SystemExit too: recorded as a failed attempt; the study goes on
-        state, error = TrialState.FAIL, _error_text(exc)
+        state, error = AttemptState.FAIL, _error_text(exc)
         ctx.log(f"trial {index} attempt {attempt} raised {type(exc).__name__}: {exc}")
     if getattr(ctx.device, "type", None) == "cuda":
         import torch
@@ -210,30 +210,30 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
                               result.confusion) if result and data and result.class_acc else None)
     # An interrupted attempt's epochs live on in its checkpoint; the attempt that continues
     # from there writes them, so every epoch of a trial is written once.
-    epoch_rows = epoch_table(keys, history) if state is not TrialState.INTERRUPTED else None
-    value = metrics.get(watched) if state is TrialState.COMPLETE else None
+    epoch_rows = epoch_table(keys, history) if state is not AttemptState.INTERRUPTED else None
+    value = metrics.get(watched) if state is AttemptState.COMPLETE else None
     attrs = {"attempt": attempt, "seed": planned.seed, "state": state.value}
     try:
         with deferred():  # Ctrl-C waits until the attempt is recorded whole
             if state.is_result and ctx.writer.finished_trials(plan.fingerprint()) & {index}:
                 # A copy of this trial finished first (a duplicate from a crash): keep that one.
-                ctx.queue.tell(trial, TrialState.FAIL, None, {**attrs, "state": "duplicate"})
+                ctx.queue.tell(trial, optuna.trial.TrialState.FAIL, None, {**attrs, "state": "duplicate"})
                 return Outcome(state, recorded=False)
-            if (state is TrialState.INTERRUPTED) or (state is TrialState.FAIL and retry):
+            if (state is AttemptState.INTERRUPTED) or (state is AttemptState.FAIL and retry):
                 # Back in the queue before this attempt ends, so that it never looks missing.
                 ctx.queue.requeue(ctx.queue.frozen(trial))
-            optuna_state = {TrialState.COMPLETE: optuna.trial.TrialState.COMPLETE,
-                            TrialState.PRUNED: optuna.trial.TrialState.PRUNED}.get(
+            optuna_state = {AttemptState.COMPLETE: optuna.trial.TrialState.COMPLETE,
+                            AttemptState.PRUNED: optuna.trial.TrialState.PRUNED}.get(
                 state, optuna.trial.TrialState.FAIL)
             if not ctx.queue.tell(trial, optuna_state, value, attrs):
                 ctx.log(f"trial {index}: another worker took it over while this one was silent; "
                         "its result is discarded")
                 return Outcome(state, recorded=False)
-            if state is TrialState.COMPLETE and result is not None and data is not None:
+            if state is AttemptState.COMPLETE and result is not None and data is not None:
                 keep_weights(ctx, keep, result, row, setup, data, device_data, planned)
             ctx.writer.write(index, attempt, trial_table(row, recorded, ctx.columns.types),
                              epoch_rows, class_rows)
-            if checkpoints is not None and state is not TrialState.INTERRUPTED:
+            if checkpoints is not None and state is not AttemptState.INTERRUPTED:
                 checkpoints.clear()
     except WriteError as failure:
         ctx.queue.give_back(trial)

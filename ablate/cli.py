@@ -161,7 +161,7 @@ def _run_workers(study_file: Path, plan: Any, options: Any, plugins: Plugins, lo
         runner = Runner(plan, options, plugins, log=out.print, locate=locate)
         columns = runner.validate()
         pick_device(options.device)
-        runner.enqueue(runner.queue(runner.prepare(columns)), RunSummary(plan.size, 0))
+        runner.enqueue(runner.prepare(columns), RunSummary(plan.size, 0))
     except RunError as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None

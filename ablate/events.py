@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 
-class TrialState(str, Enum):
+class AttemptState(str, Enum):
     """How a trial attempt ended, as the ``state`` column of the trials table stores it."""
 
     COMPLETE = "complete"  # trained every epoch
@@ -24,7 +24,7 @@ class TrialState(str, Enum):
     @property
     def is_result(self) -> bool:
         """Whether the attempt answers for its trial: it is never trained again."""
-        return self in (TrialState.COMPLETE, TrialState.DIVERGED, TrialState.PRUNED)
+        return self in (AttemptState.COMPLETE, AttemptState.DIVERGED, AttemptState.PRUNED)
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,6 @@ class EpochRecord:
 class TrialOutcome:
     """How a trial attempt ended, with its final metrics and the error of a failed one."""
 
-    state: TrialState
+    state: AttemptState
     metrics: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -106,8 +107,9 @@ def _first_bad_line(journal: Path) -> int | None:
 
 def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
                log: Callable[[str], None] = print, liveness: Liveness | None = None,
-               create: bool = True) -> optuna.Study:
-    """Create (or, with ``create`` False, only load) the study; refuse one of another plan."""
+               create: bool = True) -> tuple[optuna.Study, Any]:
+    """Create (or, with ``create`` False, only load) the study; refuse one of another plan.
+    Returns the study and the storage object it was opened on (see :mod:`ablate.queue`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     where = storage_url or str(folder.journal)
     sampler = make_sampler(plan.design.name, 0) if plan.sampled else None  # type: ignore[union-attr]
@@ -153,4 +155,4 @@ def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
             f"{study.user_attrs.get('preset')!r}, fingerprint {recorded}; now preset "
             f"{plan.preset!r}, fingerprint {fingerprint}). Results must not mix: pass another "
             "--storage (or --results-dir for the default one), or delete that study.")
-    return study
+    return study, storage

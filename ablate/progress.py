@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ablate import hookimpl
-from ablate.events import EpochRecord, TrialInfo, TrialOutcome, TrialState
+from ablate.events import AttemptState, EpochRecord, TrialInfo, TrialOutcome
 
 
 class ProgressDisplay:
@@ -56,13 +56,13 @@ class ProgressDisplay:
         metrics = outcome.metrics
         if outcome.state.is_result:
             self.progress.advance(self.trials)
-        if outcome.state is TrialState.COMPLETE:
+        if outcome.state is AttemptState.COMPLETE:
             summary = (f"test {metrics['test_acc']:.1%}  train {metrics['train_acc']:.1%}  "
                        f"train(eval) {metrics['train_eval_acc']:.1%}")
-        elif outcome.state is TrialState.PRUNED:
+        elif outcome.state is AttemptState.PRUNED:
             summary = (f"pruned after epoch {metrics.get('epochs_done')}; recorded as a result, "
                        "not retried")
-        elif outcome.state is TrialState.DIVERGED:
+        elif outcome.state is AttemptState.DIVERGED:
             summary = (f"diverged in epoch {metrics.get('diverged_epoch')} (loss "
                        f"{metrics.get('train_loss')}); recorded as a result, not retried")
         else:

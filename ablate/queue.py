@@ -12,6 +12,11 @@ stops for longer than the grace period (its worker was killed, frozen or cut off
 is failed and a copy goes back in the queue. On the journal file (one host) a running trial
 whose worker process is gone is treated the same way. The copy continues from the trial's newest
 checkpoint when the checkpoint folder is shared.
+
+Only Optuna's public API is used: the queue keeps the storage object it built (Optuna wraps an
+RDB storage in a cache of its own, so the study's storage is not the one to ask what kind it is),
+and trials are found by number through ``get_trial_id_from_study_id_trial_number``. Optuna's
+private attributes changed under this code once (heartbeats silently stopped on databases).
 """
 
 from __future__ import annotations
@@ -101,6 +106,12 @@ def make_storage(url: str | None, journal: Path, liveness: Liveness) -> Any:
     raise AssertionError("unreachable")
 
 
+def is_database(storage: Any) -> bool:
+    """Whether ``storage`` (as :func:`make_storage` built it) is an RDB storage: workers on any
+    host may share it, and its running trials prove they are alive by heartbeats."""
+    return isinstance(storage, optuna.storages.RDBStorage)
+
+
 @contextmanager
 def storage_lock(storage: Any, name: str, fallback: Path) -> Iterator[None]:
     """A lock every worker of the study shares: a PostgreSQL advisory lock or a MySQL named lock
@@ -147,7 +158,7 @@ class Heartbeat:
                 return
 
     def __enter__(self) -> Heartbeat:
-        if isinstance(self.storage, optuna.storages.RDBStorage):
+        if is_database(self.storage):
             self.thread.start()
         return self
 
@@ -160,21 +171,28 @@ class Heartbeat:
 class TrialQueue:
     """The queue of one study plan in its Optuna study."""
 
-    def __init__(self, study: optuna.Study, fingerprint: str, lock_file: Path,
+    def __init__(self, study: optuna.Study, storage: Any, fingerprint: str, lock_file: Path,
                  liveness: Liveness) -> None:
+        """``storage``: the object :func:`make_storage` built and ``study`` was opened on."""
         self.study = study
+        self.storage = storage
         self.fingerprint = fingerprint
         self.lock_file = lock_file
         self.liveness = liveness
+        self._study_id = storage.get_study_id_from_name(study.study_name)
+        self._ids: dict[int, int] = {}  # trial number -> storage id (they never change)
 
-    @property
-    def storage(self) -> Any:
-        return self.study._storage
+    def trial_id(self, number: int) -> int:
+        """The storage's id of the study's trial ``number``."""
+        if number not in self._ids:
+            self._ids[number] = self.storage.get_trial_id_from_study_id_trial_number(
+                self._study_id, number)
+        return self._ids[number]
 
     @property
     def distributed(self) -> bool:
         """Whether workers on other hosts may share the queue (an RDB storage)."""
-        return isinstance(self.storage, optuna.storages.RDBStorage)
+        return is_database(self.storage)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -212,7 +230,7 @@ class TrialQueue:
         requeue(self.study, trial)
 
     def frozen(self, trial: optuna.Trial) -> FrozenTrial:
-        return self.storage.get_trial(trial._trial_id)
+        return self.storage.get_trial(self.trial_id(trial.number))
 
     def give_back(self, trial: optuna.Trial) -> None:
         """End a trial this worker cannot finish (the run stops) and put a copy back in the
@@ -228,13 +246,16 @@ class TrialQueue:
         heartbeat on an RDB storage, by process on the journal file's one host, and on both a
         trial whose worker died before it could write its name (see :meth:`_orphaned`)."""
         if self.distributed:
-            optuna.storages.fail_stale_trials(self.study)
+            with warnings.catch_warnings():  # "experimental" in Optuna since 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
         for trial in self._mine((TrialState.RUNNING,)):
             dead = not self.distributed and is_stale(str(trial.user_attrs.get(WORKER, "")))
             if dead or self._orphaned(trial):
                 with self.locked():
                     try:
-                        if self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                        if self.storage.set_trial_state_values(self.trial_id(trial.number),
+                                                               TrialState.FAIL):
                             self.requeue(trial)
                     except optuna.exceptions.UpdateFinishedTrialError:
                         pass  # another worker did it first
@@ -261,12 +282,13 @@ class TrialQueue:
 
     def _start(self, frozen: FrozenTrial) -> optuna.Trial | None:
         """``frozen`` moved to RUNNING, or None when another worker took it first."""
+        trial_id = self.trial_id(frozen.number)
         try:
-            if not self.storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
+            if not self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
                 return None
         except optuna.exceptions.UpdateFinishedTrialError:
             return None
-        return optuna.trial.Trial(self.study, frozen._trial_id)
+        return optuna.trial.Trial(self.study, trial_id)
 
     def _owned(self, start: Callable[[], optuna.Trial | None]) -> optuna.Trial | None:
         """The trial ``start`` moves to RUNNING, named as this worker's (and, on an RDB
@@ -281,7 +303,7 @@ class TrialQueue:
                 if trial is not None:
                     trial.set_user_attr(WORKER, worker_id())
                     if self.distributed:
-                        self.storage.record_heartbeat(trial._trial_id)
+                        self.storage.record_heartbeat(self.trial_id(trial.number))
         except KeyboardInterrupt:
             if trial is not None:
                 self.give_back(trial)
@@ -326,15 +348,23 @@ class TrialQueue:
 
     def tell(self, trial: optuna.Trial, state: TrialState, value: float | None,
              attrs: Mapping[str, Any]) -> bool:
-        """Record how an attempt ended; False when the trial was no longer this worker's (its
-        heartbeat went silent and the queue gave it to another worker)."""
+        """Record how an attempt ended, in Optuna's terms (``optuna.trial.TrialState``, never
+        ablate's :class:`~ablate.events.AttemptState`); False when the trial was no longer this
+        worker's (its heartbeat went silent and the queue gave it to another worker)."""
+        if not isinstance(state, TrialState):  # ablate's own states once got here, and the
+            # ValueError Optuna raised for them was taken for "finished elsewhere"
+            raise TypeError(f"tell() takes optuna.trial.TrialState, not {state!r}")
         try:
             for key, attr in attrs.items():
                 trial.set_user_attr(key, attr)
             # A pruned trial's value is its last reported one (Optuna takes it itself).
             self.study.tell(trial, value if state is TrialState.COMPLETE else None, state=state)
-        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+        except optuna.exceptions.UpdateFinishedTrialError:
             return False
+        except ValueError:
+            if self.frozen(trial).state.is_finished():  # "Cannot tell a FAIL trial"
+                return False
+            raise
         return True
 
     def wait(self, seconds: float | None = None) -> None:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ablate.atomic import write_parquet_atomic
-from ablate.events import EpochRecord, TrialState
+from ablate.events import AttemptState, EpochRecord
 from ablate.folder import TABLES, StudyFolder
 from ablate.registry import column_value
 
@@ -125,7 +125,7 @@ class Attempt:
 
     trial: int
     attempt: int
-    state: TrialState
+    state: AttemptState
     fingerprint: str | None
 
 
@@ -170,7 +170,7 @@ class ResultsWriter:
                 except (OSError, pa.ArrowException, IndexError, KeyError) as error:
                     self._set_aside_unreadable(path, error)
                     continue
-                self._read[path] = Attempt(row["trial"], row["attempt"], TrialState(row["state"]),
+                self._read[path] = Attempt(row["trial"], row["attempt"], AttemptState(row["state"]),
                                            row["study_fingerprint"])
             record = self._read[path]
             found.setdefault(record.trial, []).append(record)

@@ -30,7 +30,7 @@ from ablate.config import TrialSetup
 from ablate.dataset_cache import DatasetCache
 from ablate.discovery import Plugins
 from ablate.errors import RunError
-from ablate.events import TrialState
+from ablate.events import AttemptState
 from ablate.folder import FolderError, StudyFolder
 from ablate.optuna_storage import StorageError, distribution, open_study
 from ablate.queue import FINGERPRINT, PLANNED, Heartbeat, Liveness, TrialQueue, fixed
@@ -146,25 +146,22 @@ class Runner:
         """Resolve every planned trial before any training, so a typo fails in seconds."""
         return validate_plan(self.plan, self.plugins.registry, self.locate)
 
-    def prepare(self, columns: ParamColumns) -> optuna.Study:
+    def prepare(self, columns: ParamColumns) -> TrialQueue:
         """Make the folder ready for this plan: writable, holding no other plan, its damaged
         files set aside, the Optuna study open and ``study.json`` written (with the trials
-        table's column of each factor)."""
+        table's column of each factor); returns the study's trial queue."""
         fingerprint = self.plan.fingerprint()
         try:
             self.folder.prepare()
             self.folder.check_plan(fingerprint, self.plan.preset, self.writer.fingerprints())
             self.writer.check_files()
-            study = open_study(self.plan, self.folder, self.options.storage, self.log,
-                               self.options.liveness, create=not self.options.join)
+            study, storage = open_study(self.plan, self.folder, self.options.storage, self.log,
+                                        self.options.liveness, create=not self.options.join)
             self.folder.write_description({**self.plan.describe(), "columns": {
                 factor: columns.column(factor) for factor in self.plan.factors}})
         except (FolderError, StorageError, WriteError) as error:
             raise RunError(str(error)) from None
-        return study
-
-    def queue(self, study: optuna.Study) -> TrialQueue:
-        return TrialQueue(study, self.plan.fingerprint(), self.folder.claims / "queue.lock",
+        return TrialQueue(study, storage, self.plan.fingerprint(), self.folder.claims / "queue.lock",
                           self.options.liveness)
 
     def finished(self) -> set[int]:
@@ -259,7 +256,7 @@ class Runner:
         for planned in self.planned(self.active_seeds(queue)):
             if planned.index in finished:
                 continue
-            failures = sum(a.state is TrialState.FAIL for a in attempts.get(planned.index, []))
+            failures = sum(a.state is AttemptState.FAIL for a in attempts.get(planned.index, []))
             if failures > self.options.retries and not self.options.retry_failed:
                 summary.not_retried.append(planned.index)
                 continue
@@ -269,8 +266,7 @@ class Runner:
     def run(self) -> RunSummary:
         columns = self.validate()
         device, why = pick_device(self.options.device)  # before anything is written
-        study = self.prepare(columns)
-        queue = self.queue(study)
+        queue = self.prepare(columns)
         summary = RunSummary(self.total(queue), self.count_done(self.finished(), queue))
         if not self.options.join:
             self.enqueue(queue, summary)
@@ -352,21 +348,22 @@ class Runner:
         if any(r.state.is_result and r.fingerprint == self.plan.fingerprint() for r in records):
             ctx.queue.tell(trial, optuna.trial.TrialState.FAIL, None, {"state": "duplicate"})
             return
-        failures = sum(r.state is TrialState.FAIL for r in records)
+        failures = sum(r.state is AttemptState.FAIL for r in records)
         attempt = max((r.attempt for r in records), default=0) + 1
         # A trial may fail retries + 1 times; --retry-failed grants it as many again.
         retry = failures % (self.options.retries + 1) < self.options.retries
-        with Heartbeat(ctx.queue.storage, trial._trial_id, self.options.liveness.heartbeat):
+        with Heartbeat(ctx.queue.storage, ctx.queue.trial_id(trial.number),
+                       self.options.liveness.heartbeat):
             outcome = run_attempt(ctx, planned, attempt, trial, retry)
         if not outcome.recorded:
             return
-        if outcome.state is TrialState.COMPLETE:
+        if outcome.state is AttemptState.COMPLETE:
             summary.completed.append(planned.index)
-        elif outcome.state is TrialState.DIVERGED:  # a result of these settings: never retried
+        elif outcome.state is AttemptState.DIVERGED:  # a result of these settings: never retried
             summary.diverged.append(planned.index)
-        elif outcome.state is TrialState.PRUNED:  # a result of the search: never retried
+        elif outcome.state is AttemptState.PRUNED:  # a result of the search: never retried
             summary.pruned.append(planned.index)
-        elif outcome.state is TrialState.INTERRUPTED:
+        elif outcome.state is AttemptState.INTERRUPTED:
             raise KeyboardInterrupt
         elif retry:
             self.log(f"trial {planned.index} attempt {attempt} failed; retrying")

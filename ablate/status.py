@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from ablate.events import TrialState as Outcome
+from ablate.events import AttemptState
 from ablate.folder import FolderError, StudyFolder, local_path
 from ablate.queue import FINGERPRINT, PLANNED, WORKER, Liveness, make_storage
 from ablate.results import ResultsWriter
@@ -80,18 +80,20 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
     attempts = ResultsWriter(folder, log=lambda message: None).attempts()
     results = {trial: [a.state for a in records] for trial, records in attempts.items()
                if any(a.fingerprint == fingerprint for a in records)}
-    complete = {t for t, states in results.items() if Outcome.COMPLETE in states}
-    diverged = {t for t, states in results.items() if Outcome.DIVERGED in states} - complete
-    failed = {t for t, states in results.items() if Outcome.FAIL in states} - complete - diverged
+    complete = {t for t, states in results.items() if AttemptState.COMPLETE in states}
+    diverged = {t for t, states in results.items() if AttemptState.DIVERGED in states} - complete
+    failed = {t for t, states in results.items() if AttemptState.FAIL in states} - complete - diverged
     busy = waiting | {t.user_attrs.get(PLANNED) for t in running}
     planned = int(description.get("trials") or 0)
     counts = {"waiting": len(waiting), "running": len(running), "complete": len(complete),
               "diverged": len(diverged), "failed": len(failed - busy),
               "missing": max(0, planned - len(complete | diverged | failed | busy))}
     beats, now = _heartbeats(storage), datetime.now()
+    study_id = storage.get_study_id_from_name(name)
     rows = [(str(t.user_attrs.get(PLANNED)),
              str(max((a.attempt for a in attempts.get(t.user_attrs.get(PLANNED), [])), default=0) + 1),
              str(t.user_attrs.get(WORKER, "?")), _ago(t.datetime_start, now).removesuffix(" ago"),
-             _ago(beats.get(t._trial_id), now))
+             _ago(beats.get(storage.get_trial_id_from_study_id_trial_number(study_id, t.number)),
+                  now))
             for t in sorted(running, key=lambda t: t.number)]
     return Status(name, description.get("preset", ""), planned, where, counts, rows)

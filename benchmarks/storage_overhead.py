@@ -38,7 +38,7 @@ def queue_seconds(storage_url: str | None, folder: Path, trials: int, epochs: in
                  factors={"dropout": choice(*[i / 100 for i in range(trials)])}, seeds=1).plan()
     storage = make_storage(storage_url, folder / "optuna.journal", Liveness())
     study = optuna.create_study(study_name=plan.name, storage=storage)
-    queue = TrialQueue(study, plan.fingerprint(), folder / "queue.lock", Liveness())
+    queue = TrialQueue(study, storage, plan.fingerprint(), folder / "queue.lock", Liveness())
     from ablate.optuna_storage import distribution
 
     distributions = {k: distribution(f) for k, f in plan.factors.items()}

@@ -168,7 +168,7 @@ def _one_trial_queue(folder: Path):  # type: ignore[no-untyped-def]
     storage = make_storage(None, folder / "optuna.journal", Liveness())
     study = optuna.create_study(storage=storage, study_name="s")
     study.enqueue_trial({}, user_attrs={PLANNED: 0, FINGERPRINT: "fp"})
-    return TrialQueue(study, "fp", folder / "queue.lock", Liveness())
+    return TrialQueue(study, storage, "fp", folder / "queue.lock", Liveness())
 
 
 @pytest.mark.parametrize("how", ["take", "ask_fresh"])
@@ -219,9 +219,9 @@ def test_a_sampled_trial_put_back_in_the_queue_does_not_cost_the_budget_a_config
 
     from ablate.queue import Liveness, TrialQueue, make_storage
 
-    study = optuna.create_study(storage=make_storage(None, tmp_path / "optuna.journal", Liveness()),
-                                study_name="s")
-    queue = TrialQueue(study, "fp", tmp_path / "queue.lock", Liveness())
+    storage = make_storage(None, tmp_path / "optuna.journal", Liveness())
+    study = optuna.create_study(storage=storage, study_name="s")
+    queue = TrialQueue(study, storage, "fp", tmp_path / "queue.lock", Liveness())
     space = {"x": optuna.distributions.FloatDistribution(0, 1)}
     first = queue.ask_fresh(2, space)
     assert first is not None
@@ -246,12 +246,13 @@ def test_a_running_trial_whose_worker_died_before_naming_itself_goes_back_in_the
 
     queue = _one_trial_queue(tmp_path)
     (waiting,) = queue._mine((TrialState.WAITING,))
-    queue.storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)  # then killed
+    trial_id = queue.trial_id(waiting.number)
+    queue.storage.set_trial_state_values(trial_id, TrialState.RUNNING)  # then killed
     queue.fail_stale()
     assert queue.take() is None and len(queue.running_elsewhere()) == 1  # a live worker's moment
     monkeypatch.setattr(queue_module, "ORPHAN_SECONDS", -1)
     queue.fail_stale()
-    assert queue.storage.get_trial(waiting._trial_id).state == TrialState.FAIL
+    assert queue.storage.get_trial(trial_id).state == TrialState.FAIL
     again = queue.take()
     assert again is not None and again.user_attrs[PLANNED] == 0 and not queue.running_elsewhere()
 

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -134,6 +135,60 @@ def test_a_killed_worker_s_trial_goes_back_in_the_queue_and_continues_from_its_c
     stored = optuna.load_study(study_name="many", storage=database)
     failed = [t for t in stored.trials if t.state == optuna.trial.TrialState.FAIL]
     assert [t.user_attrs["trial"] for t in failed] == [victim]  # the stale one, requeued once
+    fault_log.verified()
+
+
+def _running_on(database: str, host: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        stored = optuna.load_study(study_name="many", storage=database)
+    except KeyError:  # not created yet
+        return []
+    return [t for t in stored.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            if str(t.user_attrs.get("worker", "")).startswith(f"{host}:")]
+
+
+def test_a_worker_on_another_host_killed_holding_a_trial_is_recovered_by_its_heartbeat(
+        tmp_path: Path, database: str, fault_log: FaultLog) -> None:
+    """A worker whose host name is not this machine's (its own UTS namespace) is SIGKILLed
+    while it trains a trial: no process check can see it, only the heartbeat. Within the grace
+    period the trial goes back in the queue, and the study ends with every trial once."""
+    host = "ablate-other-host"
+    probe = subprocess.run(["unshare", "-u", "hostname", host], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot give a process a host name of its own here (unshare -u: "
+                    f"{probe.stderr.strip() or probe.returncode}); it needs root")
+    study = study_file(tmp_path, epochs=3, train=512)
+    heartbeat, grace = 1, 5
+    liveness = ["--heartbeat-interval", str(heartbeat), "--grace-period", str(grace)]
+    here = subprocess.Popen(command("run", study, tmp_path, database, *liveness),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "many").glob("study.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    elsewhere = subprocess.Popen(
+        ["unshare", "-u", "sh", "-c", f'hostname {host} && exec "$0" "$@"',
+         *command("worker", study, tmp_path, database, *liveness)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    held: list[optuna.trial.FrozenTrial] = []
+    while not held and time.monotonic() < deadline and elsewhere.poll() is None:
+        held = _running_on(database, host)
+        time.sleep(0.1)
+    assert held, "the other host's worker never took a trial"
+    time.sleep(2 * heartbeat)  # it has recorded heartbeats: now only silence can tell
+    elsewhere.send_signal(signal.SIGKILL)
+    killed_at = datetime.now()
+    elsewhere.wait(timeout=60)
+    fault_log.inject("SIGKILL of a worker on another host")
+    output = here.communicate(timeout=600)[0]
+    assert here.returncode == 0, output
+    assert_each_trial_once(tmp_path / "many", epochs=3)
+    stored = optuna.load_study(study_name="many", storage=database)
+    (victim,) = [t for t in stored.trials if t.number == held[0].number]
+    assert victim.state == optuna.trial.TrialState.FAIL and victim.datetime_complete is not None
+    recovered_after = (victim.datetime_complete - killed_at).total_seconds()
+    assert recovered_after <= grace + 2 * heartbeat + 5, recovered_after  # within the grace
+    copies = [t for t in stored.trials if t.user_attrs["trial"] == victim.user_attrs["trial"]]
+    assert sorted(t.state.name for t in copies) == ["COMPLETE", "FAIL"]  # requeued once
     fault_log.verified()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ablate.events import TrialState
+from ablate.events import AttemptState
 from ablate.folder import FolderError, StudyFolder, local_path
 
 
@@ -56,28 +56,28 @@ class StudyResults:
     unreadable: list[str] = field(default_factory=list)
     other_plans: dict[str, int] = field(default_factory=dict)  # fingerprint -> attempts left out
 
-    def _results(self, state: TrialState) -> list[dict[str, Any]]:
+    def _results(self, state: AttemptState) -> list[dict[str, Any]]:
         """The last attempt of each trial that ended in ``state`` (complete, diverged, pruned)."""
         chosen: dict[int, dict[str, Any]] = {}
         for row in sorted(self.attempts, key=lambda r: (r["trial"], r["attempt"])):
-            if TrialState(row["state"]).is_result:
+            if AttemptState(row["state"]).is_result:
                 chosen[row["trial"]] = row
         return [row for row in chosen.values() if row["state"] == state.value]
 
     @property
     def pruned(self) -> list[dict[str, Any]]:
         """Trials a sampler design's pruner stopped early (left out of the cells)."""
-        return self._results(TrialState.PRUNED)
+        return self._results(AttemptState.PRUNED)
 
     @property
     def complete(self) -> list[dict[str, Any]]:
         """The complete attempt of each trial (the last one, should there be several)."""
-        return self._results(TrialState.COMPLETE)
+        return self._results(AttemptState.COMPLETE)
 
     @property
     def diverged(self) -> list[dict[str, Any]]:
         """The diverged attempt of each trial whose result is a divergence."""
-        return self._results(TrialState.DIVERGED)
+        return self._results(AttemptState.DIVERGED)
 
     def rows_of(self, table: list[dict[str, Any]], trial: dict[str, Any]) -> list[dict[str, Any]]:
         return [r for r in table if r["trial"] == trial["trial"] and r["attempt"] == trial["attempt"]]

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from ablate.events import TrialState
+from ablate.events import AttemptState
 from ablate.report.load import StudyResults
 
-DIVERGED = TrialState.DIVERGED.value  # a cell metric: the share of seeds that diverged
+DIVERGED = AttemptState.DIVERGED.value  # a cell metric: the share of seeds that diverged
 SWING = "swing_test"
 JUMPS = ("jump_test", "jump_train")  # per restart point: jump_test@1, jump_test@2, ...
 DESCRIPTIONS = {
@@ -146,7 +146,7 @@ def add_derived(results: StudyResults) -> list[str]:
     jumps: dict[int, None] = {}
     for trial in results.complete + results.diverged:
         rows = results.rows_of(results.epochs, trial)
-        trial[SWING] = swing(rows) if trial["state"] == TrialState.COMPLETE.value else None
+        trial[SWING] = swing(rows) if trial["state"] == AttemptState.COMPLETE.value else None
         by_epoch = {r["epoch"]: r for r in rows}
         first = by_epoch.get(1)
         trial["gap_running_first"] = metric_value(first, "gap_running") if first else None
