@@ -29,6 +29,25 @@ class StorageError(RuntimeError):
     """The Optuna storage cannot be used for this study (the message says what to do)."""
 
 
+# The Python module a storage URL's driver lives in -> what installs it.
+DRIVERS = {"psycopg": "pip install 'ablate[postgres]'", "psycopg2": "pip install 'ablate[postgres]'",
+           "pymysql": "pip install 'ablate[mysql]'",
+           "MySQLdb": "pip install mysqlclient, or write mysql+pymysql:// and pip install "
+                      "'ablate[mysql]'"}
+
+
+def storage_problem(where: str, error: BaseException) -> str:
+    """One line saying why the storage ``where`` cannot be opened, naming a missing driver with
+    the command that installs it."""
+    cause = error if isinstance(error, ModuleNotFoundError) else error.__cause__
+    if isinstance(error, ImportError) and isinstance(cause, ModuleNotFoundError) and cause.name:
+        module = cause.name.split(".")[0]
+        return (f"the Optuna storage {where} needs the database driver {module!r}, which is not "
+                f"installed: {DRIVERS.get(module, f'pip install {module}')}")
+    detail = str(error).splitlines()[0] if str(error) else ""
+    return f"cannot open the Optuna storage {where}: {type(error).__name__}: {detail}"
+
+
 def distribution(factor: Choice | Range) -> optuna.distributions.BaseDistribution:
     if isinstance(factor, Choice):
         return optuna.distributions.CategoricalDistribution([column_value(v) for v in factor.values])
@@ -134,7 +153,6 @@ def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
     except StorageError:
         raise
     except Exception as error:
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         if storage_url is None and folder.journal.is_file():
             bad = _first_bad_line(folder.journal)
             if bad is not None:
@@ -142,8 +160,7 @@ def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
                     f"{folder.journal}: line {bad} is not valid JSON, so Optuna cannot read the "
                     "study's journal. Move the file aside and run again: the Parquet tables are "
                     "the record of what is done, and ablate starts a new journal") from None
-        raise StorageError(f"cannot open the Optuna storage {where}: {type(error).__name__}: "
-                           f"{detail}") from None
+        raise StorageError(storage_problem(where, error)) from None
     fingerprint = plan.fingerprint()
     recorded = study.user_attrs.get("fingerprint")
     if recorded is None:

@@ -97,6 +97,8 @@ def make_storage(url: str | None, journal: Path, liveness: Liveness) -> Any:
                 return optuna.storages.RDBStorage(
                     url, heartbeat_interval=liveness.heartbeat, grace_period=liveness.grace,
                     heartbeat_stale_trial_callback=requeue)
+        except ImportError:  # a missing driver: no retry can help
+            raise
         except Exception:
             # Workers started together on a new database race to create its tables; the
             # losers find them made on the next try.
@@ -114,11 +116,12 @@ def is_database(storage: Any) -> bool:
 
 @contextmanager
 def storage_lock(storage: Any, name: str, fallback: Path) -> Iterator[None]:
-    """A lock every worker of the study shares: a PostgreSQL advisory lock or a MySQL named lock
-    for those servers (any host), else a lock file beside the study's results (one host)."""
+    """A lock every worker of the study shares: a PostgreSQL advisory lock or a MySQL/MariaDB
+    named lock for those servers (any host), else a lock file beside the study's results (one
+    host)."""
     engine = getattr(storage, "engine", None)
     dialect = engine.dialect.name if engine is not None else ""
-    if dialect in ("postgresql", "mysql"):
+    if dialect in ("postgresql", "mysql", "mariadb"):
         from sqlalchemy import text
 
         with engine.connect() as connection:

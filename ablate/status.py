@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from ablate.events import AttemptState
 from ablate.folder import FolderError, StudyFolder, local_path
+from ablate.optuna_storage import storage_problem
 from ablate.queue import FINGERPRINT, PLANNED, WORKER, Liveness, make_storage
 from ablate.results import ResultsWriter
 
@@ -72,8 +73,7 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
     except KeyError:
         raise StatusError(f"the Optuna storage {where} has no study {name!r}") from None
     except Exception as error:
-        raise StatusError(f"cannot read the Optuna storage {where}: {type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else ''}") from None
+        raise StatusError(storage_problem(where, error)) from None
     mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(FINGERPRINT) == fingerprint]
     waiting = {t.user_attrs.get(PLANNED) for t in mine if t.state == TrialState.WAITING}
     running = [t for t in mine if t.state == TrialState.RUNNING]

@@ -37,6 +37,8 @@ study = Study(
 
 
 def _server() -> object:
+    pytest.importorskip("psycopg", reason="the postgres extra is not installed: "
+                                          "pip install 'ablate[postgres]'")
     psycopg2 = pytest.importorskip("psycopg2", reason="the postgres extra is not installed: "
                                                       "pip install 'ablate[postgres]'")
     try:
@@ -54,7 +56,8 @@ def database() -> Iterator[str]:
     name = f"ablate_test_{uuid.uuid4().hex[:12]}"
     with admin.cursor() as cursor:  # type: ignore[attr-defined]
         cursor.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg2://{SERVER['user']}@{SERVER['host']}:{SERVER['port']}/{name}"
+    # The URL as users write it: SQLAlchemy 2.1 takes psycopg (3) for it.
+    url = f"postgresql://{SERVER['user']}@{SERVER['host']}:{SERVER['port']}/{name}"
     optuna.storages.RDBStorage(url)  # its tables, before workers race to make them
     try:
         yield url
@@ -136,6 +139,64 @@ def test_a_killed_worker_s_trial_goes_back_in_the_queue_and_continues_from_its_c
     failed = [t for t in stored.trials if t.state == optuna.trial.TrialState.FAIL]
     assert [t.user_attrs["trial"] for t in failed] == [victim]  # the stale one, requeued once
     fault_log.verified()
+
+
+def test_the_psycopg2_url_form_runs_a_study_too(tmp_path: Path, database: str) -> None:
+    url = database.replace("postgresql://", "postgresql+psycopg2://")
+    done = subprocess.run(command("run", study_file(tmp_path), tmp_path, url), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_each_trial_once(tmp_path / "many", epochs=1)
+
+
+@pytest.fixture
+def mariadb() -> Iterator[str]:
+    """A database of the test's own on the real MariaDB server (127.0.0.1:3306, root)."""
+    pymysql = pytest.importorskip("pymysql", reason="the mysql extra is not installed: "
+                                                    "pip install 'ablate[mysql]'")
+    try:
+        admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=3,
+                                autocommit=True)
+    except pymysql.err.OperationalError as error:
+        pytest.skip(f"no MariaDB/MySQL server answers at 127.0.0.1:3306 ({error})")
+    name = f"ablate_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+    url = f"mysql+pymysql://root@127.0.0.1:3306/{name}"
+    optuna.storages.RDBStorage(url)  # its tables, before workers race to make them
+    try:
+        yield url
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+def test_a_run_and_a_worker_share_a_mariadb_queue(tmp_path: Path, mariadb: str) -> None:
+    study = study_file(tmp_path)
+    first = subprocess.Popen(command("run", study, tmp_path, mariadb), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "many" / "study.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = subprocess.Popen(command("worker", study, tmp_path, mariadb), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    assert_each_trial_once(tmp_path / "many", epochs=1)
+    stored = optuna.load_study(study_name="many", storage=mariadb)
+    assert sorted(t.user_attrs["trial"] for t in stored.trials) == list(range(18))
+
+
+def test_a_missing_database_driver_is_named_with_the_command_that_installs_it(
+        tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(study_file(tmp_path)), "--results-dir",
+                                      str(tmp_path), "--storage",
+                                      "postgresql+pg8000://postgres@127.0.0.1/x"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert "driver 'pg8000'" in line and "pip install pg8000" in line
 
 
 def _running_on(database: str, host: str) -> list[optuna.trial.FrozenTrial]:
