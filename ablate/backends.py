@@ -61,6 +61,37 @@ def configure(settings: dict[str, Any], precision: str, device: torch.device) ->
     return Backends(deterministic, tf32)
 
 
+# oneDNN's backward of a strided 1x1 convolution with an NHWC (channels_last) input writes past
+# its workspace when the input has fewer channels per group than its vector block (16 with
+# AVX-512, 8 with AVX2): heap corruption, crashes at odd batch sizes, and on AVX2 silently wrong
+# weight gradients (uxlfoundation/oneDNN#6035, open in December 2026; seen with torch 2.14.1 on
+# this project's CPUs). The downsampling shortcut of a ResNet narrower than 16 channels is one.
+ONEDNN_1X1_BLOCK = 16
+
+
+def to_training_layout(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` on ``device`` in channels_last (faster convolutions), except, on a CPU, the
+    convolutions oneDNN would compute wrongly in that layout (see ONEDNN_1X1_BLOCK): they
+    compute in NCHW. Returns the model; calling it again changes nothing."""
+    model = model.to(device, memory_format=torch.channels_last)
+    if device.type == "cpu":
+        for module in model.modules():
+            if (isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1)
+                    and module.stride != (1, 1)
+                    and module.in_channels // module.groups < ONEDNN_1X1_BLOCK):
+                # A (C, c, 1, 1) weight is "contiguous" in both layouts, so only a copy with
+                # plain strides makes the convolution choose NCHW.
+                module.weight.data = module.weight.data.clone(memory_format=torch.contiguous_format)
+                if not getattr(module, "ablate_nchw", False):  # (a deep copy keeps both)
+                    module.register_forward_pre_hook(_to_nchw)
+                    module.ablate_nchw = True
+    return model
+
+
+def _to_nchw(module: torch.nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(t.contiguous() if isinstance(t, torch.Tensor) else t for t in inputs)
+
+
 class GlobalAvgPool(torch.nn.Module):
     """``AdaptiveAvgPool2d(1)`` as a mean: the same numbers, with a deterministic backward on
     CUDA (adaptive pooling's backward uses atomic adds there)."""

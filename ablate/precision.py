@@ -15,14 +15,16 @@ where the trial's GPU computes it natively (compute capability 8.0 or newer), el
 from __future__ import annotations
 
 import copy
-import json
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from ablate.backends import to_training_layout
+from ablate.records import remembered
 
 MEASURED_STEPS = 3
 
@@ -107,8 +109,8 @@ def choose_precision(requested: str, device: torch.device, model: torch.nn.Modul
     if cached is not None:
         return cached
     if record is not None:  # the study's choice first: every cell and worker trains alike
-        choice = _remembered(record, name, lambda: machine_choice(
-            name, model, device, batch, image_shape, num_classes), must_keep=True)
+        choice = PrecisionChoice(**remembered(record, name, lambda: asdict(machine_choice(
+            name, model, device, batch, image_shape, num_classes)), must_keep=True))
     else:
         choice = machine_choice(name, model, device, batch, image_shape, num_classes)
     _chosen[name] = choice
@@ -123,32 +125,9 @@ def machine_choice(name: str, model: torch.nn.Module, device: torch.device, batc
     depending on the machine's load, and the same seed would no longer give the same numbers."""
     from ablate.data import cache_dir
 
-    return _remembered(cache_dir() / "precision.json",
-                       f"{_cpu_name()} | torch {torch.__version__} | {name}",
-                       lambda: measure(model, device, batch, image_shape, num_classes),
-                       must_keep=False)
-
-
-def _remembered(file: Path, key: str, choose: Callable[[], PrecisionChoice],
-                must_keep: bool) -> PrecisionChoice:
-    """``file``'s choice for ``key``, else ``choose()``'s, written there (under a lock, so that
-    workers starting together measure once). ``must_keep``: a failed write is an error (the
-    study's record, which keeps its cells alike); else it only costs measuring again."""
-    from ablate.atomic import write_text_atomic
-    from ablate.claims import FileLock
-
-    with FileLock(file.with_name(file.name + ".lock")):
-        known = _read_record(file)
-        if key in known:
-            return PrecisionChoice(**known[key])
-        choice = choose()
-        known[key] = asdict(choice)
-        try:
-            write_text_atomic(file, json.dumps(known, indent=1, sort_keys=True))
-        except OSError:
-            if must_keep:
-                raise
-        return choice
+    return PrecisionChoice(**remembered(
+        cache_dir() / "precision.json", f"{_cpu_name()} | torch {torch.__version__} | {name}",
+        lambda: asdict(measure(model, device, batch, image_shape, num_classes)), must_keep=False))
 
 
 def _cpu_name() -> str:
@@ -164,20 +143,10 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _read_record(record: Path) -> dict[str, dict]:
-    try:
-        known = json.loads(record.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):
-        return {}  # unreadable: measure again and write it anew (it only ever saves time)
-    return known if isinstance(known, dict) else {}
-
-
 def measure(model: torch.nn.Module, device: torch.device, batch: int,
             image_shape: tuple[int, ...], num_classes: int) -> PrecisionChoice:
     """Time a few steps of a copy of ``model`` in fp32 and in bf16; keep the faster."""
-    trial_copy = copy.deepcopy(model).to(device, memory_format=torch.channels_last).train()
+    trial_copy = to_training_layout(copy.deepcopy(model), device).train()
     generator = torch.Generator(device="cpu").manual_seed(0)
     images = torch.randn(batch, *image_shape, generator=generator).to(
         device, memory_format=torch.channels_last)

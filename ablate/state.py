@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ablate.backends import deterministic_pools, wants_determinism
+from ablate.backends import deterministic_pools, to_training_layout, wants_determinism
 from ablate.config import TrialSetup
 from ablate.events import EpochRecord
 from ablate.weights import StartingPoint, freeze_backbone, load_into
@@ -64,7 +64,7 @@ def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.de
         freeze_backbone(model)
     if device.type == "cuda" and wants_determinism(setup.settings):
         deterministic_pools(model)  # the one backward torch has no deterministic CUDA kernel for
-    model = model.to(device, memory_format=torch.channels_last)
+    model = to_training_layout(model, device)
     optimizer = setup.optimizer.build(params=model.parameters())
     scheduler = setup.scheduler.build(optimizer=optimizer, epochs=setup.settings["epochs"])
     # One generator, seeded by the trial, drives data order and every augmentation draw.
