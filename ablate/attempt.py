@@ -98,6 +98,12 @@ def _git_revision(where: Path) -> str | None:
     return found.stdout.strip() or None
 
 
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _error_text(error: BaseException) -> str:
     lines = traceback.format_exception(type(error), error, error.__traceback__)
     return "".join(lines)[-4000:]
@@ -201,6 +207,7 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
            "data_placement": device_data.placement if device_data else None,
            "tf32": result.backends.tf32 if result else None,
            "deterministic": result.backends.deterministic if result else None,
+           "threads": _threads(),
            **{f"step_ms_{p}": (result.step_ms or {}).get(p) if result else None
               for p in ("fp32", "bf16")},
            "model_params": result.parameters if result else None,

@@ -155,13 +155,15 @@ def _run_workers(study_file: Path, plan: Any, options: Any, plugins: Plugins, lo
                  pinned: list[str] | None = None) -> None:
     """Check and open the study here (fail fast), then let ``workers`` processes train it."""
     from ablate.runner import RunError, Runner, RunSummary, pick_device
-    from ablate.workers import run_workers
+    from ablate.workers import run_workers, threads_per_worker
 
     try:
         runner = Runner(plan, options, plugins, log=out.print, locate=locate)
         columns = runner.validate()
-        pick_device(options.device)
+        device, _ = pick_device(options.device)
         runner.enqueue(runner.prepare(columns), RunSummary(plan.size, 0))
+        if pinned is None and device.type == "cpu":  # every worker computes as the folder did
+            threads = runner.fix_threads(threads or threads_per_worker(workers))
     except RunError as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
@@ -306,11 +308,7 @@ def _start(study_file: Path, preset: str | None, results_dir: Path, device: str,
         out.print(f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
                   f"{plan.size} trials; {plan.question}", highlight=False)
         options = RunOptions(results_dir, device, storage, data_dir, retries, retry_failed,
-                             Liveness(heartbeat, max(grace, 2 * heartbeat)), join)
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
+                             Liveness(heartbeat, max(grace, 2 * heartbeat)), join, threads)
         for required, required_plan, required_locate in ([] if join else
                                                          requirements(study_file, _study, plan)):
             try:

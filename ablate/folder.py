@@ -4,7 +4,10 @@
         study.json        the plan the folder belongs to (question, baseline, factors, fingerprint)
         trials/ epochs/ classes/   one Parquet file per trial attempt (see ablate.results)
         checkpoints/trial-NNNNN/   a running trial's checkpoints
-        claims/           which worker trains which trial now
+        claims/           the lock for queueing trials (with the journal file)
+        data.json         the data the trials were trained on (see ablate.identity)
+        threads.json      the CPU thread count they computed with (see ablate.identity)
+        precision.json    precision=auto's measured choice (see ablate.precision)
         optuna.journal    the default Optuna storage
         set-aside/        files ablate could not read, moved here (never deleted)
         weights/          kept weights of finished trials (see ablate.weights)
@@ -93,6 +96,16 @@ class StudyFolder:
     def precision_record(self) -> Path:
         """``precision=auto``'s measured choices, shared by every worker of the study."""
         return self.root / "precision.json"
+
+    @property
+    def data_record(self) -> Path:
+        """Each dataset configuration's fingerprint and source (see :mod:`ablate.identity`)."""
+        return self.root / "data.json"
+
+    @property
+    def threads_record(self) -> Path:
+        """The CPU thread count of the folder's trials (see :mod:`ablate.identity`)."""
+        return self.root / "threads.json"
 
     @property
     def journal(self) -> Path:

@@ -37,6 +37,7 @@ TRIAL_COLUMNS = pa.schema([
     ("resumed_from_epoch", pa.int64()), ("seconds", pa.float64()), ("model_params", pa.int64()),
     ("device", pa.string()), ("gpu", pa.string()), ("data_placement", pa.string()),
     ("precision", pa.string()), ("tf32", pa.bool_()), ("deterministic", pa.bool_()),
+    ("threads", pa.int64()),
     ("step_ms_fp32", pa.float64()),
     ("step_ms_bf16", pa.float64()), ("torch_version", pa.string()),
     ("ablate_version", pa.string()),
@@ -175,6 +176,19 @@ class ResultsWriter:
             record = self._read[path]
             found.setdefault(record.trial, []).append(record)
         return {t: sorted(records, key=lambda r: r.attempt) for t, records in found.items()}
+
+    def data_fingerprints(self, fingerprint: str) -> dict[str, set[str]]:
+        """Dataset name -> the data fingerprints the plan's recorded attempts were trained on."""
+        found: dict[str, set[str]] = {}
+        for path in sorted(self.folder.table("trials").glob("trial-*-attempt-*.parquet")):
+            try:
+                row = pq.read_table(path, columns=["param_dataset", "data_fingerprint",
+                                                   "study_fingerprint"]).to_pylist()[0]
+            except (OSError, pa.ArrowException, IndexError, KeyError):
+                continue  # unreadable files are set aside by attempts(); old ones lack columns
+            if row["study_fingerprint"] == fingerprint and row["data_fingerprint"]:
+                found.setdefault(str(row["param_dataset"]), set()).add(row["data_fingerprint"])
+        return found
 
     def fingerprints(self) -> set[str | None]:
         """The plan fingerprints of every recorded attempt."""

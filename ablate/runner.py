@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
+import torch
 
 from ablate.allocator import keep_freed_memory
 from ablate.atomic import WriteError
@@ -32,6 +33,7 @@ from ablate.discovery import Plugins
 from ablate.errors import RunError
 from ablate.events import AttemptState
 from ablate.folder import FolderError, StudyFolder
+from ablate.identity import DataGuard, fixed_threads
 from ablate.optuna_storage import StorageError, distribution, open_study
 from ablate.queue import FINGERPRINT, PLANNED, Heartbeat, Liveness, TrialQueue, fixed
 from ablate.report.metrics import format_half_width, is_accuracy
@@ -60,6 +62,7 @@ class RunOptions:
     retry_failed: bool = False  # try again trials that used up their retries in earlier runs
     liveness: Liveness = Liveness()
     join: bool = False  # `ablate worker`: take trials from an existing study, enqueue nothing
+    threads: int | None = None  # --threads as given (None: the folder's count, else torch's)
 
 
 @dataclass
@@ -163,6 +166,20 @@ class Runner:
             raise RunError(str(error)) from None
         return TrialQueue(study, storage, self.plan.fingerprint(), self.folder.claims / "queue.lock",
                           self.options.liveness)
+
+    def fix_threads(self, default: int) -> int:
+        """Train this folder's CPU trials with its recorded thread count (the first run's:
+        ``--threads``, else ``default``), and say so when that is not what this run would
+        have used (see :mod:`ablate.identity`)."""
+        threads, existed = fixed_threads(self.folder, self.options.threads, default)
+        if existed and threads != default:
+            self.log(f"threads: {threads} per trial, as this folder's trials computed "
+                     f"({self.folder.threads_record}): on a CPU the count changes the numbers")
+        torch.set_num_threads(threads)
+        return threads
+
+    def recorded_data(self) -> dict[str, set[str]]:
+        return self.writer.data_fingerprints(self.plan.fingerprint())
 
     def finished(self) -> set[int]:
         """The plan's trials that have a result (complete or diverged)."""
@@ -287,10 +304,14 @@ class Runner:
                      "the training split) to select on validation accuracy instead")
         if device.type == "cpu":
             keep_freed_memory()
+            self.fix_threads(torch.get_num_threads())
+        elif self.options.threads:
+            torch.set_num_threads(self.options.threads)  # the host side of a GPU's trials
         if self.progress is not None:
             self.progress.begin(summary.total, summary.done_before)
         ctx = AttemptContext(self.plan, self.plugins, self.folder, self.writer, queue, columns,
-                             device, DatasetCache(device, self.options.data_dir, self.log),
+                             device, DatasetCache(device, self.options.data_dir, self.log,
+                                                  DataGuard(self.folder, self.recorded_data)),
                              self.options.results_dir, self.locate, self.log,
                              provenance(self.plan, self.plugins, device))
         try:

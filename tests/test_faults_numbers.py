@@ -72,3 +72,173 @@ def test_the_queue_refuses_ablate_s_own_states_where_optuna_s_are_meant(
     with pytest.raises(TypeError, match="optuna.trial.TrialState"):
         queue.tell(trial, AttemptState.FAIL, None, {})  # type: ignore[arg-type]
     assert queue.frozen(trial).state == optuna.trial.TrialState.RUNNING
+
+
+PHOTO_STUDY = '''
+from ablate import Study, choice
+
+study = Study(
+    name="photos",
+    question="Does dropout matter on my photos?",
+    baseline=dict(dataset="imagefolder", size=16, model="resnet18", width=2, epochs=1,
+                  batch_size=8, train_eval_size=8, lr=0.05),
+    factors=dict(dropout=choice(0.0, 0.5)),
+    seeds=2,
+)
+'''
+
+
+def _forget(study_dir: Path, trial: int) -> None:
+    """As if the run had been stopped before ``trial`` finished."""
+    for path in study_dir.rglob(f"trial-{trial:05d}-attempt-*.parquet"):
+        path.unlink()
+
+
+@pytest.mark.usefixtures("private_cache")
+@pytest.mark.parametrize("how", ["other photos", "a changed photo", "record deleted"])
+def test_a_folder_trained_on_one_dataset_refuses_another(
+        tmp_path: Path, cli_plugins: Plugins, fault_log: FaultLog, how: str) -> None:
+    """Finishing a folder with other data (another --data-dir, or the same folder with a photo
+    changed) once mixed both datasets in one cell; now it is refused in one line naming both,
+    whether or not data.json survived."""
+    from PIL import Image
+
+    from tests.test_faults import invoke, one_line_error
+    from tests.test_imagefolder import photos
+
+    study = tiny_study(tmp_path, PHOTO_STUDY)
+    first = photos(tmp_path / "imgA", per_class=6)
+    results = tmp_path / "results"
+    code, output = invoke("run", str(study), "--results-dir", str(results), "--data-dir", str(first))
+    assert code == 0, output
+    recorded = table(results / "photos", "trials")
+    assert len({t["data_fingerprint"] for t in recorded}) == 1
+    _forget(results / "photos", 3)
+    second = first
+    if how == "other photos":
+        second = photos(tmp_path / "imgB", per_class=6, seed=1)
+    elif how == "a changed photo":
+        Image.new("RGB", (20, 20), (255, 255, 255)).save(first / "red" / "0.png")
+    else:
+        second = photos(tmp_path / "imgB", per_class=6, seed=1)
+        (results / "photos" / "data.json").unlink()
+    code, output = invoke("run", str(study), "--results-dir", str(results), "--data-dir", str(second))
+    fault_log.inject(f"another dataset into a folder ({how})")
+    assert code == 2, output
+    line = one_line_error(output)
+    assert "holds trials trained on dataset 'imagefolder'" in line and "another --results-dir" in line
+    if how != "record deleted":
+        assert str(first.resolve()) in line and str(second.resolve()) in line
+    if how == "a changed photo":
+        assert "its files changed" in line
+    assert len(table(results / "photos", "trials")) == 3  # nothing of the other data written
+    code, output = invoke("run", str(study), "--results-dir", str(results), "--data-dir",
+                          str(first if how != "a changed photo" else second))
+    if how == "a changed photo":  # the data is gone; it stays refused
+        assert code == 2
+    else:
+        assert code == 0, output
+        assert len({t["data_fingerprint"] for t in table(results / "photos", "trials")}) == 1
+    fault_log.verified()
+
+
+THREAD_STUDY = '''
+from ablate import Study, choice
+
+study = Study(
+    name="threads",
+    question="Does the thread count stay fixed?",
+    baseline=dict(dataset="cifar10-mini", model="resnet18", width=2, epochs=1, batch_size=32,
+                  train_size=128, test_size=64, train_eval_size=64, lr=0.05),
+    factors=dict(dropout=choice(0.0, 0.5)),
+    seeds=2,
+)
+'''
+
+
+def test_a_folder_keeps_the_thread_count_its_trials_computed_with(
+        tmp_path: Path, fault_log: FaultLog) -> None:
+    """On a CPU the thread count changes the numbers. A folder started with one thread per
+    trial is finished with one, by a plain rerun (the machine's default is more) and by
+    --workers 2; a --threads that differs is refused in one line."""
+    import subprocess
+    import sys
+
+    from tests.test_faults import one_line_error, run_command
+
+    study = tiny_study(tmp_path, THREAD_STUDY)
+    results = tmp_path / "results"
+    folder = results / "threads"
+    done = subprocess.run(run_command(study, results, "--threads", "1"), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for trial in (2, 3):
+        _forget(folder, trial)
+    plain = subprocess.run(run_command(study, results), capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    if (__import__("os").cpu_count() or 1) > 1:
+        assert "threads: 1 per trial" in plain.stdout
+    _forget(folder, 3)
+    workers = subprocess.run(run_command(study, results, "--workers", "2"), capture_output=True,
+                             text=True, timeout=300)
+    assert workers.returncode == 0, workers.stdout + workers.stderr
+    assert "1 threads each" in workers.stdout
+    assert sorted((t["trial"], t["threads"]) for t in table(folder, "trials")) == [
+        (0, 1), (1, 1), (2, 1), (3, 1)]
+    _forget(folder, 3)
+    refused = subprocess.run(run_command(study, results, "--threads", "2"), capture_output=True,
+                             text=True, timeout=300)
+    fault_log.inject("another thread count into a folder")
+    assert refused.returncode == 2
+    line = one_line_error(refused.stdout + refused.stderr)
+    assert "--threads 2" in line and "computed with 1 CPU thread each" in line
+    assert sys.executable  # (subprocesses ran this interpreter)
+    fault_log.verified()
+
+
+NARROW_RESNET = '''
+import torch
+from ablate.backends import to_training_layout
+from ablate_plugins.models import resnet18
+
+torch.manual_seed(0)
+torch.set_num_threads(2)
+model = to_training_layout(resnet18(num_classes=3, width=8), torch.device("cpu"))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+for step in range(150):
+    for batch in (8, 7):
+        images = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+        loss = torch.nn.functional.cross_entropy(model(images), torch.randint(0, 3, (batch,)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+print("ok")
+'''
+
+
+def test_a_narrow_resnet_trains_odd_batches_on_a_cpu_without_corrupting_memory(
+        fault_log: FaultLog) -> None:
+    """oneDNN's backward of a strided 1x1 convolution on channels_last input with fewer than 16
+    channels writes past its workspace (uxlfoundation/oneDNN#6035): a ResNet of width 8 with an
+    odd last batch crashed the process (and on AVX2 CPUs computes wrong gradients). Those
+    convolutions now compute in NCHW; the rest of the model stays channels_last."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from ablate.backends import to_training_layout
+    from ablate_plugins.models import resnet18
+
+    model = to_training_layout(resnet18(num_classes=3, width=8), torch.device("cpu"))
+    guarded = [m for m in model.modules() if getattr(m, "ablate_nchw", False)]
+    assert [m.in_channels for m in guarded] == [8]  # the stage-2 shortcut, 8 -> 16 channels
+    assert guarded[0].weight.stride() == (8, 1, 1, 1)
+    stem = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.weight.is_contiguous(memory_format=torch.channels_last)
+    done = subprocess.run([sys.executable, "-c", NARROW_RESNET], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "MALLOC_CHECK_": "3"})
+    fault_log.inject("odd batches through a narrow ResNet on a CPU")
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    fault_log.verified()
