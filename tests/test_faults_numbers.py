@@ -227,9 +227,9 @@ def test_a_narrow_resnet_trains_odd_batches_on_a_cpu_without_corrupting_memory(
     import sys
 
     import torch
+    from ablate_plugins.models import resnet18
 
     from ablate.backends import to_training_layout
-    from ablate_plugins.models import resnet18
 
     model = to_training_layout(resnet18(num_classes=3, width=8), torch.device("cpu"))
     guarded = [m for m in model.modules() if getattr(m, "ablate_nchw", False)]
