@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ablate.discovery import Plugins, describe, get_plugins
@@ -56,7 +57,13 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 def _report_failures(plugins: Plugins) -> None:
     for failure in plugins.failures:
         err.print(f"[yellow]warning:[/] plugin {failure.name!r} ({failure.distribution} "
-                  f"{failure.version}) failed to {failure.stage}: {failure.error}", highlight=False)
+                  f"{failure.version}) failed to {failure.stage}: {escape(failure.error)}",
+                  highlight=False)
+    for info in plugins.loaded.values():
+        for component, why in info.refused.items():
+            err.print(f"[yellow]warning:[/] plugin {info.name!r} ({info.distribution} "
+                      f"{info.version}): {component} not registered: {escape(why)}",
+                      highlight=False)
 
 
 def load_plan(study_file: Path, preset: str | None, sets: list[str]) -> tuple[Any, Any, Any]:
@@ -389,9 +396,11 @@ def plugins(
         return
     table = Table("plugin", "distribution", "version", "registers / error")
     for entry in found:
-        detail = ", ".join(entry["registers"]) if entry["status"] == "loaded" else (
-            f"[red]failed to {entry['stage']}:[/] {entry['error']}"
+        detail = escape(", ".join(entry["registers"])) if entry["status"] == "loaded" else (
+            f"[red]failed to {entry['stage']}:[/] {escape(entry['error'])}"
             + (f"; dropped {', '.join(entry['dropped'])}" if entry.get("dropped") else ""))
+        for component, why in entry.get("refused", {}).items():
+            detail += f"\n[red]not registered: {component}:[/] {escape(why)}"
         table.add_row(entry["name"], entry["distribution"], entry["version"], detail)
     out.print(table)
 
@@ -421,22 +430,24 @@ def list_components(
                 out.print(f"  {_describe_param(param)}", highlight=False)
             continue
         for component in registry.of_kind(current):
-            out.print(f"  [bold]{component.name}[/]  {component.description}  "
-                      f"[dim]({component.plugin})[/]", highlight=False)
+            out.print(f"  [bold]{escape(component.name)}[/]  {escape(component.description)}  "
+                      f"[dim]({escape(component.plugin)})[/]", highlight=False)
             for param in component.params:
                 out.print(f"      {_describe_param(param)}", highlight=False)
         for (kind_, name), reason in sorted(registry.dropped.items()):
             if kind_ == current:
-                out.print(f"  [red]{name}  dropped:[/] {reason}", highlight=False)
+                out.print(f"  [red]{escape(name)}  dropped:[/] {escape(reason)}", highlight=False)
     for failure in plugins.failures:
         if failure.stage == "import":
-            out.print(f"[red]plugin {failure.name!r} failed to import[/] ({failure.error}); what it "
+            out.print(f"[red]plugin {failure.name!r} failed to import[/] ({escape(failure.error)}); what it "
                       "provides is missing above", highlight=False)
 
 
 def _describe_param(param: Any) -> str:
+    """One parameter for ``ablate list``; descriptions are text, never rich markup (a
+    description holding ``[tensorboard]`` lost it to the markup parser)."""
     bounds = f"; {param.bounds}" if param.bounds else ""
-    return f"{param.name} = {param.default!r}  [dim]{param.description}{bounds}[/]"
+    return f"{escape(param.name)} = {escape(repr(param.default))}  [dim]{escape(param.description + bounds)}[/]"
 
 
 @app.command()

@@ -138,7 +138,12 @@ class TrialSetup:
         record: dict[str, Any] = dict(self.settings)
         for chosen in self.selected:
             for name, value in chosen.values.items():
-                record[f"{chosen.component.name}.{name}" if name in qualified else name] = value
+                column = f"{chosen.component.name}.{name}" if name in qualified else name
+                if column in record:  # the registrar refuses such names; never record two as one
+                    raise ConfigError(f"{chosen.component.kind} {chosen.component.name!r}: "
+                                      f"parameter {name!r} would write the same column as the "
+                                      f"setting or parameter {column!r}", name)
+                record[column] = value
         for key, value in self.inactive.items():  # recorded, never over an active component's
             name = key.rsplit(".", 1)[-1]
             record.setdefault(key if name in qualified else name, value)

@@ -29,12 +29,14 @@ OWN_DISTRIBUTION = "ablate"
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """A plugin that loaded, and what it registered as ``kind:name`` strings."""
+    """A plugin that loaded, what it registered as ``kind:name`` strings, and the components
+    it asked for that were refused (``kind:name`` -> why)."""
 
     name: str
     distribution: str
     version: str
     registers: tuple[str, ...] = ()
+    refused: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,15 @@ class Plugins:
 
 
 def _short_error(error: BaseException) -> str:
+    """The error with the plugin's own file and line: the deepest frame outside ablate and
+    pluggy (a plugin's mistake is in the plugin, even when ablate's code noticed it)."""
     frames = traceback.extract_tb(error.__traceback__)
-    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    theirs = [f for f in frames if not f.filename.startswith(_OURS)] or frames
+    where = f" ({theirs[-1].filename}:{theirs[-1].lineno})" if theirs else ""
     return f"{type(error).__name__}: {error}{where}"
+
+
+_OURS = (os.path.dirname(hookspecs.__file__) + os.sep, os.path.dirname(pluggy.__file__) + os.sep)
 
 
 def _distribution(entry_point: EntryPoint) -> tuple[str, str]:
@@ -103,12 +111,14 @@ def _selected_entry_points() -> list[EntryPoint]:
     return list(unique.values())
 
 
-def _register_components(plugins: Plugins, plugin_name: str, registrars: list[Registrar]) -> list[str]:
-    """Call one plugin's registration hooks; commit its components only if all succeed.
-
-    ``registrars`` collects what the hooks asked for, so that a failure can name the
-    components it drops."""
-    staged = []
+def _register_components(plugins: Plugins, plugin_name: str, registrars: list[Registrar]
+                         ) -> tuple[list[str], dict[str, str]]:
+    """Call one plugin's registration hooks and commit what they staged, one component at a
+    time: a component that is refused (see :class:`Registrar`), or whose name another plugin
+    took first, is left out with the reason, and the rest register. Returns the ``kind:name``
+    registered and those refused (-> why). ``registrars`` collects what the hooks asked for, so
+    that a hook that raises can name the components it drops."""
+    staged, refused = [], {}
     for kind in KINDS:
         hook = getattr(plugins.manager.hook, f"register_{kind}s")
         for impl in hook.get_hookimpls():
@@ -117,14 +127,20 @@ def _register_components(plugins: Plugins, plugin_name: str, registrars: list[Re
                 registrars.append(registrar)
                 impl.function(*([registrar] if impl.argnames else []))
                 staged.extend(registrar.staged)
-    before = dict(plugins.registry.components)
-    try:
-        for component in staged:
+                refused.update({f"{kind}:{n}": why for n, why in registrar.refused.items()})
+    registered = []
+    for component in staged:
+        try:
             plugins.registry.add(component)
-    except RegistryError:
-        plugins.registry.components = before
-        raise
-    return [f"{c.kind}:{c.name}" for c in staged]
+        except RegistryError as error:
+            refused[f"{component.kind}:{component.name}"] = str(error)
+            continue
+        registered.append(f"{component.kind}:{component.name}")
+    for key, why in refused.items():
+        kind, _, name = key.partition(":")
+        plugins.registry.dropped.setdefault((kind, name), f"plugin {plugin_name!r} could not "
+                                                         f"register it: {why}")
+    return registered, refused
 
 
 def load_plugins(extra: Mapping[str, object] | None = None) -> Plugins:
@@ -143,9 +159,11 @@ def load_plugins(extra: Mapping[str, object] | None = None) -> Plugins:
         registrars: list[Registrar] = []
         try:
             obj = source.load() if isinstance(source, EntryPoint) else source
+            if not isinstance(source, EntryPoint) and manager.is_registered(obj):
+                continue  # an installed plugin passed again in-process (the test kit's snippet)
             stage = "register"
             manager.register(obj, name=name)
-            registers = _register_components(plugins, name, registrars)
+            registers, refused = _register_components(plugins, name, registrars)
         except KeyboardInterrupt:
             raise
         except BaseException as error:  # SystemExit too: report the plugin; the others keep working
@@ -161,7 +179,7 @@ def load_plugins(extra: Mapping[str, object] | None = None) -> Plugins:
             if stage == "import":
                 plugins.registry.broken.append(f"{name!r} ({dist}) failed to import: {failure.error}")
             continue
-        plugins.loaded[name] = PluginInfo(name, dist, version, tuple(registers))
+        plugins.loaded[name] = PluginInfo(name, dist, version, tuple(registers), refused)
     return plugins
 
 
@@ -175,7 +193,7 @@ def describe(plugins: Plugins) -> Iterable[dict[str, Any]]:
     """Plugins and failures as plain dictionaries (for ``ablate plugins --json``)."""
     for info in plugins.loaded.values():
         yield {"name": info.name, "distribution": info.distribution, "version": info.version,
-               "status": "loaded", "registers": list(info.registers)}
+               "status": "loaded", "registers": list(info.registers), "refused": dict(info.refused)}
     for failure in plugins.failures:
         yield {"name": failure.name, "distribution": failure.distribution,
                "version": failure.version, "status": "failed", "stage": failure.stage,

@@ -13,6 +13,7 @@ import difflib
 import inspect
 import json
 import math
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -245,8 +246,10 @@ class Registry:
 class Registrar:
     """The ``register`` callable handed to a plugin's ``register_<kind>s`` hook.
 
-    Components are staged and committed only when the plugin's hook returns, so a plugin that
-    fails half-way registers nothing rather than half of its components.
+    Components are staged and committed when the plugin's hooks return. A component that cannot
+    be registered (no description, a parameter without one, a parameter named like a setting)
+    is refused on its own, with the plugin's file and line, and its plugin's other components
+    still register.
     """
 
     def __init__(self, kind: str, plugin: str) -> None:
@@ -254,6 +257,7 @@ class Registrar:
         self.plugin = plugin
         self.staged: list[Component] = []
         self.attempted: list[str] = []  # every name asked for, even one that failed to register
+        self.refused: dict[str, str] = {}  # name -> why, with the plugin's file and line
 
     def __call__(
         self,
@@ -265,10 +269,27 @@ class Registrar:
         """Register ``factory`` under ``name``; ``params`` maps each parameter to a one-line
         description, or to :func:`param` (a description with the parameter's valid values)."""
         self.attempted.append(name)
+        caller = sys._getframe(1)
+        try:
+            self.staged.append(self._component(name, factory, description, params))
+        except Exception as error:  # a factory that is no function, a bad default, ...
+            shown = error if isinstance(error, RegistryError) else f"{type(error).__name__}: {error}"
+            self.refused[name] = f"{shown} ({caller.f_code.co_filename}:{caller.f_lineno})"
+
+    def _component(self, name: str, factory: Callable[..., Any], description: str,
+                   params: Mapping[str, str | ParamSpec] | None) -> Component:
+        from ablate.config import SETTINGS  # the settings are built from this module's Param
+
         where = f"{self.kind} {name!r} of plugin {self.plugin!r}"
         if not description or "\n" in description.strip():
             raise RegistryError(f"{where}: needs a one-line description")
         declared = params_from_signature(factory, params or {}, where)
-        self.staged.append(
-            Component(self.kind, name, factory, description.strip(), declared, self.plugin)
-        )
+        for parameter in declared:
+            setting = next((s for s in SETTINGS if s.name == parameter.name), None)
+            if setting is not None:
+                # Both would write the trials table's column param_<name>: training would use
+                # the setting, and the row would say the parameter's value.
+                raise RegistryError(
+                    f"{where}: parameter {parameter.name!r} has the name of the setting "
+                    f"{setting.name!r} ({setting.description}); rename the parameter")
+        return Component(self.kind, name, factory, description.strip(), declared, self.plugin)

@@ -242,3 +242,54 @@ def test_a_narrow_resnet_trains_odd_batches_on_a_cpu_without_corrupting_memory(
     fault_log.inject("odd batches through a narrow ResNet on a CPU")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
     fault_log.verified()
+
+
+def test_a_plugin_parameter_named_like_a_setting_is_refused_at_registration(
+        tmp_path: Path, fault_log: FaultLog) -> None:
+    """A dataset parameter ``batch_size`` once registered and passed the test kit; training
+    then used the setting's 64 while every trials row said the parameter's 7. Now that
+    component is refused (its plugin, its name and the setting named, at the plugin's line),
+    and the plugin's other components still register."""
+    import ablate
+    from ablate.discovery import load_plugins
+    from tests.conftest import tiny_data
+
+    class Shadowing:
+        @ablate.hookimpl
+        def register_datasets(self, register):  # type: ignore[no-untyped-def]
+            def shadow(*, data_dir: object, batch_size: int = 7) -> object:
+                return tiny_data()
+
+            register("shadow", shadow, "a dataset with a parameter named like a setting",
+                     params={"batch_size": "how many images per file"})
+            register("fine", lambda *, data_dir: tiny_data(), "a dataset without one")
+
+    plugins = load_plugins(extra={"shadowing": Shadowing()})
+    fault_log.inject("a plugin parameter named like a setting")
+    assert not plugins.failures
+    info = plugins.loaded["shadowing"]
+    assert info.registers == ("dataset:fine",)
+    why = info.refused["dataset:shadow"]
+    assert "dataset 'shadow' of plugin 'shadowing'" in why
+    assert "parameter 'batch_size' has the name of the setting 'batch_size'" in why
+    assert f"{__file__}:" in why  # the plugin's own file and line
+    with pytest.raises(Exception, match="could not register it"):
+        plugins.registry.get("dataset", "shadow")
+    fault_log.verified()
+
+
+def test_no_two_things_write_one_column_of_the_trials_table() -> None:
+    """A setting and a component parameter of one name would both write param_<name>; such a
+    trial is refused, whatever let the two in."""
+    from ablate.config import ConfigError, Selected, TrialSetup, resolve
+    from ablate.discovery import load_plugins
+    from ablate.registry import Component, Param
+
+    registry = load_plugins().registry
+    setup = resolve({"dataset": "cifar10-mini"}, registry)
+    sneaky = Component("model", "sneaky", lambda **kw: None, "bypassed the registrar",
+                       (Param("epochs", 3, "a parameter named like a setting"),), "tests")
+    forged = TrialSetup(setup.settings, setup.dataset, Selected(sneaky, {"epochs": 3}),
+                        setup.augmentations, setup.optimizer, setup.scheduler, {})
+    with pytest.raises(ConfigError, match="'epochs'"):
+        forged.recorded_params()

@@ -71,7 +71,8 @@ def test_plugin_failing_at_import_is_reported_and_the_others_still_work(tmp_path
     assert "ablate-broken" in table.stdout and "ablate:models" in table.stdout
 
 
-def test_plugin_failing_to_register_keeps_nothing_and_duplicates_name_both(tmp_path: Path) -> None:
+def test_a_duplicate_name_is_refused_naming_both_plugins_and_the_rest_registers(
+        tmp_path: Path) -> None:
     fake_distribution(tmp_path, "ablate-dup", "ablate_dup", """
         import ablate
         @ablate.hookimpl
@@ -85,11 +86,13 @@ def test_plugin_failing_to_register_keeps_nothing_and_duplicates_name_both(tmp_p
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("ablate_dup", None)
-    (failure,) = [f for f in plugins.failures if f.name == "ablate-dup:ablate_dup"]
-    assert failure.stage == "register"
-    assert "'ablate-dup:ablate_dup'" in failure.error and "'ablate:models'" in failure.error
-    assert "mlp" not in plugins.registry.names("model")  # staged, then rolled back
+    assert not [f for f in plugins.failures if f.name == "ablate-dup:ablate_dup"]
+    info = plugins.loaded["ablate-dup:ablate_dup"]
+    assert info.registers == ("model:mlp",)
+    why = info.refused["model:resnet18"]
+    assert "'ablate-dup:ablate_dup'" in why and "'ablate:models'" in why
     assert plugins.registry.get("model", "resnet18").plugin == "ablate:models"
+    assert plugins.registry.get("model", "mlp").plugin == "ablate-dup:ablate_dup"
 
 
 def test_a_component_of_a_plugin_that_failed_is_named_with_the_failure(tmp_path: Path) -> None:
