@@ -447,7 +447,8 @@ def _describe_param(param: Any) -> str:
     """One parameter for ``ablate list``; descriptions are text, never rich markup (a
     description holding ``[tensorboard]`` lost it to the markup parser)."""
     bounds = f"; {param.bounds}" if param.bounds else ""
-    return f"{escape(param.name)} = {escape(repr(param.default))}  [dim]{escape(param.description + bounds)}[/]"
+    described = escape(param.description + bounds)
+    return f"{escape(param.name)} = {escape(repr(param.default))}  [dim]{described}[/]"
 
 
 @app.command()
