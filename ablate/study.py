@@ -198,36 +198,45 @@ class StudyPlan:
         return self.design.trials if isinstance(self.design, Sampler) else len(self.trials)
 
     def describe(self) -> dict[str, Any]:
-        """What ``study.json`` records: what the report needs to know of the plan."""
+        """What ``study.json`` records: what the report needs to know of the plan, and the
+        fingerprint of the part that decides what the trials compute (:func:`fingerprint_of`),
+        so that a hand-edited record is told from the plan its trials ran under."""
         factors = {k: ([column_value(v) for v in f.values] if isinstance(f, Choice) else vars(f))
                    for k, f in self.factors.items()}
-        return {
+        record = {
             "name": self.name, "question": self.question, "preset": self.preset,
             "metric": self.metric, "direction": self.direction,
             "design": self.design if isinstance(self.design, str) else vars(self.design),
             "baseline": {k: column_value(v) for k, v in self.baseline.items()},
             "factors": factors, "seeds": list(self.seeds), "trials": self.size,
             "seed_rule": vars(self.seed_rule) if self.seed_rule else None, "pruner": self.pruner,
+            "configure": getattr(self.configure, "__qualname__", None),
             "metrics": list(self.metrics or (self.metric,)), "within": list(self.within),
-            "delta": self.delta, "target": self.target, "fingerprint": self.fingerprint(),
+            "delta": self.delta, "target": self.target,
         }
+        return {**record, "fingerprint": fingerprint_of(record)}
 
     def fingerprint(self) -> str:
         """Identifies what the results mean; results of a different plan must not mix."""
-        from ablate.config import OBSERVING
+        return str(self.describe()["fingerprint"])
 
-        described = {
-            "baseline": {k: v for k, v in self.baseline.items() if k not in OBSERVING},
-            "seeds": self.seeds, "metric": self.metric,
-            "seed_rule": vars(self.seed_rule) if self.seed_rule else None,
-            "design": self.design if isinstance(self.design, str) else vars(self.design),
-            "factors": {k: vars(v) for k, v in self.factors.items()},
-            "configure": getattr(self.configure, "__qualname__", None),
-        }
-        if self.pruner != "none":  # stopped trials are other results than full ones
-            described["pruner"] = self.pruner
-        text = json.dumps(described, sort_keys=True, default=repr)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+# What a plan's trials compute, as study.json records it; the rest of the record (the question,
+# its metrics, within, delta, target) changes no trial and may be edited.
+IDENTITY = ("baseline", "factors", "seeds", "metric", "seed_rule", "design", "configure", "pruner")
+
+
+def fingerprint_of(record: Mapping[str, Any]) -> str:
+    """The fingerprint of a plan from its record (``study.json``'s fields or
+    :meth:`StudyPlan.describe`'s): the same whether computed from the study file or re-read
+    from the folder, so that the report can check a record against its trials."""
+    from ablate.config import OBSERVING
+
+    identity = {key: record.get(key) for key in IDENTITY}
+    identity["baseline"] = {k: v for k, v in (identity["baseline"] or {}).items()
+                            if k not in OBSERVING}
+    text = json.dumps(identity, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _caller_location() -> tuple[str, int]:

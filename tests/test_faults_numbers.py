@@ -293,3 +293,38 @@ def test_no_two_things_write_one_column_of_the_trials_table() -> None:
                         setup.augmentations, setup.optimizer, setup.scheduler, {})
     with pytest.raises(ConfigError, match="'epochs'"):
         forged.recorded_params()
+
+
+@pytest.mark.parametrize(("edit", "refused"), [
+    (lambda d: d["baseline"].update(hidden=4), True),  # another cell as the baseline
+    (lambda d: d["factors"].update(hidden=[8]), True),  # the family shrinks with it
+    (lambda d: d.update(seeds=[0]), True),
+    (lambda d: d.update(fingerprint="0123456789abcdef"), True),  # a record of no trial here
+    (lambda d: d.update(question="Reworded?", delta=2.0), False),  # changes no trial
+])
+def test_a_hand_edited_study_json_is_refused_by_the_report(
+        tmp_path: Path, cli_plugins: Plugins, fault_log: FaultLog, edit, refused) -> None:  # type: ignore[no-untyped-def]
+    """Editing study.json's plan fields once made the report take another cell as the baseline
+    or shrink its family, silently. The report now recomputes the record's fingerprint and
+    checks it against the trials; only the fields that change no trial may be edited."""
+    import json
+
+    from tests.test_faults import invoke, one_line_error
+
+    study = tiny_study(tmp_path)
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    assert code == 0, output
+    record = tmp_path / "tiny_study" / "study.json"
+    description = json.loads(record.read_text())
+    edit(description)
+    record.write_text(json.dumps(description))
+    code, output = invoke("report", str(tmp_path / "tiny_study"), "--no-files")
+    fault_log.inject("a hand-edited study.json")
+    if refused:
+        assert code == 2, output
+        line = one_line_error(output)
+        assert "study.json" in line and ("fingerprint" in line or "planned under" in line)
+    else:
+        assert code == 0, output
+        assert "Reworded?" in output
+    fault_log.verified()

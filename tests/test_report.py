@@ -27,6 +27,7 @@ from ablate.report.metrics import add_derived, format_half_width, format_value, 
 from ablate.report.provenance import ran_on
 from ablate.report.stats import holm, mean_ci, pooled_error, sign_flip_p
 from ablate.results import ResultsWriter, class_table, epoch_table, param_type, trial_table
+from ablate.study import fingerprint_of
 
 REPO = Path(__file__).resolve().parents[1]
 # Known answers: test accuracy per (dropout level, seed). Baseline is dropout 0.0.
@@ -43,7 +44,8 @@ def write_study(folder: Path, cells: dict[tuple, list[float]], factors: dict[str
     description = {"name": "fixture", "question": "Does dropout help?", "preset": "test",
                    "metric": "test_acc", "direction": "maximize", "design": "grid",
                    "baseline": baseline, "factors": factors, "seeds": seeds,
-                   "trials": len(cells) * len(seeds), "fingerprint": "x", **(study or {})}
+                   "trials": len(cells) * len(seeds), **(study or {})}
+    fingerprint = description["fingerprint"] = fingerprint_of(description)
     path.mkdir(parents=True)
     (path / "study.json").write_text(json.dumps(description))
     writer = ResultsWriter(StudyFolder(path))
@@ -60,7 +62,7 @@ def write_study(folder: Path, cells: dict[tuple, list[float]], factors: dict[str
                                   acc - 0.04 + 0.02 * e, 1.0) for e in (1, 2, 3)]
             cell = ",".join(f"{k}={v}" for k, v in named.items())
             row = {**keys, "state": "complete", "seed": seed, "cell": cell,
-                   "study_fingerprint": "x", "test_acc": acc, "train_acc": acc - 0.04,
+                   "study_fingerprint": fingerprint, "test_acc": acc, "train_acc": acc - 0.04,
                    "train_eval_acc": acc + 0.02, "best_epoch": 3, "seconds": 10.0}
             params = {**named, **({"width": 8} if extra_column and seed == 0 else {})}
             writer.write(index, 1, trial_table(row, params, {k: param_type(v) for k, v in named.items()}),

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from ablate.events import AttemptState
 from ablate.folder import FolderError, StudyFolder, local_path
+from ablate.study import fingerprint_of
 
 
 class ReportError(Exception):
@@ -98,6 +99,19 @@ def _plan_rows(rows: list[dict[str, Any]], fingerprint: str | None
     return kept, dict(others)
 
 
+def check_record(file: Path, description: dict[str, Any]) -> None:
+    """Refuse a ``study.json`` whose plan fields (baseline, factors, seeds, design, ...) no
+    longer give its fingerprint: edited by hand, it would make the report take another cell as
+    the baseline, or shrink the family of comparisons, without a word."""
+    recorded = description.get("fingerprint")
+    if recorded is not None and fingerprint_of(description) != recorded:
+        raise ReportError(
+            f"{file} does not match its fingerprint {recorded}: its baseline, factors, seeds or "
+            "design were changed after the trials ran. Run `ablate run STUDY` with the same "
+            "preset and --set options to write it again from the study file (it trains nothing "
+            "new)")
+
+
 def load(path: Path) -> StudyResults:
     """Load ``path`` (``<results-dir>/<study>``, a folder or a ``file://`` URI)."""
     try:
@@ -113,12 +127,20 @@ def load(path: Path) -> StudyResults:
     except FolderError as error:
         raise ReportError(str(error).replace("`ablate run` writes", "`ablate run STUDY` writes")
                           ) from None
+    if description is not None:
+        check_record(folder.description_file, description)
     description = description or {
         "name": path.name, "question": "", "metric": "test_acc", "direction": "maximize",
         "baseline": {}, "factors": {}, "seeds": [], "trials": None, "design": "grid"}
     unreadable: list[str] = []
-    attempts, other_plans = _plan_rows(read_table(folder.table("trials"), unreadable),
-                                       description.get("fingerprint"))
+    rows = read_table(folder.table("trials"), unreadable)
+    attempts, other_plans = _plan_rows(rows, description.get("fingerprint"))
+    if not attempts and other_plans:
+        raise ReportError(
+            f"{folder.description_file} describes the plan {description.get('fingerprint')}, but "
+            f"the trials in {path} were planned under {', '.join(sorted(other_plans))}: the record "
+            "is not theirs. Run `ablate run STUDY` with the preset and --set options of those "
+            "trials to write it again")
     if not attempts:
         raise ReportError(f"{path} has no finished trial of its plan yet")
     kept = {(r["trial"], r["attempt"]) for r in attempts}
