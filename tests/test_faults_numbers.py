@@ -328,3 +328,65 @@ def test_a_hand_edited_study_json_is_refused_by_the_report(
         assert code == 0, output
         assert "Reworded?" in output
     fault_log.verified()
+
+
+def _counting_scheduler(*, optimizer: object, epochs: int) -> object:
+    """Halves the rate each epoch by counting its own calls: resumed, the count starts over."""
+    import torch
+
+    calls = [0]
+
+    def factor(epoch: int) -> float:
+        calls[0] += 1
+        return 0.5 ** (calls[0] - 1)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)  # type: ignore[arg-type]
+
+
+class _HiddenStepSGD:
+    """Plain SGD whose rate decays with a step count kept outside state_dict."""
+
+    def __new__(cls, *, params: object) -> object:
+        import torch
+
+        class Decaying(torch.optim.SGD):
+            steps = 0
+
+            def step(self, closure=None):  # type: ignore[no-untyped-def,override]
+                self.steps += 1
+                for group in self.param_groups:
+                    group["lr"] = 0.1 / self.steps
+                return super().step(closure)
+
+        return Decaying(params, lr=0.1)  # type: ignore[arg-type]
+
+
+def _counting_augmentation() -> object:
+    """Brightens a little more every third batch (a "curriculum" kept in a closure)."""
+    count = [0]
+
+    def brighten(images, generator):  # type: ignore[no-untyped-def]
+        count[0] += 1
+        return (images + 0.01 * (count[0] // 3)).clamp(0, 1)
+
+    return brighten
+
+
+@pytest.mark.parametrize(("kind", "factory", "message"), [
+    ("scheduler", _counting_scheduler, "continued after epoch"),
+    ("optimizer", _HiddenStepSGD, "continued after step"),
+    ("augmentation", _counting_augmentation, "keeps state of its own"),
+])
+def test_the_test_kit_refuses_a_component_that_cannot_resume(
+        kind: str, factory: object, message: str, fault_log: FaultLog) -> None:
+    """A LambdaLR counting its calls in a closure passed the kit; after a kill and a resume its
+    rates were 0.1, 0.1 instead of 0.05, 0.025 and the final accuracy moved 5 points. The kit
+    now stops, saves, rebuilds, loads and compares with an uninterrupted copy."""
+    from ablate.registry import Component
+    from ablate.testing import check_component
+
+    fault_log.inject(f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} that cannot resume")
+    with pytest.raises(AssertionError, match=message):
+        check_component(Component(kind, "stateful", factory, "keeps state outside state_dict",  # type: ignore[arg-type]
+                                  (), "tests"))
+    fault_log.verified()
