@@ -29,7 +29,8 @@ SETTINGS: tuple[Param, ...] = (
     Param("optimizer", "sgd", "optimizer"),
     Param("scheduler", "none", "learning-rate scheduler, stepped once per epoch"),
     Param("epochs", 10, "number of passes over the training set", ge=1),
-    Param("batch_size", 128, "training batch size", ge=1),
+    Param("batch_size", 128, "training batch size (larger than the training split: the whole "
+          "split, one batch per epoch)", ge=1),
     Param("eval_batch_size", 0, "batch size for evaluation (no effect on results; 0: 1,000 "
           "images at 32 x 32, fewer for larger images, halved on running out of GPU memory)",
           ge=0),

@@ -35,6 +35,7 @@ from ablate.state import (
     restore,
     snapshot,
 )
+from ablate.step_memory import check_fits, effective_batch
 from ablate.weights import StartingPoint
 
 TRAIN_EVAL_SUBSET_SEED = 20240601  # the same train subset for every trial, whatever its seed
@@ -409,6 +410,9 @@ def fit(
     elif saved is not None and checkpoints is not None:  # another trial's: never mix them
         checkpoints.clear()
     resumed_from = state.epoch
+    batch_size = effective_batch(settings["batch_size"], len(data.train_y), log)
+    check_fits(state.model, batch_size, tuple(data.train_x.shape[1:]), device, free_memory(device),
+               f"model {setup.model.component.name!r}")
     augmentations = [chosen.build() for chosen in setup.augmentations]
     mode, period = settings["resume"], settings["resume_every"]
     every = settings["checkpoint_every"]
@@ -418,7 +422,7 @@ def fit(
         chosen = PrecisionChoice(resumed_precision["precision"], resumed_precision.get("step_ms"))
     else:
         chosen = choose_precision(
-            settings["precision"], device, state.model, settings["batch_size"],
+            settings["precision"], device, state.model, batch_size,
             tuple(data.train_x.shape[1:]), num_classes,
             (setup.model.component.name, tuple(sorted(setup.model.values.items()))),
             precision_record)
@@ -432,8 +436,7 @@ def fit(
         if restarting:
             restart(state, setup, mode, seed, (epoch - 1) // period)
         lr = state.optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_epoch(state, data, augmentations, settings["batch_size"],
-                                             precision)
+        train_loss, train_acc = train_epoch(state, data, augmentations, batch_size, precision)
         if not np.isfinite(train_loss):
             # Diverged: a result of these settings, not an error. The weights are NaN now, so
             # there is nothing left to evaluate or to continue from.

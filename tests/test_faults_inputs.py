@@ -55,3 +55,58 @@ def test_the_test_kit_snippet_works_for_a_plugin_that_is_installed_too() -> None
     plugins = load_plugins(extra={"my-plugin": models})
     assert not plugins.failures, plugins.failures
     check_component(plugins.registry.get("model", "simple_cnn"))
+
+
+def test_a_batch_larger_than_the_data_trains_as_the_whole_split_and_measures_within_it(
+        tmp_path: Path, cli_plugins: object, monkeypatch: pytest.MonkeyPatch,
+        fault_log: FaultLog) -> None:
+    """--set batch_size=100000 once exhausted the machine: precision=auto measured a random
+    batch of the full 100,000 images. A batch larger than the split is the split, said once,
+    with the same numbers; the measurement is bounded by it too."""
+    from ablate import precision
+    from tests.test_faults import invoke
+    from tests.test_run import table, tiny_study
+
+    seen: list[int] = []
+    real = precision.measure
+
+    def spy(model, device, batch, image_shape, num_classes):  # type: ignore[no-untyped-def]
+        seen.append(batch)
+        return real(model, device, batch, image_shape, num_classes)
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "measure", spy)
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
+    study = tiny_study(tmp_path)
+    huge = tmp_path / "huge"
+    code, output = invoke("run", str(study), "--results-dir", str(huge), "--set", "batch_size=100000")
+    fault_log.inject("a batch larger than the data")
+    assert code == 0, output
+    assert "batch_size 100,000 is larger than the training split (64 images)" in output
+    assert seen and max(seen) <= 64
+    whole = tmp_path / "whole"
+    code, output = invoke("run", str(study), "--results-dir", str(whole), "--set", "batch_size=64")
+    assert code == 0, output
+
+    def numbers(folder: Path) -> list[tuple]:
+        return sorted((r["trial"], r["epoch"], r["train_loss"], r["test_acc"])
+                      for r in table(folder / "tiny_study", "epochs"))
+
+    assert numbers(huge) == numbers(whole)
+    fault_log.verified()
+
+
+def test_a_step_that_cannot_fit_in_memory_stops_in_one_line_and_is_not_retried(
+        tmp_path: Path, cli_plugins: object, monkeypatch: pytest.MonkeyPatch,
+        fault_log: FaultLog) -> None:
+    from tests.test_faults import invoke, one_line_error
+    from tests.test_run import tiny_study
+
+    monkeypatch.setattr("ablate.trainer.free_memory", lambda device: 10_000)  # 10 kB free
+    code, output = invoke("run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path))
+    fault_log.inject("a batch that cannot fit")
+    assert code == 2, output
+    line = one_line_error(output)
+    assert "batch_size 16 of model 'tiny_mlp'" in line and "lower batch_size" in line
+    assert not list((tmp_path / "tiny_study" / "trials").glob("*.parquet"))  # nothing failed
+    fault_log.verified()
