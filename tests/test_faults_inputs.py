@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import ablate
 from ablate.discovery import load_plugins
 from tests.conftest import FaultLog, tiny_data
