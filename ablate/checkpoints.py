@@ -9,6 +9,7 @@ holding a pickle payload that would run code is refused without running it.
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import shutil
@@ -105,7 +106,13 @@ class CheckpointStore:
     def _write(self, path: Path, payload: dict[str, Any], ready: Any) -> None:
         if ready is not None:
             ready.synchronize()  # the copies to host memory are complete
-        write_file_atomic(path, lambda handle: torch.save({"format": FORMAT, **payload}, handle))
+        # Serialised in memory first: torch's zip writer reports a failed write (a full disk) as
+        # "RuntimeError: ... unexpected pos", which a trial would take for its own failure and
+        # retry; written as bytes, the failure is the OSError it is (WriteError: the trial is
+        # named as lost and the next run trains it).
+        buffer = io.BytesIO()
+        torch.save({"format": FORMAT, **payload}, buffer)
+        write_file_atomic(path, lambda handle: handle.write(buffer.getbuffer()))
         for _, old in self.files()[:-self.keep]:
             old.unlink(missing_ok=True)
 
