@@ -373,6 +373,8 @@ def status(
     except StatusError as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
+    for note in found.notes:
+        err.print(escape(note), highlight=False)
     out.print(f"study {found.name} (preset {found.preset or '(none)'}), {found.planned} planned "
               f"trials; queue in {found.storage}", highlight=False)
     counts = Table("", *found.counts)

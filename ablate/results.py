@@ -131,11 +131,16 @@ class Attempt:
 
 
 class ResultsWriter:
-    """Writes the tables of one study folder and reads back which attempts it holds."""
+    """Writes the tables of one study folder and reads back which attempts it holds.
 
-    def __init__(self, folder: StudyFolder, log: Callable[[str], None] = print) -> None:
+    ``read_only`` (``ablate status``): an unreadable file is named and left where it is; only a
+    run, which trains its trial again, sets it aside."""
+
+    def __init__(self, folder: StudyFolder, log: Callable[[str], None] = print,
+                 read_only: bool = False) -> None:
         self.folder = folder
         self.log = log
+        self.read_only = read_only
         # An attempt's trials file is written once, atomically, and never changed, so each is
         # read once: the budget check of a sampled design lists the attempts before every trial.
         self._read: dict[Path, Attempt] = {}
@@ -218,6 +223,10 @@ class ResultsWriter:
     def _set_aside_unreadable(self, path: Path, error: BaseException) -> None:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         trial, attempt = _numbers(path.name)
+        if self.read_only:
+            self.log(f"warning: {path} is unreadable ({reason}); `ablate run` sets it aside and "
+                     f"trains trial {trial} again")
+            return
         moved = self.set_aside(trial, attempt)
         where = f"; moved with its attempt's other files to {self.folder.set_aside}" if moved else ""
         self.log(f"warning: {path} is unreadable ({reason}){where}; trial {trial} counts as "

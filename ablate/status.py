@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from ablate.events import AttemptState
 from ablate.folder import FolderError, StudyFolder, local_path
 from ablate.optuna_storage import storage_problem
+from ablate.claims import is_stale
 from ablate.queue import FINGERPRINT, PLANNED, WORKER, Liveness, make_storage
 from ablate.results import ResultsWriter
 
@@ -29,6 +30,7 @@ class Status:
     storage: str
     counts: dict[str, int]
     running: list[tuple[str, ...]]  # trial, attempt, worker, running for, last heartbeat
+    notes: list[str]  # files it could not read (left where they are: status only reads)
 
 
 def _ago(moment: datetime | None, now: datetime) -> str:
@@ -77,7 +79,12 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
     mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(FINGERPRINT) == fingerprint]
     waiting = {t.user_attrs.get(PLANNED) for t in mine if t.state == TrialState.WAITING}
     running = [t for t in mine if t.state == TrialState.RUNNING]
-    attempts = ResultsWriter(folder, log=lambda message: None).attempts()
+    # On the journal file (one host) a worker whose process is gone holds its trial until the
+    # next run puts it back: it is not running. (On a database its silent heartbeat says so.)
+    gone = {t.number for t in running if storage_url is None
+            and is_stale(str(t.user_attrs.get(WORKER, "")))}
+    notes: list[str] = []
+    attempts = ResultsWriter(folder, log=notes.append, read_only=True).attempts()
     results = {trial: [a.state for a in records] for trial, records in attempts.items()
                if any(a.fingerprint == fingerprint for a in records)}
     complete = {t for t, states in results.items() if AttemptState.COMPLETE in states}
@@ -85,15 +92,18 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
     failed = {t for t, states in results.items() if AttemptState.FAIL in states} - complete - diverged
     busy = waiting | {t.user_attrs.get(PLANNED) for t in running}
     planned = int(description.get("trials") or 0)
-    counts = {"waiting": len(waiting), "running": len(running), "complete": len(complete),
+    counts = {"waiting": len(waiting), "running": len(running) - len(gone),
+              "abandoned": len(gone), "complete": len(complete),
               "diverged": len(diverged), "failed": len(failed - busy),
               "missing": max(0, planned - len(complete | diverged | failed | busy))}
     beats, now = _heartbeats(storage), datetime.now()
     study_id = storage.get_study_id_from_name(name)
     rows = [(str(t.user_attrs.get(PLANNED)),
              str(max((a.attempt for a in attempts.get(t.user_attrs.get(PLANNED), [])), default=0) + 1),
-             str(t.user_attrs.get(WORKER, "?")), _ago(t.datetime_start, now).removesuffix(" ago"),
+             str(t.user_attrs.get(WORKER, "?")) + (" (gone: the next run puts it back)"
+                                                   if t.number in gone else ""),
+             _ago(t.datetime_start, now).removesuffix(" ago"),
              _ago(beats.get(storage.get_trial_id_from_study_id_trial_number(study_id, t.number)),
                   now))
             for t in sorted(running, key=lambda t: t.number)]
-    return Status(name, description.get("preset", ""), planned, where, counts, rows)
+    return Status(name, description.get("preset", ""), planned, where, counts, rows, notes)

@@ -161,3 +161,55 @@ def test_a_full_disk_under_a_checkpoint_loses_the_trial_without_using_a_retry(
     assert code == 0, output
     assert_nothing_lost_or_duplicated(folder, trials=4, epochs=2)
     fault_log.verified()
+
+
+def test_status_and_report_only_read_a_folder_with_a_damaged_file(
+        tmp_path: Path, cli_plugins: object, fault_log: FaultLog) -> None:
+    """`ablate status` once moved an unreadable trials file to set-aside/, so a later report no
+    longer named it. Both now name it and leave it; the next run sets it aside and trains it."""
+    from tests.test_faults import invoke
+    from tests.test_run import tiny_study
+
+    study = tiny_study(tmp_path)
+    assert invoke("run", str(study), "--results-dir", str(tmp_path))[0] == 0
+    folder = tmp_path / "tiny_study"
+    damaged = folder / "trials" / "trial-00001-attempt-01.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*") if "report" not in p.parts)
+    code, output = invoke("status", str(folder))
+    fault_log.inject("a damaged file under status and report")
+    assert code == 0, output
+    assert f"{damaged} is unreadable" in " ".join(output.split())
+    code, output = invoke("report", str(folder), "--no-files")
+    assert code == 0 and f"{damaged} is unreadable" in " ".join(output.split()), output
+    after = sorted(p.relative_to(folder) for p in folder.rglob("*") if "report" not in p.parts)
+    assert after == before and damaged.is_file() and not (folder / "set-aside").exists()
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    assert code == 0 and (folder / "set-aside" / "trials" / damaged.name).is_file(), output
+    fault_log.verified()
+
+
+def test_status_does_not_show_a_dead_journal_worker_s_trial_as_running(
+        tmp_path: Path, cli_plugins: object) -> None:
+    import socket
+
+    import optuna
+
+    from ablate.queue import FINGERPRINT, PLANNED, WORKER, Liveness, make_storage
+    from tests.test_faults import invoke
+    from tests.test_run import tiny_study
+
+    assert invoke("run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path))[0] == 0
+    folder = tmp_path / "tiny_study"
+    study = optuna.load_study(study_name="tiny_study",
+                              storage=make_storage(None, folder / "optuna.journal", Liveness()))
+    trial = study.ask()  # a worker took a trial, then its process died
+    for key, value in ((PLANNED, 3), (FINGERPRINT, study.user_attrs["fingerprint"]),
+                       (WORKER, f"{socket.gethostname()}:999999")):  # no such process
+        trial.set_user_attr(key, value)
+    code, output = invoke("status", str(folder))
+    assert code == 0, output
+    line = [row for row in output.splitlines() if row.startswith("│ trials")][0]
+    cells = [cell.strip() for cell in line.strip("│ ").split("│")][1:]
+    assert cells[:3] == ["0", "0", "1"]  # waiting, running, abandoned
+    assert "(gone: the next run puts it back)" in " ".join(output.split())

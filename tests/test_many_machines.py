@@ -267,4 +267,5 @@ def test_a_worker_joins_only_an_existing_study_and_status_shows_the_queue(
     assert status.exit_code == 0, status.output
     line = [row for row in status.output.splitlines() if row.startswith("│ trials")][0]
     assert [cell.strip() for cell in line.strip("│ ").split("│")][1:] == [
-        "0", "0", "18", "0", "0", "0"]  # waiting, running, complete, diverged, failed, missing
+        "0", "0", "0", "18", "0", "0", "0"]  # waiting, running, abandoned, complete, diverged,
+    # failed, missing
