@@ -10,10 +10,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from ablate.claims import is_stale
 from ablate.events import AttemptState
 from ablate.folder import FolderError, StudyFolder, local_path
 from ablate.optuna_storage import storage_problem
-from ablate.claims import is_stale
 from ablate.queue import FINGERPRINT, PLANNED, WORKER, Liveness, make_storage
 from ablate.results import ResultsWriter
 
