@@ -121,19 +121,50 @@ def in_study(study_dir: Path, which: str = "final") -> list[Kept]:
 
 def rebuild(kept_weights: Kept, registry: Any) -> torch.nn.Module:
     """The model the sidecar describes, built from its registered component, with the weights
-    loaded; in eval mode."""
+    loaded; in eval mode. The sidecar's shapes are checked against the weights file on the
+    ``meta`` device first (no memory): a crafted ``"width": 1000000`` asked for 36 TB."""
     model_info = kept_weights.sidecar["model"]
     try:
         component = registry.get("model", model_info["name"])
     except Exception as error:
         raise WeightsError(f"{kept_weights.path}: {error}") from None
     values = {name: tuple(v) if isinstance(v, list) else v for name, v in model_info["params"].items()}
-    model = component.build({"num_classes": len(kept_weights.classes)}, values)
+    if isinstance(values.get("pretrained"), bool):
+        values["pretrained"] = False  # the kept weights replace ImageNet's: never fetch them
+    context = {"num_classes": len(kept_weights.classes)}
+    _check_shapes(kept_weights, component, context, values)
+    model = component.build(context, values)
     missing, unexpected = model.load_state_dict(kept_weights.state(), strict=False)
     if missing or unexpected:
         raise WeightsError(f"{kept_weights.path} does not fit model {model_info['name']!r}: missing "
                            f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}")
     return model.eval()
+
+
+def _check_shapes(kept_weights: Kept, component: Any, context: dict[str, Any],
+                  values: dict[str, Any]) -> None:
+    """Build the model the sidecar describes on the ``meta`` device and compare every tensor's
+    shape with the weights file's header; a model that cannot be built there is not checked."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with torch.device("meta"):
+            planned = {k: tuple(v.shape) for k, v in component.build(context, values).state_dict().items()}
+    except Exception:
+        return
+    try:
+        with safe_open(str(kept_weights.path), framework="pt") as handle:
+            stored = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsError(f"{kept_weights.path} is not readable safetensors ({error})") from None
+    wrong = sorted(k for k in planned.keys() & stored.keys() if planned[k] != stored[k])
+    if wrong or planned.keys() != stored.keys():
+        detail = (f"{wrong[0]} is {stored[wrong[0]]} in the file, {planned[wrong[0]]} in the model"
+                  if wrong else f"tensors {sorted(planned.keys() ^ stored.keys())[:3]} are in one "
+                  "and not the other")
+        raise WeightsError(
+            f"{sidecar_path(kept_weights.path)} does not describe the weights beside it "
+            f"({detail}): the sidecar was changed or belongs to other weights")
 
 
 @dataclass(frozen=True)

@@ -213,3 +213,47 @@ def test_status_does_not_show_a_dead_journal_worker_s_trial_as_running(
     cells = [cell.strip() for cell in line.strip("│ ").split("│")][1:]
     assert cells[:3] == ["0", "0", "1"]  # waiting, running, abandoned
     assert "(gone: the next run puts it back)" in " ".join(output.split())
+
+
+ONE_TRIAL = '''
+from ablate import Study
+
+study = Study(
+    name="one",
+    question="A single small trial.",
+    baseline=dict(dataset="cifar10-mini", model="resnet18", width=2, epochs=1, batch_size=32,
+                  train_size=64, test_size=32, train_eval_size=32),
+    seeds=1,
+)
+'''
+
+
+@pytest.mark.parametrize("crafted", [{"width": 1_000_000}, {"width": 4}])
+def test_a_crafted_sidecar_is_refused_before_a_model_is_built(
+        tmp_path: Path, fault_log: FaultLog, crafted: dict) -> None:
+    """A sidecar saying "width": 1000000 made ablate predict build a model of 36 TB and end in a
+    traceback. The sidecar's shapes are checked against the weights file first, on the meta
+    device, and a mismatch is one line."""
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from ablate.cli import app, with_plugin_commands
+    from tests.test_faults import one_line_error
+    from tests.test_run import tiny_study
+
+    study = tiny_study(tmp_path, ONE_TRIAL)
+    assert CliRunner().invoke(app, ["run", str(study), "--results-dir", str(tmp_path)]).exit_code == 0
+    sidecar = tmp_path / "one" / "weights" / "trial-00000-final.json"
+    description = json.loads(sidecar.read_text())
+    description["model"]["params"].update(crafted)
+    sidecar.write_text(json.dumps(description))
+    picture = tmp_path / "grey.png"
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(picture)
+    result = CliRunner().invoke(with_plugin_commands(), ["predict", str(tmp_path / "one"), str(picture)])
+    fault_log.inject("a crafted weights sidecar")
+    assert result.exit_code == 2, result.output
+    line = one_line_error(result.output)
+    assert "does not describe the weights beside it" in line and "trial-00000-final.json" in line
+    fault_log.verified()
