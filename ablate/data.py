@@ -32,6 +32,10 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
+class DataContractError(SetupError, ValueError):
+    """A dataset's images, labels or constants break what every trial relies on."""
+
+
 @dataclass(frozen=True)
 class ImageData:
     """A labelled image classification dataset, held as uint8 tensors (N, 3, H, W)."""
@@ -47,12 +51,33 @@ class ImageData:
     fingerprint: str
 
     def __post_init__(self) -> None:
+        """Check the contract every trial relies on, so that data breaking it stops the run
+        when it loads, in one line, instead of mid-training as ``IndexError: Target 10 is out
+        of bounds`` (and a retry, as if the trial were flaky)."""
+        where = f"dataset {self.name!r}"
+        if not self.classes:
+            raise DataContractError(f"{where}: needs the names of its classes, got none")
         for split in ("train", "test"):
             images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
-            if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-                raise ValueError(f"{self.name}: {split} images must be uint8 (N, 3, H, W)")
-            if labels.shape != (images.shape[0],):
-                raise ValueError(f"{self.name}: {split} labels do not match the images")
+            shape = tuple(images.shape)
+            if images.dtype != torch.uint8 or images.ndim != 4 or shape[1] != 3:
+                hint = (" (channels last? images.permute(0, 3, 1, 2) puts them first)"
+                        if images.ndim == 4 and shape[-1] == 3 else
+                        " (grey images? images.expand(-1, 3, -1, -1) gives three channels)"
+                        if images.ndim == 4 and shape[1] == 1 else "")
+                raise DataContractError(f"{where}: {split} images must be uint8 of shape (N, 3, H, "
+                                        f"W); got {images.dtype} of shape {shape}{hint}")
+            if labels.dtype != torch.int64 or tuple(labels.shape) != (shape[0],):
+                raise DataContractError(f"{where}: {split} labels must be int64 of shape "
+                                        f"({shape[0]},), one per image; got {labels.dtype} of "
+                                        f"shape {tuple(labels.shape)}")
+            if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(self.classes):
+                raise DataContractError(f"{where}: {split} labels must be class indices 0 to "
+                                        f"{len(self.classes) - 1} ({len(self.classes)} classes); "
+                                        f"got {int(labels.min())} to {int(labels.max())}")
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(v > 0 for v in self.std):
+            raise DataContractError(f"{where}: mean and std must give 3 channels (std above 0); "
+                                    f"got mean {self.mean}, std {self.std}")
 
     def select_classes(self, chosen: tuple[int, ...]) -> ImageData:
         """Only the images of the ``chosen`` classes (by label), relabelled 0, 1, ... in that

@@ -31,10 +31,11 @@ def effective_batch(batch_size: int, split: int, log: Callable[[str], None]) -> 
 
 
 def activation_bytes(model: torch.nn.Module, image_shape: tuple[int, ...],
-                     device: torch.device) -> int | None:
+                     device: torch.device, bf16: bool) -> int | None:
     """Bytes of the outputs of ``model``'s innermost modules for one image: about what a
-    training step keeps for its backward pass, per image (a lower bound). Measured in eval mode
-    without gradients, so nothing of the model changes; None when it cannot be measured."""
+    training step keeps for its backward pass, per image (a lower bound; under bf16 autocast
+    when the trial may train in bf16). Measured in eval mode without gradients, so nothing of
+    the model changes; None when it cannot be measured."""
     total = 0
 
     def count(_module: torch.nn.Module, _inputs: object, output: object) -> None:
@@ -47,7 +48,7 @@ def activation_bytes(model: torch.nn.Module, image_shape: tuple[int, ...],
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             model(torch.zeros(1, *image_shape, device=device).contiguous(
                 memory_format=torch.channels_last))
     except Exception:  # an unusual model: training will tell
@@ -60,10 +61,10 @@ def activation_bytes(model: torch.nn.Module, image_shape: tuple[int, ...],
 
 
 def check_fits(model: torch.nn.Module, batch: int, image_shape: tuple[int, ...],
-               device: torch.device, free: int, what: str) -> None:
+               device: torch.device, free: int, what: str, precision: str) -> None:
     """Raise :class:`DoesNotFit` when ``batch`` images' activations alone exceed ``free``
-    bytes; ``what`` names the model for the message."""
-    per_image = activation_bytes(model, image_shape, device)
+    bytes; ``what`` names the model for the message, ``precision`` is the trial's setting."""
+    per_image = activation_bytes(model, image_shape, device, bf16=precision != "fp32")
     if per_image is None or per_image * batch <= free:
         return
     need = per_image * batch / 2**30

@@ -412,7 +412,7 @@ def fit(
     resumed_from = state.epoch
     batch_size = effective_batch(settings["batch_size"], len(data.train_y), log)
     check_fits(state.model, batch_size, tuple(data.train_x.shape[1:]), device, free_memory(device),
-               f"model {setup.model.component.name!r}")
+               f"model {setup.model.component.name!r}", settings["precision"])
     augmentations = [chosen.build() for chosen in setup.augmentations]
     mode, period = settings["resume"], settings["resume_every"]
     every = settings["checkpoint_every"]

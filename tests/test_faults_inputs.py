@@ -257,3 +257,51 @@ def test_a_crafted_sidecar_is_refused_before_a_model_is_built(
     line = one_line_error(result.output)
     assert "does not describe the weights beside it" in line and "trial-00000-final.json" in line
     fault_log.verified()
+
+
+def _broken(kind: str):  # type: ignore[no-untyped-def]
+    def dataset(*, data_dir: object):  # type: ignore[no-untyped-def]
+        data = tiny_data(classes=3)
+        if kind == "labels":
+            return type(data)(**{**data.__dict__, "train_labels": data.train_labels + 1})
+        if kind == "channels last":
+            return type(data)(**{**data.__dict__, "train_images": data.train_images.permute(0, 2, 3, 1)})
+        grey = data.train_images[:, :1]
+        return type(data)(**{**data.__dict__, "train_images": grey.contiguous()})
+
+    class Plugin:
+        @ablate.hookimpl
+        def register_datasets(self, register):  # type: ignore[no-untyped-def]
+            register("broken", dataset, "breaks the ImageData contract")
+
+    return Plugin()
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("labels", "train labels must be class indices 0 to 2 (3 classes); got 1 to 3"),
+    ("channels last", "got torch.uint8 of shape (64, 8, 8, 3) (channels last?"),
+    ("grey", "got torch.uint8 of shape (64, 1, 8, 8) (grey images?"),
+])
+def test_data_breaking_its_contract_stops_at_load_time_in_one_line_without_retries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog, kind: str,
+        expected: str) -> None:
+    """Labels beyond the classes once surfaced mid-training as 'IndexError: Target 10 is out of
+    bounds' and the trial was retried as if it were flaky."""
+    from tests.conftest import TinyPlugin
+    from tests.test_faults import invoke, one_line_error
+    from tests.test_run import tiny_study
+
+    plugins = load_plugins(extra={"tests:tiny": TinyPlugin(), "broken": _broken(kind)})
+    monkeypatch.setattr("ablate.cli.get_plugins", lambda: plugins)
+    study = tiny_study(tmp_path, '''
+from ablate import Study
+study = Study(name="broken", question="?", baseline=dict(dataset="broken", model="tiny_mlp",
+              epochs=1, batch_size=16, train_eval_size=16), seeds=2)
+''')
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    fault_log.inject(f"a dataset breaking its contract ({kind})")
+    assert code == 2, output
+    line = one_line_error(output)
+    assert "dataset 'tiny'" in line and expected in line, line
+    assert not list((tmp_path / "broken" / "trials").glob("*.parquet"))  # no failed attempt
+    fault_log.verified()

@@ -69,7 +69,8 @@ def test_the_recorded_precision_is_the_one_training_ran_in(plugins: Plugins) -> 
 
         def watched(self, x, original=torch.nn.Conv2d.forward, seen=seen):  # type: ignore[no-untyped-def]
             out = original(self, x)
-            seen.append(out.dtype)
+            if torch.is_grad_enabled():  # training steps (not evaluation, not the memory check)
+                seen.append(out.dtype)
             return out
 
         with pytest.MonkeyPatch.context() as patch:
