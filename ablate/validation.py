@@ -52,7 +52,13 @@ def resolve_located(params: Mapping[str, Any], registry: Registry, locate: Locat
 
 def _samples(plan: StudyPlan) -> list[dict[str, Any]]:
     if not plan.sampled:
-        return [dict(t.params) for t in plan.trials]
+        samples = [dict(t.params) for t in plan.trials]
+        # A baseline value every cell overrides trains in no trial, but the study file says it:
+        # it must still be valid (noise="high" once trained 8 trials without a word). It is
+        # checked in the first trial's context, where its key means what it means there.
+        unused = {k: v for k, v in plan.baseline.items()
+                  if samples and all(s.get(k) != v for s in samples)}
+        return samples + [{**samples[0], key: value} for key, value in unused.items()]
     samples = [dict(plan.baseline)]
     for key, factor in plan.factors.items():
         levels = factor.values if isinstance(factor, Choice) else (factor.low, factor.high)

@@ -305,3 +305,32 @@ study = Study(name="broken", question="?", baseline=dict(dataset="broken", model
     assert "dataset 'tiny'" in line and expected in line, line
     assert not list((tmp_path / "broken" / "trials").glob("*.parquet"))  # no failed attempt
     fault_log.verified()
+
+
+def test_a_baseline_value_every_cell_overrides_is_still_checked(
+        tmp_path: Path, cli_plugins: object, fault_log: FaultLog) -> None:
+    """strength="high" in the baseline, with every cell setting a strength of its own, once
+    trained every trial without a word; the study file says something invalid."""
+    from tests.test_faults import invoke, one_line_error
+    from tests.test_run import tiny_study
+
+    study = tiny_study(tmp_path, '''
+from ablate import Study, choice
+
+study = Study(
+    name="jitter",
+    question="?",
+    baseline=dict(dataset="tiny", model="tiny_mlp", augment="color_jitter", epochs=1,
+                  batch_size=16, train_eval_size=16,
+                  strength="high"),
+    factors=dict(strength=choice(0.2, 0.4)),
+    seeds=1,
+)
+''')
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    fault_log.inject("an invalid baseline value no cell uses")
+    assert code == 2, output
+    line = one_line_error(output)
+    assert f"{study}:9:" in line and "'strength'" in line and "'high'" in line
+    assert not (tmp_path / "jitter").exists()  # refused before anything was written
+    fault_log.verified()
