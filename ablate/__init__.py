@@ -1,19 +1,41 @@
 """ablate: run ablation studies of PyTorch image classifiers and report what each factor does.
 
-Importing ``ablate`` is cheap: torch and the plugins load only when a study runs.
+Importing ``ablate`` costs nothing: its names load on first use (torch and the plugins only when a
+study runs), so that the command line can hold Ctrl-C from its first moment.
 """
 
 from __future__ import annotations
 
-import pluggy
-
-from ablate.registry import Registrar, param
-from ablate.study import Preset, Study, choice, fractional, integer, sampler, uniform, until
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-hookimpl = pluggy.HookimplMarker("ablate")
-"""Marker for plugin hook implementations: ``@ablate.hookimpl def register_models(register): ...``"""
+if TYPE_CHECKING:  # what type checkers and readers see; at run time __getattr__ loads them
+    import pluggy
+
+    from ablate.registry import Registrar, param
+    from ablate.study import Preset, Study, choice, fractional, integer, sampler, uniform, until
+
+    hookimpl: pluggy.HookimplMarker
+
+_LAZY = {"Registrar": "ablate.registry", "param": "ablate.registry",
+         **{name: "ablate.study" for name in ("Preset", "Study", "choice", "fractional", "integer",
+                                              "sampler", "uniform", "until")}}
 
 __all__ = ["Preset", "Registrar", "Study", "__version__", "choice", "fractional", "hookimpl", "integer",
            "param", "sampler", "uniform", "until"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "hookimpl":
+        import pluggy
+
+        value: Any = pluggy.HookimplMarker("ablate")
+        """Marker for plugin hook implementations: ``@ablate.hookimpl def register_models(...)``"""
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'ablate' has no attribute {name!r}")
+    globals()[name] = value  # loaded once
+    return value

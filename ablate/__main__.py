@@ -1,5 +1,5 @@
 """``python -m ablate`` runs the command line."""
 
-from ablate.cli import main
+from ablate.entry import main
 
 main()

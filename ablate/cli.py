@@ -34,6 +34,16 @@ DeviceOption = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu)
 DataDirOption = Annotated[Path | None, typer.Option(help="local datasets (else $ABLATE_DATA)")]
 INTERRUPTED = ("interrupted: finished trials are saved; run the same command again to train only "
                "the missing ones")
+_said_interrupted = False  # whether a command printed INTERRUPTED itself
+
+
+def say_interrupted() -> typer.Exit:
+    """Print INTERRUPTED once; returns the Exit(130) to raise."""
+    global _said_interrupted
+    if not _said_interrupted:
+        err.print(INTERRUPTED)
+        _said_interrupted = True
+    return typer.Exit(130)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -187,8 +197,7 @@ def _run_workers(study_file: Path, plan: Any, options: Any, plugins: Plugins, lo
     code = run_workers(arguments, workers, lambda: runner.count_done(runner.finished()), plan.size,
                        out, threads, pinned)
     if code == 130:
-        err.print(INTERRUPTED)
-        raise typer.Exit(130)
+        raise say_interrupted()
     finished_after = runner.finished()
     summary = RunSummary(runner.total(), runner.count_done(finished_before),
                          completed=sorted(finished_after - finished_before),
@@ -242,7 +251,10 @@ def run(
 ) -> None:
     """Run a study: queue its missing trials and train them; re-running it trains only the
     trials that have no result yet."""
-    pinned = _pinned_workers(device, workers, gpus, workers_per_gpu)
+    try:
+        pinned = _pinned_workers(device, workers, gpus, workers_per_gpu)
+    except KeyboardInterrupt:  # counting GPUs imports torch: seconds, at the very start
+        raise say_interrupted() from None
     _start(study_file, preset, results_dir, device, storage, set_, data_dir, retries, retry_failed,
            tensorboard, len(pinned) if pinned else workers, threads, heartbeat_interval,
            grace_period, quiet, join=False, pinned=pinned)
@@ -337,8 +349,7 @@ def _start(study_file: Path, preset: str | None, results_dir: Path, device: str,
         else:
             _run_here(plan, options, plugins, locate, quiet)
     except KeyboardInterrupt:
-        err.print(INTERRUPTED)
-        raise typer.Exit(130) from None
+        raise say_interrupted() from None
 
 
 def _run_here(plan: Any, options: Any, plugins: Plugins, locate: Any, quiet: bool) -> None:
@@ -520,23 +531,41 @@ def with_plugin_commands() -> typer.Typer:
 
 
 def main() -> None:
-    """Console-script entry point. Plugin commands are added before Typer parses, unless the
-    command is one of the core's (they need no plugin loaded to start)."""
-    core = {command.name or command.callback.__name__ for command in app.registered_commands
-            if command.callback is not None}
-    if len(sys.argv) > 1 and sys.argv[1] not in core:
-        with_plugin_commands()
+    """The command line (its console script is :func:`ablate.entry.main`, which holds Ctrl-C
+    from the first moment). Plugin commands are added before Typer parses, unless the command
+    is one of the core's (they need no plugin loaded to start). Ctrl-C or SIGTERM at any moment
+    ends with status 130: a run records its running trial first."""
+    interrupt_on_signals()  # (already, through the console script; not under python -c)
     try:
+        core = {command.name or command.callback.__name__ for command in app.registered_commands
+                if command.callback is not None}
+        if len(sys.argv) > 1 and sys.argv[1] not in core:
+            with_plugin_commands()
         app()
+    except KeyboardInterrupt:  # outside a command (loading, parsing)
+        _leave_interrupted()
     except SystemExit as leaving:
         if leaving.code != 130:
             raise
-        # Interrupted, and everything is recorded. A Ctrl-C that landed inside an import leaves
-        # CPython believing a KeyboardInterrupt went unhandled, and it would then end the process
-        # by SIGINT after this clean exit (status -2, not the documented 130): leave directly.
-        for thread in threading.enumerate():  # a checkpoint still being written finishes
-            if thread is not threading.main_thread() and not thread.daemon:
-                thread.join()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+        _leave_interrupted()
+
+
+def _leave_interrupted() -> None:
+    """Say so (unless the command did) and exit 130. Typer turns a KeyboardInterrupt outside
+    a command's own handling (an import at its start, say) into a silent exit 130."""
+    if not _said_interrupted:
+        runs = len(sys.argv) > 1 and sys.argv[1] in ("run", "worker")
+        err.print(INTERRUPTED if runs else "interrupted")
+    _leave(130)
+
+
+def _leave(code: int) -> None:
+    """Exit at once, once every thread that writes a file is done. A Ctrl-C that landed inside
+    an import leaves CPython believing a KeyboardInterrupt went unhandled, and it would then end
+    the process by SIGINT after a clean exit (status -2, not the documented 130)."""
+    for thread in threading.enumerate():  # a checkpoint still being written finishes
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -334,3 +334,61 @@ study = Study(
     assert f"{study}:9:" in line and "'strength'" in line and "'high'" in line
     assert not (tmp_path / "jitter").exists()  # refused before anything was written
     fault_log.verified()
+
+
+def _interrupted_at(study: Path, results: Path, delay: float, ignored: bool) -> tuple[int, str]:
+    """Start ``ablate run`` as a script would, send SIGINT ``delay`` seconds after its signal
+    handlers are in (seen in ``-X importtime``'s output), and return its status and stderr."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    def inherit_ignored() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "ablate", "run", str(study), "--results-dir",
+         str(results), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=inherit_ignored if ignored else None)
+    assert process.stderr is not None
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if "ablate.signals" in line:
+                ready.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    assert ready.wait(60), "".join(lines[-20:])
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=120)
+    reader.join(timeout=10)
+    errors = "".join(line for line in lines if not line.startswith("import time:"))
+    return code, errors
+
+
+@pytest.mark.parametrize(("delay", "ignored"), [
+    (0.0, False), (0.1, False), (0.3, False), (0.8, False), (2.0, False),
+    (0.3, True), (2.0, True),
+])
+def test_ctrl_c_at_any_moment_of_a_run_ends_with_status_130_and_no_traceback(
+        tmp_path: Path, fault_log: FaultLog, delay: float, ignored: bool) -> None:
+    """Ctrl-C 0.3 s after start once landed inside an import before the handlers were in: a
+    KeyboardInterrupt traceback and status 1. A run started by a script (SIGINT inherited as
+    ignored) ignored SIGINT for its first seconds and obeyed it later. Now it is one way."""
+    from tests.test_faults import FAULT_STUDY, write
+
+    study = write(tmp_path / "faults.py", FAULT_STUDY)
+    code, errors = _interrupted_at(study, tmp_path, delay, ignored)
+    fault_log.inject("SIGINT in the first moments" + (" (inherited as ignored)" if ignored else ""))
+    assert code == 130, errors
+    assert "Traceback" not in errors, errors
+    assert "interrupted" in errors, errors
+    fault_log.verified()
