@@ -14,6 +14,8 @@ import pickle
 import re
 import shutil
 import threading
+import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,13 @@ class CheckpointError(Exception):
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """Load one checkpoint safely, or raise :class:`CheckpointError` naming ``path``."""
+    if not zipfile.is_zipfile(path):  # torch writes zip archives; anything else is no checkpoint
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint (not the archive "
+                              "torch writes), so it is not used")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own warnings about a damaged file say no more
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:  # a payload that would run code when loaded
         raise CheckpointError(f"checkpoint {path} holds Python objects that a safe (weights-only) "
                               "load refuses: ablate did not write it as it is now, so it is not "
@@ -118,11 +125,14 @@ class CheckpointStore:
 
     def latest(self) -> dict[str, Any] | None:
         """The newest usable checkpoint; unusable ones are reported and skipped."""
-        for _, path in reversed(self.files()):
+        found = self.files()
+        for place, (_, path) in enumerate(reversed(found)):
             try:
                 return read_checkpoint(path)
             except CheckpointError as error:
-                self.log(f"{error}; falling back to the previous checkpoint")
+                then = ("trying the one before it" if place + 1 < len(found) else
+                        "no earlier checkpoint: the trial starts from its first epoch")
+                self.log(f"{error}; {then}")
         return None
 
     def clear(self) -> None:

@@ -24,6 +24,9 @@ class StudyFileError(Exception):
 def load(path: str | Path) -> Study:
     """Import the study file at ``path`` and return its ``study``."""
     path = Path(path)
+    if path.is_dir():
+        raise StudyFileError(f"{path} is a folder, not a study file: name the .py file in it, "
+                             "e.g. studies/dropout_gap.py")
     if not path.is_file():
         raise StudyFileError(f"{path}: no such study file")
     source = path.read_text(encoding="utf-8")
@@ -48,7 +51,10 @@ def load(path: str | Path) -> Study:
             found = next((n for n in range(start, len(lines) + 1) if pattern.search(lines[n - 1])),
                          None)
             where = f"{path}:{found or start}"
-        raise StudyFileError(f"{where}: {type(error).__name__}: {error}") from None
+        # ablate's own errors are sentences for the user; Python's keep their class name
+        # ("NameError: name 'x' is not defined" says more than its message alone).
+        shown = error if isinstance(error, StudyError) else f"{type(error).__name__}: {error}"
+        raise StudyFileError(f"{where}: {shown}") from None
     study = getattr(module, "study", None)
     if not isinstance(study, Study):
         raise StudyFileError(f"{path}: defines no `study = Study(...)`")

@@ -117,8 +117,10 @@ def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
     # dropout 0.25 gains 3 to 5 points on every seed, but 4 seeds are below the small-n rule.
     answer = " ".join(report.answer)
     assert "Family: 2 hypotheses" in answer
-    gain = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.25]) - np.array(ACCURACY[0.0]))), True)
+    gain = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.25]) - np.array(ACCURACY[0.0]))))
     assert f"dropout = 0.25 (vs 0.0) raises test_acc by {gain} points [97.5% simultaneous CI" in answer
+    loss = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.0]) - np.array(ACCURACY[0.5]))))
+    assert f"dropout = 0.5 (vs 0.0) lowers test_acc by {loss} points [97.5%" in answer  # no "-"
     assert "provisional: 4 seeds are too few for the exact sign-flip test" in answer
     assert "dropout = 0.5 (vs 0.0) lowers test_acc" not in answer or "undecided" in answer
 

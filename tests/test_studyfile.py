@@ -44,8 +44,16 @@ def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 
 def test_exception_names_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, "from ablate import choice\n\nx = 1\nfactors = choice()\n")
-    with pytest.raises(studyfile.StudyFileError, match=rf"{path}:4: StudyError: choice\(\) needs"):
-        studyfile.load(path)
+    with pytest.raises(studyfile.StudyFileError, match=rf"^{path}:4: choice\(\) needs"):
+        studyfile.load(path)  # ablate's own errors without their class name
+    python = write(tmp_path, "x = undefined_name\n")
+    with pytest.raises(studyfile.StudyFileError, match="NameError: name 'undefined_name'"):
+        studyfile.load(python)  # Python's keep it
+
+
+def test_a_folder_named_as_the_study_file_is_called_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(studyfile.StudyFileError, match="is a folder, not a study file"):
+        studyfile.load(tmp_path)
 
 
 def test_missing_study_is_reported(tmp_path: Path) -> None:

@@ -160,7 +160,10 @@ def _numbers(finding: Finding) -> str:
     if estimate.p_sign_flip is not None:
         tests.append(f"sign-flip p = {estimate.p_sign_flip:.2g}")
     tests.append(f"n = {estimate.n}")
-    return f"{format_difference(metric, estimate.value)}{span}, {', '.join(tests)}"
+    # After "raises"/"lowers" the size, not the sign ("lowers it by 4.2 points", never "-4.2").
+    size = (format_difference(metric, estimate.value) if is_ratio(metric)
+            else format_difference(metric, abs(estimate.value), signed=False))
+    return f"{size}{span}, {', '.join(tests)}"
 
 
 def sentence(finding: Finding, delta: float | None = None) -> str:
