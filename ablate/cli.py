@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ablate.discovery import Plugins, describe, get_plugins
-from ablate.signals import interrupt_on_signals
+from ablate.signals import deferred, interrupt_on_signals
 
 app = typer.Typer(help="Run ablation studies of image classifiers and report what each factor does.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -252,8 +252,9 @@ def run(
     """Run a study: queue its missing trials and train them; re-running it trains only the
     trials that have no result yet."""
     try:
-        pinned = _pinned_workers(device, workers, gpus, workers_per_gpu)
-    except KeyboardInterrupt:  # counting GPUs imports torch: seconds, at the very start
+        with deferred():  # counting GPUs imports torch: seconds, at the very start
+            pinned = _pinned_workers(device, workers, gpus, workers_per_gpu)
+    except KeyboardInterrupt:
         raise say_interrupted() from None
     _start(study_file, preset, results_dir, device, storage, set_, data_dir, retries, retry_failed,
            tensorboard, len(pinned) if pinned else workers, threads, heartbeat_interval,
@@ -313,16 +314,17 @@ def _start(study_file: Path, preset: str | None, results_dir: Path, device: str,
            heartbeat: int, grace: int, quiet: bool, join: bool,
            pinned: list[str] | None = None) -> None:
     """What `ablate run` and `ablate worker` share."""
-    from ablate.backends import prepare_process
-    from ablate.queue import Liveness
-    from ablate.runner import RunError, Runner, RunOptions
-
     interrupt_on_signals()
-    prepare_process()  # before CUDA starts
     sets = [*(set_ or []), *(["tensorboard=True"] if tensorboard else [])]
     try:  # Ctrl-C at any moment, loading included, ends the same way
-        _study, plan, locate = load_plan(study_file, preset, sets)
-        plugins = get_plugins()
+        with deferred():  # imports, the study file and the plugins load whole (ablate.entry)
+            from ablate.backends import prepare_process
+            from ablate.queue import Liveness
+            from ablate.runner import RunError, Runner, RunOptions
+
+            prepare_process()  # before CUDA starts
+            _study, plan, locate = load_plan(study_file, preset, sets)
+            plugins = get_plugins()
         _report_failures(plugins)
         out.print(f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
                   f"{plan.size} trials; {plan.question}", highlight=False)
@@ -377,7 +379,8 @@ def status(
 ) -> None:
     """How a study stands: its queue (waiting, running with host and last heartbeat, finished
     attempts) and its results (complete, diverged, failed, missing)."""
-    from ablate.status import StatusError, study_status
+    with deferred():  # an import cut in half leaves a library broken: the signal waits
+        from ablate.status import StatusError, study_status
 
     try:
         found = study_status(study_dir, storage)
@@ -476,8 +479,9 @@ def report(
                                              "RESULTS_DIR/STUDY/report/")] = True,
 ) -> None:
     """Answer a study's question: cells, paired effects with intervals, plots, one HTML page."""
-    from ablate.atomic import WriteError
-    from ablate.report import ReportError, analyse_folder, list_studies, render, write_files
+    with deferred():  # an import cut in half leaves a library broken: the signal waits
+        from ablate.atomic import WriteError
+        from ablate.report import ReportError, analyse_folder, list_studies, render, write_files
 
     if format_ not in ("text", "markdown", "json", "html"):
         err.print(f"[red]error:[/] --format must be text, markdown, json or html, not {format_!r}")
@@ -540,7 +544,8 @@ def main() -> None:
         core = {command.name or command.callback.__name__ for command in app.registered_commands
                 if command.callback is not None}
         if len(sys.argv) > 1 and sys.argv[1] not in core:
-            with_plugin_commands()
+            with deferred():
+                with_plugin_commands()
         app()
     except KeyboardInterrupt:  # outside a command (loading, parsing)
         _leave_interrupted()

@@ -3,7 +3,10 @@
 The handlers go in before anything else is imported; a Ctrl-C 0.3 s after start landed inside
 ``import torch`` and ended in a ``KeyboardInterrupt`` traceback with exit status 1, and a run
 started in the background by a script (SIGINT inherited as ignored) ignored SIGINT for its first
-seconds and obeyed it later. Now every moment ends the same way: status 130.
+seconds and obeyed it later. Imports and loading run with the signal held (``deferred``): an
+exception raised in the middle of a library's import leaves it half-initialised (numpy then
+failed with RecursionError, or the interrupt was lost and the run went on), so the interrupt
+acts once the loading step is whole. Every moment ends the same way: status 130.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import sys
 
 
 def main() -> None:
-    from ablate.signals import interrupt_on_signals
+    from ablate.signals import deferred, interrupt_on_signals
 
     interrupt_on_signals()
     try:
-        from ablate import cli
+        with deferred():
+            from ablate import cli
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.stderr.flush()

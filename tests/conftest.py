@@ -73,18 +73,28 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class FaultLog:
-    """Counts the faults the fault-injection tests inject and the checks that followed them."""
+    """Counts the faults the fault-injection tests inject and what their checks found: trials
+    lost or recorded twice, numbers that differ from an uninterrupted run, tracebacks shown to
+    a user. The checks assert these are zero; the counts make the summary's figures."""
 
     def __init__(self) -> None:
         self.injected: dict[str, int] = {}
         self.checks = 0
+        self.found = {"trials lost": 0, "trials twice": 0, "wrong numbers": 0, "tracebacks": 0}
 
     def inject(self, kind: str) -> None:
         self.injected[kind] = self.injected.get(kind, 0) + 1
 
+    def observe(self, what: str, count: int) -> None:
+        """Record what a check counted (``what`` is one of ``found``'s keys)."""
+        self.found[what] += count
+
     def verified(self) -> None:
         """Called once a test's checks passed: nothing was lost or duplicated."""
         self.checks += 1
+
+    def signals(self, name: str) -> int:
+        return sum(n for kind, n in self.injected.items() if name in kind)
 
 
 FAULTS = FaultLog()
@@ -103,3 +113,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         f"fault injection: {total} faults injected ({kinds}); {FAULTS.checks} tests checked "
         "afterwards that nothing was lost or duplicated and every error was one line")
+    found = ", ".join(f"{what} {count}" for what, count in FAULTS.found.items())
+    terminalreporter.write_line(
+        f"fault suite: SIGKILLs {FAULTS.signals('SIGKILL')}, SIGINTs {FAULTS.signals('SIGINT')}, "
+        f"SIGTERMs {FAULTS.signals('SIGTERM')}; {found}")

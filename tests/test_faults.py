@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 import ablate
 from ablate.cli import app
 from ablate.discovery import Plugins, load_plugins
-from tests.conftest import FaultLog, TinyPlugin
+from tests.conftest import FAULTS, FaultLog, TinyPlugin
 from tests.test_run import TINY, FailingModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,10 +62,14 @@ def assert_nothing_lost_or_duplicated(study_dir: Path, trials: int, epochs: int)
     """Each planned trial has one complete attempt, every epoch row exists once, and no
     temporary or claim file is left behind."""
     complete = [t for t in rows(study_dir, "trials") if t["state"] == "complete"]
-    assert sorted(t["trial"] for t in complete) == list(range(trials)), "lost or duplicated trial"
+    numbers = [t["trial"] for t in complete]
+    FAULTS.observe("trials lost", len(set(range(trials)) - set(numbers)))
+    FAULTS.observe("trials twice", len(numbers) - len(set(numbers)))
+    assert sorted(numbers) == list(range(trials)), "lost or duplicated trial"
     kept = {(t["trial"], t["attempt"]) for t in complete}
     epoch_rows = [(r["trial"], r["epoch"]) for r in rows(study_dir, "epochs")
                   if (r["trial"], r["attempt"]) in kept]
+    FAULTS.observe("trials twice", len(epoch_rows) - len(set(epoch_rows)))
     assert sorted(epoch_rows) == [(t, e) for t in range(trials) for e in range(1, epochs + 1)]
     assert not list(study_dir.rglob("*.tmp")), "a half-written file was left"
     assert not list((study_dir / "claims").glob("*.lock")), "a stale lock was left"
@@ -73,6 +77,7 @@ def assert_nothing_lost_or_duplicated(study_dir: Path, trials: int, epochs: int)
 
 def one_line_error(output: str) -> str:
     """The single error line of ``output``; fails on a traceback or several errors."""
+    FAULTS.observe("tracebacks", output.count("Traceback"))
     assert "Traceback" not in output, output
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, output
@@ -100,6 +105,7 @@ def test_kills_at_random_moments_lose_and_repeat_nothing(
         output = process.communicate(timeout=60)[0]
         fault_log.inject(signal.Signals(kill).name)
         if kill != signal.SIGKILL:  # Ctrl-C and kill: the documented ending, never a traceback
+            FAULTS.observe("tracebacks", output.count("Traceback"))
             assert "Traceback" not in output, output
             # A signal that lands while Python shuts down, after the run's last line, ends the
             # process by the signal itself: the run was over by then.
@@ -115,7 +121,9 @@ def test_kills_at_random_moments_lose_and_repeat_nothing(
         return {(r["trial"], r["epoch"]): (r["test_acc"], r["train_loss"])
                 for r in rows(folder / "faults", "epochs")}
 
-    assert metrics(killed) == metrics(straight)  # resumed trials equal uninterrupted ones
+    resumed, uninterrupted = metrics(killed), metrics(straight)
+    FAULTS.observe("wrong numbers", sum(resumed.get(k) != v for k, v in uninterrupted.items()))
+    assert resumed == uninterrupted  # resumed trials equal uninterrupted ones
     fault_log.verified()
 
 
@@ -328,6 +336,7 @@ def test_corrupt_parquet_files_are_named_set_aside_and_their_trials_trained_agai
         assert f"{path} is unreadable" in " ".join(output.split())
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
     assert code == 0, output
+    FAULTS.observe("tracebacks", output.count("Traceback"))
     assert "Traceback" not in output
     assert "this run trained 3; 1 was complete before it started" in " ".join(output.split())
     for path in damaged:
@@ -352,6 +361,7 @@ def test_a_torn_journal_line_is_set_aside_and_the_study_goes_on(
     outputs = []
     for _ in range(2):  # the first run repairs; the second finds a sound journal
         code, output = invoke("run", str(study), "--results-dir", str(tmp_path / "r"))
+        FAULTS.observe("tracebacks", output.count("Traceback"))
         assert code == 0 and "Traceback" not in output, output
         outputs.append(" ".join(output.split()))
     (side,) = folder.glob("optuna.journal.torn-*")

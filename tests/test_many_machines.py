@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ablate.cli import app
-from tests.conftest import FaultLog
+from tests.conftest import FAULTS, FaultLog
 
 SERVER = dict(host="127.0.0.1", port=5432, user="postgres")
 STUDY = '''
@@ -87,7 +87,10 @@ def rows(folder: Path, table: str) -> list[dict]:
 def assert_each_trial_once(folder: Path, epochs: int) -> list[dict]:
     trials = rows(folder, "trials")
     complete = [t for t in trials if t["state"] == "complete"]
-    assert sorted(t["trial"] for t in complete) == list(range(18)), "a trial lost or twice"
+    numbers = [t["trial"] for t in complete]
+    FAULTS.observe("trials lost", len(set(range(18)) - set(numbers)))
+    FAULTS.observe("trials twice", len(numbers) - len(set(numbers)))
+    assert sorted(numbers) == list(range(18)), "a trial lost or twice"
     kept = {(t["trial"], t["attempt"]) for t in complete}
     epoch_rows = sorted((r["trial"], r["epoch"]) for r in rows(folder, "epochs")
                         if (r["trial"], r["attempt"]) in kept)
@@ -194,6 +197,7 @@ def test_a_missing_database_driver_is_named_with_the_command_that_installs_it(
                                       str(tmp_path), "--storage",
                                       "postgresql+pg8000://postgres@127.0.0.1/x"])
     assert result.exit_code == 2
+    FAULTS.observe("tracebacks", result.output.count("Traceback"))
     assert "Traceback" not in result.output
     (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert "driver 'pg8000'" in line and "pip install pg8000" in line
