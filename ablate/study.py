@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ablate.fractional import RESOLUTIONS, fraction
+from ablate.fractions import RESOLUTIONS, fraction
 from ablate.registry import column_value
 
 DESIGNS = ("grid", "oat")

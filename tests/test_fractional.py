@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ablate import Study, choice, fractional
 from ablate.cli import app
 from ablate.discovery import Plugins
-from ablate.fractional import fraction
+from ablate.fractions import fraction
 from ablate.report import build
 from ablate.report.answer import Finding, sentence
 from ablate.report.contrasts import Design, confounding, main_effects

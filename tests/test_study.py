@@ -83,3 +83,19 @@ def test_sampler_design_has_a_trial_budget() -> None:
 def test_study_records_where_it_was_declared() -> None:
     study = make()
     assert study.location[0] == __file__
+
+
+def test_the_public_names_are_the_api_not_submodules_of_the_same_name() -> None:
+    """``import ablate`` loads its names lazily; a submodule named like one of them (there was
+    an ``ablate/fractional.py``) would shadow it once imported."""
+    import importlib
+    import pkgutil
+    import types
+
+    import ablate
+
+    for module in pkgutil.walk_packages(ablate.__path__, "ablate."):
+        if module.name not in ("ablate.__main__",):
+            importlib.import_module(module.name)
+    for name in ablate.__all__:
+        assert not isinstance(getattr(ablate, name), types.ModuleType), name
