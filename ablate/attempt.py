@@ -206,7 +206,11 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
            "precision": result.precision if result else None,
            "data_placement": device_data.placement if device_data else None,
            "tf32": result.backends.tf32 if result else None,
-           "deterministic": result.backends.deterministic if result else None,
+           # deterministic only when no op ran without a deterministic kernel (warn_only)
+           "deterministic": (result.backends.deterministic and not result.nondeterministic
+                             if result else None),
+           "nondeterministic_ops": ", ".join(result.nondeterministic) or None if result else None,
+           "compiled": bool(setup.settings["compile"]) if result else None,
            "threads": _threads(),
            **{f"step_ms_{p}": (result.step_ms or {}).get(p) if result else None
               for p in ("fp32", "bf16")},

@@ -3,8 +3,9 @@
 On a GPU, cuDNN's convolution backward and adaptive average pooling's backward are not
 deterministic: two runs of one seed differ, so run-to-run noise would be reported as an effect,
 a continued trial would not match one that never stopped, and ``resume_jump``'s ``full`` control
-would not equal ``none``. ``deterministic`` (``auto``: on whenever the trial restarts, i.e.
-``resume`` is not ``none``) makes every kernel deterministic, at some speed. Exactness then holds
+would not equal ``none``. ``deterministic`` makes every kernel deterministic, at some speed;
+``auto`` is decided once per study (on whenever it writes checkpoints or restarts, which it does
+by default: see :func:`ablate.study.one_determinism`), so all its cells compute alike. Exactness then holds
 on the same GPU model with the same CUDA, cuDNN and torch versions, not across them.
 
 TF32 (10-bit mantissa matrix products on Ampere and newer) is on by default for cuDNN
@@ -16,8 +17,11 @@ On a CPU none of this changes anything: its kernels are deterministic and it has
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 
@@ -41,10 +45,14 @@ def prepare_process() -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
 
 
-def wants_determinism(settings: dict[str, Any]) -> bool:
-    """``deterministic=on``, or ``auto`` with simulated restarts (whose controls must match)."""
+def wants_determinism(settings: Mapping[str, Any]) -> bool:
+    """``deterministic=on``; a study decides ``auto`` once for all its trials
+    (:func:`ablate.study.one_determinism`), and a lone trial the same way: on when it writes
+    checkpoints or restarts."""
     setting = settings.get("deterministic", "auto")
-    return setting == "on" or (setting == "auto" and settings.get("resume", "none") != "none")
+    if setting == "auto":
+        return settings.get("resume", "none") != "none" or settings.get("checkpoint_every", 1) > 0
+    return bool(setting == "on")
 
 
 def configure(settings: dict[str, Any], precision: str, device: torch.device) -> Backends:
@@ -90,6 +98,54 @@ def to_training_layout(model: torch.nn.Module, device: torch.device) -> torch.nn
 
 def _to_nchw(module: torch.nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(t.contiguous() if isinstance(t, torch.Tensor) else t for t in inputs)
+
+
+NONDETERMINISTIC = "does not have a deterministic implementation"  # torch's warning, warn_only
+
+
+@contextmanager
+def nondeterministic_ops() -> Iterator[set[str]]:
+    """The ops that warned they have no deterministic kernel while the block ran (with
+    ``deterministic`` on, ``warn_only`` lets such an op run): the trial's row then says which,
+    instead of claiming ``deterministic``. Other warnings are shown as usual."""
+    found: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", message=f".*{NONDETERMINISTIC}.*")  # every trial's
+        shown = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
+            text = str(message)
+            if NONDETERMINISTIC in text:
+                found.add(text.split(NONDETERMINISTIC)[0].strip() or "an op")
+                return
+            shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield found
+
+
+_compiled_key: Hashable = None  # the architecture this worker's compiled graphs belong to
+
+
+def compiled(model: torch.nn.Module, deterministic: bool, key: Hashable) -> Any:
+    """``torch.compile`` for a trial: Inductor's own determinism follows ``deterministic``
+    (its autotuning picks kernels by timing otherwise), the graphs of another architecture are
+    dropped first (``torch.compiler.reset``) so the recompile limit is never reached across
+    trials, and reaching it within a trial is an error: Dynamo otherwise runs the model eagerly
+    without a word while the row says it ran compiled. (Inductor's and Dynamo's configs are
+    torch-private; ``tests/test_backends_pins.py`` fails when torch renames them.)"""
+    import torch._dynamo.config as dynamo
+    import torch._inductor.config as inductor
+
+    global _compiled_key
+    if key != _compiled_key:
+        torch.compiler.reset()
+        _compiled_key = key
+    dynamo.recompile_limit = max(dynamo.recompile_limit, 64)
+    dynamo.fail_on_recompile_limit_hit = True
+    inductor.deterministic = deterministic
+    return torch.compile(model, dynamic=False)
 
 
 class GlobalAvgPool(torch.nn.Module):

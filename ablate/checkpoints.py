@@ -86,9 +86,14 @@ class CheckpointStore:
             self._write(path, payload, None)
             return path
         copied = _to_host(payload)
-        ready = torch.cuda.Event() if torch.cuda.is_available() else None
-        if ready is not None:
-            ready.record()
+        device = _cuda_device(payload)
+        ready = None
+        if device is not None:
+            # The copies were queued on the current stream of the tensors' own GPU: the event
+            # must follow that stream (recorded on cuda:0's, a trial on cuda:1 could save
+            # half-copied buffers).
+            ready = torch.cuda.Event()
+            ready.record(torch.cuda.current_stream(device))
         self._pending = threading.Thread(target=self._write_in_background,
                                          args=(path, copied, ready), daemon=False)
         self._pending.start()
@@ -140,6 +145,18 @@ class CheckpointStore:
             self.wait()
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _cuda_device(value: Any) -> torch.device | None:
+    """The GPU of the first CUDA tensor in ``value``, or None."""
+    if isinstance(value, torch.Tensor):
+        return value.device if value.device.type == "cuda" else None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    for item in items:
+        found = _cuda_device(item)
+        if found is not None:
+            return found
+    return None
 
 
 def _to_host(value: Any) -> Any:

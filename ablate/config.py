@@ -52,8 +52,9 @@ SETTINGS: tuple[Param, ...] = (
     Param("precision", "auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16, else "
           "fp32), fp32 or bf16", choices=PRECISIONS),
     Param("deterministic", "auto", "deterministic GPU kernels (slower; exact repeats on the same "
-          "GPU and library versions): on, off, or auto (on when resume is not none); no effect "
-          "on a CPU", choices=("auto", "on", "off")),
+          "GPU and library versions): on, off, or auto (decided once per study: on whenever it "
+          "writes checkpoints or restarts, which it does by default); no effect on a CPU",
+          choices=("auto", "on", "off")),
     Param("compile", False, "torch.compile the model (compiled once per architecture per worker)"),
     Param("classes", (), "train and test on these classes only, by label (labels renumbered, "
           "names kept; empty: all)", ge=0),

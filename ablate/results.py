@@ -37,7 +37,7 @@ TRIAL_COLUMNS = pa.schema([
     ("resumed_from_epoch", pa.int64()), ("seconds", pa.float64()), ("model_params", pa.int64()),
     ("device", pa.string()), ("gpu", pa.string()), ("data_placement", pa.string()),
     ("precision", pa.string()), ("tf32", pa.bool_()), ("deterministic", pa.bool_()),
-    ("threads", pa.int64()),
+    ("threads", pa.int64()), ("nondeterministic_ops", pa.string()), ("compiled", pa.bool_()),
     ("step_ms_fp32", pa.float64()),
     ("step_ms_bf16", pa.float64()), ("torch_version", pa.string()),
     ("ablate_version", pa.string()),

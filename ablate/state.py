@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ablate.backends import deterministic_pools, to_training_layout, wants_determinism
+from ablate.backends import compiled, deterministic_pools, to_training_layout, wants_determinism
 from ablate.config import TrialSetup
 from ablate.events import EpochRecord
 from ablate.weights import StartingPoint, freeze_backbone, load_into
@@ -74,11 +74,8 @@ def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.de
     # Static shapes: the ragged last batch costs one more graph, not a dynamic-shape recompile.
     network = model
     if setup.settings["compile"]:
-        from torch import _dynamo
-
-        # A worker compiles one graph per architecture and batch shape it meets: room for many.
-        _dynamo.config.cache_size_limit = max(_dynamo.config.cache_size_limit, 64)
-        network = torch.compile(model, dynamic=False)
+        key = (setup.model.component.name, tuple(sorted(setup.model.values.items())), str(device))
+        network = compiled(model, wants_determinism(setup.settings), key)
     return TrainingState(model, optimizer, scheduler, generator, network, fresh=fresh)
 
 

@@ -239,6 +239,28 @@ def fingerprint_of(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def one_determinism(baseline: Mapping[str, Any], factors: Mapping[str, Factor]) -> dict[str, Any]:
+    """``baseline`` with ``deterministic="auto"`` decided once for the whole study: on whenever
+    any of its trials writes checkpoints (a crash-resumed trial then equals one that never
+    stopped) or restarts (a resume study's ``full`` control equals ``none``), else off. Decided
+    per cell, the ``none`` cell of a resume study trained with other kernels than the rest, and
+    the control could never equal it on a GPU. (On a CPU the setting changes nothing.)"""
+    from ablate.config import SETTINGS
+
+    default = {p.name: p.default for p in SETTINGS}
+    if baseline.get("deterministic", default["deterministic"]) != "auto" or "deterministic" in factors:
+        return dict(baseline)
+
+    def values(key: str) -> list[Any]:
+        factor = factors.get(key)
+        levels = list(factor.values) if isinstance(factor, Choice) else []
+        return [baseline.get(key, default[key]), *levels]
+
+    restarts = any(mode != "none" for mode in values("resume"))
+    checkpoints = any(isinstance(n, (int, float)) and n > 0 for n in values("checkpoint_every"))
+    return {**baseline, "deterministic": "on" if restarts or checkpoints else "off"}
+
+
 def _caller_location() -> tuple[str, int]:
     """File and line of the code that declared the study (for error messages)."""
     frame = sys._getframe(1)
@@ -398,6 +420,7 @@ class Study:
             design = Sampler(design.name, chosen.trials)
         factors = {k: f for k, f in {**self.factors, **chosen.factors}.items()
                    if k not in (overrides or {})}
+        baseline = one_determinism(baseline, factors)
         trials = () if isinstance(design, Sampler) else self._enumerate(design, baseline, factors, seeds)
         return StudyPlan(self.name, self.question, chosen_name, self.metric, self.direction, design,
                          baseline, factors, seeds, trials, self.configure, tuple(self.metrics),

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from ablate.backends import Backends, configure
+from ablate.backends import Backends, configure, nondeterministic_ops
 from ablate.checkpoints import CheckpointStore
 from ablate.config import TrialSetup
 from ablate.data import ImageData, stratified_holdout
@@ -57,6 +57,7 @@ class TrialResult:
     fresh: tuple[str, ...] = ()  # the model's tensors a starting point did not provide
     step_ms: dict[str, float] | None = None  # fp32/bf16 step timings behind precision=auto
     backends: Backends = Backends(deterministic=False, tf32=False)
+    nondeterministic: tuple[str, ...] = ()  # ops that warned they ran without a deterministic kernel
 
     @property
     def parameters(self) -> int:
@@ -430,13 +431,16 @@ def fit(
     backends = configure(settings, precision, device)
     measure = Evaluator(data, eval_batch_size(settings["eval_batch_size"], data), precision, log)
     predicted = None
+    warned: set[str] = set()
     for epoch in range(state.epoch + 1, settings["epochs"] + 1):
         epoch_started = time.perf_counter()
         restarting = mode != "none" and period > 0 and epoch > 1 and (epoch - 1) % period == 0
         if restarting:
             restart(state, setup, mode, seed, (epoch - 1) // period)
         lr = state.optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_epoch(state, data, augmentations, batch_size, precision)
+        with nondeterministic_ops() as found:  # ops that could not run deterministically
+            train_loss, train_acc = train_epoch(state, data, augmentations, batch_size, precision)
+        warned |= found
         if not np.isfinite(train_loss):
             # Diverged: a result of these settings, not an error. The weights are NaN now, so
             # there is nothing left to evaluate or to continue from.
@@ -450,12 +454,14 @@ def fit(
                                seconds=time.perf_counter() - started, model=state.model,
                                precision=precision, resumed_from=resumed_from, diverged=True,
                                fresh=tuple(state.fresh), step_ms=chosen.step_ms,
-                               backends=backends)
-        _, train_eval_acc, _ = measure(state.network, data.train_eval, data.train_eval_y)
-        test_loss, test_acc, predicted = measure(state.network, data.test_x, data.test_y)
-        val_loss = val_acc = None
-        if data.val_x is not None and data.val_y is not None:
-            val_loss, val_acc, _ = measure(state.network, data.val_x, data.val_y)
+                               backends=backends, nondeterministic=tuple(sorted(warned)))
+        with nondeterministic_ops() as found:
+            _, train_eval_acc, _ = measure(state.network, data.train_eval, data.train_eval_y)
+            test_loss, test_acc, predicted = measure(state.network, data.test_x, data.test_y)
+            val_loss = val_acc = None
+            if data.val_x is not None and data.val_y is not None:
+                val_loss, val_acc, _ = measure(state.network, data.val_x, data.val_y)
+        warned |= found
         # Selection (a plateau's steps) uses the validation split when there is one.
         step_scheduler(state.scheduler, test_acc if val_acc is None else val_acc)
         record = EpochRecord(epoch, lr, train_loss, train_acc, train_eval_acc, test_loss,
@@ -495,4 +501,5 @@ def fit(
         fresh=tuple(state.fresh),
         step_ms=chosen.step_ms,
         backends=backends,
+        nondeterministic=tuple(sorted(warned)),
     )

@@ -390,3 +390,49 @@ def test_the_test_kit_refuses_a_component_that_cannot_resume(
         check_component(Component(kind, "stateful", factory, "keeps state outside state_dict",  # type: ignore[arg-type]
                                   (), "tests"))
     fault_log.verified()
+
+
+def test_a_trial_that_ran_an_op_without_a_deterministic_kernel_does_not_claim_determinism(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With warn_only, such an op merely warned while the trials row said deterministic=true.
+    (A stand-in model warns as torch does on a GPU: scatter_add_cuda_kernel has no
+    deterministic kernel.)"""
+    import warnings
+
+    import torch
+
+    import ablate
+    from ablate.backends import NONDETERMINISTIC
+    from ablate.discovery import load_plugins
+    from tests.conftest import TinyPlugin
+    from tests.test_faults import invoke
+
+    class Warning_:
+        @ablate.hookimpl
+        def register_models(self, register):  # type: ignore[no-untyped-def]
+            def model(*, num_classes: int) -> torch.nn.Module:
+                class Scatter(torch.nn.Module):
+                    def __init__(self) -> None:
+                        super().__init__()
+                        self.linear = torch.nn.Linear(3 * 8 * 8, num_classes)
+
+                    def forward(self, x: torch.Tensor) -> torch.Tensor:
+                        if self.training:
+                            warnings.warn(f"scatter_add_cuda_kernel {NONDETERMINISTIC}, but you "
+                                          "set 'torch.use_deterministic_algorithms(True, "
+                                          "warn_only=True)'", UserWarning, stacklevel=1)
+                        return self.linear(x.flatten(1))
+
+                return Scatter()
+
+            register("scatter_model", model, "warns like a non-deterministic CUDA op")
+
+    plugins = load_plugins(extra={"tests:tiny": TinyPlugin(), "warning": Warning_()})
+    monkeypatch.setattr("ablate.cli.get_plugins", lambda: plugins)
+    study = tiny_study(tmp_path, TINY.replace('model="tiny_mlp", hidden=8', 'model="scatter_model"')
+                       .replace("factors=dict(hidden=choice(4, 8))", "factors={}"))
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
+    assert code == 0, output
+    rows = table(tmp_path / "tiny_study", "trials")
+    assert {(r["param_deterministic"], r["deterministic"], r["nondeterministic_ops"])
+            for r in rows} == {("on", False, "scatter_add_cuda_kernel")}

@@ -165,8 +165,10 @@ def test_resume_jump_smoke_marks_restarts_per_mode(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "resume_jump.py"), "--preset",
                                       "smoke", "--results-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    trials = {t["trial"]: t["param_resume"]
-              for t in ds.dataset(tmp_path / "resume_jump" / "trials").to_table().to_pylist()}
+    rows = ds.dataset(tmp_path / "resume_jump" / "trials").to_table().to_pylist()
+    trials = {t["trial"]: t["param_resume"] for t in rows}
+    # One determinism for every cell: the `none` cell once trained without it.
+    assert {(t["param_deterministic"], t["deterministic"]) for t in rows} == {("on", True)}
     assert sorted(set(trials.values())) == ["full", "none", "weights_only", "weights_optimizer",
                                             "weights_scheduler"]
     marks: dict[str, set[int]] = {}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ablate import Preset, Study, choice, sampler, uniform
@@ -23,7 +25,8 @@ def test_grid_is_every_combination_times_seeds_in_seed_major_order() -> None:
     assert [t.index for t in plan.trials] == list(range(18))
     cells = {t.cell for t in plan.trials}
     assert len(cells) == 6 and "dropout=0.25,augment=none" in cells
-    assert plan.trials[1].params == dict(model="resnet18", dropout=0.0, augment="crop_flip")
+    assert plan.trials[1].params == dict(model="resnet18", dropout=0.0, augment="crop_flip",
+                                         deterministic="on")  # auto, decided for the study
 
 
 def test_one_factor_at_a_time_varies_each_factor_alone_from_the_baseline() -> None:
@@ -99,3 +102,21 @@ def test_the_public_names_are_the_api_not_submodules_of_the_same_name() -> None:
             importlib.import_module(module.name)
     for name in ablate.__all__:
         assert not isinstance(getattr(ablate, name), types.ModuleType), name
+
+
+def test_deterministic_auto_is_decided_once_for_every_cell_of_a_study() -> None:
+    """resume_jump's `none` cell once trained with deterministic=False (cudnn.benchmark, the
+    adaptive pool) and every other cell with True, so on a GPU its `full` control could never
+    equal `none`. auto is now decided per study, and the trials row of every cell says it."""
+    from ablate import studyfile
+
+    resume = studyfile.load(Path(__file__).resolve().parents[1] / "studies" / "resume_jump.py")
+    plan = resume.plan("smoke")
+    assert {t.params["deterministic"] for t in plan.trials} == {"on"}
+    assert {t.params.get("resume", "none") for t in plan.trials} >= {"none", "full"}
+    quiet = Study(name="s", question="?", baseline=dict(checkpoint_every=0),
+                  factors=dict(dropout=choice(0.0, 0.5))).plan()
+    assert {t.params["deterministic"] for t in quiet.trials} == {"off"}  # nothing to resume
+    asked = Study(name="s", question="?", baseline=dict(deterministic="off"),
+                  factors=dict(resume=choice("none", "full"))).plan()
+    assert {t.params["deterministic"] for t in asked.trials} == {"off"}  # as set

@@ -112,7 +112,8 @@ def test_backend_switches_follow_determinism_and_precision() -> None:
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
         assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
         assert torch.are_deterministic_algorithms_enabled()
-        chosen = backends.configure({"resume": "none", "deterministic": "auto"}, "bf16", cuda)
+        chosen = backends.configure({"resume": "none", "deterministic": "auto",
+                                     "checkpoint_every": 0}, "bf16", cuda)
         assert chosen == backends.Backends(deterministic=False, tf32=True)
         assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
         assert backends.configure({"deterministic": "on"}, "fp32", CPU).deterministic
