@@ -7,6 +7,7 @@ augmentation and normalisation there, per batch, so no per-image Python runs whi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -22,6 +23,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from ablate.claims import FileLock
 from ablate.errors import SetupError
 
 CACHE_ENV = "ABLATE_CACHE"
@@ -236,17 +238,38 @@ def cached_arrays(fingerprint: str, decode: Callable[[], dict[str, np.ndarray]]
     the pages it touches. The maps are copy-on-write, so nothing a trial does reaches the file.
     """
     cached = cache_dir() / "decoded" / fingerprint
-    if cached.is_dir():
-        try:
-            return _open_arrays(cached)
-        except (OSError, ValueError):  # a damaged cache is rebuilt, never trusted
-            shutil.rmtree(cached, ignore_errors=True)
-    arrays = decode()
+    opened = _try_open(cached)
+    if opened is not None:
+        return opened
     try:
-        _write_arrays(cached, arrays)
-    except OSError:  # a read-only or full home still trains, just without the cache
-        return arrays
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        lock: Any = FileLock(cached.with_name(f".{fingerprint}.lock"))
+    except OSError:  # a read-only home: decode without the cache
+        lock = contextlib.nullcontext()
+    # Workers starting together (32 on a GPU host) decode once: the others wait for the first
+    # and open its arrays, instead of each decoding and holding its own copy in memory.
+    with lock:
+        opened = _try_open(cached)
+        if opened is not None:
+            return opened
+        arrays = decode()
+        try:
+            _write_arrays(cached, arrays)
+        except OSError:  # a read-only or full home still trains, just without the cache
+            return arrays
     return _open_arrays(cached)
+
+
+def _try_open(cached: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when there are none; a damaged cache is removed (rebuilt,
+    never trusted)."""
+    if not cached.is_dir():
+        return None
+    try:
+        return _open_arrays(cached)
+    except (OSError, ValueError):
+        shutil.rmtree(cached, ignore_errors=True)
+        return None
 
 
 def _open_arrays(folder: Path) -> dict[str, np.ndarray]:

@@ -74,8 +74,12 @@ def _from_batches(folder: Path) -> ImageData:
 def _download(root: Path) -> Path:
     from torchvision.datasets import CIFAR10
 
+    from ablate.claims import FileLock
+
     try:
-        CIFAR10(str(root), train=True, download=True)
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(root / ".download.lock"):  # workers starting together download once
+            CIFAR10(str(root), train=True, download=True)
     except Exception as error:  # offline: URLError, socket errors, timeouts
         raise DatasetNotFound(
             f"CIFAR-10 was not found under {root} and could not be downloaded ({error}). "

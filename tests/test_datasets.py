@@ -108,3 +108,38 @@ def test_full_cifar10_from_the_shared_copy() -> None:
     assert np.bincount(full.test_labels.numpy()).tolist() == [1000] * 10
     mini = datasets.cifar10_mini(data_dir=None)
     assert torch.equal(full.train_images[:5000], mini.train_images)
+
+
+DECODE_ONCE = '''
+import os, sys, time
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+from ablate.data import cached_arrays
+
+def decode():
+    with open(sys.argv[1], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    time.sleep(1.0)
+    return {"train_x": np.zeros((4, 3, 2, 2), dtype=np.uint8)}
+
+arrays = cached_arrays("shared-fingerprint", decode)
+assert arrays["train_x"].shape == (4, 3, 2, 2)
+'''
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_workers_starting_together_decode_a_dataset_once(tmp_path: Path) -> None:
+    """32 workers on a GPU host once decoded (or downloaded) the same dataset at the same time,
+    each holding its own copy in memory; the cache is built under a lock, once."""
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "decodes.txt"
+    env = {**os.environ, "ABLATE_CACHE": str(tmp_path / "cache")}
+    workers = [subprocess.Popen([sys.executable, "-c", DECODE_ONCE, str(log), str(REPO)], env=env)
+               for _ in range(4)]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0, 0, 0]
+    assert len(log.read_text().splitlines()) == 1
