@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ablate.gpus import VISIBLE
+from ablate.placement import SHARING_ENV
 
 PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 
@@ -49,8 +50,16 @@ def run_workers(arguments: Sequence[str], workers: int, count_done: Callable[[],
     command = [sys.executable, "-m", "ablate", "run", *arguments, "--workers", "1",
                "--threads", str(threads), "--quiet"]
     on_linux = sys.platform.startswith("linux")
-    environments = [None] * workers if pinned is None else [
-        {**os.environ, VISIBLE: gpu} for gpu in pinned]
+    # Each worker knows how many share its device (it budgets its share of the memory) and
+    # how many compile threads are its share of the cores.
+    compile_threads = str(max(1, (os.cpu_count() or 1) // workers))
+    shared = {"TORCHINDUCTOR_COMPILE_THREADS": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS",
+                                                               compile_threads)}
+    if pinned is None:
+        environments = [{**os.environ, **shared, SHARING_ENV: str(workers)}] * workers
+    else:
+        environments = [{**os.environ, **shared, VISIBLE: gpu, SHARING_ENV: str(pinned.count(gpu))}
+                        for gpu in pinned]
     children = [subprocess.Popen(command, stdout=subprocess.DEVNULL, env=environment,
                                  preexec_fn=_end_with_parent if on_linux else None)
                 for environment in environments]
