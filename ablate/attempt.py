@@ -72,6 +72,7 @@ class AttemptContext:
     locate: Locate
     log: Callable[[str], None]
     provenance: dict[str, Any] = field(default_factory=dict)
+    device_lost: str | None = None  # why this process's device became unusable, once it did
 
 
 def provenance(plan: StudyPlan, plugins: Plugins, device: Any) -> dict[str, Any]:
@@ -96,6 +97,15 @@ def _git_revision(where: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return found.stdout.strip() or None
+
+
+def release_device_memory(device: Any) -> None:
+    """Give freed GPU blocks back after a trial (the next trial's model may differ). After a
+    sticky CUDA error this raises: the process's device is unusable from then on."""
+    if getattr(device, "type", None) == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def _threads() -> int:
@@ -193,10 +203,12 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
     except BaseException as exc:  # SystemExit too: recorded as a failed attempt; the study goes on
         state, error = AttemptState.FAIL, _error_text(exc)
         ctx.log(f"trial {index} attempt {attempt} raised {type(exc).__name__}: {exc}")
-    if getattr(ctx.device, "type", None) == "cuda":
-        import torch
-
-        torch.cuda.empty_cache()  # freed blocks go back: the next trial's model may differ
+    try:
+        release_device_memory(ctx.device)
+    except Exception as failure:  # a sticky CUDA error: this process's device is unusable
+        ctx.device_lost = f"{type(failure).__name__}: {str(failure).splitlines()[0] if str(failure) else ''}"
+        if state is not AttemptState.FAIL:
+            state, error = AttemptState.FAIL, _error_text(failure)
     history = list(result.epochs) if result else epochs
     metrics = final_metrics(history)
     row = {**keys, **ctx.provenance, **metrics, "state": state.value, "seed": planned.seed,

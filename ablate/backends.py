@@ -43,6 +43,10 @@ def prepare_process() -> None:
 
     os.environ.setdefault(*CUBLAS_WORKSPACE)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
+    # Many trials of different models in one process: segments that grow and shrink keep the
+    # allocator from fragmenting into out-of-memory errors with memory free.
+    if "PYTORCH_ALLOC_CONF" not in os.environ and "PYTORCH_CUDA_ALLOC_CONF" not in os.environ:
+        os.environ["PYTORCH_ALLOC_CONF"] = "expandable_segments:True"
 
 
 def wants_determinism(settings: Mapping[str, Any]) -> bool:

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ablate.discovery import Plugins, describe, get_plugins
+from ablate.errors import DEVICE_LOST_EXIT, DeviceLost
 from ablate.signals import deferred, interrupt_on_signals
 
 app = typer.Typer(help="Run ablation studies of image classifiers and report what each factor does.",
@@ -171,15 +172,15 @@ def _run_workers(study_file: Path, plan: Any, options: Any, plugins: Plugins, lo
                  workers: int, threads: int | None, preset: str | None, sets: list[str],
                  pinned: list[str] | None = None) -> None:
     """Check and open the study here (fail fast), then let ``workers`` processes train it."""
-    from ablate.runner import RunError, Runner, RunSummary, pick_device
+    from ablate.runner import RunError, Runner, RunSummary, device_kind
     from ablate.workers import run_workers, threads_per_worker
 
     try:
         runner = Runner(plan, options, plugins, log=out.print, locate=locate)
         columns = runner.validate()
-        device, _ = pick_device(options.device)
+        kind = device_kind(options.device)  # no CUDA context here: the workers train
         runner.enqueue(runner.prepare(columns), RunSummary(plan.size, 0))
-        if pinned is None and device.type == "cpu":  # every worker computes as the folder did
+        if pinned is None and kind == "cpu":  # every worker computes as the folder did
             threads = runner.fix_threads(threads or threads_per_worker(workers))
     except RunError as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
@@ -300,10 +301,21 @@ def worker(
     threads: ThreadsOption = None,
     heartbeat_interval: HeartbeatOption = 60,
     grace_period: GraceOption = 300,
+    gpus: Annotated[str | None, typer.Option(help="the one GPU this worker trains on, by index, "
+                                                  "e.g. 2 (start one worker per GPU)")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Join a study that `ablate run` started (on this or another machine, through its
     --storage) and train from its queue until the queue is empty."""
+    if gpus is not None:
+        from ablate.gpus import VISIBLE, physical
+
+        if not gpus.strip().isdigit():
+            err.print(f"[red]error:[/] --gpus {gpus}: a worker trains on one GPU, named by its "
+                      "index (e.g. --gpus 2); start one `ablate worker` per GPU", highlight=False)
+            raise typer.Exit(2)
+        # Before CUDA starts in this process: the worker sees that GPU alone, as cuda:0.
+        os.environ[VISIBLE] = physical(int(gpus))
     _start(study_file, preset, results_dir, device, storage, set_, data_dir, retries, False,
            tensorboard, 1, threads, heartbeat_interval, grace_period, quiet, join=True)
 
@@ -344,7 +356,11 @@ def _start(study_file: Path, preset: str | None, results_dir: Path, device: str,
                           f"of {required} (preset {required_plan.preset or '(none)'}): "
                           f"{done}/{required_plan.size} of its trials are complete, running it "
                           "first", highlight=False)
-                _run_here(required_plan, options, plugins, required_locate, quiet)
+                if workers > 1 or pinned:  # on the same workers (GPUs) as the study itself
+                    _run_workers(required, required_plan, options, plugins, required_locate,
+                                 workers, threads, required_plan.preset or None, [], pinned)
+                else:
+                    _run_here(required_plan, options, plugins, required_locate, quiet)
         if workers > 1 or pinned:
             _run_workers(study_file, plan, options, plugins, locate, workers, threads, preset, sets,
                          pinned)
@@ -367,6 +383,11 @@ def _run_here(plan: Any, options: Any, plugins: Plugins, locate: Any, quiet: boo
         except RunError as error:
             err.print(f"[red]error:[/] {error}", highlight=False)
             raise typer.Exit(2) from None
+        except DeviceLost as lost:
+            err.print(f"[red]error:[/] {escape(str(lost))}: this process stops, its trial is "
+                      "recorded; run the same command again (a fresh process continues)",
+                      highlight=False)
+            raise typer.Exit(DEVICE_LOST_EXIT) from None
         finally:
             plugins.manager.unregister(name="ablate:progress")
     finish(summary, runner.study_dir)

@@ -38,18 +38,53 @@ class ImageSource:
         return len(self.images) if self.rows is None else len(self.rows)
 
     def batch(self, start: int, stop: int, device: torch.device) -> torch.Tensor:
-        part = self.images[start:stop] if self.rows is None else self.images[self.rows[start:stop]]
-        return to_training_device(part, device)
+        if self.images.device == device:
+            return self.images[start:stop] if self.rows is None else self.images[self.rows[start:stop]]
+        rows = torch.arange(start, min(stop, len(self))) if self.rows is None else self.rows[start:stop]
+        return gather_to_device(self.images, rows, device)
 
 
-def to_training_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A batch gathered in host memory, on ``device``: from pinned memory without waiting on
-    CUDA; as it is on a CPU."""
-    if images.device == device:
-        return images
-    if device.type == "cuda":
-        return images.pin_memory().to(device, non_blocking=True)
-    return images.to(device)
+class PinnedStaging:
+    """Two pinned host buffers a streamed batch is gathered into, used in turn: the gather
+    writes straight into pinned memory (not into pageable memory first and then a pinned copy),
+    and a buffer is reused only once the copy to the GPU that read it has finished (its event),
+    so the next gather overlaps the last copy without overwriting it."""
+
+    def __init__(self) -> None:
+        self.buffers: list[torch.Tensor | None] = [None, None]
+        self.copied: list[Any] = [None, None]
+        self.turn = 0
+
+    def to_device(self, source: torch.Tensor, rows: torch.Tensor, device: torch.device
+                  ) -> torch.Tensor:
+        slot, self.turn = self.turn, self.turn ^ 1
+        if self.copied[slot] is not None:
+            self.copied[slot].synchronize()  # the copy that read this buffer is done
+        shape = (len(rows), *source.shape[1:])
+        count = len(rows) * source[0].numel() if len(source) else 0
+        buffer = self.buffers[slot]
+        if buffer is None or buffer.numel() < count or buffer.dtype != source.dtype:
+            buffer = self.buffers[slot] = torch.empty(max(count, 1), dtype=source.dtype,
+                                                      pin_memory=True)
+        staged = buffer[:count].view(shape)
+        torch.index_select(source, 0, rows, out=staged)
+        moved = staged.to(device, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(device))
+        self.copied[slot] = event
+        return moved
+
+
+_staging: dict[torch.device, PinnedStaging] = {}
+
+
+def gather_to_device(source: torch.Tensor, rows: torch.Tensor, device: torch.device
+                     ) -> torch.Tensor:
+    """``source[rows]`` (host memory, or its memory map) on ``device``: on CUDA through pinned
+    staging buffers without waiting; on a CPU gathered as it is."""
+    if device.type != "cuda":
+        return source[rows].to(device)
+    return _staging.setdefault(device, PinnedStaging()).to_device(source, rows, device)
 
 
 @dataclass(frozen=True)
@@ -82,7 +117,7 @@ class DeviceData:
         if self.train_rows is None:
             return self.train_x[index]
         rows = self.train_rows[index.cpu() if host_index is None else host_index]
-        return to_training_device(self.train_x[rows], self.device)
+        return gather_to_device(self.train_x, rows, self.device)
 
     @property
     def train_eval(self) -> ImageSource:

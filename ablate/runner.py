@@ -30,7 +30,7 @@ from ablate.attempt import AttemptContext, provenance, run_attempt
 from ablate.config import TrialSetup
 from ablate.dataset_cache import DatasetCache
 from ablate.discovery import Plugins
-from ablate.errors import RunError
+from ablate.errors import DeviceLost, RunError
 from ablate.events import AttemptState
 from ablate.folder import FolderError, StudyFolder
 from ablate.identity import DataGuard, fixed_threads
@@ -87,6 +87,28 @@ class RunSummary:
     def by_others(self) -> int:
         """Trials that other runs sharing the folder finished while this one ran."""
         return max(0, self.done_after - self.done_before - self.trained)
+
+
+def device_kind(requested: str) -> str:
+    """The kind of device ``requested`` names ('cuda', 'mps', 'cpu'), without starting CUDA:
+    the parent of ``--workers`` checks it, and holding a CUDA context of its own would take
+    memory on GPU 0 for the whole study."""
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except RuntimeError as error:
+        raise RunError(f"device {requested!r} is not usable here ({error}); pass --device auto or "
+                       "cpu") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise RunError(f"device {requested!r} is not usable here ({torch.cuda.device_count()} CUDA "
+                       "GPUs visible); pass --device auto or cpu")
+    return device.type
 
 
 def pick_device(requested: str) -> tuple[Any, str]:
@@ -333,6 +355,9 @@ class Runner:
                 trial = queue.ask_fresh(self.plan.size, self.distributions)
             if trial is not None:
                 self._train(trial, ctx, summary)
+                if ctx.device_lost is not None:  # recorded; a fresh process goes on
+                    raise DeviceLost(f"the training device failed after trial "
+                                     f"{trial.user_attrs.get(PLANNED)} ({ctx.device_lost})")
             elif queue.running_elsewhere():
                 queue.wait()
             elif queue.recorded() - self.finished():

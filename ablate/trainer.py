@@ -31,7 +31,6 @@ from ablate.placement import (  # noqa: F401
     choose_placement,
     free_memory,
     to_device,
-    to_training_device,
     trial_data,
 )
 from ablate.precision import PrecisionChoice, choose_precision

@@ -21,10 +21,12 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ablate.errors import DEVICE_LOST_EXIT
 from ablate.gpus import VISIBLE
 from ablate.placement import SHARING_ENV
 
 PR_SET_PDEATHSIG = 1  # from linux/prctl.h
+MAX_RESPAWNS = 3  # fresh processes per worker slot after its device failed
 
 
 def threads_per_worker(workers: int) -> int:
@@ -60,17 +62,34 @@ def run_workers(arguments: Sequence[str], workers: int, count_done: Callable[[],
     else:
         environments = [{**os.environ, **shared, VISIBLE: gpu, SHARING_ENV: str(pinned.count(gpu))}
                         for gpu in pinned]
-    children = [subprocess.Popen(command, stdout=subprocess.DEVNULL, env=environment,
-                                 preexec_fn=_end_with_parent if on_linux else None)
-                for environment in environments]
+
+    def start(environment: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, env=environment,
+                                preexec_fn=_end_with_parent if on_linux else None)
+
+    children = [start(environment) for environment in environments]
+    respawned = [0] * workers
     where = "" if pinned is None else f", on GPUs {', '.join(pinned)}"
     console.print(f"{workers} workers, {threads} threads each{where}", highlight=False)
     progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console)
     task = progress.add_task("trials", total=total)
     try:
+        def busy() -> bool:  # a worker still runs, or one whose device failed is to be replaced
+            return any(child.poll() is None or (child.poll() == DEVICE_LOST_EXIT
+                                                and respawned[slot] < MAX_RESPAWNS)
+                       for slot, child in enumerate(children))
+
         with progress:
-            while any(child.poll() is None for child in children):
+            while busy():
+                for slot, child in enumerate(children):
+                    # A worker whose device failed recorded its trial and stopped: a fresh
+                    # process (a new CUDA context) takes its place, a few times at most.
+                    if child.poll() == DEVICE_LOST_EXIT and respawned[slot] < MAX_RESPAWNS:
+                        respawned[slot] += 1
+                        progress.console.print(f"worker {slot + 1}: its device failed; a fresh "
+                                               "worker takes its place", highlight=False)
+                        children[slot] = start(environments[slot])
                 progress.update(task, completed=min(count_done(), total))
                 time.sleep(1.0)
             progress.update(task, completed=min(count_done(), total))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,15 @@ from ablate.data import CIFAR10_MEAN, CIFAR10_STD, ImageData
 from ablate.discovery import Plugins, load_plugins
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On a GPU host the unmarked tests would pick CUDA (device auto) and wait, say, for a
+    checkpoint that the GPU's 60 s spacing never writes. They run on the CPU, as in CI: the GPUs
+    are hidden (from subprocesses too) unless the run selects the gpu-marked tests (-m gpu)."""
+    selected = str(config.getoption("markexpr") or "")
+    if "gpu" not in selected or "not gpu" in selected:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
 SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10"
 
 

@@ -396,3 +396,32 @@ def test_ctrl_c_at_any_moment_of_a_run_ends_with_status_130_and_no_traceback(
     assert "Traceback" not in errors, errors
     assert "interrupted" in errors, errors
     fault_log.verified()
+
+
+def test_a_worker_whose_device_fails_records_its_trial_and_a_fresh_one_takes_its_place(
+        tmp_path: Path, fault_log: FaultLog) -> None:
+    """After a sticky CUDA error, empty_cache outside the try raised: the worker died without
+    recording its attempt, its trial was requeued, and no worker was started in its place, so
+    one bad trial took the workers down one by one. (On the CPU, the release of the device's
+    memory is made to fail once, as CUDA's does.)"""
+    import os
+    import subprocess
+
+    from tests.test_faults import FAULT_STUDY, assert_nothing_lost_or_duplicated, run_command, write
+
+    study = write(tmp_path / "faults.py", FAULT_STUDY)
+    helper = Path(__file__).parent / "helpers" / "device_fails_once"
+    env = {**os.environ, "ABLATE_TEST_DEVICE_FAILS_ONCE": str(tmp_path / "failed-once"),
+           "PYTHONPATH": os.pathsep.join([str(helper), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(run_command(study, tmp_path, "--workers", "2"), capture_output=True,
+                          text=True, timeout=600, env=env)
+    fault_log.inject("a worker's device failing")
+    assert (tmp_path / "failed-once").exists(), "the failure was never injected"
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "its device failed; a fresh worker takes its place" in done.stdout
+    from tests.test_faults import rows
+
+    failed = [t for t in rows(tmp_path / "faults", "trials") if t["state"] == "fail"]
+    assert len(failed) == 1 and "illegal memory access" in failed[0]["error"]  # recorded
+    assert_nothing_lost_or_duplicated(tmp_path / "faults", trials=8, epochs=3)
+    fault_log.verified()

@@ -308,7 +308,7 @@ def test_checkpoints_are_spaced_in_time_on_a_gpu_and_every_epoch_on_a_cpu(
 
 # --- on a GPU, when one is at hand (skipped otherwise) ----------------------------------------
 
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run pytest -m gpu)")
 
 
 @pytest.mark.gpu
@@ -342,3 +342,18 @@ def test_on_a_gpu_stream_and_device_placement_agree(plugins: Plugins) -> None:
         assert data.placement == placement
         results[placement] = [(e.train_loss, e.test_acc) for e in fit(setup, data, 3, 0, cuda).epochs]
     assert results["stream"] == results["device"]
+
+
+def test_unmarked_tests_run_on_the_cpu_even_on_a_gpu_host() -> None:
+    """On a GPU host the unmarked tests picked CUDA: the SIGKILL test waited for a checkpoint
+    the 60 s GPU spacing never wrote, and stream = device was compared under cudnn.benchmark.
+    The GPUs are hidden from them and from what they start (conftest.pytest_configure)."""
+    import os
+    import subprocess
+    import sys
+
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == ""
+    assert not torch.cuda.is_available()
+    child = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                           capture_output=True, text=True, timeout=120)
+    assert child.stdout.strip() == "False"
