@@ -146,9 +146,13 @@ def compiled(model: torch.nn.Module, deterministic: bool, key: Hashable) -> Any:
     if key != _compiled_key:
         torch.compiler.reset()
         _compiled_key = key
-    dynamo.recompile_limit = max(dynamo.recompile_limit, 64)
-    dynamo.fail_on_recompile_limit_hit = True
-    inductor.deterministic = deterministic
+    known = dynamo.get_config_copy()  # older torch releases lack some of these switches
+    if "recompile_limit" in known:
+        dynamo.recompile_limit = max(dynamo.recompile_limit, 64)
+    if "fail_on_recompile_limit_hit" in known:
+        dynamo.fail_on_recompile_limit_hit = True
+    if "deterministic" in inductor.get_config_copy():
+        inductor.deterministic = deterministic
     return torch.compile(model, dynamic=False)
 
 

@@ -119,3 +119,24 @@ def test_gpu_benchmark_says_plainly_when_there_is_no_gpu() -> None:
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
     assert figures == {"gpu": None, "note": "no CUDA GPU here: nothing measured"}
+
+
+def test_the_gpu_first_check_runs_to_its_first_gpu_step_and_says_so(tmp_path: Path) -> None:
+    """On a CPU it names what it found, marks every check skipped with the reason, writes its
+    JSON and exits 0; on a GPU the same lines say held or failed."""
+    import re
+
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_first_check.py"),
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("GPU: none (torch ") and "every check below needs one" in lines[0]
+    checks = [line for line in lines if re.match(r"^(held|failed|skipped) +[^:]+: .+", line)]
+    assert [line.split(":")[0].split(None, 1)[1] for line in checks] == [
+        "pytest -m gpu", "workers share one GPU", "kill and resume bitwise", "resume_jump control",
+        "stream = device", "throughput", "speed figures"]
+    assert all(line.startswith("skipped") and line.endswith("needs a CUDA GPU") for line in checks)
+    assert lines[-1] == f"0 of 7 checks held; details in {tmp_path}"
+    recorded = json.loads((tmp_path / "gpu_first_check.json").read_text())
+    assert recorded["throughput"]["status"] == "skipped"
