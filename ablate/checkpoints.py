@@ -164,7 +164,10 @@ def _to_host(value: Any) -> Any:
     GPU), so that training can change the originals while the copy is written."""
     if isinstance(value, torch.Tensor):
         if value.device.type == "cuda":
-            host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+            # empty_like keeps the layout (a channels_last weight's momentum stays channels_last):
+            # restored in plain strides, the fused SGD/Adam kernels refused the first step
+            # ("check_fast_path_restrictions"), so every resumed GPU trial failed.
+            host = torch.empty_like(value, device="cpu", pin_memory=True)
             return host.copy_(value.detach(), non_blocking=True)
         return value.detach().clone()
     if isinstance(value, dict):

@@ -64,8 +64,11 @@ class PinnedStaging:
         count = len(rows) * source[0].numel() if len(source) else 0
         buffer = self.buffers[slot]
         if buffer is None or buffer.numel() < count or buffer.dtype != source.dtype:
-            buffer = self.buffers[slot] = torch.empty(max(count, 1), dtype=source.dtype,
-                                                      pin_memory=True)
+            # A normal tensor even when first needed while evaluating (inference mode): an
+            # inference tensor cannot be written to by the next training step's gather.
+            with torch.inference_mode(False):
+                buffer = self.buffers[slot] = torch.empty(max(count, 1), dtype=source.dtype,
+                                                          pin_memory=True)
         staged = buffer[:count].view(shape)
         torch.index_select(source, 0, rows, out=staged)
         moved = staged.to(device, non_blocking=True)

@@ -28,6 +28,7 @@ def epoch_seconds(placement: str, images: int, device_name: str) -> tuple[float,
     import torch
     from ablate_plugins import datasets
 
+    from ablate.backends import configure
     from ablate.config import resolve
     from ablate.discovery import load_plugins
     from ablate.state import build_state
@@ -40,6 +41,9 @@ def epoch_seconds(placement: str, images: int, device_name: str) -> tuple[float,
                      "data_placement": placement}, registry)
     data = trial_data(datasets.cifar10_mini(data_dir=None), setup.settings, device)
     state = build_state(setup, 10, 0, device)
+    # As fit() does: deterministic kernels (the study's default), or a GPU's run-to-run noise
+    # would differ between the placements and the same-loss check would mean nothing.
+    configure(setup.settings, "fp32", device)
     augmentations = [chosen.build() for chosen in setup.augmentations]
     started = time.perf_counter()
     loss, _ = train_epoch(state, data, augmentations, 128, "fp32")
