@@ -44,8 +44,10 @@ def ran_on(trials: list[Mapping[str, Any]], model_column: str | None) -> str:
         return ""
     precisions = [f"{precision} ({', '.join(names)})" if names and len(models) > 1 else precision
                   for precision, names in sorted(models.items())]
+    # Switches of GPU kernels: on a CPU, whose kernels are deterministic anyway, they say nothing.
+    on_gpu = [t for t in trials if str(t.get("device") or "").startswith("cuda")]
     flags = [label for name, label in (("tf32", "TF32"), ("deterministic", "deterministic kernels"))
-             if any(t.get(name) for t in trials)]
+             if any(t.get(name) for t in on_gpu)]
     return ("Ran" + (f" on {_listed(devices)}" if devices else "")
             + (f" with torch {_listed(versions)}" if versions else "")
             + ("," if precisions and (devices or versions) else "")
