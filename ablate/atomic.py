@@ -24,7 +24,7 @@ class WriteError(OSError):
         self.reason = reason
 
     def __str__(self) -> str:
-        return self.args[1]
+        return str(self.args[1])
 
 
 def write_file_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -177,7 +177,8 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, attempt: int, trial:
                                          planned.seed, ctx.results_dir, classes)
         result = fit(setup, device_data, len(classes), planned.seed, ctx.device, epoch_done,
                      checkpoints, meta, start, keep_best="best" in keep,
-                     precision_record=ctx.folder.precision_record, log=ctx.log)
+                     precision_record=ctx.folder.precision_record, log=ctx.log,
+                     final_checkpoint=False)
         if result.resumed_from:
             ctx.log(f"trial {index} continued from its checkpoint after epoch {result.resumed_from}")
         if start is not None and result.fresh:

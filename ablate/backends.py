@@ -55,11 +55,12 @@ def wants_determinism(settings: Mapping[str, Any]) -> bool:
     checkpoints or restarts."""
     setting = settings.get("deterministic", "auto")
     if setting == "auto":
-        return settings.get("resume", "none") != "none" or settings.get("checkpoint_every", 1) > 0
+        return bool(settings.get("resume", "none") != "none"
+                    or settings.get("checkpoint_every", 1) > 0)
     return bool(setting == "on")
 
 
-def configure(settings: dict[str, Any], precision: str, device: torch.device) -> Backends:
+def configure(settings: Mapping[str, Any], precision: str, device: torch.device) -> Backends:
     """Set the process-wide switches for one trial and say what they are."""
     deterministic = wants_determinism(settings)
     tf32 = device.type == "cuda" and precision == "bf16"
@@ -85,7 +86,7 @@ def to_training_layout(model: torch.nn.Module, device: torch.device) -> torch.nn
     """``model`` on ``device`` in channels_last (faster convolutions), except, on a CPU, the
     convolutions oneDNN would compute wrongly in that layout (see ONEDNN_1X1_BLOCK): they
     compute in NCHW. Returns the model; calling it again changes nothing."""
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     if device.type == "cpu":
         for module in model.modules():
             if (isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1)
@@ -96,7 +97,7 @@ def to_training_layout(model: torch.nn.Module, device: torch.device) -> torch.nn
                 module.weight.data = module.weight.data.clone(memory_format=torch.contiguous_format)
                 if not getattr(module, "ablate_nchw", False):  # (a deep copy keeps both)
                     module.register_forward_pre_hook(_to_nchw)
-                    module.ablate_nchw = True
+                    setattr(module, "ablate_nchw", True)  # noqa: B010 (not a declared attribute)
     return model
 
 

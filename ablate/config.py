@@ -191,7 +191,8 @@ def resolve(params: Mapping[str, Any], registry: Registry) -> TrialSetup:
     values: dict[int, dict[str, ParamValue]] = {id(c): {} for c in components}
     if settings["init"] == "imagenet":  # models that can start from ImageNet say so by a parameter
         model = chosen["model"][0]
-        if model.param("pretrained") is None or not isinstance(model.param("pretrained").default, bool):
+        pretrained = model.param("pretrained")
+        if pretrained is None or not isinstance(pretrained.default, bool):
             raise ConfigError(f"init 'imagenet': model {model.name!r} has no ImageNet weights (it "
                               "declares no 'pretrained' parameter)", "init", "imagenet")
         values[id(model)]["pretrained"] = True

@@ -191,7 +191,8 @@ def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
             rgb = image.convert("RGB")
             if rgb.size != tuple(size):
                 rgb = rgb.resize(tuple(size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb).transpose(2, 0, 1).copy()
+            pixels: np.ndarray = np.asarray(rgb).transpose(2, 0, 1).copy()
+            return pixels
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise UnreadableImage(f"{path}: not a readable image ({error})") from error
 
@@ -201,7 +202,8 @@ def _decode(encoded: list[bytes]) -> np.ndarray:
     from PIL import Image
 
     images = [np.asarray(Image.open(io.BytesIO(blob)).convert("RGB")) for blob in encoded]
-    return np.stack(images).transpose(0, 3, 1, 2)
+    stacked: np.ndarray = np.stack(images).transpose(0, 3, 1, 2)
+    return stacked
 
 
 def read_parquet_split(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ class DatasetCache:
 
     def get(self, setup: TrialSetup) -> tuple[Any, Any]:
         """The trial's dataset (``ImageData``) and its images on the device (``DeviceData``)."""
-        from ablate.trainer import trial_data
+        from ablate.placement import trial_data
 
         dataset = setup.dataset
         key = (dataset.component.name, tuple(sorted(dataset.values.items())))

@@ -142,7 +142,8 @@ def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
         pruner = make_pruner(plan.pruner, int(plan.baseline.get("epochs", 10)))
         if create:
             study = optuna.create_study(study_name=plan.name, storage=storage, sampler=sampler,
-                                        pruner=pruner, direction=plan.direction, load_if_exists=True)
+                                        pruner=pruner, direction=plan.direction,  # type: ignore[arg-type]
+                                        load_if_exists=True)
         else:
             try:
                 study = optuna.load_study(study_name=plan.name, storage=storage, sampler=sampler,

@@ -190,7 +190,6 @@ def to_device(data: ImageData, device: torch.device, train_eval_size: int,
     subset_generator = torch.Generator().manual_seed(TRAIN_EVAL_SUBSET_SEED)
     count = min(train_eval_size, len(rows))
     subset = torch.randperm(len(rows), generator=subset_generator)[:count]
-    stats = dict(device=device, dtype=torch.float32)
     streaming = placement == "stream"
     if streaming:
         train_x, kept_rows = data.train_images, rows
@@ -198,13 +197,15 @@ def to_device(data: ImageData, device: torch.device, train_eval_size: int,
         prefix = len(rows) == 0 or int(rows[-1]) == len(rows) - 1  # rows are sorted, unique
         train_x = data.train_images[:len(rows)] if prefix else data.train_images[rows]
         train_x, kept_rows = train_x.to(device), None
-    stay = (lambda t: t) if streaming else (lambda t: t.to(device))
+    def stay(images: torch.Tensor) -> torch.Tensor:  # streamed images stay in host memory
+        return images if streaming else images.to(device)
+
     return DeviceData(
         train_x=train_x, train_y=data.train_labels[rows].to(device),
         test_x=stay(data.test_images), test_y=data.test_labels.to(device),
         train_eval_index=subset.to(device),
-        mean=torch.tensor(data.mean, **stats).view(1, 3, 1, 1),
-        std=torch.tensor(data.std, **stats).view(1, 3, 1, 1),
+        mean=torch.tensor(data.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1),
+        std=torch.tensor(data.std, device=device, dtype=torch.float32).view(1, 3, 1, 1),
         val_x=None if val is None else stay(val[0]),
         val_y=None if val is None else val[1].to(device),
         train_rows=kept_rows, placement=placement,

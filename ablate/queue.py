@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def storage_lock(storage: Any, name: str, fallback: Path) -> Iterator[None]:
     host)."""
     engine = getattr(storage, "engine", None)
     dialect = engine.dialect.name if engine is not None else ""
-    if dialect in ("postgresql", "mysql", "mariadb"):
+    if engine is not None and dialect in ("postgresql", "mysql", "mariadb"):
         from sqlalchemy import text
 
         with engine.connect() as connection:
@@ -208,7 +209,7 @@ class TrialQueue:
 
     def queued(self) -> set[int]:
         """Plan trial numbers waiting or running now."""
-        return {t.user_attrs.get(PLANNED) for t in self._mine((TrialState.WAITING, TrialState.RUNNING))}
+        return _numbers(self._mine((TrialState.WAITING, TrialState.RUNNING)))
 
     def enqueue(self, trials: Iterable[PlannedTrial],
                 distributions: Mapping[str, optuna.distributions.BaseDistribution],
@@ -233,7 +234,8 @@ class TrialQueue:
         requeue(self.study, trial)
 
     def frozen(self, trial: optuna.Trial) -> FrozenTrial:
-        return self.storage.get_trial(self.trial_id(trial.number))
+        frozen: FrozenTrial = self.storage.get_trial(self.trial_id(trial.number))
+        return frozen
 
     def give_back(self, trial: optuna.Trial) -> None:
         """End a trial this worker cannot finish (the run stops) and put a copy back in the
@@ -278,7 +280,7 @@ class TrialQueue:
         """Move the first waiting trial of the plan to RUNNING and return it; None when none
         waits. Two workers never get the same trial: the storage refuses the second."""
         for frozen in self._mine((TrialState.WAITING,)):
-            trial = self._owned(lambda frozen=frozen: self._start(frozen))
+            trial = self._owned(partial(self._start, frozen))
             if trial is not None:
                 return trial
         return None
@@ -342,7 +344,7 @@ class TrialQueue:
     def recorded(self) -> set[int]:
         """Plan trial numbers whose result the storage already has (the Parquet files follow
         within moments: the storage is told first)."""
-        return {t.user_attrs.get(PLANNED) for t in self._mine((TrialState.COMPLETE,))}
+        return _numbers(self._mine((TrialState.COMPLETE,)))
 
     def running_elsewhere(self) -> list[FrozenTrial]:
         """The plan's trials other workers train now."""
@@ -375,6 +377,12 @@ class TrialQueue:
         time.sleep(seconds if seconds is not None else min(5.0, self.liveness.heartbeat))
 
 
+def _numbers(trials: Iterable[FrozenTrial]) -> set[int]:
+    """The plan's trial numbers of ``trials`` (a sampler's trial is numbered right after it is
+    asked for: one without its number yet is left out)."""
+    return {int(t.user_attrs[PLANNED]) for t in trials if PLANNED in t.user_attrs}
+
+
 def fixed(trial: optuna.Trial, distributions: Mapping[str, optuna.distributions.BaseDistribution]
           ) -> dict[str, Any]:
     """The trial's factor levels: an enqueued trial's fixed parameters, recorded in Optuna as
@@ -385,7 +393,9 @@ def fixed(trial: optuna.Trial, distributions: Mapping[str, optuna.distributions.
             levels[name] = trial.suggest_categorical(name, dist.choices)
         elif isinstance(dist, optuna.distributions.IntDistribution):
             levels[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log)
-        else:
+        elif isinstance(dist, optuna.distributions.FloatDistribution):
             levels[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+        else:
+            raise TypeError(f"factor {name!r}: no suggestion for {type(dist).__name__}")
     return levels
 

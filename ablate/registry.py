@@ -27,7 +27,7 @@ def column_value(value: Any) -> bool | int | float | str:
     """A parameter value as a Parquet scalar: tuples become JSON text."""
     if isinstance(value, (tuple, list)):
         return json.dumps(list(value))
-    return value
+    return value  # type: ignore[no-any-return]  # a bool, int, float or str already
 
 
 class RegistryError(Exception):
@@ -106,7 +106,7 @@ class Param(Bounds):
 
     def coerce(self, value: Any) -> ParamValue:
         """Convert ``value`` to this parameter's type and check it, or raise ``ValueError``."""
-        coerced = coerce_value(value, self.default, self.name)
+        coerced: ParamValue = coerce_value(value, self.default, self.name)
         self.check(self.name, coerced, value)
         return coerced
 

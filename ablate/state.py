@@ -80,7 +80,8 @@ def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.de
 
 
 def _rng_states(generator: torch.Generator) -> dict[str, Any]:
-    version, numpy_keys, position, has_gauss, cached = np.random.get_state()
+    version, numpy_keys, position, has_gauss, cached = np.random.get_state(legacy=True)
+    assert not isinstance(numpy_keys, str)  # the legacy tuple: ("MT19937", keys, ...)
     states = {
         "python": random.getstate(),
         "numpy": {"version": version, "keys": torch.from_numpy(numpy_keys.astype(np.int64)),
@@ -144,7 +145,8 @@ def round_trip(payload: dict[str, Any]) -> dict[str, Any]:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
+    loaded: dict[str, Any] = torch.load(buffer, weights_only=True)
+    return loaded
 
 
 def restart(state: TrainingState, setup: TrialSetup, mode: str, seed: int, count: int) -> None:

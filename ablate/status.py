@@ -29,7 +29,7 @@ class Status:
     planned: int
     storage: str
     counts: dict[str, int]
-    running: list[tuple[str, ...]]  # trial, attempt, worker, running for, last heartbeat
+    running: list[tuple[str, str, str, str, str]]  # trial, attempt, worker, running for, heartbeat
     notes: list[str]  # files it could not read (left where they are: status only reads)
 
 
@@ -99,7 +99,8 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
     beats, now = _heartbeats(storage), datetime.now()
     study_id = storage.get_study_id_from_name(name)
     rows = [(str(t.user_attrs.get(PLANNED)),
-             str(max((a.attempt for a in attempts.get(t.user_attrs.get(PLANNED), [])), default=0) + 1),
+             str(max((a.attempt for a in attempts.get(int(t.user_attrs.get(PLANNED, -1)), [])),
+                     default=0) + 1),
              str(t.user_attrs.get(WORKER, "?")) + (" (gone: the next run puts it back)"
                                                    if t.number in gone else ""),
              _ago(t.datetime_start, now).removesuffix(" ago"),

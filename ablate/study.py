@@ -411,8 +411,14 @@ class Study:
         if rule is not None and isinstance(self.design, Sampler):
             raise StudyError("seeds=until(...) needs a planned design (grid, oat, fractional): a "
                              "sampler spends its trial budget instead", "seeds")
-        seeds = (tuple(range(rule.max)) if rule else tuple(range(seeds_spec))
-                 if isinstance(seeds_spec, int) else tuple(seeds_spec))
+        seeds: tuple[int, ...]
+        if rule is not None:
+            seeds = tuple(range(rule.max))
+        elif isinstance(seeds_spec, int):
+            seeds = tuple(range(seeds_spec))
+        else:
+            assert not isinstance(seeds_spec, Until)
+            seeds = tuple(seeds_spec)
         if not seeds:
             raise StudyError("a study needs at least one seed")
         design = self.design
@@ -443,7 +449,7 @@ class Study:
                 for key, levels in choices.items() for level in levels if level != baseline[key]
             ]
         # Seed-major order: an interrupted study has every cell at its first seeds.
-        planned = []
+        planned: list[PlannedTrial] = []
         for seed in seeds:
             for levels in cells:
                 planned.append(PlannedTrial(len(planned), cell_name(levels), levels,

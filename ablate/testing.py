@@ -22,6 +22,8 @@ attribute outside ``state_dict`` passes a single run and silently changes the co
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ablate.data import ImageData
@@ -32,7 +34,7 @@ from ablate.trainer import step_scheduler
 IMAGE_SHAPE = (3, 32, 32)
 
 
-def _build(component: Component, **context: object) -> object:
+def _build(component: Component, **context: object) -> Any:
     """Build with the declared defaults, and again with every parameter passed explicitly."""
     built = component.build(context, {})
     component.build(context, component.defaults())

@@ -25,14 +25,7 @@ from ablate.config import TrialSetup
 from ablate.events import EpochRecord
 
 # Re-exported: the placement of a trial's images used to live here.
-from ablate.placement import (  # noqa: F401
-    DeviceData,
-    ImageSource,
-    choose_placement,
-    free_memory,
-    to_device,
-    trial_data,
-)
+from ablate.placement import DeviceData, ImageSource, free_memory
 from ablate.precision import PrecisionChoice, choose_precision
 from ablate.state import (
     TrainingState,
@@ -221,6 +214,7 @@ def fit(
     keep_best: bool = False,
     precision_record: Path | None = None,
     log: Callable[[str], None] = lambda message: None,
+    final_checkpoint: bool = True,
 ) -> TrialResult:
     """Train one trial and measure it every epoch.
 
@@ -230,6 +224,8 @@ def fit(
     gives the model its starting weights (where names and shapes match); ``keep_best`` keeps a
     copy of the best epoch's weights (by validation accuracy, else test accuracy).
     ``precision_record`` is where ``precision=auto`` keeps its measured choice for the study.
+    ``final_checkpoint``: False when the caller deletes the checkpoints once the trial is
+    recorded, so the last epoch's is never written.
     """
     started = time.perf_counter()
     settings = setup.settings
@@ -313,8 +309,10 @@ def fit(
         state.epoch = epoch
         state.history.append(record)
         last = epoch == settings["epochs"]
+        # The last epoch's checkpoint is skipped when the caller deletes it as soon as the
+        # trial is recorded (the runner: a write of the whole state, for nothing).
         if checkpoints is not None and every > 0 and (epoch % every == 0 or last) and (
-                last or time.monotonic() - last_saved >= spacing):
+                last or time.monotonic() - last_saved >= spacing) and (final_checkpoint or not last):
             checkpoints.save(epoch, {**snapshot(state), "meta": checkpoint_meta or {},
                                      "precision": asdict(chosen)},
                              background=device.type == "cuda")

@@ -79,7 +79,7 @@ def validate_plan(plan: StudyPlan, registry: Registry, locate: Locate) -> ParamC
     for setup in setups:
         for key, value in setup.recorded_params(qualified).items():
             types.setdefault(key, param_type(value))
-    active = set()
+    active: set[str] = set()
     for setup, params in zip(setups, samples, strict=True):
         active.update(key for key in params if key not in setup.inactive)
     for key in sorted({k for params in samples for k in params} - active):

@@ -133,12 +133,13 @@ def rebuild(kept_weights: Kept, registry: Any) -> torch.nn.Module:
         values["pretrained"] = False  # the kept weights replace ImageNet's: never fetch them
     context = {"num_classes": len(kept_weights.classes)}
     _check_shapes(kept_weights, component, context, values)
-    model = component.build(context, values)
+    model: torch.nn.Module = component.build(context, values)
     missing, unexpected = model.load_state_dict(kept_weights.state(), strict=False)
     if missing or unexpected:
         raise WeightsError(f"{kept_weights.path} does not fit model {model_info['name']!r}: missing "
                            f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}")
-    return model.eval()
+    model.eval()
+    return model
 
 
 def _check_shapes(kept_weights: Kept, component: Any, context: dict[str, Any],
@@ -199,7 +200,7 @@ def head_prefix(model: torch.nn.Module) -> str:
             last = name
     if last is None:
         raise WeightsError("freeze=backbone needs a model whose head is a torch.nn.Linear layer")
-    return last + "."
+    return f"{last}."
 
 
 def freeze_backbone(model: torch.nn.Module) -> list[str]:

@@ -90,8 +90,9 @@ def trial_seconds() -> float:
 
     from ablate.config import resolve
     from ablate.discovery import load_plugins
+    from ablate.placement import trial_data
     from ablate.studyfile import load
-    from ablate.trainer import fit, trial_data
+    from ablate.trainer import fit
 
     plan = load(REPO / "studies" / "dropout_gap.py").plan("cpu")
     registry = load_plugins().registry

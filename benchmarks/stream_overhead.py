@@ -26,13 +26,14 @@ def epoch_seconds(placement: str, images: int, device_name: str) -> tuple[float,
     """Seconds of one epoch of the ``cpu`` preset of ``dropout_gap`` (ResNet-18 width 8,
     crop + flip), and the training loss it ends with."""
     import torch
-    from ablate_plugins import datasets
 
     from ablate.backends import configure
     from ablate.config import resolve
     from ablate.discovery import load_plugins
+    from ablate.placement import trial_data
     from ablate.state import build_state
-    from ablate.trainer import train_epoch, trial_data
+    from ablate.trainer import train_epoch
+    from ablate_plugins import datasets
 
     device = torch.device(device_name)
     registry = load_plugins().registry

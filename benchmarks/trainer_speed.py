@@ -56,15 +56,11 @@ from ablate.backends import configure
 from ablate.config import resolve
 from ablate.data import CIFAR10_MEAN, CIFAR10_STD
 from ablate.discovery import load_plugins
+from ablate.placement import DeviceData, to_device
 from ablate.precision import resolve_precision
 from ablate.runner import pick_device
 from ablate.state import build_state
-from ablate.trainer import (
-    DeviceData,
-    prepare_batch,
-    to_device,
-    train_epoch,
-)
+from ablate.trainer import prepare_batch, train_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 128

@@ -17,7 +17,8 @@ import torch
 from ablate.checkpoints import CheckpointStore
 from ablate.config import resolve
 from ablate.discovery import load_plugins
-from ablate.trainer import fit, to_device
+from ablate.placement import to_device
+from ablate.trainer import fit
 from tests.conftest import TinyPlugin, tiny_data
 
 PARAMS = {"dataset": "tiny", "model": "resnet18", "width": 2, "dropout": 0.3,

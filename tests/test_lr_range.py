@@ -10,11 +10,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from ablate_plugins.lr_range import range_test, steepest_descent
 
 from ablate.config import resolve
 from ablate.discovery import Plugins
-from ablate.trainer import to_device
+from ablate.placement import to_device
+from ablate_plugins.lr_range import range_test, steepest_descent
 
 from .conftest import tiny_data
 

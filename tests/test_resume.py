@@ -20,7 +20,8 @@ from ablate.checkpoints import CheckpointError, CheckpointStore, read_checkpoint
 from ablate.cli import app
 from ablate.config import resolve
 from ablate.discovery import Plugins
-from ablate.trainer import fit, to_device
+from ablate.placement import to_device
+from ablate.trainer import fit
 
 from .conftest import tiny_data
 

@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 import torch
-from ablate_plugins.augmentations import crop_flip
 from scipy import stats
 from typer.testing import CliRunner
 
@@ -23,8 +22,10 @@ from ablate.claims import FileLock
 from ablate.cli import app
 from ablate.config import resolve
 from ablate.discovery import Plugins
+from ablate.placement import to_device
 from ablate.precision import choose_precision, cpu_has_native_bf16, resolve_precision
-from ablate.trainer import fit, to_device
+from ablate.trainer import fit
+from ablate_plugins.augmentations import crop_flip
 
 from .conftest import tiny_data
 

@@ -10,8 +10,9 @@ from ablate import trainer
 from ablate.config import resolve
 from ablate.data import stratified_holdout
 from ablate.discovery import Plugins
+from ablate.placement import to_device, trial_data
 from ablate.results import final_metrics
-from ablate.trainer import fit, to_device, trial_data
+from ablate.trainer import fit
 
 from .conftest import tiny_data
 

@@ -17,8 +17,9 @@ from ablate.cli import app, with_plugin_commands
 from ablate.config import resolve
 from ablate.discovery import Plugins
 from ablate.errors import SetupError
+from ablate.placement import to_device
 from ablate.state import build_state
-from ablate.trainer import fit, to_device
+from ablate.trainer import fit
 from tests.conftest import tiny_data
 from tests.test_run import TINY, table, tiny_study
 

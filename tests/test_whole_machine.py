@@ -14,8 +14,6 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 import torch
-from ablate_plugins import imagefolder as imagefolder_plugin
-from ablate_plugins.augmentations import color_jitter
 from typer.testing import CliRunner
 
 from ablate import backends, gpus
@@ -23,8 +21,11 @@ from ablate.checkpoints import CheckpointStore
 from ablate.cli import _pinned_workers, app
 from ablate.config import resolve
 from ablate.discovery import Plugins
+from ablate.placement import to_device, trial_data
 from ablate.state import build_state, snapshot
-from ablate.trainer import Evaluator, eval_batch_size, fit, to_device, trial_data
+from ablate.trainer import Evaluator, eval_batch_size, fit
+from ablate_plugins import imagefolder as imagefolder_plugin
+from ablate_plugins.augmentations import color_jitter
 
 from .conftest import tiny_data
 
@@ -357,3 +358,27 @@ def test_unmarked_tests_run_on_the_cpu_even_on_a_gpu_host() -> None:
     child = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
                            capture_output=True, text=True, timeout=120)
     assert child.stdout.strip() == "False"
+
+
+def test_a_recorded_trial_writes_no_checkpoint_of_its_last_epoch(
+        tmp_path: Path, cli_plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner deletes a trial's checkpoints as soon as it is recorded: the last epoch's was
+    a whole write of the state (hundreds of MB on a GPU) for nothing."""
+    from typer.testing import CliRunner
+
+    from ablate.checkpoints import CheckpointStore
+    from ablate.cli import app
+    from tests.test_run import tiny_study
+
+    saved: list[int] = []
+    real = CheckpointStore.save
+
+    def save(self, epoch, payload, background=False):  # type: ignore[no-untyped-def]
+        saved.append(epoch)
+        return real(self, epoch, payload, background)
+
+    monkeypatch.setattr(CheckpointStore, "save", save)
+    result = CliRunner().invoke(app, ["run", str(tiny_study(tmp_path)), "--results-dir",
+                                      str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert saved == [1] * 4  # 4 trials of 2 epochs: epoch 1 each, never the last

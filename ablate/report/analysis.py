@@ -129,7 +129,7 @@ def is_sampled(description: Mapping[str, Any]) -> bool:
 
 def factor_column(description: Mapping[str, Any], factor: str) -> str:
     """The trials table's column of ``factor`` (its canonical parameter name, see the runner)."""
-    return description.get("columns", {}).get(factor, f"param_{factor}")
+    return str(description.get("columns", {}).get(factor, f"param_{factor}"))
 
 
 def _cells(results: StudyResults, metrics: tuple[str, ...]) -> list[Cell]:
@@ -187,7 +187,7 @@ def _question_metrics(description: Mapping[str, Any], metric: str | None,
     """The Answer's metrics, with a jump metric expanded to each restart point."""
     named = [metric] if metric else list(description.get("metrics") or [description.get("metric",
                                                                                      "test_acc")])
-    expanded = []
+    expanded: list[str] = []
     for name in named:
         expanded += [j for j in jumps if base_metric(j) == name] if name in JUMPS else [name]
     return tuple(expanded)

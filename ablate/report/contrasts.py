@@ -30,7 +30,7 @@ def same(a: Any, b: Any) -> bool:
         a = json.dumps(list(a))
     if isinstance(b, (list, tuple)):
         b = json.dumps(list(b))
-    return a == b
+    return bool(a == b)
 
 
 @dataclass(frozen=True)
@@ -147,13 +147,14 @@ def interactions(design: Design, pairs: Sequence[tuple[str, str]] | None = None)
         a0, b0 = design.levels[first][0], design.levels[second][0]
         for a in design.levels[first][1:]:
             for b in design.levels[second][1:]:
-                corners = [design.cell({**fixed, first: x, second: y}) for x, y in
-                           ((a, b), (a0, b), (a, b0), (a0, b0))]
-                if any(c is None for c in corners):
+                found_corners = [design.cell({**fixed, first: x, second: y}) for x, y in
+                                 ((a, b), (a0, b), (a, b0), (a0, b0))]
+                corners = [c for c in found_corners if c is not None]
+                if len(corners) < 4:
                     continue
                 weights: dict[str, float] = {}
                 for corner, weight in zip(corners, (1.0, -1.0, -1.0, 1.0), strict=True):
-                    weights[corner] = weights.get(corner, 0.0) + weight  # type: ignore[index]
+                    weights[corner] = weights.get(corner, 0.0) + weight
                 found.append(Contrast(INTERACTION, first, a, a0, weights, {},
                                       (second, b, b0)))
     return found

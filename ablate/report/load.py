@@ -42,7 +42,8 @@ def read_table(folder: Path, unreadable: list[str] | None = None) -> list[dict[s
                               "aside and trains its trial again")
     if not tables:
         return []
-    return pa.concat_tables(tables, promote_options="permissive").to_pylist()
+    rows: list[dict[str, Any]] = pa.concat_tables(tables, promote_options="permissive").to_pylist()
+    return rows
 
 
 @dataclass

@@ -4,7 +4,7 @@ jumps across restarts and divergence, with their descriptions and how to print t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -90,7 +90,7 @@ def swing_window(epochs: int) -> tuple[int, int]:
     return first, epochs
 
 
-def swing(rows: list[Mapping[str, Any]]) -> float | None:
+def swing(rows: Sequence[Mapping[str, Any]]) -> float | None:
     """The swing of one trial's epochs (see ``DESCRIPTIONS``); None below two usable changes."""
     by_epoch = {r["epoch"]: r for r in rows}
     if not by_epoch:

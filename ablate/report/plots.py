@@ -25,7 +25,17 @@ CURVES = (("train_acc", "train (running)"), ("train_eval_acc", "train (eval mode
 PNG_METADATA = {"Software": None}  # no tool URL inside the files
 
 
-def _epoch_series(results: StudyResults, cell: Cell, value: Callable[[dict], float | None]
+def _column(name: str) -> Callable[[dict[str, Any]], float | None]:
+    """Reads column ``name`` of an epochs row."""
+    return lambda row: row.get(name)
+
+
+def _png(figure: Any) -> Callable[[Any], None]:
+    """Writes ``figure`` as PNG into a file handle."""
+    return lambda handle: figure.savefig(handle, format="png", dpi=100, metadata=PNG_METADATA)
+
+
+def _epoch_series(results: StudyResults, cell: Cell, value: Callable[[dict[str, Any]], float | None]
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Epochs and a (seeds x epochs) array of ``value``; NaN where a seed lacks an epoch."""
     runs = [sorted(results.rows_of(results.epochs, t), key=lambda r: r["epoch"])
@@ -67,7 +77,7 @@ def _grid_axes(count: int, title: str) -> tuple[Any, list[Any]]:
 def _accuracy_curves(axis: Any, results: StudyResults, cell: Cell) -> None:
     """Running train, eval-mode train and test accuracy of ``cell`` against epoch."""
     for column, label in CURVES:
-        _band(axis, *_epoch_series(results, cell, lambda r, c=column: r.get(c)), label)
+        _band(axis, *_epoch_series(results, cell, _column(column)), label)
 
 
 def rate_drops(results: StudyResults, cell: Cell) -> list[int]:
@@ -291,8 +301,7 @@ def draw_all(report: Report, results: StudyResults, folder: Path) -> dict[str, P
         path = folder / f"{name}.png"
         figure.tight_layout()
         try:
-            write_file_atomic(path, lambda handle, f=figure: f.savefig(handle, format="png", dpi=100,
-                                                                      metadata=PNG_METADATA))
+            write_file_atomic(path, _png(figure))
         finally:
             plt.close(figure)
         written[name] = path

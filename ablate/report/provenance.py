@@ -8,7 +8,7 @@ A report that says where and how its trials ran lets a reader tell that from a r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -31,7 +31,7 @@ def _recorded(values: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(str(value) for value in values if value))
 
 
-def ran_on(trials: list[Mapping[str, Any]], model_column: str | None) -> str:
+def ran_on(trials: Sequence[Mapping[str, Any]], model_column: str | None) -> str:
     """One sentence: ``Ran on cpu with torch 2.9.1, in bf16 (resnet18, resnet9) and fp32
     (simple_cnn).`` ``model_column`` is the trials table's column of the model: precision is
     chosen per model, so where the trials differ in precision each names its models. A part

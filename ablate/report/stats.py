@@ -165,7 +165,8 @@ def contrast(by_cell: Mapping[str, Mapping[int, float]], weights: Mapping[str, f
         se = math.sqrt(pooled.variance * unit / n)
         df = pooled.df
         p = float(2 * stats.t.sf(abs(value) / se, df))
-    return Estimate(value, n, unit, se, df, p, sign_flip_p(per_seed), tuple(per_seed.tolist()))
+    return Estimate(value, n, unit, se, df, p, sign_flip_p(per_seed.tolist()),
+                    tuple(per_seed.tolist()))
 
 
 def seeds_needed(effect: float, unit: float, pooled: PooledError, alpha: float,

@@ -23,8 +23,9 @@ import typer
 from ablate import hookimpl
 from ablate.cli import DataDirOption, DeviceOption, PresetOption, ResultsDirOption, SetOption
 from ablate.config import TrialSetup
+from ablate.placement import DeviceData, trial_data
 from ablate.precision import resolve_precision
-from ablate.trainer import DeviceData, prepare_batch, train_step, trial_data
+from ablate.trainer import prepare_batch, train_step
 
 SMOOTHING = 0.98  # weight of the running average: about the last 50 steps count
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its best

@@ -7,7 +7,6 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-from ablate_plugins.imagefolder import imagefolder
 
 from ablate import hookimpl
 from ablate.data import (
@@ -24,6 +23,7 @@ from ablate.data import (
 )
 from ablate.errors import SetupError
 from ablate.registry import Registrar, param
+from ablate_plugins.imagefolder import imagefolder
 
 MINI_DIR = Path(__file__).parent / "data" / "cifar10_mini"
 BATCHES = "cifar-10-batches-py"

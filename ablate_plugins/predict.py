@@ -54,7 +54,8 @@ def pick_weights(target: Path, trial: int | None) -> Any:
 
 def _description(study_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((study_dir / "study.json").read_text(encoding="utf-8"))
+        described: dict[str, Any] = json.loads((study_dir / "study.json").read_text(encoding="utf-8"))
+        return described
     except (OSError, ValueError):
         return {}
 

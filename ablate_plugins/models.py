@@ -35,7 +35,7 @@ class BasicBlock(nn.Module):
         out = self.bn1(self.conv1(x)).relu_()
         out = self.bn2(self.conv2(out))
         out += self.shortcut(x)
-        return out.relu_()
+        return torch.relu_(out)
 
 
 class CifarResNet(nn.Module):
@@ -65,7 +65,8 @@ class CifarResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.pool(self.stages(self.stem(x))).flatten(1)
-        return self.classifier(self.dropout(features))
+        logits: torch.Tensor = self.classifier(self.dropout(features))
+        return logits
 
 
 class SimpleCNN(nn.Module):
@@ -83,7 +84,8 @@ class SimpleCNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        logits: torch.Tensor = self.classifier(self.features(x))
+        return logits
 
 
 def _check_width(width: int) -> None:
@@ -117,7 +119,8 @@ def resnet50(*, num_classes: int, dropout: float = 0.0) -> nn.Module:
     model = torchvision_resnet50(weights=None, num_classes=num_classes)
     if dropout > 0:
         model.fc = nn.Sequential(nn.Dropout(dropout), model.fc)
-    return model
+    built: nn.Module = model
+    return built
 
 
 WEIGHTS_ENV = "ABLATE_WEIGHTS"  # a folder of downloaded weight files, for offline machines
@@ -157,8 +160,10 @@ def torchvision_resnet18(*, num_classes: int, pretrained: bool = False,
     model = build(weights=None)
     if pretrained:
         model.load_state_dict(_imagenet_state(ResNet18_Weights.IMAGENET1K_V1.url))
-    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
-    return model
+    head = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
+    model.fc = head
+    built: nn.Module = model
+    return built
 
 
 class ConvBN(nn.Sequential):
@@ -178,7 +183,8 @@ class Bottleneck(nn.Module):
         self.spread = ConvBN(channels, channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.spread(self.reduce(x))
+        spread: torch.Tensor = self.spread(self.reduce(x))
+        return x + spread
 
 
 class C3(nn.Module):
@@ -194,7 +200,8 @@ class C3(nn.Module):
         self.fuse = ConvBN(2 * hidden, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fuse(torch.cat((self.blocks(self.through(x)), self.beside(x)), 1))
+        fused: torch.Tensor = self.fuse(torch.cat((self.blocks(self.through(x)), self.beside(x)), 1))
+        return fused
 
 
 class CifarC3Net(nn.Module):
@@ -220,7 +227,9 @@ class CifarC3Net(nn.Module):
         self.classifier = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.pool(self.stages(self.stem(x))).flatten(1)))
+        features = self.pool(self.stages(self.stem(x))).flatten(1)
+        logits: torch.Tensor = self.classifier(self.dropout(features))
+        return logits
 
 
 def resnet_c3(*, num_classes: int, width: int = 64, dropout: float = 0.0,

@@ -29,7 +29,7 @@ class PiecewiseLR(LRScheduler):
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         segment = min(self.last_epoch // self.period, len(self.factors) - 1)
-        return [base * self.factors[segment] for base in self.base_lrs]
+        return [float(base) * self.factors[segment] for base in self.base_lrs]
 
 
 def none(*, optimizer: torch.optim.Optimizer, epochs: int) -> LRScheduler:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,7 @@ def _fingerprint(train: dict[str, list[Path]], test: dict[str, list[Path]], root
         known = json.loads(index_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         known = {}
-    seen: dict[str, list] = {}
+    seen: dict[str, list[Any]] = {}
     digest = hashlib.sha256(settings.encode())
     for split, files in (("train", train), ("test", test)):
         for name, paths in files.items():
@@ -131,7 +132,7 @@ def _fingerprint(train: dict[str, list[Path]], test: dict[str, list[Path]], root
 
 
 def file_hash(path: Path) -> str:
-    return update_with_file(hashlib.sha256(), path).hexdigest()
+    return str(update_with_file(hashlib.sha256(), path).hexdigest())
 
 
 def imagefolder(*, data_dir: Path | None, size: int = 32, test_fraction: float = 0.2,
@@ -166,8 +167,9 @@ def imagefolder(*, data_dir: Path | None, size: int = 32, test_fraction: float =
                 "mean_std": _mean_std(train_x)}
 
     arrays = cached_arrays(fingerprint, decode)
-    mean, std = (tuple(float(v) for v in row) for row in arrays["mean_std"])
-    return image_data(f"imagefolder:{given.name}", arrays, tuple(classes), mean, std, fingerprint)
+    (m0, m1, m2), (s0, s1, s2) = ((float(v) for v in row) for row in arrays["mean_std"])
+    return image_data(f"imagefolder:{given.name}", arrays, tuple(classes), (m0, m1, m2),
+                      (s0, s1, s2), fingerprint)
 
 
 def _mean_std(images: np.ndarray) -> np.ndarray:
@@ -176,4 +178,5 @@ def _mean_std(images: np.ndarray) -> np.ndarray:
     for channel in range(3):
         pixels = images[:, channel].astype(np.float32) / 255
         rows.append((float(pixels.mean()), max(float(pixels.std()), 1e-3)))  # flat stays finite
-    return np.array(rows, dtype=np.float64).T
+    table: np.ndarray = np.array(rows, dtype=np.float64).T
+    return table
