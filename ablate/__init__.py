@@ -14,14 +14,17 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # what type checkers and readers see; at run time __getattr__ loads them
     import pluggy
 
-    from ablate.registry import Registrar, param
-    from ablate.study import Preset, Study, choice, fractional, integer, sampler, uniform, until
+    from ablate.components.registry import Registrar
+    from ablate.params import param
+    from ablate.study.declare import Preset, Study
+    from ablate.study.factors import choice, fractional, integer, sampler, uniform, until
 
     hookimpl: pluggy.HookimplMarker
 
-_LAZY = {"Registrar": "ablate.registry", "param": "ablate.registry",
-         **{name: "ablate.study" for name in ("Preset", "Study", "choice", "fractional", "integer",
-                                              "sampler", "uniform", "until")}}
+_LAZY = {"Registrar": "ablate.components.registry", "param": "ablate.params",
+         "Preset": "ablate.study.declare", "Study": "ablate.study.declare",
+         **{name: "ablate.study.factors" for name in ("choice", "fractional", "integer", "sampler",
+                                                      "uniform", "until")}}
 
 __all__ = ["Preset", "Registrar", "Study", "__version__", "choice", "fractional", "hookimpl", "integer",
            "param", "sampler", "uniform", "until"]

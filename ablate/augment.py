@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+__all__ = ["PerImage"]
+
 
 class PerImage:
     """Apply a per-image PIL transform to each image of a batch (the slow path).

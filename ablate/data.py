@@ -23,8 +23,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from ablate.claims import FileLock
+from ablate.base.locks import FileLock
 from ablate.errors import SetupError
+
+__all__ = ["CACHE_ENV", "DATA_ENV", "VAL_SPLIT_SEED", "DataContractError", "ImageData",
+           "UnreadableImage", "cache_dir", "cached_arrays", "fingerprint_files", "given_data_dir",
+           "image_data", "load_image", "load_parquet_pair", "read_parquet_split",
+           "stratified_holdout", "trial_classes", "update_with_file"]
 
 CACHE_ENV = "ABLATE_CACHE"
 DATA_ENV = "ABLATE_DATA"  # where local datasets live when --data-dir is not given

@@ -16,7 +16,7 @@ import sys
 
 
 def main() -> None:
-    from ablate.signals import deferred, interrupt_on_signals
+    from ablate.base.signals import deferred, interrupt_on_signals
 
     interrupt_on_signals()
     try:

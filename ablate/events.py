@@ -8,6 +8,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+__all__ = ["AttemptState", "EpochRecord", "TrialInfo", "TrialOutcome"]
+
 
 class AttemptState(str, Enum):
     """How a trial attempt ended, as the ``state`` column of the trials table stores it."""

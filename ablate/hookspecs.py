@@ -1,7 +1,7 @@
 """Every hook a plugin may implement. Implement them with ``@ablate.hookimpl``.
 
 Registration hooks receive a ``register(name, factory, description, params=None)`` callable
-(see :class:`ablate.registry.Registrar`). The factory's keyword-only arguments with defaults are
+(see :class:`ablate.Registrar`). The factory's keyword-only arguments with defaults are
 the parameters a study may set; ``params`` gives each a one-line description.
 """
 
@@ -11,11 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+__all__ = ["hookspec", "on_epoch_end", "on_trial_end", "on_trial_start", "register_augmentations",
+           "register_commands", "register_datasets", "register_models", "register_optimizers",
+           "register_schedulers"]
+
 if TYPE_CHECKING:
     import typer
 
+    from ablate.components.registry import Registrar
     from ablate.events import EpochRecord, TrialInfo, TrialOutcome
-    from ablate.registry import Registrar
 
 hookspec = pluggy.HookspecMarker("ablate")
 

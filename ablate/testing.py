@@ -2,8 +2,7 @@
 
 Use it in your plugin's tests (pytest or not), for example::
 
-    from ablate.testing import check_component
-    from ablate.discovery import load_plugins
+    from ablate.testing import check_component, load_plugins
 
     def test_my_components():
         registry = load_plugins().registry
@@ -26,10 +25,14 @@ from typing import Any
 
 import torch
 
+from ablate.components.discovery import DISABLE_AUTOLOAD_ENV, load_plugins
+from ablate.components.registry import Component
 from ablate.data import ImageData
-from ablate.registry import Component
-from ablate.state import round_trip
-from ablate.trainer import step_scheduler
+from ablate.train.epoch import step_scheduler
+from ablate.train.state import round_trip
+
+__all__ = ["check_augmentation", "check_component", "check_dataset", "check_model",
+           "check_optimizer", "check_scheduler", "DISABLE_AUTOLOAD_ENV", "load_plugins"]
 
 IMAGE_SHAPE = (3, 32, 32)
 

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ablate import hookimpl
-from ablate.registry import Registrar, param
+from ablate.components import Registrar
+from ablate.params import param
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
 

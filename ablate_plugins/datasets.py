@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ablate import hookimpl
+from ablate.components import Registrar
 from ablate.data import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
@@ -22,7 +23,7 @@ from ablate.data import (
     load_parquet_pair,
 )
 from ablate.errors import SetupError
-from ablate.registry import Registrar, param
+from ablate.params import param
 from ablate_plugins.imagefolder import imagefolder
 
 MINI_DIR = Path(__file__).parent / "data" / "cifar10_mini"
@@ -74,7 +75,7 @@ def _from_batches(folder: Path) -> ImageData:
 def _download(root: Path) -> Path:
     from torchvision.datasets import CIFAR10
 
-    from ablate.claims import FileLock
+    from ablate.base import FileLock
 
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ablate.atomic import write_text_atomic
+from ablate.base import write_text_atomic
 from ablate.data import (
     DATA_ENV,
     ImageData,

@@ -21,11 +21,9 @@ import torch
 import typer
 
 from ablate import hookimpl
-from ablate.cli import DataDirOption, DeviceOption, PresetOption, ResultsDirOption, SetOption
-from ablate.config import TrialSetup
-from ablate.placement import DeviceData, trial_data
-from ablate.precision import resolve_precision
-from ablate.trainer import prepare_batch, train_step
+from ablate.commands import DataDirOption, DeviceOption, PresetOption, ResultsDirOption, SetOption
+from ablate.components import TrialSetup
+from ablate.train import DeviceData, prepare_batch, resolve_precision, train_step, trial_data
 
 SMOOTHING = 0.98  # weight of the running average: about the last 50 steps count
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its best
@@ -61,7 +59,7 @@ def check_range(start: float, end: float, steps: int) -> None:
 def range_test(setup: TrialSetup, data: DeviceData, num_classes: int, device: torch.device,
                start: float = 1e-7, end: float = 1.0, steps: int = 300, seed: int = 0) -> RangeTest:
     """Train ``setup`` for up to ``steps`` steps with the rate growing from ``start`` to ``end``."""
-    from ablate.state import build_state
+    from ablate.train import build_state
 
     check_range(start, end, steps)
     state = build_state(setup, num_classes, seed, device)
@@ -103,7 +101,7 @@ def write_curve(test: RangeTest, folder: Path) -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ablate.atomic import write_file_atomic
+    from ablate.base import write_file_atomic
 
     table = pa.table({"step": list(range(len(test.lrs))), "lr": test.lrs, "loss": test.losses,
                       "smoothed_loss": test.smoothed})
@@ -140,22 +138,17 @@ def lr_range(
 ) -> None:
     """Learning-rate range test on a study's baseline: the loss as the rate grows, and the rate
     where it falls fastest."""
-    from ablate.atomic import WriteError
-    from ablate.cli import err, load_plan, out
+    from ablate.commands import fail, load_plan, out, pick_device, resolve_baseline
     from ablate.data import trial_classes
-    from ablate.discovery import get_plugins
-    from ablate.errors import RunError, SetupError
-    from ablate.runner import pick_device
-    from ablate.validation import resolve_located
+    from ablate.errors import AblateError
 
     _study, plan, locate = load_plan(study_file, preset, set_ or [])
+    setup = resolve_baseline(plan, locate)
     try:
-        setup = resolve_located(plan.baseline, get_plugins().registry, locate)
         check_range(start, end, steps)
-        torch_device, why = pick_device(device)
-    except (RunError, ValueError) as error:
-        err.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
+    except ValueError as error:
+        fail(str(error))
+    torch_device, why = pick_device(device)
     out.print(f"lr range test on the baseline of {plan.name} (preset {plan.preset or '(none)'}): "
               f"{start:.1e} to {end:.1e} over {steps} steps; device: {why}", highlight=False)
     try:
@@ -164,9 +157,8 @@ def lr_range(
         test = range_test(setup, data, len(trial_classes(dataset, setup.settings)), torch_device,
                           start, end, steps, seed)
         parquet, png = write_curve(test, results_dir / plan.name)
-    except (SetupError, WriteError) as error:
-        err.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
+    except AblateError as error:  # a missing dataset, a full disk
+        fail(str(error))
     stopped = f"; stopped at step {len(test.lrs)} (loss diverged)" if len(test.lrs) < steps else ""
     best = test.lrs[int(np.argmin(test.smoothed))]
     suggestion = (f"{test.suggested:.2g}" if test.suggested is not None

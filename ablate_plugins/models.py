@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from ablate import hookimpl
+from ablate.components import Registrar
 from ablate.errors import SetupError
-from ablate.registry import Registrar, param
+from ablate.params import param
 
 
 class BasicBlock(nn.Module):

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from ablate import hookimpl
-from ablate.registry import KINDS
+from ablate.components import KINDS
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=68"]
@@ -207,8 +207,7 @@ from importlib.metadata import entry_points
 import pytest
 
 import {module}
-from ablate.discovery import DISABLE_AUTOLOAD_ENV, load_plugins
-from ablate.testing import check_component
+from ablate.testing import DISABLE_AUTOLOAD_ENV, check_component, load_plugins
 
 
 def test_{component}_passes_the_ablate_kit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,7 +265,7 @@ def new_plugin(
     directory: Annotated[Path, typer.Option("--dir", help="where to write the package")] = Path("."),
 ) -> None:
     """Write a plugin package: pyproject with the entry point, one component, a kit test."""
-    from ablate.cli import err, out
+    from ablate.commands import err, out
 
     try:
         root = write_skeleton(name, kind, directory)

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import torch
 
 from ablate import hookimpl
-from ablate.registry import Registrar, param
+from ablate.components import Registrar
+from ablate.params import param
 
 
 def on_cuda(params: list[torch.nn.Parameter]) -> bool:

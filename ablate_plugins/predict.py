@@ -22,7 +22,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 def pick_weights(target: Path, trial: int | None) -> Any:
     """The kept weights TARGET names: a file, or a study folder's trial (default: the best by
     the study's metric, on the validation split when the trials have one)."""
-    from ablate import weights
+    from ablate.store import weights
 
     if target.is_file() or target.suffix == ".safetensors":
         return weights.read(target)
@@ -98,10 +98,10 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Classify images with a trial's kept weights: the top classes with probabilities."""
-    from ablate.cli import err, out
+    from ablate.commands import err, out
+    from ablate.components import get_plugins
     from ablate.data import UnreadableImage
-    from ablate.discovery import get_plugins
-    from ablate.weights import WeightsError, rebuild
+    from ablate.store.weights import WeightsError, rebuild
 
     try:
         kept = pick_weights(target, trial)

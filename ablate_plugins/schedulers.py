@@ -12,7 +12,8 @@ from torch.optim.lr_scheduler import (
 )
 
 from ablate import hookimpl
-from ablate.registry import Registrar, param
+from ablate.components import Registrar
+from ablate.params import param
 
 
 class PiecewiseLR(LRScheduler):

@@ -41,7 +41,7 @@ def configure(trial):
 def run_study(path: Path, results: Path, preset: str | None = None) -> None:
     from typer.testing import CliRunner
 
-    from ablate.cli import app
+    from ablate.cli.app import app
 
     arguments = ["run", str(path), "--results-dir", str(results), "--quiet"]
     arguments += ["--preset", preset] if preset else []
@@ -57,7 +57,7 @@ def trials_of(folder: Path) -> list[dict[str, Any]]:
 
 
 def seeds(work: Path, preset: str, halfwidth: float) -> dict[str, Any]:
-    from ablate.report import analyse_folder
+    from ablate.analysis import analyse_folder
 
     source = (REPO / "studies" / "dropout_gap.py").read_text()
     figures: dict[str, Any] = {"preset": preset, "halfwidth_points": halfwidth}
@@ -97,9 +97,9 @@ def pruning(work: Path, trials: int, epochs: int, train: int) -> dict[str, Any]:
 def precision_choices(batch: int) -> list[dict[str, Any]]:
     import torch
 
-    from ablate.config import resolve
-    from ablate.discovery import load_plugins
-    from ablate.precision import choose_precision, cpu_has_native_bf16, measure
+    from ablate.components.discovery import load_plugins
+    from ablate.components.setup import resolve
+    from ablate.train.precision import choose_precision, cpu_has_native_bf16, measure
 
     registry = load_plugins().registry
     widths = {"resnet18": 16, "resnet9": 16, "resnet_c3": 16}

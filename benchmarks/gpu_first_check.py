@@ -270,7 +270,7 @@ def timed_steps(model: Any, batch: int, size: int, precision: str, steps: int,
     import torch
     import torch.nn.functional as F
 
-    from ablate.backends import configure, to_training_layout
+    from ablate.train.backends import configure, to_training_layout
 
     device = torch.device("cuda")
     settings = {"deterministic": "on" if deterministic else "off"}
@@ -304,9 +304,9 @@ def full_preset_estimates(registry: Any) -> dict[str, Any]:
     epoch, timed on its own model, batch and image size (plus a fifth for evaluation)."""
     import torch
 
-    from ablate import studyfile
-    from ablate.config import resolve
-    from ablate.precision import resolve_precision
+    from ablate.components.setup import resolve
+    from ablate.study import load as studyfile
+    from ablate.train.precision import resolve_precision
 
     estimates: dict[str, Any] = {}
     for path in sorted((REPO / "studies").glob("*.py")):
@@ -336,7 +336,7 @@ def full_preset_estimates(registry: Any) -> dict[str, Any]:
 def measure_figures() -> dict[str, Any]:
     import torch
 
-    from ablate.discovery import load_plugins
+    from ablate.components.discovery import load_plugins
 
     registry = load_plugins().registry
     build = registry.get("model", "resnet18")
@@ -353,7 +353,7 @@ def measure_figures() -> dict[str, Any]:
     plain = timed_steps(resnet18(), 128, 32, "bf16", steps=40)
     exact = timed_steps(resnet18(), 128, 32, "bf16", steps=40, deterministic=True)
     figures["deterministic_cost"] = exact / plain
-    from ablate.backends import compiled, to_training_layout
+    from ablate.train.backends import compiled, to_training_layout
 
     started = time.perf_counter()
     network = compiled(to_training_layout(resnet18(), torch.device("cuda")), False, "figures")

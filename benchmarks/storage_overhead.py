@@ -29,8 +29,11 @@ def queue_seconds(storage_url: str | None, folder: Path, trials: int, epochs: in
     """Seconds of queue work per trial, averaged over ``trials``."""
     import optuna
 
-    from ablate.queue import Liveness, TrialQueue, fixed, make_storage
-    from ablate.study import Study, choice
+    from ablate.run.liveness import Liveness
+    from ablate.run.queue import TrialQueue, fixed
+    from ablate.run.storage import make_storage
+    from ablate.study.declare import Study
+    from ablate.study.factors import choice
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,7 +42,7 @@ def queue_seconds(storage_url: str | None, folder: Path, trials: int, epochs: in
     storage = make_storage(storage_url, folder / "optuna.journal", Liveness())
     study = optuna.create_study(study_name=plan.name, storage=storage)
     queue = TrialQueue(study, storage, plan.fingerprint(), folder / "queue.lock", Liveness())
-    from ablate.optuna_storage import distribution
+    from ablate.run.storage import distribution
 
     distributions = {k: distribution(f) for k, f in plan.factors.items()}
     started = time.perf_counter()
@@ -88,11 +91,11 @@ def trial_seconds() -> float:
     """One trial of the `cpu` preset of dropout_gap, trained here."""
     import torch
 
-    from ablate.config import resolve
-    from ablate.discovery import load_plugins
-    from ablate.placement import trial_data
-    from ablate.studyfile import load
-    from ablate.trainer import fit
+    from ablate.components.discovery import load_plugins
+    from ablate.components.setup import resolve
+    from ablate.study.load import load
+    from ablate.train.placement import trial_data
+    from ablate.train.trainer import fit
 
     plan = load(REPO / "studies" / "dropout_gap.py").plan("cpu")
     registry = load_plugins().registry

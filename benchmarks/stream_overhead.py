@@ -27,12 +27,12 @@ def epoch_seconds(placement: str, images: int, device_name: str) -> tuple[float,
     crop + flip), and the training loss it ends with."""
     import torch
 
-    from ablate.backends import configure
-    from ablate.config import resolve
-    from ablate.discovery import load_plugins
-    from ablate.placement import trial_data
-    from ablate.state import build_state
-    from ablate.trainer import train_epoch
+    from ablate.components.discovery import load_plugins
+    from ablate.components.setup import resolve
+    from ablate.train.backends import configure
+    from ablate.train.epoch import train_epoch
+    from ablate.train.placement import trial_data
+    from ablate.train.state import build_state
     from ablate_plugins import datasets
 
     device = torch.device(device_name)

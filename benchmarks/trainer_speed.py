@@ -51,16 +51,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ablate.allocator import keep_freed_memory
-from ablate.backends import configure
-from ablate.config import resolve
+from ablate.components.discovery import load_plugins
+from ablate.components.setup import resolve
 from ablate.data import CIFAR10_MEAN, CIFAR10_STD
-from ablate.discovery import load_plugins
-from ablate.placement import DeviceData, to_device
-from ablate.precision import resolve_precision
-from ablate.runner import pick_device
-from ablate.state import build_state
-from ablate.trainer import prepare_batch, train_epoch
+from ablate.run.device import pick_device
+from ablate.train.allocator import keep_freed_memory
+from ablate.train.backends import configure
+from ablate.train.epoch import prepare_batch, train_epoch
+from ablate.train.placement import DeviceData, to_device
+from ablate.train.precision import resolve_precision
+from ablate.train.state import build_state
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 128
@@ -200,7 +200,7 @@ def study_overhead(device: str, preset: str = "cpu") -> dict[str, Any]:
     import pyarrow.dataset as ds
     from typer.testing import CliRunner
 
-    from ablate.cli import app
+    from ablate.cli.app import app
 
     with tempfile.TemporaryDirectory() as results:
         started = time.perf_counter()

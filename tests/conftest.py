@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import ablate
+from ablate.components.discovery import Plugins, load_plugins
 from ablate.data import CIFAR10_MEAN, CIFAR10_STD, ImageData
-from ablate.discovery import Plugins, load_plugins
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def plugins() -> Plugins:
 @pytest.fixture
 def cli_plugins(plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> Plugins:
     """Make the CLI use :func:`plugins` (installed plugins plus the tiny test plugin)."""
-    monkeypatch.setattr("ablate.cli.get_plugins", lambda: plugins)
+    monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: plugins)
     return plugins
 
 
@@ -127,3 +127,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         f"fault suite: SIGKILLs {FAULTS.signals('SIGKILL')}, SIGINTs {FAULTS.signals('SIGINT')}, "
         f"SIGTERMs {FAULTS.signals('SIGTERM')}; {found}")
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    """Run ``ablate ARGS...`` in this process: its exit status and what a terminal shows (stdout
+    and stderr together)."""
+    from typer.testing import CliRunner
+
+    from ablate.cli.app import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from ablate.checkpoints import CheckpointStore
-from ablate.config import resolve
-from ablate.discovery import load_plugins
-from ablate.placement import to_device
-from ablate.trainer import fit
+from ablate.components.discovery import load_plugins
+from ablate.components.setup import resolve
+from ablate.train.checkpoints import CheckpointStore
+from ablate.train.placement import to_device
+from ablate.train.trainer import fit
 from tests.conftest import TinyPlugin, tiny_data
 
 PARAMS = {"dataset": "tiny", "model": "resnet18", "width": 2, "dropout": 0.3,

@@ -11,12 +11,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ablate.cli import app
-from ablate.discovery import Plugins
+from ablate.analysis.stats import contrast, pooled_error
+from ablate.cli.app import app
+from ablate.components.discovery import Plugins
 from ablate.events import EpochRecord
-from ablate.report.stats import contrast, pooled_error
-from ablate.study import StudyError, until
-from ablate.trainer import TrialResult
+from ablate.study.factors import StudyError, until
+from ablate.train.trainer import TrialResult
 
 from .test_run import InterruptAt
 
@@ -51,7 +51,7 @@ def synthetic_fit(noise: float):  # type: ignore[no-untyped-def]
 
 def run(tmp_path: Path, halfwidth: float, noise: float, monkeypatch: pytest.MonkeyPatch,
         results: str = "results") -> tuple[int, str, dict]:
-    monkeypatch.setattr("ablate.trainer.fit", synthetic_fit(noise))
+    monkeypatch.setattr("ablate.train.trainer.fit", synthetic_fit(noise))
     study = tmp_path / "adaptive.py"
     study.write_text(STUDY.replace("HALFWIDTH", str(halfwidth)))
     result = CliRunner().invoke(app, ["run", str(study), "--results-dir", str(tmp_path / results)])

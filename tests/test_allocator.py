@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from ablate.allocator import keep_freed_memory
+from ablate.train.allocator import keep_freed_memory
 
 STEPS = """
 import resource, sys, torch
-from ablate.allocator import keep_freed_memory
+from ablate.train.allocator import keep_freed_memory
 if sys.argv[1] == "tuned":
     assert keep_freed_memory()
 torch.manual_seed(0)
@@ -56,7 +56,7 @@ def test_tuned_steps_reuse_freed_memory_instead_of_faulting_it_back() -> None:
 def test_tuning_applies_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every trial asks for the tuning; glibc is told once (the page-fault test above checks
     that what it is told takes effect)."""
-    import ablate.allocator as allocator
+    import ablate.train.allocator as allocator
 
     calls: list[bool] = []
     real_tune = allocator._tune_glibc

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import torch
+
 from ablate_plugins.augmentations import color_jitter, crop_flip, none
 
 

@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-from ablate.backends import NONDETERMINISTIC, compiled, nondeterministic_ops
+from ablate.train.backends import NONDETERMINISTIC, compiled, nondeterministic_ops
 
 
 def test_the_compile_switches_ablate_sets_still_exist() -> None:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ablate.config import ConfigError, resolve
-from ablate.discovery import Plugins
+from ablate.components.discovery import Plugins
+from ablate.components.setup import ConfigError, resolve
 
 
 def test_flat_keys_go_to_the_selected_component_that_declares_them(plugins: Plugins) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.discovery import load_plugins
-from ablate.registry import Component
+from ablate.components.discovery import load_plugins
+from ablate.components.registry import Component
 from ablate.testing import check_augmentation, check_component, check_model
 
 REGISTRY = load_plugins().registry

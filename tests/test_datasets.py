@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+
 from ablate_plugins import datasets
+from tests.conftest import REPO
 
 from .conftest import SHARED_CIFAR10
 
@@ -127,7 +129,6 @@ assert arrays["train_x"].shape == (4, 3, 2, 2)
 '''
 
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_workers_starting_together_decode_a_dataset_once(tmp_path: Path) -> None:

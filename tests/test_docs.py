@@ -1,4 +1,6 @@
-"""The README's plugin guide runs as written, and documents every hook by its signature."""
+"""The documentation holds: the plugin guide runs as written, every hook, command, setting and
+results column is on the site (generated from the code), the README stays the front door, and the
+findings page is rebuilt from the results folders."""
 
 from __future__ import annotations
 
@@ -13,15 +15,29 @@ from pathlib import Path
 import pytest
 
 from ablate import hookspecs
+from tests.conftest import REPO
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-REPO = README.parent
+README = REPO / "README.md"
+DOCS = REPO / "docs"
+GUIDE = DOCS / "plugins.md"
+
+
+def reference() -> types.ModuleType:
+    """docs/reference.py, the generator of the site's reference parts (an MkDocs hook)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_reference", DOCS / "reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def guide_blocks() -> list[tuple[str, str]]:
-    """(language, code) of every fenced block in the README's "Writing a plugin" section."""
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("### Writing a plugin"):text.index("\n## ", text.index("### Writing a plugin"))]
+    """(language, code) of every fenced block in the guide's "Writing a plugin" section."""
+    text = GUIDE.read_text(encoding="utf-8")
+    start = text.index("## Writing a plugin")
+    section = text[start:text.index("\n## ", start)]
     return [(language, textwrap.dedent(code))
             for language, code in re.findall(r"```(\w+)\n(.*?)^\s*```", section, re.S | re.M)]
 
@@ -35,16 +51,70 @@ def test_every_block_of_the_plugin_guide_runs(monkeypatch: pytest.MonkeyPatch) -
     assert entry_points == {"my_plugin": "my_plugin"}
     module = types.ModuleType("my_plugin")
     monkeypatch.setitem(sys.modules, "my_plugin", module)
-    exec(compile(blocks[1][1], "README.md (plugin module)", "exec"), module.__dict__)
-    exec(compile(blocks[2][1], "README.md (test kit)", "exec"), {"__name__": "readme_test"})
+    exec(compile(blocks[1][1], "docs/plugins.md (plugin module)", "exec"), module.__dict__)
+    exec(compile(blocks[2][1], "docs/plugins.md (test kit)", "exec"), {"__name__": "guide_test"})
 
 
-def test_every_hook_is_documented_in_the_readme_by_its_signature() -> None:
-    text = README.read_text(encoding="utf-8")
+def _signatures() -> list[str]:
     hooks = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith(("register_", "on_"))]
-    for hook in hooks:
-        signature = f"{hook.__name__}({', '.join(inspect.signature(hook).parameters)})"
-        assert f"`{signature}`" in text, f"README does not document {signature}"
+    return [f"{hook.__name__}({', '.join(inspect.signature(hook).parameters)})" for hook in hooks]
+
+
+def test_every_hook_is_explained_in_the_guide_and_listed_by_its_signature() -> None:
+    text = GUIDE.read_text(encoding="utf-8")
+    generated = reference().hooks()
+    for signature in _signatures():
+        assert f"`{signature}`" in text, f"docs/plugins.md does not explain {signature}"
+        assert f"### `{signature}`" in generated, f"the hooks reference lacks {signature}"
+
+
+def test_the_reference_pages_are_generated_from_everything_they_describe() -> None:
+    """Each generator covers every item of its source, and each marker has a generator."""
+    import typer
+
+    from ablate.cli.app import with_plugin_commands
+    from ablate.store.schema import CLASS_FIELDS, EPOCH_FIELDS, TRIAL_FIELDS
+    from ablate.study.settings import SETTINGS
+
+    docs = reference()
+    cli = docs.cli()
+    group = typer.main.get_command(with_plugin_commands())
+    context = group.context_class(group, info_name="ablate")  # type: ignore[attr-defined]
+    for name in group.list_commands(context):  # type: ignore[attr-defined]
+        assert f"### ablate {name}" in cli, name
+        for param in group.get_command(context, name).params:  # type: ignore[attr-defined]
+            for spelled in [] if getattr(param, "hidden", False) else getattr(param, "opts", []):
+                if spelled.startswith("--") and spelled != "--help":
+                    assert f"`{spelled}" in cli, f"ablate {name} {spelled}"
+    settings = docs.settings()
+    assert all(f"| `{s.name}` |" in settings for s in SETTINGS)
+    for fields, table in ((TRIAL_FIELDS, docs.trials()), (EPOCH_FIELDS, docs.epochs()),
+                          (CLASS_FIELDS, docs.classes())):
+        assert all(f"| `{c.name}` |" in table and c.meaning for c in fields)
+    markers = {m for page in DOCS.glob("*.md") for m in docs.MARKER.findall(page.read_text())}
+    assert markers == set(docs.GENERATORS), "a generator no page uses, or a marker without one"
+    assert "<!-- generated" not in docs.expand((DOCS / "results.md").read_text())
+
+
+def test_every_exit_status_and_public_module_is_documented() -> None:
+    from ablate.errors import ExitCode
+    from tests.test_layout import PUBLIC
+
+    exits = (DOCS / "cli.md").read_text()
+    assert all(f"\n| {code.value} |" in exits for code in ExitCode), "docs/cli.md's exit table"
+    guide = GUIDE.read_text()
+    assert all(f"| `{module}` |" in guide for module in PUBLIC), "docs/plugins.md's public API"
+
+
+def test_the_readme_is_the_front_door() -> None:
+    """At most about 200 lines, opening with the two commands, every link to a page that exists."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200
+    commands = [line.strip() for line in text.splitlines() if line.startswith("    ")][:2]
+    assert commands == ["pip install -e . && ablate run studies/dropout_gap.py",
+                        "pip install -e '.[test]' && pytest"]
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+        assert (REPO / target).exists(), f"README links to {target}, which is not there"
 
 
 def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -> None:
@@ -53,7 +123,7 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
     import torch
     from typer.testing import CliRunner
 
-    from ablate.cli import app
+    from ablate.cli.app import app
 
     result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "dropout_gap.py"), "--preset",
                                       "smoke", "--results-dir", str(tmp_path / "results")])

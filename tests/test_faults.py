@@ -25,12 +25,11 @@ import pytest
 from typer.testing import CliRunner
 
 import ablate
-from ablate.cli import app
-from ablate.discovery import Plugins, load_plugins
-from tests.conftest import FAULTS, FaultLog, TinyPlugin
+from ablate.cli.app import app
+from ablate.components.discovery import Plugins, load_plugins
+from tests.conftest import FAULTS, FaultLog, TinyPlugin, invoke
 from tests.test_run import TINY, FailingModel
 
-REPO = Path(__file__).resolve().parents[1]
 # A real study on the shipped data, small enough for many processes: 8 trials of 3 epochs.
 FAULT_STUDY = '''
 from ablate import Study, choice
@@ -47,11 +46,6 @@ study = Study(
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output  # stdout and stderr, as a terminal shows them
 
 
 def rows(study_dir: Path, table: str) -> list[dict]:
@@ -133,9 +127,8 @@ def test_a_signal_inside_the_journal_lock_ends_as_an_interrupt(
     """Ctrl-C landing inside Optuna's lock clean-up, just before it renames the lock file: the
     append or set-aside finishes, the lock is given back, and the run sees the interrupt (exit
     130), not the ``FileNotFoundError`` of the clean-up (exit 2) that a kill test once hit."""
-    from ablate.optuna_storage import set_aside_torn_tail
-    from ablate.queue import SignalSafeJournal
-    from ablate.signals import interrupt_on_signals
+    from ablate.base.signals import interrupt_on_signals
+    from ablate.run.storage import SignalSafeJournal, set_aside_torn_tail
 
     journal = tmp_path / "optuna.journal"
     journal.write_bytes(b'{"op_code": 0}\n' + (b'{"torn' if where == "torn tail" else b""))
@@ -171,7 +164,9 @@ def _one_trial_queue(folder: Path):  # type: ignore[no-untyped-def]
     """A journal-file queue holding one waiting trial of plan ``fp``."""
     import optuna
 
-    from ablate.queue import FINGERPRINT, PLANNED, Liveness, TrialQueue, make_storage
+    from ablate.run.liveness import Liveness
+    from ablate.run.queue import FINGERPRINT, PLANNED, TrialQueue
+    from ablate.run.storage import make_storage
 
     storage = make_storage(None, folder / "optuna.journal", Liveness())
     study = optuna.create_study(storage=storage, study_name="s")
@@ -188,8 +183,8 @@ def test_a_signal_while_a_trial_is_taken_puts_it_back_and_the_next_run_trains_it
     it; alike for a planned trial and a sampler's new one."""
     from optuna.trial import TrialState
 
-    from ablate.queue import PLANNED, WORKER
-    from ablate.signals import interrupt_on_signals
+    from ablate.base.signals import interrupt_on_signals
+    from ablate.run.queue import PLANNED, WORKER
 
     queue = _one_trial_queue(tmp_path)
     owner, name = (queue.storage, "set_trial_state_values") if how == "take" else (queue.study, "ask")
@@ -225,7 +220,9 @@ def test_a_sampled_trial_put_back_in_the_queue_does_not_cost_the_budget_a_config
     import optuna
     from optuna.trial import TrialState
 
-    from ablate.queue import Liveness, TrialQueue, make_storage
+    from ablate.run.liveness import Liveness
+    from ablate.run.queue import TrialQueue
+    from ablate.run.storage import make_storage
 
     storage = make_storage(None, tmp_path / "optuna.journal", Liveness())
     study = optuna.create_study(storage=storage, study_name="s")
@@ -249,8 +246,8 @@ def test_a_running_trial_whose_worker_died_before_naming_itself_goes_back_in_the
     itself is failed and a copy queued; a younger one is left to its worker."""
     from optuna.trial import TrialState
 
-    from ablate import queue as queue_module
-    from ablate.queue import PLANNED
+    from ablate.run import queue as queue_module
+    from ablate.run.queue import PLANNED
 
     queue = _one_trial_queue(tmp_path)
     (waiting,) = queue._mine((TrialState.WAITING,))
@@ -315,7 +312,7 @@ def test_workers_end_when_their_parent_is_killed(tmp_path: Path, fault_log: Faul
 
 @pytest.fixture
 def tiny_cli(plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> Plugins:
-    monkeypatch.setattr("ablate.cli.get_plugins", lambda: plugins)
+    monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: plugins)
     return plugins
 
 
@@ -533,7 +530,7 @@ def test_an_unwritable_results_folder_is_one_line(tmp_path: Path, tiny_cli: Plug
 def test_a_full_disk_loses_one_named_trial_and_a_rerun_trains_it(
         tmp_path: Path, tiny_cli: Plugins, monkeypatch: pytest.MonkeyPatch,
         fault_log: FaultLog) -> None:
-    import ablate.atomic
+    import ablate.base.atomic
 
     real_replace = os.replace
     full = {"on": True}
@@ -543,7 +540,7 @@ def test_a_full_disk_loses_one_named_trial_and_a_rerun_trains_it(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(source, target)
 
-    monkeypatch.setattr(ablate.atomic.os, "replace", disk_full)
+    monkeypatch.setattr(ablate.base.atomic.os, "replace", disk_full)
     study = write(tmp_path / "tiny.py", TINY)
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
     fault_log.inject("full disk")
@@ -564,7 +561,7 @@ def test_a_full_disk_loses_one_named_trial_and_a_rerun_trains_it(
 def test_a_read_only_report_folder_still_prints_the_text_and_says_what_failed(
         tmp_path: Path, tiny_cli: Plugins, monkeypatch: pytest.MonkeyPatch,
         fault_log: FaultLog) -> None:
-    import ablate.atomic
+    import ablate.base.atomic
 
     assert invoke("run", str(write(tmp_path / "tiny.py", TINY)), "--results-dir", str(tmp_path))[0] == 0
     real_replace = os.replace
@@ -574,7 +571,7 @@ def test_a_read_only_report_folder_still_prints_the_text_and_says_what_failed(
             raise PermissionError(errno.EROFS, "Read-only file system")
         real_replace(source, target)
 
-    monkeypatch.setattr(ablate.atomic.os, "replace", read_only)
+    monkeypatch.setattr(ablate.base.atomic.os, "replace", read_only)
     code, output = invoke("report", str(tmp_path / "tiny_study"))
     fault_log.inject("read-only report folder")
     assert code == 2
@@ -621,7 +618,7 @@ def test_a_plugin_calling_sys_exit_cannot_end_the_study_early(
 def test_a_model_calling_sys_exit_is_a_failed_trial_not_the_end_of_the_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog) -> None:
     loaded = load_plugins(extra={"tests:tiny": TinyPlugin(), "tests:leaving": ExitingModel()})
-    monkeypatch.setattr("ablate.cli.get_plugins", lambda: loaded)
+    monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: loaded)
     study = write(tmp_path / "tiny.py", TINY.replace('model="tiny_mlp", hidden=8', 'model="leaving"')
                   .replace("factors=dict(hidden=choice(4, 8)),", ""))
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path), "--retries", "0")
@@ -638,7 +635,7 @@ def test_failed_trials_are_not_retried_on_every_run_unless_asked(
         fault_log: FaultLog) -> None:
     flaky = FailingModel(100)
     loaded = load_plugins(extra={"tests:tiny": TinyPlugin(), "tests:flaky": flaky})
-    monkeypatch.setattr("ablate.cli.get_plugins", lambda: loaded)
+    monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: loaded)
     study = write(tmp_path / "tiny.py", TINY.replace('model="tiny_mlp", hidden=8', 'model="flaky"')
                   .replace("factors=dict(hidden=choice(4, 8)),", ""))
     code, _ = invoke("run", str(study), "--results-dir", str(tmp_path))  # 2 attempts each

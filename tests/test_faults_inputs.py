@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import ablate
-from ablate.discovery import load_plugins
+from ablate.components.discovery import load_plugins
 from tests.conftest import FaultLog, tiny_data
 
 
@@ -50,9 +50,8 @@ def test_the_test_kit_snippet_works_for_a_plugin_that_is_installed_too() -> None
     """The README's snippet passes the plugin module to load_plugins(extra=...); once the
     plugin is pip-installed, its entry point has loaded that module already, and pluggy refused
     it a second time ('Plugin already registered under a different name')."""
-    from ablate_plugins import models
-
     from ablate.testing import check_component
+    from ablate_plugins import models
 
     plugins = load_plugins(extra={"my-plugin": models})
     assert not plugins.failures, plugins.failures
@@ -65,7 +64,7 @@ def test_a_batch_larger_than_the_data_trains_as_the_whole_split_and_measures_wit
     """--set batch_size=100000 once exhausted the machine: precision=auto measured a random
     batch of the full 100,000 images. A batch larger than the split is the split, said once,
     with the same numbers; the measurement is bounded by it too."""
-    from ablate import precision
+    from ablate.train import precision
     from tests.test_faults import invoke
     from tests.test_run import table, tiny_study
 
@@ -105,7 +104,7 @@ def test_a_step_that_cannot_fit_in_memory_stops_in_one_line_and_is_not_retried(
     from tests.test_faults import invoke, one_line_error
     from tests.test_run import tiny_study
 
-    monkeypatch.setattr("ablate.trainer.free_memory", lambda device: 10_000)  # 10 kB free
+    monkeypatch.setattr("ablate.train.trainer.free_memory", lambda device: 10_000)  # 10 kB free
     code, output = invoke("run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path))
     fault_log.inject("a batch that cannot fit")
     assert code == 2, output
@@ -123,7 +122,7 @@ def test_a_full_disk_under_a_checkpoint_loses_the_trial_without_using_a_retry(
     retried, against the promise that such a trial is named as lost and trained by the next run."""
     import errno
 
-    from ablate import checkpoints
+    from ablate.train import checkpoints
     from tests.test_faults import assert_nothing_lost_or_duplicated, invoke, one_line_error
     from tests.test_run import tiny_study
 
@@ -196,7 +195,9 @@ def test_status_does_not_show_a_dead_journal_worker_s_trial_as_running(
 
     import optuna
 
-    from ablate.queue import FINGERPRINT, PLANNED, WORKER, Liveness, make_storage
+    from ablate.run.liveness import Liveness
+    from ablate.run.queue import FINGERPRINT, PLANNED, WORKER
+    from ablate.run.storage import make_storage
     from tests.test_faults import invoke
     from tests.test_run import tiny_study
 
@@ -240,7 +241,7 @@ def test_a_crafted_sidecar_is_refused_before_a_model_is_built(
     from PIL import Image
     from typer.testing import CliRunner
 
-    from ablate.cli import app, with_plugin_commands
+    from ablate.cli.app import app, with_plugin_commands
     from tests.test_faults import one_line_error
     from tests.test_run import tiny_study
 
@@ -293,7 +294,7 @@ def test_data_breaking_its_contract_stops_at_load_time_in_one_line_without_retri
     from tests.test_run import tiny_study
 
     plugins = load_plugins(extra={"tests:tiny": TinyPlugin(), "broken": _broken(kind)})
-    monkeypatch.setattr("ablate.cli.get_plugins", lambda: plugins)
+    monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: plugins)
     study = tiny_study(tmp_path, '''
 from ablate import Study
 study = Study(name="broken", question="?", baseline=dict(dataset="broken", model="tiny_mlp",
@@ -361,7 +362,7 @@ def _interrupted_at(study: Path, results: Path, delay: float, ignored: bool) -> 
         assert process.stderr is not None
         for line in process.stderr:
             lines.append(line)
-            if "ablate.signals" in line:
+            if "ablate.base.signals" in line:
                 ready.set()
 
     reader = threading.Thread(target=drain, daemon=True)

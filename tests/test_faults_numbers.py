@@ -12,14 +12,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from ablate.discovery import Plugins
+from ablate.components.discovery import Plugins
 from tests.conftest import FaultLog
 from tests.test_run import TINY, table, tiny_study
 
 
 def _runner(tmp_path: Path, plugins: Plugins, text: str = TINY):  # type: ignore[no-untyped-def]
-    from ablate import studyfile
-    from ablate.runner import Runner, RunOptions
+    from ablate.run.runner import Runner, RunOptions
+    from ablate.study import load as studyfile
 
     plan = studyfile.load(tiny_study(tmp_path, text)).plan()
     return Runner(plan, RunOptions(results_dir=tmp_path / "results"), plugins, log=lambda m: None)
@@ -32,9 +32,9 @@ def test_a_duplicate_copy_that_finishes_second_is_failed_in_optuna_not_left_runn
     refused it, the error was swallowed, and the copy stayed RUNNING for good."""
     import torch
 
-    from ablate.attempt import AttemptContext, provenance, run_attempt
-    from ablate.dataset_cache import DatasetCache
-    from ablate.runner import RunSummary
+    from ablate.run.attempt import AttemptContext, provenance, run_attempt
+    from ablate.run.runner import RunSummary
+    from ablate.train.datasets import DatasetCache
 
     runner = _runner(tmp_path, plugins)
     queue = runner.prepare(runner.validate())
@@ -45,11 +45,12 @@ def test_a_duplicate_copy_that_finishes_second_is_failed_in_optuna_not_left_runn
     copy = queue.take()
     assert copy is not None and copy.user_attrs["trial"] == 0
     device = torch.device("cpu")
-    ctx = AttemptContext(runner.plan, plugins, runner.folder, runner.writer, queue,
-                         runner.validate(), device, DatasetCache(device, None, lambda m: None),
+    checked = runner.validate()
+    ctx = AttemptContext(runner.plan, plugins, runner.folder, runner.store, queue,
+                         checked.columns, device, DatasetCache(device, None, lambda m: None),
                          runner.options.results_dir, lambda key, value: "", lambda m: None,
                          provenance(runner.plan, plugins, device))
-    outcome = run_attempt(ctx, runner.plan.trials[0], 2, copy, retry=True)
+    outcome = run_attempt(ctx, runner.plan.trials[0], checked.trials[0], 2, copy, retry=True)
     fault_log.inject("a duplicate copy finishing second")
     assert not outcome.recorded
     stored = queue.frozen(copy)
@@ -62,7 +63,7 @@ def test_a_duplicate_copy_that_finishes_second_is_failed_in_optuna_not_left_runn
 def test_the_queue_refuses_ablate_s_own_states_where_optuna_s_are_meant(
         tmp_path: Path, plugins: Plugins) -> None:
     from ablate.events import AttemptState
-    from ablate.runner import RunSummary
+    from ablate.run.runner import RunSummary
 
     runner = _runner(tmp_path, plugins)
     queue = runner.prepare(runner.validate())
@@ -198,7 +199,7 @@ def test_a_folder_keeps_the_thread_count_its_trials_computed_with(
 
 NARROW_RESNET = '''
 import torch
-from ablate.backends import to_training_layout
+from ablate.train.backends import to_training_layout
 from ablate_plugins.models import resnet18
 
 torch.manual_seed(0)
@@ -227,9 +228,9 @@ def test_a_narrow_resnet_trains_odd_batches_on_a_cpu_without_corrupting_memory(
     import sys
 
     import torch
-    from ablate_plugins.models import resnet18
 
-    from ablate.backends import to_training_layout
+    from ablate.train.backends import to_training_layout
+    from ablate_plugins.models import resnet18
 
     model = to_training_layout(resnet18(num_classes=3, width=8), torch.device("cpu"))
     guarded = [m for m in model.modules() if getattr(m, "ablate_nchw", False)]
@@ -251,7 +252,7 @@ def test_a_plugin_parameter_named_like_a_setting_is_refused_at_registration(
     component is refused (its plugin, its name and the setting named, at the plugin's line),
     and the plugin's other components still register."""
     import ablate
-    from ablate.discovery import load_plugins
+    from ablate.components.discovery import load_plugins
     from tests.conftest import tiny_data
 
     class Shadowing:
@@ -281,9 +282,10 @@ def test_a_plugin_parameter_named_like_a_setting_is_refused_at_registration(
 def test_no_two_things_write_one_column_of_the_trials_table() -> None:
     """A setting and a component parameter of one name would both write param_<name>; such a
     trial is refused, whatever let the two in."""
-    from ablate.config import ConfigError, Selected, TrialSetup, resolve
-    from ablate.discovery import load_plugins
-    from ablate.registry import Component, Param
+    from ablate.components.discovery import load_plugins
+    from ablate.components.registry import Component
+    from ablate.components.setup import ConfigError, Selected, TrialSetup, resolve
+    from ablate.params import Param
 
     registry = load_plugins().registry
     setup = resolve({"dataset": "cifar10-mini"}, registry)
@@ -382,7 +384,7 @@ def test_the_test_kit_refuses_a_component_that_cannot_resume(
     """A LambdaLR counting its calls in a closure passed the kit; after a kill and a resume its
     rates were 0.1, 0.1 instead of 0.05, 0.025 and the final accuracy moved 5 points. The kit
     now stops, saves, rebuilds, loads and compares with an uninterrupted copy."""
-    from ablate.registry import Component
+    from ablate.components.registry import Component
     from ablate.testing import check_component
 
     fault_log.inject(f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} that cannot resume")
@@ -402,8 +404,8 @@ def test_a_trial_that_ran_an_op_without_a_deterministic_kernel_does_not_claim_de
     import torch
 
     import ablate
-    from ablate.backends import NONDETERMINISTIC
-    from ablate.discovery import load_plugins
+    from ablate.components.discovery import load_plugins
+    from ablate.train.backends import NONDETERMINISTIC
     from tests.conftest import TinyPlugin
     from tests.test_faults import invoke
 
@@ -428,7 +430,7 @@ def test_a_trial_that_ran_an_op_without_a_deterministic_kernel_does_not_claim_de
             register("scatter_model", model, "warns like a non-deterministic CUDA op")
 
     plugins = load_plugins(extra={"tests:tiny": TinyPlugin(), "warning": Warning_()})
-    monkeypatch.setattr("ablate.cli.get_plugins", lambda: plugins)
+    monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: plugins)
     study = tiny_study(tmp_path, TINY.replace('model="tiny_mlp", hidden=8', 'model="scatter_model"')
                        .replace("factors=dict(hidden=choice(4, 8))", "factors={}"))
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path))

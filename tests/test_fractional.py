@@ -12,14 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from ablate import Study, choice, fractional
-from ablate.cli import app
-from ablate.discovery import Plugins
-from ablate.fractions import fraction
+from ablate.analysis.answer import Finding, sentence
+from ablate.analysis.contrasts import CellGrid, confounding, main_effects
+from ablate.analysis.stats import Estimate
+from ablate.cli.app import app
+from ablate.components.discovery import Plugins
 from ablate.report import build
-from ablate.report.answer import Finding, sentence
-from ablate.report.contrasts import Design, confounding, main_effects
-from ablate.report.stats import Estimate
-from ablate.study import StudyError
+from ablate.study.factors import StudyError
+from ablate.study.fractions import fraction
 
 
 def balanced(rows: list[tuple[int, ...]], columns: tuple[int, ...]) -> bool:
@@ -125,10 +125,10 @@ def test_fractional_study_runs_and_reports_main_effects(tmp_path: Path, cli_plug
     assert "| hidden | no two-factor interaction |" in text
 
 
-def fraction_design(factors: int, resolution: int) -> Design:
+def fraction_design(factors: int, resolution: int) -> CellGrid:
     names = [f"f{i}" for i in range(factors)]
     cells = {str(row): dict(zip(names, row, strict=True)) for row in fraction(factors, resolution).rows}
-    return Design(cells, {name: (0, 1) for name in names})
+    return CellGrid(cells, {name: (0, 1) for name in names})
 
 
 def test_confounding_follows_the_generators_of_a_resolution_iii_fraction() -> None:
@@ -138,7 +138,7 @@ def test_confounding_follows_the_generators_of_a_resolution_iii_fraction() -> No
     assert [len(a) for a in confounding(fraction_design(7, 3)).values()] == [3] * 7
     # The other half of the 2^(3-1) (f2 = not f0 x f1): the contrasts are mirror images.
     design = fraction_design(3, 3)
-    mirrored = Design({name: {**levels, "f2": 1 - levels["f2"]} for name, levels in design.cells.items()},
+    mirrored = CellGrid({name: {**levels, "f2": 1 - levels["f2"]} for name, levels in design.cells.items()},
                       design.levels)
     aliases = confounding(mirrored)
     assert aliases["f2"] == ["f0 x f1"]
@@ -152,6 +152,6 @@ def test_no_confounding_at_resolution_iv_or_in_the_full_factorial() -> None:
     for factors, resolution in ((8, 4), (5, 5)):
         assert all(a == [] for a in confounding(fraction_design(factors, resolution)).values())
     names = ["a", "b", "c"]
-    full = Design({str(row): dict(zip(names, row, strict=True))
+    full = CellGrid({str(row): dict(zip(names, row, strict=True))
                    for row in itertools.product((0, 1), repeat=3)}, dict.fromkeys(names, (0, 1)))
     assert confounding(full) == {"a": [], "b": [], "c": []}

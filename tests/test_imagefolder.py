@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
-from ablate_plugins import imagefolder as module
-from ablate_plugins.imagefolder import ImageFolderError, imagefolder
 from PIL import Image
 from typer.testing import CliRunner
 
 from ablate import data as data_module
-from ablate.cli import app
+from ablate.cli.app import app
+from ablate_plugins import imagefolder as module
+from ablate_plugins.imagefolder import ImageFolderError, imagefolder
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
 

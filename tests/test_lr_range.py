@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from ablate.config import resolve
-from ablate.discovery import Plugins
-from ablate.placement import to_device
+from ablate.components.discovery import Plugins
+from ablate.components.setup import resolve
+from ablate.train.placement import to_device
 from ablate_plugins.lr_range import range_test, steepest_descent
 
 from .conftest import tiny_data

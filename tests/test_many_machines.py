@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 import pytest
 from typer.testing import CliRunner
 
-from ablate.cli import app
+from ablate.cli.app import app
 from tests.conftest import FAULTS, FaultLog
 
 SERVER = dict(host="127.0.0.1", port=5432, user="postgres")
@@ -240,6 +240,16 @@ def test_a_worker_on_another_host_killed_holding_a_trial_is_recovered_by_its_hea
         time.sleep(0.1)
     assert held, "the other host's worker never took a trial"
     time.sleep(2 * heartbeat)  # it has recorded heartbeats: now only silence can tell
+    # Freeze it first, then ask which trial it holds: a trial can finish during the sleep, and
+    # only a frozen worker's trial is sure to be the one the kill interrupts.
+    held = []
+    while not held and time.monotonic() < deadline:
+        elsewhere.send_signal(signal.SIGSTOP)
+        held = _running_on(database, host)
+        if not held:  # between two trials: let it take the next one
+            elsewhere.send_signal(signal.SIGCONT)
+            time.sleep(0.2)
+    assert held, "the other host's worker held no trial when it was to be killed"
     elsewhere.send_signal(signal.SIGKILL)
     killed_at = datetime.now()
     elsewhere.wait(timeout=60)

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from ablate_plugins import models
 from ablate_plugins.models import (
     BasicBlock,
@@ -14,7 +16,6 @@ from ablate_plugins.models import (
     simple_cnn,
     torchvision_resnet18,
 )
-from torch import nn
 
 
 def test_resnet18_is_the_cifar_variant() -> None:

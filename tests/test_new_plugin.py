@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ablate.cli import with_plugin_commands
-from ablate.registry import KINDS
+from ablate.cli.app import with_plugin_commands
+from ablate.components.registry import KINDS
 
 
 def child_environment(root: Path) -> Path:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate import placement
-from ablate.placement import SHARING_ENV, choose_placement, trial_data
+from ablate.train import placement
+from ablate.train.placement import SHARING_ENV, choose_placement, trial_data
 from tests.conftest import tiny_data
 
 CPU = torch.device("cpu")

@@ -13,9 +13,9 @@ import pytest
 
 import ablate
 from ablate import hookspecs
-from ablate.discovery import DISABLE_AUTOLOAD_ENV, load_plugins
+from ablate.components.discovery import DISABLE_AUTOLOAD_ENV, load_plugins
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 BUILTIN = {"ablate:datasets", "ablate:models", "ablate:augmentations", "ablate:optimizers",
            "ablate:schedulers", "ablate:lr_range", "ablate:new_plugin", "ablate:predict",
            "ablate:tensorboard"}
@@ -105,7 +105,7 @@ def test_a_component_of_a_plugin_that_failed_is_named_with_the_failure(tmp_path:
 
     from typer.testing import CliRunner
 
-    from ablate.cli import app
+    from ablate.cli.app import app
 
     plugins = load_plugins(extra={"extra-optimizers": HalfBroken()})
     (failure,) = plugins.failures
@@ -114,7 +114,7 @@ def test_a_component_of_a_plugin_that_failed_is_named_with_the_failure(tmp_path:
     study.write_text("from ablate import Study\nstudy = Study(name='s', question='?',\n"
                      "    baseline=dict(dataset='cifar10-mini', optimizer='adamw'))\n")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("ablate.cli.get_plugins", lambda: plugins)
+        patch.setattr("ablate.components.discovery.get_plugins", lambda: plugins)
         result = CliRunner().invoke(app, ["run", str(study), "--results-dir", str(tmp_path)])
         listed = CliRunner().invoke(app, ["list", "optimizer"]).output
     assert result.exit_code == 2
@@ -156,7 +156,7 @@ def test_event_hook_failure_is_reported_once_and_silenced(capsys: pytest.Capture
 def test_list_shows_parameters_and_defaults() -> None:
     from typer.testing import CliRunner
 
-    from ablate.cli import app
+    from ablate.cli.app import app
 
     output = CliRunner().invoke(app, ["list", "models"]).output
     assert "resnet18" in output and "width = 64" in output and "dropout = 0.0" in output
@@ -181,7 +181,7 @@ def test_example_plugin_is_listed_and_its_components_train(example_site: Path, t
     (example,) = [e for e in listed if e["distribution"] == "ablate-example-plugin"]
     assert example["registers"] == ["model:tiny_convnet", "augmentation:cutout"]
     assert example["version"] == "0.1.0"
-    kit = ("from ablate.discovery import load_plugins; from ablate.testing import check_component;"
+    kit = ("from ablate.components.discovery import load_plugins; from ablate.testing import check_component;"
            "r = load_plugins().registry; check_component(r.get('model', 'tiny_convnet'));"
            "check_component(r.get('augmentation', 'cutout')); print('conforms')")
     environment = {**os.environ, "PYTHONPATH": str(example_site)}

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from ablate.registry import Component, Registrar, Registry, RegistryError, coerce_value, param
+from ablate.components.registry import Component, Registrar, Registry, RegistryError
+from ablate.params import coerce_value, param
 
 
 def factory(*, num_classes: int, width: int = 64, dropout: float = 0.0) -> tuple[int, int, float]:

@@ -18,18 +18,19 @@ from PIL import Image
 from scipy import stats
 from typer.testing import CliRunner
 
-from ablate.cli import app
+from ablate.analysis.load import StudyResults, read_table
+from ablate.analysis.metrics import add_derived, format_half_width, format_value, swing
+from ablate.analysis.provenance import ran_on
+from ablate.analysis.stats import holm, mean_ci, pooled_error, sign_flip_p
+from ablate.cli.app import app
 from ablate.events import EpochRecord
-from ablate.folder import StudyFolder
+from ablate.params import param_type
 from ablate.report import build
-from ablate.report.load import StudyResults, read_table
-from ablate.report.metrics import add_derived, format_half_width, format_value, swing
-from ablate.report.provenance import ran_on
-from ablate.report.stats import holm, mean_ci, pooled_error, sign_flip_p
-from ablate.results import ResultsWriter, class_table, epoch_table, param_type, trial_table
-from ablate.study import fingerprint_of
+from ablate.store.folder import StudyFolder
+from ablate.store.tables import ResultsStore, class_table, epoch_table, trial_table
+from ablate.study.plan import fingerprint_of
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 # Known answers: test accuracy per (dropout level, seed). Baseline is dropout 0.0.
 ACCURACY = {0.0: [0.60, 0.62, 0.61, 0.65], 0.25: [0.64, 0.65, 0.66, 0.70], 0.5: [0.59, 0.63, 0.60, 0.64]}
 
@@ -48,7 +49,7 @@ def write_study(folder: Path, cells: dict[tuple, list[float]], factors: dict[str
     fingerprint = description["fingerprint"] = fingerprint_of(description)
     path.mkdir(parents=True)
     (path / "study.json").write_text(json.dumps(description))
-    writer = ResultsWriter(StudyFolder(path))
+    writer = ResultsStore(StudyFolder(path))
     index = 0
     for seed in seeds:
         for levels, values in cells.items():
@@ -443,9 +444,9 @@ study = Study(
 
 def test_an_undecided_ratio_says_its_interval_covers_no_change_not_zero() -> None:
     """Swings compare as ratios: x0.87 [x0.37, x2.03] covers x1, and a ratio never covers 0."""
-    from ablate.report.answer import UNDECIDED, Finding, sentence
-    from ablate.report.contrasts import Contrast
-    from ablate.report.stats import Estimate
+    from ablate.analysis.answer import UNDECIDED, Finding, sentence
+    from ablate.analysis.contrasts import Contrast
+    from ablate.analysis.stats import Estimate
 
     contrast = Contrast("within", "batch_size", 16, 8, {"a": 1.0, "b": -1.0}, {"scheduler": "none"})
     estimate = Estimate(math.log(0.87), 6, 2.0, 0.3, 10, 0.6, 0.97, (0.1, -0.2, 0.0, -0.1, -0.3, 0.05))

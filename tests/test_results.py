@@ -8,12 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import ablate.results
-from ablate.folder import StudyFolder
-from ablate.results import ResultsWriter
+import ablate.store.tables
+from ablate.store.folder import StudyFolder
+from ablate.store.tables import ResultsStore
 
 
-def record(writer: ResultsWriter, trial: int, attempt: int, state: str) -> None:
+def record(writer: ResultsStore, trial: int, attempt: int, state: str) -> None:
     writer.write(trial, attempt, pa.table({"trial": [trial], "attempt": [attempt], "state": [state],
                                            "study_fingerprint": ["plan"]}))
 
@@ -27,8 +27,8 @@ def test_attempts_are_listed_in_order_and_each_file_is_read_once(
         reads.append(path)
         return read_table(path, **kwargs)
 
-    monkeypatch.setattr(ablate.results.pq, "read_table", counting_read)
-    writer = ResultsWriter(StudyFolder(tmp_path))
+    monkeypatch.setattr(ablate.store.tables.pq, "read_table", counting_read)
+    writer = ResultsStore(StudyFolder(tmp_path))
     record(writer, 0, 2, "complete")
     record(writer, 0, 1, "fail")
     record(writer, 1, 1, "fail")
@@ -49,7 +49,7 @@ def states(attempts: dict) -> dict[int, list[str]]:
 def test_an_unreadable_file_is_set_aside_with_its_attempt_and_named(tmp_path: Path) -> None:
     logged: list[str] = []
     folder = StudyFolder(tmp_path)
-    writer = ResultsWriter(folder, log=logged.append)
+    writer = ResultsStore(folder, log=logged.append)
     for trial in (0, 1):
         writer.write(trial, 1, pa.table({"trial": [trial], "attempt": [1], "state": ["complete"],
                                          "study_fingerprint": ["plan"]}),

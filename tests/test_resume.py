@@ -16,16 +16,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ablate.checkpoints import CheckpointError, CheckpointStore, read_checkpoint
-from ablate.cli import app
-from ablate.config import resolve
-from ablate.discovery import Plugins
-from ablate.placement import to_device
-from ablate.trainer import fit
+from ablate.cli.app import app
+from ablate.components.discovery import Plugins
+from ablate.components.setup import resolve
+from ablate.train.checkpoints import CheckpointError, CheckpointStore, read_checkpoint
+from ablate.train.placement import to_device
+from ablate.train.trainer import fit
+from tests.conftest import REPO
 
 from .conftest import tiny_data
 
-REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 

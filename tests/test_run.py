@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 import ablate
-from ablate.cli import app
-from ablate.discovery import Plugins
+from ablate.cli.app import app
+from ablate.components.discovery import Plugins
+from tests.conftest import REPO, invoke
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = '''
 from ablate import Study, choice, sampler
 
@@ -29,11 +29,6 @@ study = Study(
     seeds=2,
 )
 '''
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
 
 
 def tiny_study(tmp_path: Path, text: str = TINY) -> Path:
@@ -129,12 +124,12 @@ class FailingModel:
 
 def test_failed_trial_is_recorded_and_retried(tmp_path: Path, plugins: Plugins,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from ablate.discovery import load_plugins
+    from ablate.components.discovery import load_plugins
 
 
     loaded = load_plugins(extra={"tests:tiny": plugins.manager.get_plugin("tests:tiny"),
                                  "tests:flaky": FailingModel(1)})
-    monkeypatch.setattr("ablate.cli.get_plugins", lambda: loaded)
+    monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: loaded)
     study = tiny_study(tmp_path, TINY.replace('model="tiny_mlp", hidden=8', 'model="flaky"')
                        .replace("factors=dict(hidden=choice(4, 8))", "factors={}"))
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
@@ -239,10 +234,10 @@ def test_ctrl_c_on_the_real_command_then_rerun_completes_without_repeats(tmp_pat
 
 def test_a_cpu_run_tunes_the_allocator_before_training(tmp_path: Path, cli_plugins: Plugins,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import ablate.runner
+    import ablate.run.runner
 
     calls: list[int] = []
-    monkeypatch.setattr(ablate.runner, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(ablate.run.runner, "keep_freed_memory", lambda: calls.append(1) or True)
     code, output = invoke("run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path),
                           "--device", "cpu")
     assert code == 0, output
@@ -251,11 +246,11 @@ def test_a_cpu_run_tunes_the_allocator_before_training(tmp_path: Path, cli_plugi
 
 def test_a_sampled_design_whose_every_trial_fails_ends(tmp_path: Path, plugins: Plugins,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from ablate.discovery import load_plugins
+    from ablate.components.discovery import load_plugins
 
     loaded = load_plugins(extra={"tests:tiny": plugins.manager.get_plugin("tests:tiny"),
                                  "tests:flaky": FailingModel(100)})
-    monkeypatch.setattr("ablate.cli.get_plugins", lambda: loaded)
+    monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: loaded)
     text = TINY.replace('model="tiny_mlp", hidden=8', 'model="flaky"').replace(
         "factors=dict(hidden=choice(4, 8)),", 'design=sampler("random", trials=2),')
     text += "\n\ndef configure(trial):\n    return {'lr': trial.suggest_float('lr', 0.01, 0.1)}\n"
@@ -389,7 +384,8 @@ def test_a_pruned_search_records_pruned_trials_once_and_every_trial_reports_each
 
 
 def test_a_planned_design_never_prunes() -> None:
-    from ablate.study import Study, StudyError
+    from ablate.study.declare import Study
+    from ablate.study.factors import StudyError
 
     with pytest.raises(StudyError, match="pruner='median' needs design=sampler"):
         Study(name="s", question="?", baseline={}, pruner="median")

@@ -18,18 +18,17 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from ablate.augment import PerImage
-from ablate.claims import FileLock
-from ablate.cli import app
-from ablate.config import resolve
-from ablate.discovery import Plugins
-from ablate.placement import to_device
-from ablate.precision import choose_precision, cpu_has_native_bf16, resolve_precision
-from ablate.trainer import fit
+from ablate.base.locks import FileLock
+from ablate.cli.app import app
+from ablate.components.discovery import Plugins
+from ablate.components.setup import resolve
+from ablate.train.placement import to_device
+from ablate.train.precision import choose_precision, cpu_has_native_bf16, resolve_precision
+from ablate.train.trainer import fit
 from ablate_plugins.augmentations import crop_flip
+from tests.conftest import REPO
 
 from .conftest import tiny_data
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_crop_offsets_cover_all_81_positions_uniformly() -> None:

@@ -9,12 +9,12 @@ import pyarrow.dataset as ds
 import pytest
 from typer.testing import CliRunner
 
-from ablate.cli import app
-from ablate.discovery import load_plugins
-from ablate.studyfile import load
-from ablate.validation import validate_plan
+from ablate.cli.app import app
+from ablate.components.discovery import load_plugins
+from ablate.components.validate import validate_plan
+from ablate.study.load import load
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 STUDIES = sorted((REPO / "studies").glob("*.py"))
 
 

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ablate import Preset, Study, choice, sampler, uniform
-from ablate.study import StudyError
+from ablate.study.factors import StudyError
+from tests.conftest import REPO
 
 
 def make(**overrides: object) -> Study:
@@ -108,9 +107,9 @@ def test_deterministic_auto_is_decided_once_for_every_cell_of_a_study() -> None:
     """resume_jump's `none` cell once trained with deterministic=False (cudnn.benchmark, the
     adaptive pool) and every other cell with True, so on a GPU its `full` control could never
     equal `none`. auto is now decided per study, and the trials row of every cell says it."""
-    from ablate import studyfile
+    from ablate.study import load as studyfile
 
-    resume = studyfile.load(Path(__file__).resolve().parents[1] / "studies" / "resume_jump.py")
+    resume = studyfile.load(REPO / "studies" / "resume_jump.py")
     plan = resume.plan("smoke")
     assert {t.params["deterministic"] for t in plan.trials} == {"on"}
     assert {t.params.get("resume", "none") for t in plan.trials} >= {"none", "full"}

@@ -4,10 +4,9 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from ablate import studyfile
-from ablate.cli import app
+from ablate.study import load as studyfile
+from tests.conftest import invoke as run_cli
 
 GOOD = '''
 from ablate import Preset, Study, choice
@@ -67,11 +66,6 @@ def test_locate_finds_the_line_of_a_bad_value(tmp_path: Path) -> None:
     study = studyfile.load(path)
     assert studyfile.locate(study, "model", "tiny_mpl") == f"{path}:9"
     assert studyfile.locate(study, "hidden", None) == f"{path}:7"
-
-
-def run_cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output
 
 
 @pytest.mark.parametrize(("replace", "line", "message"), [

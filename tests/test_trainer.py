@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from ablate import trainer
-from ablate.config import resolve
+from ablate.components.discovery import Plugins
+from ablate.components.setup import resolve
 from ablate.data import stratified_holdout
-from ablate.discovery import Plugins
-from ablate.placement import to_device, trial_data
-from ablate.results import final_metrics
-from ablate.trainer import fit
+from ablate.store.tables import final_metrics
+from ablate.train import epoch
+from ablate.train.placement import to_device, trial_data
+from ablate.train.trainer import fit
 
 from .conftest import tiny_data
 
@@ -134,14 +134,14 @@ def test_a_trailing_batch_of_one_is_dropped_for_batchnorm(plugins: Plugins) -> N
                      "batch_size": 21, "train_size": 64}, plugins.registry)  # 64 = 3 * 21 + 1
     data = to_device(tiny_data().head(64, 0), CPU, 16)
     used: list[torch.Tensor] = []
-    original = trainer.prepare_batch
+    original = epoch.prepare_batch
 
     def watched(data, index, *rest):  # type: ignore[no-untyped-def]
         used.append(index.clone())
         return original(data, index, *rest)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer, "prepare_batch", watched)
+        patch.setattr(epoch, "prepare_batch", watched)
         result = fit(setup, data, 3, 0, CPU)
     assert len(result.epochs) == 1 and [len(i) for i in used] == [21, 21, 21]
     # Exactly the image the seeded order puts last is left out, each other one used once.

@@ -12,18 +12,18 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from ablate import weights
-from ablate.cli import app, with_plugin_commands
-from ablate.config import resolve
-from ablate.discovery import Plugins
+from ablate.cli.app import app, with_plugin_commands
+from ablate.components.discovery import Plugins
+from ablate.components.setup import resolve
 from ablate.errors import SetupError
-from ablate.placement import to_device
-from ablate.state import build_state
-from ablate.trainer import fit
-from tests.conftest import tiny_data
+from ablate.store import weights
+from ablate.train.init import StartingPoint
+from ablate.train.placement import to_device
+from ablate.train.state import build_state
+from ablate.train.trainer import fit
+from tests.conftest import REPO, tiny_data
 from tests.test_run import TINY, table, tiny_study
 
-REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
@@ -89,7 +89,7 @@ def test_predict_names_a_cifar_class_and_a_garbage_file_in_one_line(tmp_path: Pa
 def test_starting_weights_load_the_backbone_and_a_new_head_for_other_classes(plugins: Plugins) -> None:
     setup = resolve({"dataset": "tiny", "model": "resnet18", "width": 2}, plugins.registry)
     source = build_state(setup, 5, seed=1, device=CPU).model.state_dict()
-    start = weights.StartingPoint(source, new_head=True)
+    start = StartingPoint(source, new_head=True)
     state = build_state(setup, 5, seed=2, device=CPU, start_from=start)
     fresh = build_state(setup, 5, seed=2, device=CPU).model.state_dict()
     mine = state.model.state_dict()
@@ -98,7 +98,7 @@ def test_starting_weights_load_the_backbone_and_a_new_head_for_other_classes(plu
     assert torch.equal(mine["classifier.weight"], fresh["classifier.weight"])  # the head did not
     assert not torch.equal(mine["classifier.weight"], source["classifier.weight"])
     # Another class count: the head's shape differs, so it starts afresh whatever the flag.
-    other = build_state(setup, 3, seed=2, device=CPU, start_from=weights.StartingPoint(source, False))
+    other = build_state(setup, 3, seed=2, device=CPU, start_from=StartingPoint(source, False))
     assert set(other.fresh) == {"classifier.weight", "classifier.bias"}
 
 
@@ -172,12 +172,12 @@ def test_tensorboard_writes_one_scalar_per_epoch_that_tensorboard_reads_back(
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from ablate.discovery import load_plugins
+    from ablate.components.discovery import load_plugins
     from tests.conftest import TinyPlugin
 
     loaded = load_plugins(extra={"tests:tiny": TinyPlugin()})  # the built-in tensorboard plugin too
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("ablate.cli.get_plugins", lambda: loaded)
+        patch.setattr("ablate.components.discovery.get_plugins", lambda: loaded)
         result = CliRunner().invoke(app, ["run", str(tiny_study(tmp_path)), "--results-dir",
                                           str(tmp_path), "--tensorboard"])
     assert result.exit_code == 0, result.output

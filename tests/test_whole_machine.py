@@ -16,20 +16,24 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ablate import backends, gpus
-from ablate.checkpoints import CheckpointStore
-from ablate.cli import _pinned_workers, app
-from ablate.config import resolve
-from ablate.discovery import Plugins
-from ablate.placement import to_device, trial_data
-from ablate.state import build_state, snapshot
-from ablate.trainer import Evaluator, eval_batch_size, fit
+from ablate.cli.app import app
+from ablate.cli.options import TrainOptions
+from ablate.cli.train import pinned_workers
+from ablate.components.discovery import Plugins
+from ablate.components.setup import resolve
+from ablate.run import gpus
+from ablate.train import backends
+from ablate.train.checkpoints import CheckpointStore
+from ablate.train.epoch import Evaluator, eval_batch_size
+from ablate.train.placement import to_device, trial_data
+from ablate.train.state import build_state, snapshot
+from ablate.train.trainer import fit
 from ablate_plugins import imagefolder as imagefolder_plugin
 from ablate_plugins.augmentations import color_jitter
+from tests.conftest import REPO
 
 from .conftest import tiny_data
 
-REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
@@ -55,12 +59,15 @@ def test_bad_gpu_lists_are_refused_with_the_reason(text: str | None, visible: in
 def test_the_cli_spreads_workers_over_the_gpus_it_sees(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(gpus, "visible_gpu_count", lambda: 4)
-    assert _pinned_workers("auto", 1, None, None) == ["0", "1", "2", "3"]  # default: every GPU
-    assert _pinned_workers("auto", 1, "0,2", 2) == ["0", "2", "0", "2"]
-    assert _pinned_workers("auto", 6, None, None) == ["0", "1", "2", "3", "0", "1"]
-    assert _pinned_workers("cpu", 3, None, None) is None  # --device cpu: plain workers
+    def pinned(**given: object) -> list[str] | None:
+        return pinned_workers(TrainOptions(**given))  # type: ignore[arg-type]
+
+    assert pinned() == ["0", "1", "2", "3"]  # default: every GPU
+    assert pinned(gpus="0,2", workers_per_gpu=2) == ["0", "2", "0", "2"]
+    assert pinned(workers=6) == ["0", "1", "2", "3", "0", "1"]
+    assert pinned(device="cpu", workers=3) is None  # --device cpu: plain workers
     monkeypatch.setattr(gpus, "visible_gpu_count", lambda: 1)
-    assert _pinned_workers("auto", 1, None, None) is None  # one GPU, one worker: in-process
+    assert pinned() is None  # one GPU, one worker: in-process
 
 
 def test_gpus_on_a_machine_without_cuda_exits_2_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,7 +153,7 @@ def test_evaluation_halves_its_batch_on_running_out_of_gpu_memory(
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return 0.0, 1.0, labels
 
-    monkeypatch.setattr("ablate.trainer.evaluate", fake_evaluate)
+    monkeypatch.setattr("ablate.train.epoch.evaluate", fake_evaluate)
     said: list[str] = []
     measure = Evaluator(data, 1000, "fp32", said.append)
     measure(torch.nn.Identity(), data.test_x, data.test_y)
@@ -268,7 +275,7 @@ def test_the_folder_fingerprint_reads_only_new_or_changed_files(
 
 def test_checkpoints_written_in_the_background_are_whole_and_failures_surface(
         plugins: Plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ablate.atomic import WriteError
+    from ablate.base.atomic import WriteError
 
     setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 1}, plugins.registry)
     state = build_state(setup, 3, 0, CPU)
@@ -286,7 +293,7 @@ def test_checkpoints_written_in_the_background_are_whole_and_failures_surface(
     def full_disk(path, write):  # type: ignore[no-untyped-def]
         raise WriteError(path, OSError(28, "No space left on device"))
 
-    monkeypatch.setattr("ablate.checkpoints.write_file_atomic", full_disk)
+    monkeypatch.setattr("ablate.train.checkpoints.write_file_atomic", full_disk)
     store.save(2, payload, background=True)
     with pytest.raises(WriteError, match="No space left"):
         store.wait()
@@ -294,7 +301,7 @@ def test_checkpoints_written_in_the_background_are_whole_and_failures_surface(
 
 def test_checkpoints_are_spaced_in_time_on_a_gpu_and_every_epoch_on_a_cpu(
         plugins: Plugins, tmp_path: Path) -> None:
-    from ablate.trainer import checkpoint_spacing
+    from ablate.train.trainer import checkpoint_spacing
 
     assert checkpoint_spacing(-1, torch.device("cuda")) == 60 and checkpoint_spacing(-1, CPU) == 0
     assert checkpoint_spacing(5, torch.device("cuda")) == 5
@@ -366,8 +373,8 @@ def test_a_recorded_trial_writes_no_checkpoint_of_its_last_epoch(
     a whole write of the state (hundreds of MB on a GPU) for nothing."""
     from typer.testing import CliRunner
 
-    from ablate.checkpoints import CheckpointStore
-    from ablate.cli import app
+    from ablate.cli.app import app
+    from ablate.train.checkpoints import CheckpointStore
     from tests.test_run import tiny_study
 
     saved: list[int] = []

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ablate.report.analysis import Cell, Report
-from ablate.report.load import StudyResults
+from ablate.analysis.findings import Cell, Report
+from ablate.analysis.load import StudyResults
 
 IMAGES = 3  # test images shown
 MAPS = 6  # feature maps shown per layer and image
@@ -16,7 +16,7 @@ FILTERS = 16  # first-layer filters shown
 
 
 def _kept_weights(results: StudyResults, cell: Cell) -> Any | None:
-    from ablate import weights
+    from ablate.store import weights
 
     for trial in cell.trials:
         path = weights.weights_path(results.folder / "weights", trial["trial"], "final")
@@ -32,14 +32,13 @@ def _as_picture(array: np.ndarray) -> np.ndarray:
     return scaled.transpose(1, 2, 0) if scaled.ndim == 3 else scaled
 
 
-def feature_maps(report: Report, results: StudyResults, best: Cell) -> Any | None:
+def feature_maps(report: Report, results: StudyResults, best: Cell, registry: Any) -> Any | None:
     """The figure for ``best``'s first trial with kept final weights; None without weights,
-    samples, or a model the installed plugins can build."""
+    samples, or a model the ``registry`` of installed components can build."""
     import matplotlib.pyplot as plt
     import torch
 
-    from ablate import weights
-    from ablate.discovery import get_plugins
+    from ablate.store import weights
 
     kept = _kept_weights(results, best)
     samples_file = results.folder / "weights" / "samples.safetensors"
@@ -48,7 +47,7 @@ def feature_maps(report: Report, results: StudyResults, best: Cell) -> Any | Non
     try:
         from safetensors.torch import load_file
 
-        model = weights.rebuild(kept, get_plugins().registry)
+        model = weights.rebuild(kept, registry)
         samples = load_file(str(samples_file))
     except (weights.WeightsError, OSError, ValueError):
         return None

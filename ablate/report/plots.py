@@ -15,10 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from ablate.atomic import write_file_atomic  # noqa: E402
-from ablate.report.analysis import Cell, Report  # noqa: E402
-from ablate.report.load import StudyResults  # noqa: E402
-from ablate.report.metrics import is_accuracy, is_ratio, metric_value  # noqa: E402
+from ablate.analysis.findings import Cell, Report
+from ablate.analysis.load import StudyResults
+from ablate.analysis.metrics import is_accuracy, is_ratio, metric_value
+from ablate.base.atomic import write_file_atomic
 
 CURVES = (("train_acc", "train (running)"), ("train_eval_acc", "train (eval mode)"),
           ("test_acc", "test"))
@@ -274,25 +274,26 @@ def restarts(report: Report, results: StudyResults) -> Any | None:
     return figure
 
 
-def feature_maps(report: Report, results: StudyResults) -> Any | None:
-    """First-layer filters and feature maps of the best cell's kept weights (see
-    :mod:`ablate.report.features`); None for a study that kept no weights."""
-    from ablate.report.features import feature_maps as draw
-
-    return draw(report, results, best_cell(report)[0])
-
-
 PLOTS: dict[str, Callable[[Report, StudyResults], Any]] = {
     "learning_curves": learning_curves, "gaps": gap_curves, "final_metric": final_metric,
     "interaction": interaction, "per_class": per_class, "confusion": confusion,
-    "restarts": restarts, "feature_maps": feature_maps,
+    "restarts": restarts,
 }
 
 
-def draw_all(report: Report, results: StudyResults, folder: Path) -> dict[str, Path]:
-    """Write every plot that has data as ``folder/<name>.png``; returns name -> path."""
+def draw_all(report: Report, results: StudyResults, folder: Path, registry: Any = None
+             ) -> dict[str, Path]:
+    """Write every plot that has data as ``folder/<name>.png``; returns name -> path. With the
+    components' ``registry``, also the best cell's first-layer filters and feature maps from its
+    kept weights (:mod:`ablate.report.features`)."""
+    from ablate.report.features import feature_maps
+
+    plots = dict(PLOTS)
+    if registry is not None:
+        plots["feature_maps"] = lambda report, results: feature_maps(
+            report, results, best_cell(report)[0], registry)
     written = {}
-    for name, draw in PLOTS.items():
+    for name, draw in plots.items():
         if not report.cells or (name in ("per_class", "confusion") and not results.classes):
             continue
         figure = draw(report, results)

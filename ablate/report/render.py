@@ -13,11 +13,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ablate.report.analysis import ARCHITECTURE_METRICS, CELL_METRICS, DESCRIPTIONS, DIVERGED, Report
-from ablate.report.answer import MIN_SEEDS, Finding
-from ablate.report.contrasts import AGAINST_BASELINE, INTERACTION, MAIN, WITHIN
-from ablate.report.metrics import format_difference, format_half_width, format_value, is_ratio
-from ablate.report.stats import Interval
+from ablate.analysis.answer import MIN_SEEDS, Finding
+from ablate.analysis.contrasts import AGAINST_BASELINE, INTERACTION, MAIN, WITHIN
+from ablate.analysis.findings import ARCHITECTURE_METRICS, CELL_METRICS, DESCRIPTIONS, DIVERGED, Report
+from ablate.analysis.metrics import format_difference, format_half_width, format_value, is_ratio
+from ablate.analysis.stats import Interval
 
 CELL_HEADERS = {"test_acc": "test %", "train_acc": "train % run", "train_eval_acc": "train % eval",
                 "gap_running": "gap run", "gap_eval": "gap eval", "swing_test": "swing",

@@ -7,7 +7,7 @@ import os
 MARKER = os.environ.get("ABLATE_TEST_DEVICE_FAILS_ONCE")
 
 if MARKER:
-    import ablate.attempt
+    import ablate.run.attempt
 
     def release(device: object) -> None:
         try:
@@ -17,4 +17,4 @@ if MARKER:
         os.close(descriptor)
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    ablate.attempt.release_device_memory = release
+    ablate.run.attempt.release_device_memory = release

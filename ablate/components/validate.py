@@ -1,0 +1,107 @@
+"""Check a plan against the installed components before anything is written or trained.
+
+Every planned trial (for a sampler design: the baseline and each factor's levels or range ends)
+is resolved once, so an unknown name, a value of the wrong type or out of its declared range, or
+a parameter that applies to no selected component fails in seconds, naming the study file's
+line (or the ``--set`` option that gave it). The result says which parameter columns the trials
+table gets and which parameter names need their component's prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ablate.components.registry import Registry
+from ablate.components.setup import ConfigError, TrialSetup, resolve
+from ablate.errors import RunError
+from ablate.params import param_type
+from ablate.study.factors import Choice
+from ablate.study.plan import StudyPlan
+
+Locate = Callable[[str | None, Any], str]  # (key, value) -> "file:line" or "--set KEY=VALUE"
+
+
+@dataclass(frozen=True)
+class ParamColumns:
+    """The trials table's parameter columns for one plan.
+
+    ``qualified`` are the names two components of some trial both declare: they are written
+    ``component.param`` in every trial, so that each parameter keeps one column.
+    """
+
+    types: Mapping[str, Any]  # column name -> pyarrow type
+    qualified: frozenset[str]
+
+    def record(self, setup: TrialSetup) -> dict[str, Any]:
+        return setup.recorded_params(self.qualified)
+
+    def column(self, key: str) -> str:
+        """The trials table's column of the study key ``key`` (a factor, a baseline key)."""
+        name = key.rsplit(".", 1)[-1]
+        return "param_" + (key if name in self.qualified else name)
+
+
+def resolve_located(params: Mapping[str, Any], registry: Registry, locate: Locate) -> TrialSetup:
+    """:func:`ablate.components.setup.resolve`, its errors prefixed with where the value was given."""
+    try:
+        return resolve(params, registry)
+    except ConfigError as error:
+        where = locate(error.key, error.value)
+        raise RunError(f"{where}: {error}" if where else str(error)) from None
+
+
+def _samples(plan: StudyPlan) -> list[dict[str, Any]]:
+    if not plan.sampled:
+        samples = [dict(t.params) for t in plan.trials]
+        # A baseline value every cell overrides trains in no trial, but the study file says it:
+        # it must still be valid (noise="high" once trained 8 trials without a word). It is
+        # checked in the first trial's context, where its key means what it means there.
+        unused = {k: v for k, v in plan.baseline.items()
+                  if samples and all(s.get(k) != v for s in samples)}
+        return samples + [{**samples[0], key: value} for key, value in unused.items()]
+    samples = [dict(plan.baseline)]
+    for key, factor in plan.factors.items():
+        levels = factor.values if isinstance(factor, Choice) else (factor.low, factor.high)
+        samples += [{**plan.baseline, key: level} for level in levels]
+    return samples
+
+
+@dataclass(frozen=True)
+class CheckedPlan:
+    """A plan whose every trial resolved: each trial's setup, resolved here once and passed on
+    to the attempt that trains it, and the trials table's parameter columns."""
+
+    columns: ParamColumns
+    trials: Mapping[int, TrialSetup]  # planned trial index -> its setup (none for a sampler)
+    samples: tuple[TrialSetup, ...]  # everything checked: the trials, and each baseline value
+
+
+def validate_plan(plan: StudyPlan, registry: Registry, locate: Locate) -> CheckedPlan:
+    """Resolve every planned trial; raise :class:`RunError` naming the first problem."""
+    samples = _samples(plan)
+    setups = [resolve_located(params, registry, locate) for params in samples]
+    qualified = frozenset(name for setup in setups for name in setup.shared_names())
+    # Every trial file gets the same parameter columns (null where a parameter does not
+    # apply), so that readers see one schema whichever file they open first.
+    types: dict[str, Any] = {}
+    for setup in setups:
+        for key, value in setup.recorded_params(qualified).items():
+            types.setdefault(key, param_type(value))
+    active: set[str] = set()
+    for setup, params in zip(setups, samples, strict=True):
+        active.update(key for key in params if key not in setup.inactive)
+    for key in sorted({k for params in samples for k in params} - active):
+        owners = [f"{c.kind} {c.name!r}" for c in registry if c.param(key.split(".")[-1])]
+        raise RunError(f"{locate(key, None)}: parameter {key!r} applies to none of the components "
+                       f"this study selects (it belongs to {', '.join(owners)})")
+    if any(setup.settings["tensorboard"] for setup in setups):
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise RunError("tensorboard=True needs the tensorboard package: pip install "
+                           "'ablate[tensorboard]'") from None
+    trials = {} if plan.sampled else {  # the samples begin with the trials, in order
+        t.index: setup for t, setup in zip(plan.trials, setups[:len(plan.trials)], strict=True)}
+    return CheckedPlan(ParamColumns(types, qualified), trials, tuple(setups))

@@ -1,0 +1,141 @@
+"""What a study varies and how: factors, designs, seed rules, and the errors of a declaration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ablate.errors import AblateError
+from ablate.study.fractions import RESOLUTIONS
+
+DESIGNS = ("grid", "oat")
+
+
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
+
+
+PRUNERS = ("none", "median", "hyperband")
+
+
+METRICS = ("test_acc", "train_acc", "train_eval_acc", "test_loss", "train_loss")
+
+
+# What a study's question may be about (the report's Answer): the stored metrics, the gaps,
+# the swing, the jumps across restarts and divergence.
+QUESTION_METRICS = METRICS + ("gap_running", "gap_eval", "gap_running_first", "swing_test",
+                              "jump_test", "jump_train", "diverged", "seconds")
+
+
+class StudyError(AblateError, ValueError):
+    """A study declaration is inconsistent; ``key`` names the field at fault, when one is."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A factor with a fixed list of levels."""
+
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric factor sampled by Optuna (``int`` or ``float``, optionally on a log scale)."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+
+Factor = Choice | Range
+
+
+def choice(*values: Any) -> Choice:
+    """Levels of a factor, for example ``choice(0.0, 0.25, 0.5)``."""
+    if not values:
+        raise StudyError("choice() needs at least one value")
+    return Choice(tuple(values))
+
+
+def uniform(low: float, high: float, *, log: bool = False) -> Range:
+    """A float factor in [low, high] (Optuna designs only)."""
+    return Range(float(low), float(high), log=log)
+
+
+def integer(low: int, high: int, *, log: bool = False) -> Range:
+    """An integer factor in [low, high] (Optuna designs only)."""
+    return Range(low, high, log=log, integer=True)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """An Optuna design: ``trials`` trials proposed by the named sampler."""
+
+    name: str = "tpe"
+    trials: int = 20
+
+
+@dataclass(frozen=True)
+class Fractional:
+    """A two-level fractional factorial design (2^(k-p)) of the given resolution."""
+
+    resolution: int = 4
+
+
+def fractional(resolution: int = 4) -> Fractional:
+    """The smallest fraction in which no main effect is confounded with an interaction of
+    fewer than ``resolution - 1`` factors (4: main effects clear of two-factor interactions)."""
+    if resolution not in RESOLUTIONS:
+        raise StudyError(f"resolution must be one of {', '.join(map(str, RESOLUTIONS))}, "
+                         f"got {resolution!r}")
+    return Fractional(resolution)
+
+
+Design = str | Sampler | Fractional
+
+
+def sampler(name: str = "tpe", trials: int = 20) -> Sampler:
+    """An Optuna sampler (``tpe``, ``random``, ``cmaes``, ``qmc``, ``gp``) proposing ``trials`` trials."""
+    if name not in SAMPLERS:
+        raise StudyError(f"unknown sampler {name!r}; available: {', '.join(SAMPLERS)}")
+    if not _is_int(trials) or trials < 1:
+        raise StudyError(f"sampler trials must be a whole number of at least 1, got {trials!r}")
+    return Sampler(name, trials)
+
+
+@dataclass(frozen=True)
+class Until:
+    """Seeds until the answer is precise enough: after ``min`` seeds of every cell, one more seed
+    of every cell at a time while the widest 95 % interval of the study's comparisons on its
+    metric is wider than +-``halfwidth`` (points for accuracies), up to ``max`` seeds."""
+
+    halfwidth: float
+    min: int = 5
+    max: int = 10
+
+
+def until(halfwidth: float, min: int = 5, max: int = 10) -> Until:
+    """``seeds=until(halfwidth=1.0, min=5, max=10)``: add seeds while the widest 95 % interval
+    on the study's metric is wider than +-halfwidth points. The rule looks at the intervals'
+    width only, never at whether an effect looks significant (stopping on significance would
+    bias the p-values); the report's intervals at the stop are 97.5 % ones, which keeps their
+    coverage at 95 % or more (a simulation in the tests checks it)."""
+    if isinstance(halfwidth, bool) or not isinstance(halfwidth, (int, float)) or not halfwidth > 0:
+        raise StudyError(f"until(halfwidth=...) must be a positive number of points, got "
+                         f"{halfwidth!r}", "seeds")
+    if not (_is_int(min) and _is_int(max)) or min < 5 or max < min:
+        raise StudyError(f"until(min={min!r}, max={max!r}): start from at least 5 seeds (with "
+                         "fewer, stopping when an interval looks narrow reuses a spread that came "
+                         "out small by chance, and coverage falls below 95 %) and cap at min or "
+                         "more", "seeds")
+    return Until(float(halfwidth), min, max)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
