@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_benchmark_prints_every_figure_as_json() -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "trainer_speed.py"), "--json", "--rounds", "1",
@@ -69,6 +70,7 @@ def test_step_work_is_three_forwards_less_the_stem_input_gradient() -> None:
     assert trainer_speed.step_gflop(model) == pytest.approx(expected / 1e9, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_storage_benchmark_times_the_queue_on_each_storage() -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "storage_overhead.py"), "--json", "--trials", "4",
@@ -82,6 +84,7 @@ def test_storage_benchmark_times_the_queue_on_each_storage() -> None:
         postgres["seconds_per_trial"] > 0)
 
 
+@pytest.mark.slow
 def test_compute_per_answer_benchmark_compares_in_one_run() -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "compute_per_answer.py"), "--json", "--quick",
@@ -97,6 +100,7 @@ def test_compute_per_answer_benchmark_compares_in_one_run() -> None:
     assert all(entry["precision"] in ("fp32", "bf16") for entry in figures["precision"])
 
 
+@pytest.mark.slow
 def test_stream_benchmark_times_both_placements_on_the_same_batches() -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "stream_overhead.py"), "--json", "--rounds", "1",
@@ -109,6 +113,7 @@ def test_stream_benchmark_times_both_placements_on_the_same_batches() -> None:
         figures["seconds_per_epoch"]["stream"] / figures["seconds_per_epoch"]["device"])
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_says_plainly_when_there_is_no_gpu() -> None:
     import torch
 
@@ -121,6 +126,7 @@ def test_gpu_benchmark_says_plainly_when_there_is_no_gpu() -> None:
     assert figures == {"gpu": None, "note": "no CUDA GPU here: nothing measured"}
 
 
+@pytest.mark.slow
 def test_the_gpu_first_check_runs_to_its_first_gpu_step_and_says_so(tmp_path: Path) -> None:
     """On a CPU it names what it found, marks every check skipped with the reason, writes its
     JSON and exits 0; on a GPU the same lines say held or failed."""

@@ -117,6 +117,7 @@ def test_the_readme_is_the_front_door() -> None:
         assert (REPO / target).exists(), f"README links to {target}, which is not there"
 
 
+@pytest.mark.slow
 def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -> None:
     import importlib.util
 

@@ -139,7 +139,7 @@ def compiled(model: torch.nn.Module, deterministic: bool, key: Hashable) -> Any:
     dropped first (``torch.compiler.reset``) so the recompile limit is never reached across
     trials, and reaching it within a trial is an error: Dynamo otherwise runs the model eagerly
     without a word while the row says it ran compiled. (Inductor's and Dynamo's configs are
-    torch-private; ``tests/test_backends_pins.py`` fails when torch renames them.)"""
+    torch-private; ``tests/train/test_backends_pins.py`` fails when torch renames them.)"""
     import torch._dynamo.config as dynamo
     import torch._inductor.config as inductor
 

@@ -86,7 +86,7 @@ QUESTIONS = (
 
 
 def study_plan(name: str, preset: str):  # type: ignore[no-untyped-def]
-    from ablate import studyfile
+    from ablate.study import load as studyfile
 
     study = studyfile.load(REPO / "studies" / f"{name}.py")
     return study, study.plan(preset, {})
@@ -133,7 +133,7 @@ def measured_section(question: Question, head: list[str], plan, results_dir: Pat
     """The section (under ``head``) of a study measured at ``plan``'s preset in
     ``results_dir``, its figures (re)drawn into ``figures``; None when that folder holds no
     such run."""
-    from ablate.report import ReportError, analyse_folder
+    from ablate.analysis import ReportError, analyse_folder
     from ablate.report.plots import PLOTS
     from ablate.report.render import _markdown_table, legend, tables
 
@@ -208,7 +208,7 @@ def build(results_dir: Path, preset: str = PRESET, page: Path = PAGE, figures: P
              "below is regenerated from the results folders by `python docs/findings/build.py` "
              "(the same analysis as `ablate report`); a section without a run says so. Effects "
              "are differences in percentage points with 95 % intervals; \"decided\" follows the "
-             "rules in the README's [Reports](../README.md#reports) section.", ""]
+             "rules in [Reports and how verdicts are made](verdicts.md).", ""]
     for question, study, plan in studies:
         kept = figures / f"{question.study}.md"
         head = heading(question, study, plan, preset)
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no results folder at {args.results_dir}: pass --results-dir where "
               "`ablate run` wrote the studies' results", file=sys.stderr)
         return 2
-    from ablate.study import StudyError
+    from ablate.study.factors import StudyError
 
     try:
         sources = build(args.results_dir, args.preset)

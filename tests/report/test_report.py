@@ -1,0 +1,477 @@
+"""The report: statistics against an independent computation, the rules behind verdicts,
+formats, plots, HTML."""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+from typer.testing import CliRunner
+
+from ablate.analysis.load import StudyResults, read_table
+from ablate.analysis.metrics import add_derived, format_half_width, format_value, swing
+from ablate.analysis.provenance import ran_on
+from ablate.analysis.stats import holm, mean_ci, pooled_error, sign_flip_p
+from ablate.cli.app import app
+from ablate.events import EpochRecord
+from ablate.params import param_type
+from ablate.report import build
+from ablate.store.folder import StudyFolder
+from ablate.store.tables import ResultsStore, class_table, epoch_table, trial_table
+from ablate.study.plan import fingerprint_of
+from tests.conftest import REPO
+
+# Known answers: test accuracy per (dropout level, seed). Baseline is dropout 0.0.
+ACCURACY = {0.0: [0.60, 0.62, 0.61, 0.65], 0.25: [0.64, 0.65, 0.66, 0.70], 0.5: [0.59, 0.63, 0.60, 0.64]}
+
+
+def write_study(folder: Path, cells: dict[tuple, list[float]], factors: dict[str, list],
+                baseline: dict, study: dict | None = None, skip: set = frozenset(),
+                extra_column: bool = False) -> Path:
+    """A results folder as ablate writes it: ``cells`` maps each cell's levels (in the order of
+    ``factors``) to its test accuracy per seed; epochs climb to it by 2 points an epoch."""
+    path = folder / "fixture"
+    seeds = list(range(len(next(iter(cells.values())))))
+    description = {"name": "fixture", "question": "Does dropout help?", "preset": "test",
+                   "metric": "test_acc", "direction": "maximize", "design": "grid",
+                   "baseline": baseline, "factors": factors, "seeds": seeds,
+                   "trials": len(cells) * len(seeds), **(study or {})}
+    fingerprint = description["fingerprint"] = fingerprint_of(description)
+    path.mkdir(parents=True)
+    (path / "study.json").write_text(json.dumps(description))
+    writer = ResultsStore(StudyFolder(path))
+    index = 0
+    for seed in seeds:
+        for levels, values in cells.items():
+            named = dict(zip(factors, levels, strict=True))
+            if (levels, seed) in skip or (levels[0], seed) in skip:
+                index += 1
+                continue
+            keys = {"study": "fixture", "trial": index, "attempt": 1}
+            acc = values[seed]
+            epochs = [EpochRecord(e, 0.1, 1.0, acc - 0.1 + 0.02 * e, acc + 0.02, 1.0,
+                                  acc - 0.04 + 0.02 * e, 1.0) for e in (1, 2, 3)]
+            cell = ",".join(f"{k}={v}" for k, v in named.items())
+            row = {**keys, "state": "complete", "seed": seed, "cell": cell,
+                   "study_fingerprint": fingerprint, "test_acc": acc, "train_acc": acc - 0.04,
+                   "train_eval_acc": acc + 0.02, "best_epoch": 3, "seconds": 10.0}
+            params = {**named, **({"width": 8} if extra_column and seed == 0 else {})}
+            writer.write(index, 1, trial_table(row, params, {k: param_type(v) for k, v in named.items()}),
+                         epoch_table(keys, epochs),
+                         class_table(keys, ("cat", "dog"), (0.75, 5 / 6), ((3, 1), (1, 5))))
+            index += 1
+    return path
+
+
+def make_study(folder: Path, accuracy: dict[float, list[float]] = ACCURACY, **kwargs: object) -> Path:
+    return write_study(folder, {(level,): values for level, values in accuracy.items()},
+                       {"dropout": list(accuracy)}, {"dropout": 0.0}, **kwargs)  # type: ignore[arg-type]
+
+
+def residual_variance(table: np.ndarray) -> tuple[float, int]:
+    """The two-way (cells x seeds) residual mean square from sums of squares, computed
+    independently of ablate: SS_total - SS_cells - SS_seeds."""
+    grand = table.mean()
+    total = ((table - grand) ** 2).sum()
+    cells = table.shape[1] * ((table.mean(1) - grand) ** 2).sum()
+    seeds = table.shape[0] * ((table.mean(0) - grand) ** 2).sum()
+    df = (table.shape[0] - 1) * (table.shape[1] - 1)
+    return (total - cells - seeds) / df, df
+
+
+def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
+    report = build(make_study(tmp_path)).report
+    for cell in report.cells:
+        values = np.array(ACCURACY[float(cell.levels["dropout"])])
+        half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+        interval = cell.summary["test_acc"]
+        assert interval.mean == pytest.approx(values.mean())
+        assert (interval.low, interval.high) == pytest.approx((values.mean() - half, values.mean() + half))
+        assert cell.summary["gap_running"].mean == pytest.approx(0.04)
+        assert cell.summary["gap_eval"].mean == pytest.approx(0.02)
+    table = np.array([ACCURACY[level] for level in (0.0, 0.25, 0.5)])
+    variance, df = residual_variance(table)
+    assert report.pooled["test_acc"].variance == pytest.approx(variance)
+    assert report.pooled["test_acc"].df == df == 6
+    family = [f for f in report.findings if f.family]
+    assert report.family_size == 2 and {f.contrast.level for f in family} == {0.25, 0.5}
+    for finding in family:
+        differences = np.array(ACCURACY[finding.contrast.level]) - np.array(ACCURACY[0.0])
+        se = math.sqrt(2 * variance / 4)
+        p = 2 * stats.t.sf(abs(differences.mean()) / se, df)
+        assert finding.estimate.value == pytest.approx(differences.mean())
+        assert finding.estimate.p == pytest.approx(p)
+        assert finding.p_adjusted == pytest.approx(min(1, 2 * p))  # Bonferroni over the family
+        assert finding.confidence == pytest.approx(1 - 0.05 / 2)
+        half = stats.t.ppf(1 - 0.05 / 4, df) * se
+        assert finding.interval == pytest.approx((differences.mean() - half, differences.mean() + half))
+    # dropout 0.25 gains 3 to 5 points on every seed, but 4 seeds are below the small-n rule.
+    answer = " ".join(report.answer)
+    assert "Family: 2 hypotheses" in answer
+    gain = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.25]) - np.array(ACCURACY[0.0]))))
+    assert f"dropout = 0.25 (vs 0.0) raises test_acc by {gain} points [97.5% simultaneous CI" in answer
+    loss = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.0]) - np.array(ACCURACY[0.5]))))
+    assert f"dropout = 0.5 (vs 0.0) lowers test_acc by {loss} points [97.5%" in answer  # no "-"
+    assert "provisional: 4 seeds are too few for the exact sign-flip test" in answer
+    assert "dropout = 0.5 (vs 0.0) lowers test_acc" not in answer or "undecided" in answer
+
+
+def test_the_sign_flip_p_value_is_the_exact_enumeration() -> None:
+    values = [0.03, 0.05, -0.01, 0.04, 0.02]
+    patterns = list(itertools.product((1, -1), repeat=len(values)))
+    at_least = sum(abs(sum(s * v for s, v in zip(signs, values, strict=True))) >= abs(sum(values)) - 1e-12
+                   for signs in patterns)
+    assert sign_flip_p(values) == pytest.approx(at_least / len(patterns))
+    assert sign_flip_p([0.01, 0.02, 0.03]) == pytest.approx(0.25)  # the floor at 3 seeds: 2 / 2^3
+    assert sign_flip_p([0.01] * 6) == pytest.approx(2 / 64)
+
+
+def test_an_undefined_variance_is_cannot_decide_never_p_zero(tmp_path: Path) -> None:
+    """Every seed moves by exactly the same step in every cell: no spread, no test."""
+    shifted = {0.0: [0.60, 0.61, 0.62], 0.25: [0.63, 0.64, 0.65], 0.5: [0.60, 0.61, 0.62]}
+    report = build(make_study(tmp_path, shifted)).report
+    assert report.pooled["test_acc"] is None
+    family = [f for f in report.findings if f.family]
+    assert all(f.verdict == "cannot decide" and f.estimate.p is None for f in family)
+    assert all(f.p_adjusted is None for f in family)
+
+
+def seeds_of(effect: float, noise: float, seeds: int, flip: int | None = None) -> dict[float, list[float]]:
+    rng = np.random.default_rng(7)
+    base = 0.6 + rng.normal(0, noise, seeds)
+    treated = base + effect + rng.normal(0, noise, seeds)
+    if flip is not None:
+        treated[flip] = base[flip] - 0.02
+    return {0.0: list(base), 0.5: list(treated)}
+
+
+def test_a_large_effect_on_six_seeds_is_decided_and_on_three_only_provisional(tmp_path: Path) -> None:
+    decided = build(make_study(tmp_path / "a", seeds_of(0.05, 0.005, 6))).report
+    (finding,) = [f for f in decided.findings if f.family]
+    assert finding.verdict == "decided" and finding.estimate.p_sign_flip == pytest.approx(2 / 64)
+    assert any("decided." in line for line in decided.answer)
+    few = build(make_study(tmp_path / "b", seeds_of(0.05, 0.005, 3))).report
+    (finding,) = [f for f in few.findings if f.family]
+    assert finding.verdict == "provisional"
+    assert finding.seeds_to_decide is not None and finding.seeds_to_decide >= 6
+
+
+def test_the_sign_flip_test_must_agree_with_the_t_interval(tmp_path: Path) -> None:
+    """One seed of six goes the other way: the t-interval may exclude zero, the exact test
+    (p = 4/64) does not, so the effect is not called decided."""
+    report = build(make_study(tmp_path, seeds_of(0.04, 0.002, 6, flip=2))).report
+    (finding,) = [f for f in report.findings if f.family]
+    assert finding.estimate.p_sign_flip == pytest.approx(4 / 64)
+    assert finding.verdict == "undecided"
+    low, high = finding.interval
+    assert low > 0 and "sign-flip test does not agree" in finding.note
+
+
+def test_a_smallest_effect_of_interest_gives_equivalence_or_larger(tmp_path: Path) -> None:
+    small = build(make_study(tmp_path / "a", seeds_of(0.001, 0.002, 8),
+                             study={"delta": 2.0})).report
+    (finding,) = [f for f in small.findings if f.family]
+    low, high = finding.interval
+    assert -0.02 < low and high < 0.02 and finding.verdict == "equivalent"
+    large = build(make_study(tmp_path / "b", seeds_of(0.08, 0.005, 8), study={"delta": 2.0})).report
+    (finding,) = [f for f in large.findings if f.family]
+    assert finding.interval[0] > 0.02 and finding.verdict == "larger than delta"
+    assert finding.seeds_for_delta is not None and finding.detectable is not None
+    assert any("larger than delta = 2.0" in line for line in large.answer)
+
+
+def test_a_control_identical_on_every_seed_is_identical_not_inconclusive(tmp_path: Path) -> None:
+    """resume_jump's ``full`` control equals continuous training bitwise on every seed. The
+    other cells' spread widens the pooled interval past +-delta, but a difference that is zero
+    on every paired seed is no estimate: it is its own verdict, on six seeds or more."""
+    rng = np.random.default_rng(5)
+    base = list(0.6 + rng.normal(0, 0.02, 6))
+    cells = {0.0: base, 0.25: list(base), 0.5: list(np.array(base) + rng.normal(0, 0.03, 6))}
+    report = build(make_study(tmp_path / "a", cells, study={"delta": 1.0})).report
+    control = next(f for f in report.findings if f.family and f.contrast.level == 0.25)
+    assert control.interval[1] > 0.01  # the pooled interval alone would not show equivalence
+    assert control.verdict == "identical"
+    assert any("identical on test_acc on all 6 paired seeds: a difference of exactly zero" in line
+               for line in report.answer)
+    few = {level: values[:3] for level, values in cells.items()}
+    report = build(make_study(tmp_path / "b", few, study={"delta": 1.0})).report
+    control = next(f for f in report.findings if f.family and f.contrast.level == 0.25)
+    assert control.verdict != "identical"  # three seeds could agree by chance on a small test set
+
+
+@pytest.mark.slow
+def test_simple_effects_interactions_and_main_effects_match_an_independent_computation(
+        tmp_path: Path) -> None:
+    """A 2 x 2 grid where crop+flip closes the gap by 2 points for the CNN and 8 for the ResNet."""
+    rng = np.random.default_rng(3)
+    seeds = 6
+    noise = rng.normal(0, 0.004, (4, seeds))
+    means = {("cnn", "none"): 0.50, ("cnn", "crop"): 0.52, ("resnet", "none"): 0.70,
+             ("resnet", "crop"): 0.78}
+    cells = {key: list(means[key] + noise[i]) for i, key in enumerate(means)}
+    folder = write_study(tmp_path, cells, {"model": ["cnn", "resnet"], "augment": ["none", "crop"]},
+                         {"model": "cnn", "augment": "none"}, study={"within": ["model"]})
+    report = build(folder).report
+    table = np.array([cells[key] for key in means])
+    variance, df = residual_variance(table)
+    assert df == 3 * (seeds - 1)
+    by_label = {f.contrast.label: f for f in report.findings if f.metric == "test_acc"}
+    for model, index in (("cnn", 0), ("resnet", 2)):
+        finding = by_label[f"augment = crop (vs none) within model = {model}"]
+        differences = table[index + 1] - table[index]
+        assert finding.family and finding.estimate.value == pytest.approx(differences.mean())
+        assert finding.estimate.se == pytest.approx(math.sqrt(2 * variance / seeds))
+    interaction = by_label["augment = crop (vs none) x model = resnet (vs cnn)"]
+    contrast = table[3] - table[2] - table[1] + table[0]
+    se = math.sqrt(4 * variance / seeds)
+    half = stats.t.ppf(1 - 0.05 / (2 * report.family_size), df) * se
+    assert interaction.family and report.family_size == 3
+    assert interaction.estimate.value == pytest.approx(contrast.mean())
+    assert interaction.interval == pytest.approx((contrast.mean() - half, contrast.mean() + half))
+    assert interaction.verdict == "decided" and interaction.estimate.value == pytest.approx(0.06, abs=0.01)
+    main = by_label["augment = crop (vs none), averaged over the other factors"]
+    assert not main.family
+    averaged = (table[1] + table[3]) / 2 - (table[0] + table[2]) / 2
+    assert main.estimate.value == pytest.approx(averaged.mean())
+    # With no interaction in the data, the contrast's interval covers zero.
+    additive = {key: list(means[("cnn", key[1])] + (0.2 if key[0] == "resnet" else 0) + noise[i])
+                for i, key in enumerate(means)}
+    flat = build(write_study(tmp_path / "flat", additive, {"model": ["cnn", "resnet"],
+                                                           "augment": ["none", "crop"]},
+                             {"model": "cnn", "augment": "none"}, study={"within": ["model"]})).report
+    (no_interaction,) = [f for f in flat.findings if f.family and f.contrast.kind == "interaction"
+                         and f.metric == "test_acc"]
+    low, high = no_interaction.interval
+    assert low < 0 < high
+    # Every factor in ``within``: both candidate causes are asked about, each within each level
+    # of the other (oscillation's batch size and schedule): four simple effects and the
+    # interaction, and no main effect, in the family.
+    built = build(write_study(tmp_path / "both", cells, {"model": ["cnn", "resnet"],
+                                                         "augment": ["none", "crop"]},
+                              {"model": "cnn", "augment": "none"},
+                              study={"within": ["model", "augment"]}))
+    assert "interaction" in built.plots  # one asked factor on the axis, lines for the other
+    both = built.report
+    family = {f.contrast.label for f in both.findings if f.family and f.metric == "test_acc"}
+    assert family == {"augment = crop (vs none) within model = cnn",
+                      "augment = crop (vs none) within model = resnet",
+                      "model = resnet (vs cnn) within augment = none",
+                      "model = resnet (vs cnn) within augment = crop",
+                      "model = resnet (vs cnn) x augment = crop (vs none)"}
+    assert both.family_size == 5
+
+
+def results_of(series: dict[int, list[dict]]) -> StudyResults:
+    trials = [{"trial": t, "attempt": 1, "state": "complete", "seed": t, "param_resume_every": 2}
+              for t in series]
+    epochs = [{"trial": t, "attempt": 1, "epoch": e + 1, **row}
+              for t, rows in series.items() for e, row in enumerate(rows)]
+    return StudyResults(Path("."), {}, trials, epochs)
+
+
+def test_the_swing_ignores_a_trend_and_a_rate_drop_and_measures_the_noise() -> None:
+    trend = [{"test_acc": 0.3 + 0.05 * e, "lr": 0.1} for e in range(8)]
+    assert swing([{**r, "epoch": e + 1} for e, r in enumerate(trend)]) == pytest.approx(0.0, abs=1e-12)
+    dropped = [{**r, "epoch": e + 1, "lr": 0.1 if e < 6 else 0.01,
+                "test_acc": r["test_acc"] + (0.2 if e >= 6 else 0)} for e, r in enumerate(trend)]
+    assert swing(dropped) == pytest.approx(0.0, abs=1e-12)  # the jump at the drop is not swing
+    # A rate that changes every epoch (cosine) has no steps: its changes are all swing. The
+    # swing is measured around the trend, so this steady climb under cosine has none.
+    cosine = [{**r, "epoch": e + 1, "lr": 0.05 * (1 + math.cos(math.pi * e / 8))}
+              for e, r in enumerate(trend)]
+    assert swing(cosine) == pytest.approx(0.0, abs=1e-12)
+    wobbly = [{**r, "test_acc": r["test_acc"] + (0.03 if e % 2 else -0.03)}
+              for e, r in enumerate(cosine)]
+    assert swing(wobbly) == pytest.approx(np.std(np.diff([w["test_acc"] for w in wobbly[4:]]),
+                                                 ddof=1) / math.sqrt(2))
+    # A step held on both sides is left out even with noise around it.
+    stepped = [{**r, "lr": 0.1 if e < 6 else 0.01} for e, r in enumerate(wobbly)]
+    kept = [stepped[i + 1]["test_acc"] - stepped[i]["test_acc"] for i in (4, 6)]
+    assert swing(stepped) == pytest.approx(np.std(kept, ddof=1) / math.sqrt(2))
+    noisy = [0.5, 0.52, 0.48, 0.55, 0.45, 0.56, 0.44, 0.57]
+    rows = [{"epoch": e + 1, "test_acc": v, "lr": 0.1} for e, v in enumerate(noisy)]
+    changes = np.diff(noisy[4:])  # the window is epochs 5-8 of 8: the changes between them
+    assert swing(rows) == pytest.approx(np.std(changes, ddof=1) / math.sqrt(2))
+
+
+def test_jumps_are_reported_at_each_restart_point() -> None:
+    accuracy = [0.3, 0.4, 0.5, 0.55, 0.7, 0.72]  # restarts every 2: after epochs 2 and 4
+    results = results_of({0: [{"test_acc": a, "train_acc": a - 0.1, "lr": 0.1} for a in accuracy]})
+    jumps = add_derived(results)
+    assert jumps == ["jump_test@1", "jump_test@2", "jump_train@1", "jump_train@2"]
+    trial = results.complete[0]
+    assert trial["jump_test@1"] == pytest.approx(0.5 - 0.4)
+    assert trial["jump_test@2"] == pytest.approx(0.7 - 0.55)
+
+
+def test_pooled_error_uses_the_block_of_seeds_the_cells_share() -> None:
+    by_cell = {"a": {0: 0.5, 1: 0.6, 2: 0.55}, "b": {0: 0.6, 1: 0.68, 2: 0.66},
+               "c": {0: 0.4}}  # c has one seed: left out of the block
+    pooled = pooled_error(by_cell)
+    variance, df = residual_variance(np.array([[0.5, 0.6, 0.55], [0.6, 0.68, 0.66]]))
+    assert (pooled.variance, pooled.df, pooled.cells) == (pytest.approx(variance), df, 2)
+
+
+def test_half_widths_keep_two_significant_digits() -> None:
+    assert format_half_width("test_acc", 0.0204) == "2.0"
+    assert format_half_width("test_acc", 0.00043) == "0.043"  # never "0.0"
+    assert format_half_width("test_acc", 0.123) == "12"
+
+
+def test_holm_and_intervals_edge_cases() -> None:
+    with_missing = holm([0.01, None, 0.04])
+    assert with_missing[1] is None and with_missing[0] == pytest.approx(0.02)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert mean_ci([0.5]).low is None
+
+
+def test_too_few_seeds_are_stated_plainly(tmp_path: Path) -> None:
+    study = make_study(tmp_path, {0.0: [0.6], 0.25: [0.7]})
+    answer = build(study).report.answer
+    assert any("cannot decide: no error estimate" in line for line in answer)
+
+
+def test_partial_study_reports_what_exists_and_what_is_missing(tmp_path: Path) -> None:
+    study = make_study(tmp_path, skip={(0.5, 2), (0.5, 3)})
+    report = build(study).report
+    assert report.counts == {"attempts": 10, "complete": 10, "diverged": 0, "pruned": 0, "planned": 12}
+    notes = " ".join(report.missing)
+    assert "10 of 12 planned trials" in notes and "cell dropout=0.5 lacks seeds [2, 3]" in notes
+    (finding,) = [f for f in report.findings if f.metric == "test_acc" and f.contrast.level == 0.5]
+    assert finding.estimate.n == 2
+
+
+def test_schemas_are_unified_across_files(tmp_path: Path) -> None:
+    study = make_study(tmp_path, extra_column=True)
+    rows = read_table(study / "trials")
+    assert len(rows) == 12 and sorted({r.get("param_width") for r in rows}, key=str) == [8, None]
+
+
+@pytest.mark.slow
+def test_cli_formats_and_self_contained_html(tmp_path: Path) -> None:
+    study = make_study(tmp_path)
+    runner = CliRunner()
+    text = runner.invoke(app, ["report", str(study)])
+    assert text.exit_code == 0, text.output
+    assert "Does dropout help?" in text.output and "The Answer's family" in text.output
+    data = json.loads(runner.invoke(app, ["report", str(study), "--format", "json"]).stdout)
+    cell = next(c for c in data["cells"] if c["baseline"])
+    assert cell["metrics"]["test_acc"]["mean"] == pytest.approx(np.mean(ACCURACY[0.0]))
+    assert {f["metric"] for f in data["findings"]} == {"test_acc", "gap_running", "gap_eval",
+                                                       "swing_test"}
+    family = [f for f in data["findings"] if f["family"]]
+    assert data["family"]["size"] == len(family) == 2
+    assert all(f["interval"]["confidence"] == pytest.approx(0.975) for f in family)
+    assert all(f["estimate"]["p_sign_flip"] is not None and f["detectable"] for f in family)
+    assert data["pooled_error"]["test_acc"]["df"] == 6
+    markdown = runner.invoke(app, ["report", str(study), "--format", "markdown"]).stdout
+    assert "| cell |" in markdown and "## Answer" in markdown and "exploratory" in markdown
+    assert "seed-to-seed variation on this one test set" in markdown
+    assert runner.invoke(app, ["report", str(study), "--format", "pdf"]).exit_code == 2
+
+    expected = {"learning_curves", "gaps", "final_metric", "per_class", "confusion"}
+    assert set(data["plots"]) == expected
+    page = (study / "report" / "report.html").read_text()
+    images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
+    assert len(images) == len(expected)
+    for encoded in images:
+        Image.open(io.BytesIO(base64.b64decode(encoded))).verify()
+    without_images = re.sub(r"data:image/png;base64,[^']+", "", page)
+    assert not re.search(r"(https?:)?//|<script|<link", without_images)
+    for name in expected:
+        assert Image.open(study / "report" / f"{name}.png").size[0] > 100
+
+
+def test_report_without_argument_lists_studies(tmp_path: Path) -> None:
+    make_study(tmp_path)
+    output = CliRunner().invoke(app, ["report", "--results-dir", str(tmp_path)]).output
+    assert "fixture" in output and "12 trial attempts" in output
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
+
+
+@pytest.mark.slow
+def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", str(REPO / "studies" / "dropout_gap.py"), "--preset", "smoke",
+                               "--results-dir", str(tmp_path)]).exit_code == 0
+    result = runner.invoke(app, ["report", str(tmp_path / "dropout_gap"), "--format", "json"])
+    data = json.loads(result.stdout)
+    assert len(data["cells"]) == 6 and sum(c["baseline"] for c in data["cells"]) == 1
+    # The question is about the gaps, for each augmentation: the family says so.
+    family = [f for f in data["findings"] if f["family"]]
+    assert {f["metric"] for f in family} == {"gap_running", "gap_eval"}
+    assert {(f["factor"], json.dumps(f["condition"])) for f in family if f["kind"] == "within"} == {
+        ("dropout", '{"augment": "crop_flip"}'), ("dropout", '{"augment": "none"}')}
+    assert len(data["answer"]) == 1 + len(family)
+    assert (tmp_path / "dropout_gap" / "report" / "report.html").is_file()
+    # Where and how the trials ran, from the trials table: one model, so one precision, unnamed.
+    precisions = {row["precision"] for row in read_table(tmp_path / "dropout_gap" / "trials")}
+    assert len(precisions) == 1
+    assert data["ran_on"] == f"Ran on cpu with torch {torch.__version__}, in {precisions.pop()}."
+    assert {p.stem for p in (tmp_path / "dropout_gap" / "report").glob("*.png")} == {
+        "learning_curves", "gaps", "final_metric", "interaction", "per_class", "confusion",
+        "feature_maps"}  # the smoke preset keeps its final weights
+
+
+def test_sampled_study_reports_optuna_parameter_importance(tmp_path: Path, cli_plugins: object) -> None:
+    study = tmp_path / "sampled.py"
+    study.write_text('''
+from ablate import Study, integer, sampler, uniform
+
+study = Study(
+    name="sampled", question="Which matters more, width or learning rate?",
+    baseline=dict(dataset="tiny", model="tiny_mlp", epochs=1, batch_size=16, eval_batch_size=16,
+                  train_eval_size=16),
+    factors=dict(hidden=integer(2, 32), lr=uniform(0.001, 0.5, log=True)),
+    design=sampler("random", trials=6), seeds=1,
+)
+''')
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", str(study), "--results-dir", str(tmp_path)]).exit_code == 0
+    data = json.loads(runner.invoke(app, ["report", str(tmp_path / "sampled"), "--format",
+                                          "json"]).stdout)
+    assert set(data["importance"]) == {"hidden", "lr"}
+    assert sum(data["importance"].values()) == pytest.approx(1.0)
+
+
+def test_an_undecided_ratio_says_its_interval_covers_no_change_not_zero() -> None:
+    """Swings compare as ratios: x0.87 [x0.37, x2.03] covers x1, and a ratio never covers 0."""
+    from ablate.analysis.answer import UNDECIDED, Finding, sentence
+    from ablate.analysis.contrasts import Contrast
+    from ablate.analysis.stats import Estimate
+
+    contrast = Contrast("within", "batch_size", 16, 8, {"a": 1.0, "b": -1.0}, {"scheduler": "none"})
+    estimate = Estimate(math.log(0.87), 6, 2.0, 0.3, 10, 0.6, 0.97, (0.1, -0.2, 0.0, -0.1, -0.3, 0.05))
+    for metric, covers in (("swing_test", "covers x1 (no change)"), ("test_acc", "covers zero")):
+        finding = Finding(contrast, metric, estimate, None, family=True, verdict=UNDECIDED)
+        assert covers in sentence(finding)
+
+
+def test_the_report_says_where_and_in_which_precision_each_model_ran() -> None:
+    """precision=auto chooses per model and machine: where the trials differ, each precision
+    names its models, and a GPU is named without its index."""
+    trials = [{"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet18"},
+              {"device": "cpu", "torch_version": "2.9.1", "precision": "fp32", "param_model": "simple_cnn"},
+              {"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet9"},
+              {"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet18"}]
+    assert ran_on(trials, "param_model") == (
+        "Ran on cpu with torch 2.9.1, in bf16 (resnet18, resnet9) and fp32 (simple_cnn).")
+    gpu = {"device": "cuda", "gpu": "3 NVIDIA H100 80GB HBM3", "torch_version": "2.9.1",
+           "precision": "bf16", "param_model": "resnet18", "tf32": True, "deterministic": True}
+    assert ran_on([gpu, {**gpu, "gpu": "0 NVIDIA H100 80GB HBM3"}], "param_model") == (
+        "Ran on NVIDIA H100 80GB HBM3 with torch 2.9.1, in bf16, with TF32 and deterministic kernels.")
+    assert ran_on([], "param_model") == ""
+    # What the trials table does not record is left out, not printed as a placeholder.
+    assert ran_on([{"seed": 0}], "param_model") == ""
+    assert ran_on([{"precision": "fp32", "param_model": "resnet18"}], "param_model") == "Ran in fp32."
