@@ -21,13 +21,31 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time __getattr__
 
     hookimpl: pluggy.HookimplMarker
 
-_LAZY = {"Registrar": "ablate.components.registry", "param": "ablate.params",
-         "Preset": "ablate.study.declare", "Study": "ablate.study.declare",
-         **{name: "ablate.study.factors" for name in ("choice", "fractional", "integer", "sampler",
-                                                      "uniform", "until")}}
+_LAZY = {
+    "Registrar": "ablate.components.registry",
+    "param": "ablate.params",
+    "Preset": "ablate.study.declare",
+    "Study": "ablate.study.declare",
+    **{
+        name: "ablate.study.factors"
+        for name in ("choice", "fractional", "integer", "sampler", "uniform", "until")
+    },
+}
 
-__all__ = ["Preset", "Registrar", "Study", "__version__", "choice", "fractional", "hookimpl", "integer",
-           "param", "sampler", "uniform", "until"]
+__all__ = [
+    "Preset",
+    "Registrar",
+    "Study",
+    "__version__",
+    "choice",
+    "fractional",
+    "hookimpl",
+    "integer",
+    "param",
+    "sampler",
+    "uniform",
+    "until",
+]
 
 
 def __getattr__(name: str) -> Any:

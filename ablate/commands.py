@@ -16,8 +16,20 @@ from ablate.cli.plan import load_plan, parse_set
 from ablate.components.setup import TrialSetup
 from ablate.study.plan import StudyPlan
 
-__all__ = ["DataDirOption", "DeviceOption", "PresetOption", "ResultsDirOption", "SetOption", "err",
-           "fail", "load_plan", "out", "parse_set", "pick_device", "resolve_baseline"]
+__all__ = [
+    "DataDirOption",
+    "DeviceOption",
+    "PresetOption",
+    "ResultsDirOption",
+    "SetOption",
+    "err",
+    "fail",
+    "load_plan",
+    "out",
+    "parse_set",
+    "pick_device",
+    "resolve_baseline",
+]
 
 
 def pick_device(requested: str) -> tuple[Any, str]:

@@ -11,9 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-__all__ = ["hookspec", "on_epoch_end", "on_trial_end", "on_trial_start", "register_augmentations",
-           "register_commands", "register_datasets", "register_models", "register_optimizers",
-           "register_schedulers"]
+__all__ = [
+    "hookspec",
+    "on_epoch_end",
+    "on_trial_end",
+    "on_trial_start",
+    "register_augmentations",
+    "register_commands",
+    "register_datasets",
+    "register_models",
+    "register_optimizers",
+    "register_schedulers",
+]
 
 if TYPE_CHECKING:
     import typer

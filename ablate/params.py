@@ -7,8 +7,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Bounds", "Param", "ParamSpec", "ParamValue", "coerce_value", "column_value", "param",
-           "param_type"]
+__all__ = [
+    "Bounds",
+    "Param",
+    "ParamSpec",
+    "ParamValue",
+    "coerce_value",
+    "column_value",
+    "param",
+    "param_type",
+]
 
 ParamValue = bool | int | float | str | tuple[int | float, ...]
 
@@ -43,8 +51,11 @@ class Bounds:
         """The valid values in words (``> 0``, ``>= 0 and < 1``, ``one of a, b``), or ''."""
         if self.choices is not None:
             return "one of " + ", ".join(self.choices)
-        parts = [f"{sign} {limit:g}" for sign, limit in
-                 ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)) if limit is not None]
+        parts = [
+            f"{sign} {limit:g}"
+            for sign, limit in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+            if limit is not None
+        ]
         return " and ".join(parts)
 
     def check(self, name: str, value: Any, given: Any) -> None:
@@ -55,9 +66,12 @@ class Bounds:
                 continue
             if not math.isfinite(number):
                 raise ValueError(f"parameter {name!r} must be a finite number, got {given!r}")
-            if ((self.ge is not None and number < self.ge) or (self.gt is not None and number <= self.gt)
-                    or (self.le is not None and number > self.le)
-                    or (self.lt is not None and number >= self.lt)):
+            if (
+                (self.ge is not None and number < self.ge)
+                or (self.gt is not None and number <= self.gt)
+                or (self.le is not None and number > self.le)
+                or (self.lt is not None and number >= self.lt)
+            ):
                 raise ValueError(f"parameter {name!r} must be {self.bounds}, got {given!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"parameter {name!r} must be {self.bounds}, got {given!r}")
@@ -71,9 +85,15 @@ class ParamSpec(Bounds):
     description: str
 
 
-def param(description: str, *, ge: float | None = None, gt: float | None = None,
-          le: float | None = None, lt: float | None = None,
-          choices: tuple[str, ...] | None = None) -> ParamSpec:
+def param(
+    description: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> ParamSpec:
     """Declare a parameter with its valid values, for ``register(..., params={...})``::
 
         params={"lr": param("learning rate", gt=0), "dropout": param("probability", ge=0, lt=1)}
@@ -81,8 +101,9 @@ def param(description: str, *, ge: float | None = None, gt: float | None = None,
     ``ablate run`` refuses a value outside them before anything trains, naming the study file's
     line. A plain string declares a parameter with no bounds (floats must still be finite).
     """
-    return ParamSpec(description, ge=ge, gt=gt, le=le, lt=lt,
-                     choices=tuple(choices) if choices is not None else None)
+    return ParamSpec(
+        description, ge=ge, gt=gt, le=le, lt=lt, choices=tuple(choices) if choices is not None else None
+    )
 
 
 @dataclass(frozen=True)
@@ -123,8 +144,4 @@ def coerce_value(value: Any, default: Any, name: str) -> Any:
             return tuple(value)
     elif isinstance(value, expected):
         return value
-    raise ValueError(
-        f"parameter {name!r} takes a {expected.__name__} (default {default!r}), got {value!r}"
-    )
-
-
+    raise ValueError(f"parameter {name!r} takes a {expected.__name__} (default {default!r}), got {value!r}")

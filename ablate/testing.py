@@ -31,8 +31,16 @@ from ablate.data import ImageData
 from ablate.train.epoch import step_scheduler
 from ablate.train.state import round_trip
 
-__all__ = ["check_augmentation", "check_component", "check_dataset", "check_model",
-           "check_optimizer", "check_scheduler", "DISABLE_AUTOLOAD_ENV", "load_plugins"]
+__all__ = [
+    "check_augmentation",
+    "check_component",
+    "check_dataset",
+    "check_model",
+    "check_optimizer",
+    "check_scheduler",
+    "DISABLE_AUTOLOAD_ENV",
+    "load_plugins",
+]
 
 IMAGE_SHAPE = (3, 32, 32)
 
@@ -51,7 +59,8 @@ def check_model(component: Component, num_classes: int = 10) -> None:
     images = torch.randn(4, *IMAGE_SHAPE)
     logits = model(images)
     assert logits.shape == (4, num_classes), (
-        f"{component.name}: expected logits of shape (4, {num_classes}), got {tuple(logits.shape)}")
+        f"{component.name}: expected logits of shape (4, {num_classes}), got {tuple(logits.shape)}"
+    )
     logits.float().sum().backward()
     assert any(p.grad is not None for p in model.parameters()), f"{component.name}: no gradients"
     twin = _build(component, num_classes=num_classes)
@@ -81,7 +90,8 @@ def check_augmentation(component: Component) -> None:
     assert torch.equal(straight, resumed), (
         f"{component.name}: a fresh instance with the same generator state gave another batch: "
         "it keeps state of its own, which a continued trial loses; draw everything from the "
-        "generator")
+        "generator"
+    )
 
 
 def check_dataset(component: Component) -> None:
@@ -91,16 +101,19 @@ def check_dataset(component: Component) -> None:
     assert isinstance(data, ImageData), f"{component.name}: factory must return ImageData"
     assert len(data.classes) > int(data.train_labels.max()), f"{component.name}: labels beyond classes"
     twin = component.build({"data_dir": None}, {})
-    assert twin.fingerprint == data.fingerprint and torch.equal(
-        twin.train_labels, data.train_labels), f"{component.name}: built twice, it differs"
+    assert twin.fingerprint == data.fingerprint and torch.equal(twin.train_labels, data.train_labels), (
+        f"{component.name}: built twice, it differs"
+    )
 
 
 def _optimizer_run(component: Component, steps: int, resume_at: int | None) -> torch.Tensor:
     """The weights of a small model after ``steps`` steps, stopped and continued (rebuilt from
     the factory, state loaded after a save and a weights_only load) at ``resume_at``."""
     generator = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(8, 4, generator=generator), torch.randint(0, 2, (8,), generator=generator))
-               for _ in range(steps)]
+    batches = [
+        (torch.randn(8, 4, generator=generator), torch.randint(0, 2, (8,), generator=generator))
+        for _ in range(steps)
+    ]
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
     optimizer = _build(component, params=list(model.parameters()))
@@ -130,7 +143,8 @@ def check_optimizer(component: Component, steps: int = 6) -> None:
     for resume_at in (1, steps // 2):
         assert torch.equal(straight, _optimizer_run(component, steps, resume_at)), (
             f"{component.name}: continued after step {resume_at} from its saved state, it took "
-            "other steps than without a stop: keep everything a step depends on in state_dict")
+            "other steps than without a stop: keep everything a step depends on in state_dict"
+        )
 
 
 def _scheduler_rates(component: Component, epochs: int, resume_at: int | None) -> list[float]:
@@ -144,8 +158,7 @@ def _scheduler_rates(component: Component, epochs: int, resume_at: int | None) -
     rates = []
     for epoch in range(epochs):
         if epoch == resume_at:
-            saved = round_trip({"optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict()})
+            saved = round_trip({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
             optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
             scheduler = component.build({"optimizer": optimizer, "epochs": epochs}, {})
             optimizer.load_state_dict(saved["optimizer"])
@@ -164,12 +177,18 @@ def check_scheduler(component: Component, epochs: int = 24) -> None:
         resumed = _scheduler_rates(component, epochs, resume_at)
         assert resumed == straight, (
             f"{component.name}: continued after epoch {resume_at} from its saved state, its rates "
-            f"were {resumed[resume_at:resume_at + 3]}, not {straight[resume_at:resume_at + 3]}: "
-            "keep everything the schedule depends on in state_dict (a count in a closure is lost)")
+            f"were {resumed[resume_at : resume_at + 3]}, not {straight[resume_at : resume_at + 3]}: "
+            "keep everything the schedule depends on in state_dict (a count in a closure is lost)"
+        )
 
 
-CHECKS = {"model": check_model, "augmentation": check_augmentation, "dataset": check_dataset,
-          "optimizer": check_optimizer, "scheduler": check_scheduler}
+CHECKS = {
+    "model": check_model,
+    "augmentation": check_augmentation,
+    "dataset": check_dataset,
+    "optimizer": check_optimizer,
+    "scheduler": check_scheduler,
+}
 
 
 def check_component(component: Component) -> None:

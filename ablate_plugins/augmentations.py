@@ -17,8 +17,7 @@ from ablate.params import param
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
 
 
-def _uniform(n: int, low: float, high: float, like: torch.Tensor,
-             generator: torch.Generator) -> torch.Tensor:
+def _uniform(n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     draw = torch.rand(n, generator=generator, device=like.device, dtype=torch.float32)
     return (low + (high - low) * draw).to(like.dtype).view(n, 1, 1, 1)
 
@@ -41,9 +40,12 @@ class CropFlip:
         n, channels, height, width = images.shape
         device, pad = images.device, self.padding
         # Draws in a fixed order (row offsets, column offsets, flips): the seed fixes the batch.
-        offsets = [torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=device)
-                   if pad > 0 else torch.zeros(n, dtype=torch.long, device=device)
-                   for _ in range(2)]
+        offsets = [
+            torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=device)
+            if pad > 0
+            else torch.zeros(n, dtype=torch.long, device=device)
+            for _ in range(2)
+        ]
         dy, dx = offsets
         cols = torch.arange(width, device=device).expand(n, width)
         if self.flip:  # a flipped image reads its crop's columns right to left
@@ -107,11 +109,20 @@ def color_jitter(*, strength: float = 0.4) -> ColorJitter:
 @hookimpl
 def register_augmentations(register: Registrar) -> None:
     register("none", none, "no augmentation")
-    register("crop_flip", crop_flip, "pad, random crop back to size, random horizontal flip",
-             params={"padding": param("zero padding on each side before the random crop (4 for "
-                                      "CIFAR)", ge=0),
-                     "flip": "flip each image horizontally with probability 0.5"})
-    register("color_jitter", color_jitter,
-             "random brightness, contrast and saturation per image",
-             params={"strength": param("each factor is drawn uniformly from [1 - strength, "
-                                       "1 + strength]", ge=0, le=1)})
+    register(
+        "crop_flip",
+        crop_flip,
+        "pad, random crop back to size, random horizontal flip",
+        params={
+            "padding": param("zero padding on each side before the random crop (4 for CIFAR)", ge=0),
+            "flip": "flip each image horizontally with probability 0.5",
+        },
+    )
+    register(
+        "color_jitter",
+        color_jitter,
+        "random brightness, contrast and saturation per image",
+        params={
+            "strength": param("each factor is drawn uniformly from [1 - strength, 1 + strength]", ge=0, le=1)
+        },
+    )

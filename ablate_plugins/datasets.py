@@ -65,11 +65,14 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _from_batches(folder: Path) -> ImageData:
     """The official ``cifar-10-batches-py`` release (five train batches and a test batch)."""
     *train, (test_x, test_y) = [_read_batch(folder / name) for name in BATCH_FILES]
-    arrays = {"train_x": np.concatenate([x for x, _ in train]),
-              "train_y": np.concatenate([y for _, y in train]), "test_x": test_x, "test_y": test_y}
+    arrays = {
+        "train_x": np.concatenate([x for x, _ in train]),
+        "train_y": np.concatenate([y for _, y in train]),
+        "test_x": test_x,
+        "test_y": test_y,
+    }
     files = [folder / name for name in BATCH_FILES]
-    return image_data("cifar10", arrays, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD,
-                      fingerprint_files(files))
+    return image_data("cifar10", arrays, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, fingerprint_files(files))
 
 
 def _download(root: Path) -> Path:
@@ -99,8 +102,7 @@ def cifar10(*, data_dir: Path | None) -> ImageData:
         pair = _parquet_pair(root)
         if pair:
             arrays, fingerprint = load_parquet_pair(*pair)
-            return image_data("cifar10", arrays, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD,
-                              fingerprint)
+            return image_data("cifar10", arrays, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, fingerprint)
         batches = _batches_dir(root)
         if batches:
             return _from_batches(batches)
@@ -110,21 +112,31 @@ def cifar10(*, data_dir: Path | None) -> ImageData:
 def cifar10_mini(*, data_dir: Path | None) -> ImageData:
     """The first 5,000 train and 1,000 test images of CIFAR-10, shipped with ablate."""
     arrays, fingerprint = load_parquet_pair(MINI_DIR / "train.parquet", MINI_DIR / "test.parquet")
-    return image_data("cifar10-mini", arrays, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD,
-                      fingerprint)
+    return image_data("cifar10-mini", arrays, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, fingerprint)
 
 
 @hookimpl
 def register_datasets(register: Registrar) -> None:
-    register("cifar10", cifar10,
-             "CIFAR-10, 50,000/10,000 images, from --data-dir, $ABLATE_DATA or a download")
-    register("cifar10-mini", cifar10_mini,
-             "first 5,000 train / 1,000 test images of CIFAR-10, shipped inside the package")
-    register("imagefolder", imagefolder,
-             "your own photos from --data-dir or $ABLATE_DATA: one subfolder per class "
-             "(or train/ and test/ holding them), decoded once and resized",
-             params={"size": param("images are resized to size x size pixels", ge=1),
-                     "test_fraction": param("share of each class held out for testing when the "
-                                            "folder has no train/ and test/ subfolders", ge=0, lt=1),
-                     "split_seed": param("seed of that split and of the images' stored order",
-                                         ge=0)})
+    register(
+        "cifar10", cifar10, "CIFAR-10, 50,000/10,000 images, from --data-dir, $ABLATE_DATA or a download"
+    )
+    register(
+        "cifar10-mini",
+        cifar10_mini,
+        "first 5,000 train / 1,000 test images of CIFAR-10, shipped inside the package",
+    )
+    register(
+        "imagefolder",
+        imagefolder,
+        "your own photos from --data-dir or $ABLATE_DATA: one subfolder per class "
+        "(or train/ and test/ holding them), decoded once and resized",
+        params={
+            "size": param("images are resized to size x size pixels", ge=1),
+            "test_fraction": param(
+                "share of each class held out for testing when the folder has no train/ and test/ subfolders",
+                ge=0,
+                lt=1,
+            ),
+            "split_seed": param("seed of that split and of the images' stored order", ge=0),
+        },
+    )

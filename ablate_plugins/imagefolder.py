@@ -46,8 +46,11 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
     """Class name -> its image files, both sorted; hidden files and folders are skipped."""
     classes = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in sub.rglob("*") if p.is_file() and not p.name.startswith(".")
-                       and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            p
+            for p in sub.rglob("*")
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        )
         if files:
             classes[sub.name] = files
     return classes
@@ -60,14 +63,16 @@ def _layout(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]] | 
         train, test = _class_files(root / "train"), _class_files(test_folder)
         unknown = sorted(set(test) - set(train))
         if unknown:
-            raise ImageFolderError(f"{test_folder}: classes {unknown} have no training images "
-                                   f"in {root / 'train'}")
+            raise ImageFolderError(
+                f"{test_folder}: classes {unknown} have no training images in {root / 'train'}"
+            )
         return train, test
     return _class_files(root), None
 
 
-def _split(files: dict[str, list[Path]], test_fraction: float, seed: int
-           ) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+def _split(
+    files: dict[str, list[Path]], test_fraction: float, seed: int
+) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
     """Hold out ``test_fraction`` of each class (at least one image when it has two or more),
     so that a small class is never missing from the test set."""
     rng = np.random.default_rng(seed)
@@ -87,26 +92,32 @@ def _decode(path: Path, size: int) -> np.ndarray:
         raise ImageFolderError(str(error)) from error
 
 
-def _arrays(split: dict[str, list[Path]], classes: list[str], size: int, seed: int
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(
+    split: dict[str, list[Path]], classes: list[str], size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Decoded images and labels, in a seeded mixed order: ``train_size`` then takes a sample of
     every class, not the first classes' images."""
     pairs = [(path, classes.index(name)) for name, paths in split.items() for path in paths]
     pairs = [pairs[i] for i in np.random.default_rng(seed).permutation(len(pairs))]
-    images = np.stack([_decode(path, size) for path, _ in pairs]) if pairs else (
-        np.zeros((0, 3, size, size), dtype=np.uint8))
+    images = (
+        np.stack([_decode(path, size) for path, _ in pairs])
+        if pairs
+        else (np.zeros((0, 3, size, size), dtype=np.uint8))
+    )
     return images, np.array([label for _, label in pairs], dtype=np.int64)
 
 
-def _fingerprint(train: dict[str, list[Path]], test: dict[str, list[Path]], root: Path,
-                 settings: str) -> str:
+def _fingerprint(train: dict[str, list[Path]], test: dict[str, list[Path]], root: Path, settings: str) -> str:
     """A hash of every file's place, class and bytes, and of the settings that shaped the arrays.
 
     Hashing 15 GB of photos on every start would read them all again, so each file's hash is
     kept in an index beside the decode cache, under its size and modification time: only new
     or changed files are read."""
-    index_file = cache_dir() / "imagefolder-index" / (
-        hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16] + ".json")
+    index_file = (
+        cache_dir()
+        / "imagefolder-index"
+        / (hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16] + ".json")
+    )
     try:
         known = json.loads(index_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -135,14 +146,16 @@ def file_hash(path: Path) -> str:
     return str(update_with_file(hashlib.sha256(), path).hexdigest())
 
 
-def imagefolder(*, data_dir: Path | None, size: int = 32, test_fraction: float = 0.2,
-                split_seed: int = 0) -> ImageData:
+def imagefolder(
+    *, data_dir: Path | None, size: int = 32, test_fraction: float = 0.2, split_seed: int = 0
+) -> ImageData:
     """The images under ``--data-dir`` (or ``$ABLATE_DATA``), one subfolder per class."""
     given = given_data_dir(data_dir)
     if given is None:
         raise ImageFolderError(
             f"imagefolder needs a folder: pass --data-dir PATH or set {DATA_ENV}=PATH, where PATH "
-            "holds one subfolder of images per class (or train/ and test/, each holding them)")
+            "holds one subfolder of images per class (or train/ and test/, each holding them)"
+        )
     if not given.is_dir():
         raise ImageFolderError(f"imagefolder: {given} is not a folder")
     if size < 8:
@@ -153,7 +166,8 @@ def imagefolder(*, data_dir: Path | None, size: int = 32, test_fraction: float =
     if len(train) < 2:
         raise ImageFolderError(
             f"{given}: found {len(train)} class folder(s) with images ({', '.join(train) or 'none'}); "
-            f"a classifier needs at least two. Images must end in one of {', '.join(IMAGE_SUFFIXES)}")
+            f"a classifier needs at least two. Images must end in one of {', '.join(IMAGE_SUFFIXES)}"
+        )
     if test is None:
         train, test = _split(train, test_fraction, split_seed)
     classes = sorted(train)
@@ -163,13 +177,19 @@ def imagefolder(*, data_dir: Path | None, size: int = 32, test_fraction: float =
     def decode() -> dict[str, np.ndarray]:
         train_x, train_y = _arrays(train, classes, size, split_seed)
         test_x, test_y = _arrays(test, classes, size, split_seed + 1)
-        return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y,
-                "mean_std": _mean_std(train_x)}
+        return {
+            "train_x": train_x,
+            "train_y": train_y,
+            "test_x": test_x,
+            "test_y": test_y,
+            "mean_std": _mean_std(train_x),
+        }
 
     arrays = cached_arrays(fingerprint, decode)
     (m0, m1, m2), (s0, s1, s2) = ((float(v) for v in row) for row in arrays["mean_std"])
-    return image_data(f"imagefolder:{given.name}", arrays, tuple(classes), (m0, m1, m2),
-                      (s0, s1, s2), fingerprint)
+    return image_data(
+        f"imagefolder:{given.name}", arrays, tuple(classes), (m0, m1, m2), (s0, s1, s2), fingerprint
+    )
 
 
 def _mean_std(images: np.ndarray) -> np.ndarray:

@@ -56,8 +56,16 @@ def check_range(start: float, end: float, steps: int) -> None:
         raise ValueError(f"need at least 2 steps, got {steps}")
 
 
-def range_test(setup: TrialSetup, data: DeviceData, num_classes: int, device: torch.device,
-               start: float = 1e-7, end: float = 1.0, steps: int = 300, seed: int = 0) -> RangeTest:
+def range_test(
+    setup: TrialSetup,
+    data: DeviceData,
+    num_classes: int,
+    device: torch.device,
+    start: float = 1e-7,
+    end: float = 1.0,
+    steps: int = 300,
+    seed: int = 0,
+) -> RangeTest:
     """Train ``setup`` for up to ``steps`` steps with the rate growing from ``start`` to ``end``."""
     from ablate.train import build_state
 
@@ -76,7 +84,7 @@ def range_test(setup: TrialSetup, data: DeviceData, num_classes: int, device: to
             group["lr"] = lr
         if position + batch_size > count:  # a new pass over the data, in a new order
             order, position = torch.randperm(count, generator=state.generator, device=device), 0
-        index = order[position:position + batch_size]
+        index = order[position : position + batch_size]
         position += batch_size
         images, labels = prepare_batch(data, index, augmentations, state.generator)
         loss, _ = train_step(state.network, state.optimizer, images, labels, precision)
@@ -103,16 +111,23 @@ def write_curve(test: RangeTest, folder: Path) -> tuple[Path, Path]:
 
     from ablate.base import write_file_atomic
 
-    table = pa.table({"step": list(range(len(test.lrs))), "lr": test.lrs, "loss": test.losses,
-                      "smoothed_loss": test.smoothed})
+    table = pa.table(
+        {
+            "step": list(range(len(test.lrs))),
+            "lr": test.lrs,
+            "loss": test.losses,
+            "smoothed_loss": test.smoothed,
+        }
+    )
     parquet, png = folder / "lr_range.parquet", folder / "lr_range.png"
     write_file_atomic(parquet, lambda handle: pq.write_table(table, handle))
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.plot(test.lrs, test.losses, alpha=0.3, label="loss")
     axis.plot(test.lrs, test.smoothed, label="smoothed loss")
     if test.suggested is not None:
-        axis.axvline(test.suggested, color="red", linestyle="--",
-                     label=f"steepest descent: {test.suggested:.2g}")
+        axis.axvline(
+            test.suggested, color="red", linestyle="--", label=f"steepest descent: {test.suggested:.2g}"
+        )
     axis.set_xscale("log")
     axis.set_xlabel("learning rate")
     axis.set_ylabel("training loss")
@@ -149,22 +164,28 @@ def lr_range(
     except ValueError as error:
         fail(str(error))
     torch_device, why = pick_device(device)
-    out.print(f"lr range test on the baseline of {plan.name} (preset {plan.preset or '(none)'}): "
-              f"{start:.1e} to {end:.1e} over {steps} steps; device: {why}", highlight=False)
+    out.print(
+        f"lr range test on the baseline of {plan.name} (preset {plan.preset or '(none)'}): "
+        f"{start:.1e} to {end:.1e} over {steps} steps; device: {why}",
+        highlight=False,
+    )
     try:
         dataset: Any = setup.dataset.build(data_dir=data_dir)
         data = trial_data(dataset, setup.settings, torch_device)
-        test = range_test(setup, data, len(trial_classes(dataset, setup.settings)), torch_device,
-                          start, end, steps, seed)
+        test = range_test(
+            setup, data, len(trial_classes(dataset, setup.settings)), torch_device, start, end, steps, seed
+        )
         parquet, png = write_curve(test, results_dir / plan.name)
     except AblateError as error:  # a missing dataset, a full disk
         fail(str(error))
     stopped = f"; stopped at step {len(test.lrs)} (loss diverged)" if len(test.lrs) < steps else ""
     best = test.lrs[int(np.argmin(test.smoothed))]
-    suggestion = (f"{test.suggested:.2g}" if test.suggested is not None
-                  else "none (too few steps to tell)")
-    out.print(f"steepest descent of the smoothed loss at lr {suggestion}; lowest smoothed loss "
-              f"at lr {best:.2g}{stopped}", highlight=False)
+    suggestion = f"{test.suggested:.2g}" if test.suggested is not None else "none (too few steps to tell)"
+    out.print(
+        f"steepest descent of the smoothed loss at lr {suggestion}; lowest smoothed loss "
+        f"at lr {best:.2g}{stopped}",
+        highlight=False,
+    )
     out.print(f"curve: {parquet}, plot: {png}", highlight=False)
 
 

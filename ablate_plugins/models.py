@@ -26,8 +26,7 @@ class BasicBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                nn.BatchNorm2d(out_channels),
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,11 +42,13 @@ class CifarResNet(nn.Module):
     """3x3 stem (optionally max-pooled), four stages of BasicBlocks whose channels double,
     global average pool, dropout, linear."""
 
-    def __init__(self, num_classes: int, width: int, dropout: float, blocks: int,
-                 stem_pool: bool) -> None:
+    def __init__(self, num_classes: int, width: int, dropout: float, blocks: int, stem_pool: bool) -> None:
         super().__init__()
-        stem: list[nn.Module] = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
-                                 nn.ReLU(inplace=True)]
+        stem: list[nn.Module] = [
+            nn.Conv2d(3, width, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        ]
         if stem_pool:
             stem.append(nn.MaxPool2d(3, 2, 1))
         self.stem = nn.Sequential(*stem)
@@ -76,12 +77,15 @@ class SimpleCNN(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
-            nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, num_classes),
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,9 +140,9 @@ def _imagenet_state(url: str) -> dict[str, torch.Tensor]:
     read with ``weights_only=True`` and, on download, checked against the hash in the name."""
     folder = os.environ.get(WEIGHTS_ENV) or os.path.join(torch.hub.get_dir(), "checkpoints")
     try:
-        return torch.hub.load_state_dict_from_url(url, model_dir=folder, map_location="cpu",
-                                                  progress=False, check_hash=True,
-                                                  weights_only=True)
+        return torch.hub.load_state_dict_from_url(
+            url, model_dir=folder, map_location="cpu", progress=False, check_hash=True, weights_only=True
+        )
     except (OSError, RuntimeError) as error:  # offline: URLError is an OSError
         name = url.rsplit("/", 1)[-1]
         raise WeightsNotFound(
@@ -149,8 +153,7 @@ def _imagenet_state(url: str) -> dict[str, torch.Tensor]:
         ) from error
 
 
-def torchvision_resnet18(*, num_classes: int, pretrained: bool = False,
-                         dropout: float = 0.5) -> nn.Module:
+def torchvision_resnet18(*, num_classes: int, pretrained: bool = False, dropout: float = 0.5) -> nn.Module:
     """torchvision's ResNet-18 (7x7 stride-2 stem, max-pool), optionally with its ImageNet
     weights, every layer trainable; the classifier is replaced by Dropout + Linear(512,
     classes), as the users' fine-tuning script does."""
@@ -171,8 +174,11 @@ class ConvBN(nn.Sequential):
     """YOLOv5's Conv: convolution, BatchNorm, SiLU."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1) -> None:
-        super().__init__(nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.SiLU(inplace=True))
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.SiLU(inplace=True),
+        )
 
 
 class Bottleneck(nn.Module):
@@ -212,8 +218,9 @@ class CifarC3Net(nn.Module):
 
     def __init__(self, num_classes: int, width: int, dropout: float, bottlenecks: int) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         stages: list[nn.Module] = []
         channels = width
         for index, multiplier in enumerate((1, 2, 4, 8)):
@@ -233,8 +240,7 @@ class CifarC3Net(nn.Module):
         return logits
 
 
-def resnet_c3(*, num_classes: int, width: int = 64, dropout: float = 0.0,
-              bottlenecks: int = 2) -> nn.Module:
+def resnet_c3(*, num_classes: int, width: int = 64, dropout: float = 0.0, bottlenecks: int = 2) -> nn.Module:
     _check_width(width)
     _check_dropout(dropout)
     if width < 2:
@@ -252,27 +258,51 @@ DROPOUT = param("dropout probability before the classifier", ge=0, lt=1)
 
 @hookimpl
 def register_models(register: Registrar) -> None:
-    register("resnet18", resnet18, "CIFAR ResNet-18: 3x3 stem, no max-pool, 4 stages of 2 BasicBlocks",
-             params={"width": WIDTH, "dropout": DROPOUT})
-    register("resnet9", resnet9,
-             "ResNet-9: 3x3 stem with max-pool, 4 stages of 1 BasicBlock (the users' step up from "
-             "the tutorial CNN)",
-             params={"width": WIDTH, "dropout": DROPOUT})
-    register("resnet_c3", resnet_c3,
-             "the CIFAR ResNet-18 layout with each stage's BasicBlocks replaced by a YOLOv5 C3 "
-             "block (two 1x1 branches, residual bottlenecks on one, concatenated, fused by a 1x1)",
-             params={"width": param("channels of the first stage (doubles per stage)", ge=2),
-                     "dropout": DROPOUT,
-                     "bottlenecks": param("residual Bottlenecks in each C3 block (2: one per "
-                                          "BasicBlock it replaces)", ge=1)})
-    register("resnet50", resnet50,
-             "torchvision's ResNet-50 (7x7 stride-2 stem, bottleneck stages 3-4-6-3), for larger "
-             "images such as an imagefolder at size 224",
-             params={"dropout": DROPOUT})
-    register("torchvision_resnet18", torchvision_resnet18,
-             "torchvision's ResNet-18 (7x7 stem, max-pool), optionally ImageNet-pretrained "
-             "(weights from $ABLATE_WEIGHTS or a download), head Dropout + Linear",
-             params={"pretrained": "start from the ImageNet weights (else random initialisation)",
-                     "dropout": param("dropout probability before the new classifier", ge=0, lt=1)})
-    register("simple_cnn", simple_cnn,
-             "the PyTorch tutorial CNN: two 5x5 convs with max-pool, then 400-120-84-classes")
+    register(
+        "resnet18",
+        resnet18,
+        "CIFAR ResNet-18: 3x3 stem, no max-pool, 4 stages of 2 BasicBlocks",
+        params={"width": WIDTH, "dropout": DROPOUT},
+    )
+    register(
+        "resnet9",
+        resnet9,
+        "ResNet-9: 3x3 stem with max-pool, 4 stages of 1 BasicBlock (the users' step up from "
+        "the tutorial CNN)",
+        params={"width": WIDTH, "dropout": DROPOUT},
+    )
+    register(
+        "resnet_c3",
+        resnet_c3,
+        "the CIFAR ResNet-18 layout with each stage's BasicBlocks replaced by a YOLOv5 C3 "
+        "block (two 1x1 branches, residual bottlenecks on one, concatenated, fused by a 1x1)",
+        params={
+            "width": param("channels of the first stage (doubles per stage)", ge=2),
+            "dropout": DROPOUT,
+            "bottlenecks": param(
+                "residual Bottlenecks in each C3 block (2: one per BasicBlock it replaces)", ge=1
+            ),
+        },
+    )
+    register(
+        "resnet50",
+        resnet50,
+        "torchvision's ResNet-50 (7x7 stride-2 stem, bottleneck stages 3-4-6-3), for larger "
+        "images such as an imagefolder at size 224",
+        params={"dropout": DROPOUT},
+    )
+    register(
+        "torchvision_resnet18",
+        torchvision_resnet18,
+        "torchvision's ResNet-18 (7x7 stem, max-pool), optionally ImageNet-pretrained "
+        "(weights from $ABLATE_WEIGHTS or a download), head Dropout + Linear",
+        params={
+            "pretrained": "start from the ImageNet weights (else random initialisation)",
+            "dropout": param("dropout probability before the new classifier", ge=0, lt=1),
+        },
+    )
+    register(
+        "simple_cnn",
+        simple_cnn,
+        "the PyTorch tutorial CNN: two 5x5 convs with max-pool, then 400-120-84-classes",
+    )

@@ -18,7 +18,7 @@ import typer
 from ablate import hookimpl
 from ablate.components import KINDS
 
-PYPROJECT = '''[build-system]
+PYPROJECT = """[build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
 
@@ -38,9 +38,9 @@ test = ["pytest>=8"]
 
 [tool.setuptools]
 packages = ["{module}"]
-'''
+"""
 
-README = '''# {dist}
+README = """# {dist}
 
 An ablate plugin that registers the {kind} `{component}`.
 
@@ -48,7 +48,7 @@ An ablate plugin that registers the {kind} `{component}`.
     pip install -e '.[test]' && pytest
 
 In a study: {usage}.
-'''
+"""
 
 # One component per kind: short, correct, and passing the kit as generated.
 COMPONENTS = {
@@ -231,8 +231,10 @@ def _names(name: str) -> tuple[str, str, str]:
     dist = name.strip()
     module = re.sub(r"[-.]+", "_", dist).lower()
     if not module.isidentifier() or keyword.iskeyword(module):
-        raise ValueError(f"{name!r} does not make a Python module name: use letters, digits, "
-                         "'-' and '_', starting with a letter")
+        raise ValueError(
+            f"{name!r} does not make a Python module name: use letters, digits, "
+            "'-' and '_', starting with a letter"
+        )
     component = module.removeprefix("ablate_") or module
     return dist, module, component
 
@@ -250,7 +252,7 @@ def write_skeleton(name: str, kind: str, where: Path) -> Path:
         root / "pyproject.toml": PYPROJECT.format(**values),
         root / "README.md": README.format(**values, usage=USAGE[kind].format(**values)),
         root / module / "__init__.py": f'"""ablate plugin {dist}: the {kind} {component!r}."""\n\n'
-                                       + COMPONENTS[kind].format(**values),
+        + COMPONENTS[kind].format(**values),
         root / "tests" / f"test_{module}.py": TEST.format(**values),
     }
     for path, text in files.items():
@@ -272,8 +274,11 @@ def new_plugin(
     except (ValueError, OSError) as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
-    out.print(f"wrote {root}: `pip install -e {root}` installs it, `pytest {root}` checks it, "
-              f"`ablate plugins` then lists it", highlight=False)
+    out.print(
+        f"wrote {root}: `pip install -e {root}` installs it, `pytest {root}` checks it, "
+        f"`ablate plugins` then lists it",
+        highlight=False,
+    )
 
 
 @hookimpl

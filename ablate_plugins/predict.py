@@ -30,14 +30,17 @@ def pick_weights(target: Path, trial: int | None) -> Any:
         raise weights.WeightsError(f"{target}: no such weights file or study folder")
     found = [k for k in weights.in_study(target, "final") or weights.in_study(target, "best")]
     if not found:
-        raise weights.WeightsError(f"{target} has no kept weights (weights/*.safetensors): run the "
-                                   "study with keep_weights='final' (the default) first")
+        raise weights.WeightsError(
+            f"{target} has no kept weights (weights/*.safetensors): run the "
+            "study with keep_weights='final' (the default) first"
+        )
     if trial is not None:
         chosen = [k for k in found if k.sidecar["provenance"]["trial"] == trial]
         if not chosen:
             have = sorted(k.sidecar["provenance"]["trial"] for k in found)
-            raise weights.WeightsError(f"{target}: trial {trial} has no kept weights; trials with "
-                                       f"weights: {have}")
+            raise weights.WeightsError(
+                f"{target}: trial {trial} has no kept weights; trials with weights: {have}"
+            )
         return chosen[0]
     description = _description(target)
     metric = description.get("metric", "test_acc")
@@ -45,8 +48,11 @@ def pick_weights(target: Path, trial: int | None) -> Any:
 
     def score(kept: Any) -> float:
         metrics = kept.sidecar.get("metrics", {})
-        value = metrics.get("val_acc") if metric == "test_acc" and metrics.get("val_acc") is not None \
+        value = (
+            metrics.get("val_acc")
+            if metric == "test_acc" and metrics.get("val_acc") is not None
             else metrics.get(metric)
+        )
         return sign * float(value) if value is not None else float("-inf")
 
     return max(found, key=score)
@@ -65,8 +71,7 @@ def image_paths(items: list[Path]) -> list[Path]:
     paths: list[Path] = []
     for item in items:
         if item.is_dir():
-            paths += sorted(p for p in item.rglob("*") if p.is_file()
-                            and p.suffix.lower() in IMAGE_SUFFIXES)
+            paths += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         else:
             paths.append(item)
     return paths
@@ -92,8 +97,10 @@ def classify(model: Any, kept: Any, path: Path, top: int) -> list[tuple[str, flo
 def predict(
     target: Annotated[Path, typer.Argument(help="a .safetensors weights file or a study folder")],
     images: Annotated[list[Path], typer.Argument(help="image files or folders of images")],
-    trial: Annotated[int | None, typer.Option(help="for a study folder: the trial whose weights "
-                                                    "to use (default: the best)")] = None,
+    trial: Annotated[
+        int | None,
+        typer.Option(help="for a study folder: the trial whose weights to use (default: the best)"),
+    ] = None,
     top: Annotated[int, typer.Option(min=1, help="how many classes to show per image")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -111,9 +118,12 @@ def predict(
         raise typer.Exit(2) from None
     provenance = kept.sidecar.get("provenance", {})
     if not as_json:
-        out.print(f"{kept.path.name}: {kept.sidecar['model']['name']}, study "
-                  f"{provenance.get('study')}, trial {provenance.get('trial')} "
-                  f"({provenance.get('cell')}, seed {provenance.get('seed')})", highlight=False)
+        out.print(
+            f"{kept.path.name}: {kept.sidecar['model']['name']}, study "
+            f"{provenance.get('study')}, trial {provenance.get('trial')} "
+            f"({provenance.get('cell')}, seed {provenance.get('seed')})",
+            highlight=False,
+        )
     results, failed = [], []
     for path in image_paths(images):
         try:
@@ -122,14 +132,17 @@ def predict(
             failed.append(path)
             err.print(f"[red]error:[/] {error}", highlight=False)
             continue
-        results.append({"image": str(path), "top": [{"class": name, "probability": p}
-                                                    for name, p in ranked]})
+        results.append({"image": str(path), "top": [{"class": name, "probability": p} for name, p in ranked]})
         if not as_json:
             shown = ", ".join(f"{name} {p:.1%}" for name, p in ranked)
             out.print(f"{path}: {shown}", highlight=False)
     if as_json:
-        print(json.dumps({"weights": str(kept.path), "predictions": results,
-                          "unreadable": [str(p) for p in failed]}, indent=2))
+        print(
+            json.dumps(
+                {"weights": str(kept.path), "predictions": results, "unreadable": [str(p) for p in failed]},
+                indent=2,
+            )
+        )
     if failed or not results:
         if not results and not failed:
             err.print("[red]error:[/] no image given: name image files or folders", highlight=False)

@@ -11,9 +11,17 @@ from typing import Any
 from ablate import hookimpl
 from ablate.events import EpochRecord, TrialInfo, TrialOutcome
 
-SCALARS = {"train_loss": "loss", "test_loss": "loss", "val_loss": "loss",
-           "train_acc": "accuracy", "train_eval_acc": "accuracy", "test_acc": "accuracy",
-           "val_acc": "accuracy", "lr": "schedule", "seconds": "time"}
+SCALARS = {
+    "train_loss": "loss",
+    "test_loss": "loss",
+    "val_loss": "loss",
+    "train_acc": "accuracy",
+    "train_eval_acc": "accuracy",
+    "test_acc": "accuracy",
+    "val_acc": "accuracy",
+    "lr": "schedule",
+    "seconds": "time",
+}
 _writers: dict[tuple[str, int, int], Any] = {}  # one SummaryWriter per running trial attempt
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-KILL_STUDY = '''
+KILL_STUDY = """
 from ablate import Study, choice
 
 study = Study(
@@ -54,7 +54,7 @@ study = Study(
     factors=dict(dropout=choice(0.0)),
     seeds=2,
 )
-'''
+"""
 
 
 @dataclass
@@ -91,9 +91,12 @@ def rows(folder: Path, table: str) -> list[dict[str, Any]]:
 def gpu_memory_by_pid() -> dict[int, int]:
     """MiB of GPU memory each process holds, by nvidia-smi (empty when it cannot tell)."""
     try:
-        listed = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
-                                 "--format=csv,noheader,nounits"], capture_output=True,
-                                text=True, timeout=20).stdout
+        listed = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
     found = {}
@@ -106,9 +109,13 @@ def gpu_memory_by_pid() -> dict[int, int]:
 
 # -- the checks -----------------------------------------------------------------------------
 
+
 def check_gpu_tests(out: Path, limit: float) -> Outcome:
-    done = run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-                "tests"], out / "pytest_gpu.log", limit)
+    done = run(
+        [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "tests"],
+        out / "pytest_gpu.log",
+        limit,
+    )
     summary = last_line(done.stdout)
     if done.returncode == 0 and "passed" in summary and "skipped" not in summary:
         return Outcome("held", summary)
@@ -127,10 +134,19 @@ def check_workers_share(out: Path, limit: float) -> Outcome:
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    command = ablate("run", "studies/dropout_gap.py", "--preset", "smoke", "--gpus", "0",
-                     "--workers-per-gpu", "4", "--results-dir", str(folder))
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    command = ablate(
+        "run",
+        "studies/dropout_gap.py",
+        "--preset",
+        "smoke",
+        "--gpus",
+        "0",
+        "--workers-per-gpu",
+        "4",
+        "--results-dir",
+        str(folder),
+    )
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         output = process.communicate(timeout=limit)[0]
     finally:
@@ -139,8 +155,7 @@ def check_workers_share(out: Path, limit: float) -> Outcome:
     (out / "workers_share.log").write_text(output)
     trials = [t for t in rows(folder / "dropout_gap", "trials") if t["state"] == "complete"]
     workers = {pid: mib for pid, mib in seen.items() if pid != process.pid}
-    figures = {"memory_per_worker_mib": sorted(workers.values()),
-               "parent_gpu_mib": seen.get(process.pid, 0)}
+    figures = {"memory_per_worker_mib": sorted(workers.values()), "parent_gpu_mib": seen.get(process.pid, 0)}
     problems = []
     if process.returncode != 0:
         problems.append(f"exit {process.returncode}: {last_line(output)}")
@@ -151,21 +166,31 @@ def check_workers_share(out: Path, limit: float) -> Outcome:
     if problems:
         return Outcome("failed", "; ".join(problems), figures)
     shown = ", ".join(f"{mib} MiB" for mib in figures["memory_per_worker_mib"]) or "not seen"
-    return Outcome("held", f"18 of 18 trials once, by {len({t['gpu'] for t in trials})} GPU; "
-                           f"workers held {shown}; the parent none", figures)
+    return Outcome(
+        "held",
+        f"18 of 18 trials once, by {len({t['gpu'] for t in trials})} GPU; "
+        f"workers held {shown}; the parent none",
+        figures,
+    )
 
 
 def check_kill_and_resume(out: Path, limit: float) -> Outcome:
     study = out / "killed.py"
     study.write_text(KILL_STUDY)
     deadline = time.monotonic() + limit
-    straight = run(ablate("run", str(study), "--results-dir", str(out / "straight"), "--quiet"),
-                   out / "kill_straight.log", limit / 2)
+    straight = run(
+        ablate("run", str(study), "--results-dir", str(out / "straight"), "--quiet"),
+        out / "kill_straight.log",
+        limit / 2,
+    )
     if straight.returncode != 0:
         return Outcome("failed", f"the straight run: {last_line(straight.stderr or straight.stdout)}")
-    process = subprocess.Popen(ablate("run", str(study), "--results-dir", str(out / "killed"),
-                                      "--quiet"), cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ablate("run", str(study), "--results-dir", str(out / "killed"), "--quiet"),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     checkpoints = out / "killed" / "killed" / "checkpoints"
     while time.monotonic() < deadline and process.poll() is None:
         if list(checkpoints.glob("trial-*/epoch-00002.pt")):
@@ -175,35 +200,48 @@ def check_kill_and_resume(out: Path, limit: float) -> Outcome:
         return Outcome("failed", "the run ended before a checkpoint of epoch 2 was written")
     process.send_signal(signal.SIGKILL)
     process.wait()
-    resumed = run(ablate("run", str(study), "--results-dir", str(out / "killed"), "--quiet"),
-                  out / "kill_resumed.log", max(10.0, deadline - time.monotonic()))
+    resumed = run(
+        ablate("run", str(study), "--results-dir", str(out / "killed"), "--quiet"),
+        out / "kill_resumed.log",
+        max(10.0, deadline - time.monotonic()),
+    )
     if resumed.returncode != 0:
         return Outcome("failed", f"the resumed run: {last_line(resumed.stderr or resumed.stdout)}")
 
     def numbers(folder: Path) -> dict[tuple[int, int], tuple[Any, ...]]:
-        return {(r["trial"], r["epoch"]): (r["train_loss"], r["test_acc"], r["train_eval_acc"])
-                for r in rows(folder / "killed", "epochs")}
+        return {
+            (r["trial"], r["epoch"]): (r["train_loss"], r["test_acc"], r["train_eval_acc"])
+            for r in rows(folder / "killed", "epochs")
+        }
 
-    continued = [t for t in rows(out / "killed" / "killed", "trials")
-                 if (t["resumed_from_epoch"] or 0) >= 2]
+    continued = [t for t in rows(out / "killed" / "killed", "trials") if (t["resumed_from_epoch"] or 0) >= 2]
     a, b = numbers(out / "straight"), numbers(out / "killed")
     different = sorted(key for key in a if a[key] != b.get(key))
     if not continued:
         return Outcome("failed", "no trial continued from a checkpoint")
     if different:
         first = different[0]
-        return Outcome("failed", f"{len(different)} of {len(a)} epochs differ from the straight "
-                                 f"run, first trial {first[0]} epoch {first[1]}: {a[first]} "
-                                 f"against {b.get(first)}")
-    return Outcome("held", f"trial {continued[0]['trial']} continued after epoch "
-                           f"{continued[0]['resumed_from_epoch']} in a new process; all {len(a)} "
-                           "epochs equal the straight run bitwise")
+        return Outcome(
+            "failed",
+            f"{len(different)} of {len(a)} epochs differ from the straight "
+            f"run, first trial {first[0]} epoch {first[1]}: {a[first]} "
+            f"against {b.get(first)}",
+        )
+    return Outcome(
+        "held",
+        f"trial {continued[0]['trial']} continued after epoch "
+        f"{continued[0]['resumed_from_epoch']} in a new process; all {len(a)} "
+        "epochs equal the straight run bitwise",
+    )
 
 
 def check_resume_control(out: Path, limit: float) -> Outcome:
     folder = out / "resume"
-    done = run(ablate("run", "studies/resume_jump.py", "--preset", "smoke", "--results-dir",
-                      str(folder), "--quiet"), out / "resume_jump.log", limit)
+    done = run(
+        ablate("run", "studies/resume_jump.py", "--preset", "smoke", "--results-dir", str(folder), "--quiet"),
+        out / "resume_jump.log",
+        limit,
+    )
     if done.returncode != 0:
         return Outcome("failed", last_line(done.stderr or done.stdout))
     trials = rows(folder / "resume_jump", "trials")
@@ -215,38 +253,50 @@ def check_resume_control(out: Path, limit: float) -> Outcome:
     unequal = [seed for seed in seeds if curves.get(("full", seed)) != curves.get(("none", seed))]
     determinism = {(t["param_deterministic"], t["deterministic"]) for t in trials}
     if unequal or len(determinism) != 1:
-        return Outcome("failed", f"full differs from none on seeds {unequal}; determinism "
-                                 f"{sorted(determinism)}")
-    return Outcome("held", f"full = none on all {len(seeds)} seeds, bitwise; every cell "
-                           f"{determinism.pop()}")
+        return Outcome(
+            "failed", f"full differs from none on seeds {unequal}; determinism {sorted(determinism)}"
+        )
+    return Outcome("held", f"full = none on all {len(seeds)} seeds, bitwise; every cell {determinism.pop()}")
 
 
 def check_stream(out: Path, limit: float) -> Outcome:
-    done = run([sys.executable, "benchmarks/stream_overhead.py", "--device", "cuda", "--json",
-                "--images", "5000"], out / "stream_overhead.log", limit)
+    done = run(
+        [sys.executable, "benchmarks/stream_overhead.py", "--device", "cuda", "--json", "--images", "5000"],
+        out / "stream_overhead.log",
+        limit,
+    )
     try:
         figures = json.loads(done.stdout)
     except ValueError:
         return Outcome("failed", last_line(done.stderr or done.stdout))
     seconds = figures["seconds_per_epoch"]
-    detail = (f"one epoch of 5,000 images: device {seconds['device']:.2f} s, stream "
-              f"{seconds['stream']:.2f} s (x{figures['stream_over_device']:.2f})")
+    detail = (
+        f"one epoch of 5,000 images: device {seconds['device']:.2f} s, stream "
+        f"{seconds['stream']:.2f} s (x{figures['stream_over_device']:.2f})"
+    )
     if not figures["same_loss"]:
         return Outcome("failed", "stream and device gave other losses; " + detail, figures)
     return Outcome("held", "the same loss; " + detail, figures)
 
 
 def check_throughput(out: Path, limit: float, counts: str) -> Outcome:
-    done = run([sys.executable, "benchmarks/gpu_throughput.py", "--json", "--workers-per-gpu",
-                counts], out / "gpu_throughput.log", limit)
+    done = run(
+        [sys.executable, "benchmarks/gpu_throughput.py", "--json", "--workers-per-gpu", counts],
+        out / "gpu_throughput.log",
+        limit,
+    )
     try:
         figures = json.loads(done.stdout)
     except ValueError:
         return Outcome("failed", last_line(done.stderr or done.stdout))
     rates = ", ".join(f"K={k}: {rate:,.0f}/h" for k, rate in figures["trials_per_hour"].items())
     peaks = figures["matmul_tflops"]
-    return Outcome("held", f"matrix product {peaks['bf16']:.0f} TFLOP/s bf16, {peaks['fp32']:.0f} "
-                           f"fp32; trials per hour (cpu preset) {rates}", figures)
+    return Outcome(
+        "held",
+        f"matrix product {peaks['bf16']:.0f} TFLOP/s bf16, {peaks['fp32']:.0f} "
+        f"fp32; trials per hour (cpu preset) {rates}",
+        figures,
+    )
 
 
 def check_figures(out: Path, limit: float) -> Outcome:
@@ -256,15 +306,20 @@ def check_figures(out: Path, limit: float) -> Outcome:
     except (ValueError, IndexError):
         return Outcome("failed", last_line(done.stderr or done.stdout))
     r18 = figures["resnet18_w64"]
-    return Outcome("held", f"ResNet-18 width 64: {r18['bf16']['images_per_s']:,.0f} images/s "
-                           f"in bf16, {r18['fp32']['images_per_s']:,.0f} in fp32 (no TF32)",
-                   figures)
+    return Outcome(
+        "held",
+        f"ResNet-18 width 64: {r18['bf16']['images_per_s']:,.0f} images/s "
+        f"in bf16, {r18['fp32']['images_per_s']:,.0f} in fp32 (no TF32)",
+        figures,
+    )
 
 
 # -- figures, measured in a process of their own --------------------------------------------
 
-def timed_steps(model: Any, batch: int, size: int, precision: str, steps: int,
-                deterministic: bool = False) -> float:
+
+def timed_steps(
+    model: Any, batch: int, size: int, precision: str, steps: int, deterministic: bool = False
+) -> float:
     """Seconds per training step of ``model`` on random images, on the GPU, with ablate's
     switches (TF32 off in fp32), timed with CUDA events after a warm-up."""
     import torch
@@ -277,8 +332,7 @@ def timed_steps(model: Any, batch: int, size: int, precision: str, steps: int,
     configure(settings, precision, device)
     model = to_training_layout(model, device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    images = torch.randn(batch, 3, size, size, device=device).contiguous(
-        memory_format=torch.channels_last)
+    images = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (batch,), device=device)
 
     def step() -> None:
@@ -326,10 +380,15 @@ def full_preset_estimates(registry: Any) -> dict[str, Any]:
         batch = min(settings["batch_size"], images)
         step = timed_steps(model, batch, size, precision, steps=10)
         per_epoch = math.ceil(images / batch) * step * 1.2
-        estimates[study.name] = {"model": setup.model.component.name, "epochs": settings["epochs"],
-                                 "batch": batch, "images": images, "precision": precision,
-                                 "seconds_per_epoch": per_epoch,
-                                 "seconds_per_trial": per_epoch * settings["epochs"]}
+        estimates[study.name] = {
+            "model": setup.model.component.name,
+            "epochs": settings["epochs"],
+            "batch": batch,
+            "images": images,
+            "precision": precision,
+            "seconds_per_epoch": per_epoch,
+            "seconds_per_trial": per_epoch * settings["epochs"],
+        }
     return estimates
 
 
@@ -348,8 +407,10 @@ def measure_figures() -> dict[str, Any]:
     figures: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "resnet18_w64": {}}
     for precision in ("bf16", "fp32"):
         step = timed_steps(resnet18(), 128, 32, precision, steps=40)
-        figures["resnet18_w64"][precision] = {"images_per_s": 128 / step,
-                                              "seconds_per_epoch": math.ceil(50_000 / 128) * step}
+        figures["resnet18_w64"][precision] = {
+            "images_per_s": 128 / step,
+            "seconds_per_epoch": math.ceil(50_000 / 128) * step,
+        }
     plain = timed_steps(resnet18(), 128, 32, "bf16", steps=40)
     exact = timed_steps(resnet18(), 128, 32, "bf16", steps=40, deterministic=True)
     figures["deterministic_cost"] = exact / plain
@@ -358,8 +419,10 @@ def measure_figures() -> dict[str, Any]:
     started = time.perf_counter()
     network = compiled(to_training_layout(resnet18(), torch.device("cuda")), False, "figures")
     first = timed_steps(network, 128, 32, "bf16", steps=1)
-    figures["compile"] = {"seconds_to_compile": time.perf_counter() - started - first,
-                          "speedup": plain / timed_steps(network, 128, 32, "bf16", steps=40)}
+    figures["compile"] = {
+        "seconds_to_compile": time.perf_counter() - started - first,
+        "speedup": plain / timed_steps(network, 128, 32, "bf16", steps=40),
+    }
     figures["full_presets"] = full_preset_estimates(registry)
     return figures
 
@@ -367,8 +430,12 @@ def measure_figures() -> dict[str, Any]:
 # -- the run --------------------------------------------------------------------------------
 
 CHECKS: list[tuple[str, float]] = [  # name, its share of the time budget
-    ("pytest -m gpu", 0.12), ("workers share one GPU", 0.12), ("kill and resume bitwise", 0.15),
-    ("resume_jump control", 0.10), ("stream = device", 0.08), ("throughput", 0.23),
+    ("pytest -m gpu", 0.12),
+    ("workers share one GPU", 0.12),
+    ("kill and resume bitwise", 0.15),
+    ("resume_jump control", 0.10),
+    ("stream = device", 0.08),
+    ("throughput", 0.23),
     ("speed figures", 0.20),
 ]
 
@@ -377,12 +444,15 @@ def environment() -> tuple[bool, str]:
     import torch
 
     if not torch.cuda.is_available():
-        return False, (f"GPU: none (torch {torch.__version__}; CUDA not available): every check "
-                       "below needs one")
+        return False, (
+            f"GPU: none (torch {torch.__version__}; CUDA not available): every check below needs one"
+        )
     props = torch.cuda.get_device_properties(0)
-    return True, (f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability "
-                  f"{props.major}.{props.minor}; torch {torch.__version__}, CUDA "
-                  f"{torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
+    return True, (
+        f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability "
+        f"{props.major}.{props.minor}; torch {torch.__version__}, CUDA "
+        f"{torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
+    )
 
 
 def main() -> int:
@@ -400,11 +470,12 @@ def main() -> int:
     print(line, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, Callable[[Path, float], Outcome]] = {
-        "pytest -m gpu": check_gpu_tests, "workers share one GPU": check_workers_share,
+        "pytest -m gpu": check_gpu_tests,
+        "workers share one GPU": check_workers_share,
         "kill and resume bitwise": check_kill_and_resume,
-        "resume_jump control": check_resume_control, "stream = device": check_stream,
-        "throughput": lambda out, limit: check_throughput(out, limit,
-                                                          "1,2,4,8" if args.full else "1,4"),
+        "resume_jump control": check_resume_control,
+        "stream = device": check_stream,
+        "throughput": lambda out, limit: check_throughput(out, limit, "1,2,4,8" if args.full else "1,4"),
         "speed figures": check_figures,
     }
     deadline = time.monotonic() + args.budget
@@ -429,8 +500,7 @@ def main() -> int:
                 outcome = Outcome("failed", f"{type(error).__name__}: {error}")
             outcome.figures["seconds"] = time.monotonic() - started
         print(f"{outcome.status:7s} {name}: {outcome.detail}", flush=True)
-        results[name] = {"status": outcome.status, "detail": outcome.detail,
-                         "figures": outcome.figures}
+        results[name] = {"status": outcome.status, "detail": outcome.detail, "figures": outcome.figures}
     (args.out / "gpu_first_check.json").write_text(json.dumps(results, indent=2, default=str))
     print_table(results)
     held = sum(r["status"] == "held" for k, r in results.items() if k != "environment")
@@ -445,17 +515,23 @@ def print_table(results: dict[str, Any]) -> None:
     for precision, label in (("bf16", "bf16"), ("fp32", "fp32, no TF32")):
         r18 = figures.get("resnet18_w64", {}).get(precision)
         if r18:
-            lines.append(f"ResNet-18 w64, {label}: {r18['images_per_s']:,.0f} images/s, "
-                         f"{r18['seconds_per_epoch']:.1f} s per 50,000-image epoch")
+            lines.append(
+                f"ResNet-18 w64, {label}: {r18['images_per_s']:,.0f} images/s, "
+                f"{r18['seconds_per_epoch']:.1f} s per 50,000-image epoch"
+            )
     if "deterministic_cost" in figures:
         lines.append(f"deterministic=on costs x{figures['deterministic_cost']:.2f} of a step")
     if "compile" in figures:
-        lines.append(f"compile: {figures['compile']['seconds_to_compile']:.0f} s to compile, "
-                     f"x{figures['compile']['speedup']:.2f} the speed after")
+        lines.append(
+            f"compile: {figures['compile']['seconds_to_compile']:.0f} s to compile, "
+            f"x{figures['compile']['speedup']:.2f} the speed after"
+        )
     for name, estimate in figures.get("full_presets", {}).items():
-        lines.append(f"{name} full preset: about {estimate['seconds_per_trial'] / 60:.1f} min per "
-                     f"trial ({estimate['model']}, {estimate['epochs']} epochs, "
-                     f"{estimate['precision']}; estimated from timed steps)")
+        lines.append(
+            f"{name} full preset: about {estimate['seconds_per_trial'] / 60:.1f} min per "
+            f"trial ({estimate['model']}, {estimate['epochs']} epochs, "
+            f"{estimate['precision']}; estimated from timed steps)"
+        )
     throughput = results.get("throughput", {}).get("figures", {}).get("trials_per_hour", {})
     for k, rate in throughput.items():
         lines.append(f"trials per hour, cpu preset, K={k} workers: {rate:,.0f}")

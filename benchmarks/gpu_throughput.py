@@ -58,12 +58,33 @@ def trials_per_hour(gpu: int, per_gpu: int, work: Path) -> tuple[float, float]:
 
     folder = work / f"k{per_gpu}"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ablate", "run", str(REPO / "studies" / "dropout_gap.py"),
-                    "--preset", "cpu", "--gpus", str(gpu), "--workers-per-gpu", str(per_gpu),
-                    "--results-dir", str(folder)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ablate",
+            "run",
+            str(REPO / "studies" / "dropout_gap.py"),
+            "--preset",
+            "cpu",
+            "--gpus",
+            str(gpu),
+            "--workers-per-gpu",
+            str(per_gpu),
+            "--results-dir",
+            str(folder),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - started
-    seconds = [row["seconds"] for row in ds.dataset(folder / "dropout_gap" / "trials").to_table(
-        columns=["seconds", "state"]).to_pylist() if row["seconds"]]
+    seconds = [
+        row["seconds"]
+        for row in ds.dataset(folder / "dropout_gap" / "trials")
+        .to_table(columns=["seconds", "state"])
+        .to_pylist()
+        if row["seconds"]
+    ]
     return per_gpu * 3600 / (sum(seconds) / len(seconds)), len(seconds) / wall * 3600
 
 
@@ -72,8 +93,10 @@ def measure(gpu: int, counts: list[int]) -> dict[str, Any]:
 
     if not torch.cuda.is_available():
         return {"gpu": None, "note": "no CUDA GPU here: nothing measured"}
-    figures: dict[str, Any] = {"gpu": torch.cuda.get_device_name(gpu),
-                               "matmul_tflops": {p: matmul_peak(p, gpu) for p in ("bf16", "fp32")}}
+    figures: dict[str, Any] = {
+        "gpu": torch.cuda.get_device_name(gpu),
+        "matmul_tflops": {p: matmul_peak(p, gpu) for p in ("bf16", "fp32")},
+    }
     with tempfile.TemporaryDirectory() as folder:
         rates = {k: trials_per_hour(gpu, k, Path(folder)) for k in counts}
     figures["trials_per_hour"] = {k: training for k, (training, _) in rates.items()}
@@ -94,11 +117,12 @@ def main() -> int:
         print(figures["note"])
     else:
         peaks = figures["matmul_tflops"]
-        print(f"{figures['gpu']}: matrix product {peaks['bf16']:.0f} TFLOP/s bf16, "
-              f"{peaks['fp32']:.0f} fp32")
+        print(f"{figures['gpu']}: matrix product {peaks['bf16']:.0f} TFLOP/s bf16, {peaks['fp32']:.0f} fp32")
         for k, rate in figures["trials_per_hour"].items():
-            print(f"  {k} worker(s) on the GPU: {rate:,.0f} trials per hour (by their training "
-                  f"seconds; {figures['trials_per_hour_wall'][k]:,.0f} by the wall time)")
+            print(
+                f"  {k} worker(s) on the GPU: {rate:,.0f} trials per hour (by their training "
+                f"seconds; {figures['trials_per_hour_wall'][k]:,.0f} by the wall time)"
+            )
     return 0
 
 

@@ -37,8 +37,13 @@ def queue_seconds(storage_url: str | None, folder: Path, trials: int, epochs: in
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder.mkdir(parents=True, exist_ok=True)
-    plan = Study(name=f"bench{uuid.uuid4().hex[:6]}", question="", baseline={"dropout": 0.0},
-                 factors={"dropout": choice(*[i / 100 for i in range(trials)])}, seeds=1).plan()
+    plan = Study(
+        name=f"bench{uuid.uuid4().hex[:6]}",
+        question="",
+        baseline={"dropout": 0.0},
+        factors={"dropout": choice(*[i / 100 for i in range(trials)])},
+        seeds=1,
+    ).plan()
     storage = make_storage(storage_url, folder / "optuna.journal", Liveness())
     study = optuna.create_study(study_name=plan.name, storage=storage)
     queue = TrialQueue(study, storage, plan.fingerprint(), folder / "queue.lock", Liveness())
@@ -62,8 +67,9 @@ def postgres_url() -> tuple[str | None, str]:
     except ImportError:
         return None, "the postgres extra is not installed"
     try:
-        connection = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres",
-                                      dbname="postgres", connect_timeout=3)
+        connection = psycopg2.connect(
+            host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3
+        )
     except psycopg2.OperationalError as error:
         return None, f"no server at 127.0.0.1:5432 ({str(error).strip()})"
     connection.autocommit = True
@@ -81,8 +87,11 @@ def drop(url: str) -> None:
     connection = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
     connection.autocommit = True
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                       "AND pid <> pg_backend_pid()", (name,))
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+            "AND pid <> pg_backend_pid()",
+            (name,),
+        )
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
     connection.close()
 
@@ -116,11 +125,11 @@ def main() -> int:
     parser.add_argument("--skip-trial", action="store_true", help="do not time a real trial")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    figures: dict[str, Any] = {"trials": args.trials, "epochs_reported": args.epochs,
-                               "storages": {}}
+    figures: dict[str, Any] = {"trials": args.trials, "epochs_reported": args.epochs, "storages": {}}
     with tempfile.TemporaryDirectory() as folder:
-        journal = [queue_seconds(None, Path(folder) / f"j{r}", args.trials, args.epochs)
-                   for r in range(args.rounds)]
+        journal = [
+            queue_seconds(None, Path(folder) / f"j{r}", args.trials, args.epochs) for r in range(args.rounds)
+        ]
         figures["storages"]["journal"] = {"seconds_per_trial": statistics.median(journal)}
     url, why = postgres_url()
     if url is None:
@@ -128,8 +137,9 @@ def main() -> int:
     else:
         try:
             with tempfile.TemporaryDirectory() as folder:
-                times = [queue_seconds(url, Path(folder), args.trials, args.epochs)
-                         for _ in range(args.rounds)]
+                times = [
+                    queue_seconds(url, Path(folder), args.trials, args.epochs) for _ in range(args.rounds)
+                ]
             figures["storages"]["postgresql"] = {"seconds_per_trial": statistics.median(times)}
         finally:
             drop(url)
@@ -147,8 +157,12 @@ def main() -> int:
         if entry["seconds_per_trial"] is None:
             print(f"  {name}: not measured: {entry['not_measured']}")
             continue
-        share = (f", {entry['share_of_trial']:.2%} of a {figures['cpu_trial_seconds']:.1f} s trial "
-                 "of the dropout_gap cpu preset" if "share_of_trial" in entry else "")
+        share = (
+            f", {entry['share_of_trial']:.2%} of a {figures['cpu_trial_seconds']:.1f} s trial "
+            "of the dropout_gap cpu preset"
+            if "share_of_trial" in entry
+            else ""
+        )
         print(f"  {name}: {entry['seconds_per_trial'] * 1000:.1f} ms{share}")
     return 0
 

@@ -37,9 +37,19 @@ def epoch_seconds(placement: str, images: int, device_name: str) -> tuple[float,
 
     device = torch.device(device_name)
     registry = load_plugins().registry
-    setup = resolve({"model": "resnet18", "width": 8, "augment": "crop_flip", "epochs": 1,
-                     "train_size": images, "train_eval_size": 100, "precision": "fp32",
-                     "data_placement": placement}, registry)
+    setup = resolve(
+        {
+            "model": "resnet18",
+            "width": 8,
+            "augment": "crop_flip",
+            "epochs": 1,
+            "train_size": images,
+            "train_eval_size": 100,
+            "precision": "fp32",
+            "data_placement": placement,
+        },
+        registry,
+    )
     data = trial_data(datasets.cifar10_mini(data_dir=None), setup.settings, device)
     state = build_state(setup, 10, 0, device)
     # As fit() does: deterministic kernels (the study's default), or a GPU's run-to-run noise
@@ -61,10 +71,14 @@ def measure(rounds: int, images: int, device: str) -> dict[str, Any]:
             times[placement].append(seconds)
             losses[placement] = loss
     medians = {p: statistics.median(t) for p, t in times.items()}
-    return {"device": device, "images": images, "rounds": rounds,
-            "seconds_per_epoch": medians,
-            "stream_over_device": medians["stream"] / medians["device"],
-            "same_loss": losses["device"] == losses["stream"]}
+    return {
+        "device": device,
+        "images": images,
+        "rounds": rounds,
+        "seconds_per_epoch": medians,
+        "stream_over_device": medians["stream"] / medians["device"],
+        "same_loss": losses["device"] == losses["stream"],
+    }
 
 
 def main() -> int:
@@ -80,9 +94,11 @@ def main() -> int:
         print(json.dumps(figures, indent=2))
     else:
         s = figures["seconds_per_epoch"]
-        print(f"one epoch of {figures['images']} images on {figures['device']}: device "
-              f"{s['device']:.2f} s, stream {s['stream']:.2f} s, ratio "
-              f"{figures['stream_over_device']:.3f}; same loss: {figures['same_loss']}")
+        print(
+            f"one epoch of {figures['images']} images on {figures['device']}: device "
+            f"{s['device']:.2f} s, stream {s['stream']:.2f} s, ratio "
+            f"{figures['stream_over_device']:.3f}; same loss: {figures['same_loss']}"
+        )
     return 0 if figures["same_loss"] else 1
 
 

@@ -72,8 +72,14 @@ def users_loader(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.Dat
     import torchvision.transforms as T
     from PIL import Image
 
-    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    transform = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ]
+    )
 
     class Images(torch.utils.data.Dataset):
         def __len__(self) -> int:
@@ -103,7 +109,7 @@ def ablate_data_path(data: DeviceData, augmentations: list[Any], device: torch.d
     prepare_batch(data, order[:BATCH], augmentations, generator)  # warm-up
     started = time.perf_counter()
     for start in range(0, count, BATCH):
-        images, _ = prepare_batch(data, order[start:start + BATCH], augmentations, generator)
+        images, _ = prepare_batch(data, order[start : start + BATCH], augmentations, generator)
     images.sum().item()  # wait for the device
     return rate(count, time.perf_counter() - started)
 
@@ -149,8 +155,9 @@ def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, size: int = 307
     return 2 * size**3 / best / 1e9
 
 
-def users_steps(model: torch.nn.Module, loader: torch.utils.data.DataLoader, batches: int,
-                device: torch.device) -> float:
+def users_steps(
+    model: torch.nn.Module, loader: torch.utils.data.DataLoader, batches: int, device: torch.device
+) -> float:
     """The users' training step: fp32, NCHW, batches straight from their loader."""
     model = model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
@@ -177,8 +184,9 @@ def subset(data: DeviceData, count: int) -> DeviceData:
     return replace(data, train_x=data.train_x[index], train_y=data.train_y[index])
 
 
-def ablate_epoch_seconds(setup: Any, data: DeviceData, images: int, device: torch.device,
-                         precision: str) -> float:
+def ablate_epoch_seconds(
+    setup: Any, data: DeviceData, images: int, device: torch.device, precision: str
+) -> float:
     """One training epoch of ``images`` images with ablate's trainer, after a short warm-up."""
     state = build_state(setup, 10, 0, device)
     configure(setup.settings, precision, device)  # TF32, determinism and cudnn.benchmark, as fit()
@@ -190,8 +198,7 @@ def ablate_epoch_seconds(setup: Any, data: DeviceData, images: int, device: torc
     return time.perf_counter() - started
 
 
-def ablate_steps(setup: Any, data: DeviceData, images: int, device: torch.device,
-                 precision: str) -> float:
+def ablate_steps(setup: Any, data: DeviceData, images: int, device: torch.device, precision: str) -> float:
     return rate(images, ablate_epoch_seconds(setup, data, images, device, precision))
 
 
@@ -204,19 +211,37 @@ def study_overhead(device: str, preset: str = "cpu") -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as results:
         started = time.perf_counter()
-        outcome = CliRunner().invoke(app, [
-            "run", str(REPO / "studies" / "dropout_gap.py"), "--preset", preset, "--device", device,
-            "--set", "dropout=0.0", "--set", "augment='crop_flip'",
-            "--results-dir", results])
+        outcome = CliRunner().invoke(
+            app,
+            [
+                "run",
+                str(REPO / "studies" / "dropout_gap.py"),
+                "--preset",
+                preset,
+                "--device",
+                device,
+                "--set",
+                "dropout=0.0",
+                "--set",
+                "augment='crop_flip'",
+                "--results-dir",
+                results,
+            ],
+        )
         wall = time.perf_counter() - started
         if outcome.exit_code != 0:
             raise RuntimeError(outcome.output)
         epochs = ds.dataset(Path(results) / "dropout_gap" / "epochs").to_table()
         training = float(sum(epochs.column("seconds").to_pylist()))
     trials = 3
-    return {"preset": preset, "trials": trials, "wall_seconds": wall, "training_seconds": training,
-            "overhead_seconds_per_trial": (wall - training) / trials,
-            "overhead_share": (wall - training) / wall}
+    return {
+        "preset": preset,
+        "trials": trials,
+        "wall_seconds": wall,
+        "training_seconds": training,
+        "overhead_seconds_per_trial": (wall - training) / trials,
+        "overhead_share": (wall - training) / wall,
+    }
 
 
 def model_setup(model_name: str, width: int | None, registry: Any) -> Any:
@@ -242,8 +267,9 @@ def mini_training_set() -> tuple[np.ndarray, np.ndarray]:
     return mini.train_images.numpy(), mini.train_labels.numpy()
 
 
-def users_figure(model_name: str | None, width: int | None, batches: int, threads: int,
-                 device_name: str) -> float:
+def users_figure(
+    model_name: str | None, width: int | None, batches: int, threads: int, device_name: str
+) -> float:
     """One timing of the users' loop: the data path alone, or full steps of ``model_name``.
 
     It runs in a process of its own, as the users' scripts do, so it gets neither ablate's
@@ -256,12 +282,10 @@ def users_figure(model_name: str | None, width: int | None, batches: int, thread
         return users_data_path(loader)
     setup = model_setup(model_name, width, registry())
     torch.manual_seed(0)
-    return users_steps(setup.model.build(num_classes=10), loader, batches,
-                       torch.device(device_name))
+    return users_steps(setup.model.build(num_classes=10), loader, batches, torch.device(device_name))
 
 
-def interleaved(rounds: int, users: Callable[[], float], ours: Callable[[], float]
-                ) -> tuple[float, float]:
+def interleaved(rounds: int, users: Callable[[], float], ours: Callable[[], float]) -> tuple[float, float]:
     """Median timings of both sides, taken in turns so that a busy spell hits both alike."""
     pairs = [(users(), ours()) for _ in range(rounds)]
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
@@ -272,14 +296,17 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", type=int, default=20, help="training steps timed per model")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="timings per figure; the median is reported")
-    parser.add_argument("--full-epoch", action=argparse.BooleanOptionalAction, default=None,
-                        help="also time one 50,000-image epoch of resnet18 (default: on a GPU)")
-    parser.add_argument("--epoch-images", type=int, default=CIFAR10_TRAIN_IMAGES,
-                        help="images in that epoch")
-    parser.add_argument("--overhead-preset", default="cpu",
-                        help="preset of dropout_gap for the overhead figure")
+    parser.add_argument("--rounds", type=int, default=3, help="timings per figure; the median is reported")
+    parser.add_argument(
+        "--full-epoch",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time one 50,000-image epoch of resnet18 (default: on a GPU)",
+    )
+    parser.add_argument("--epoch-images", type=int, default=CIFAR10_TRAIN_IMAGES, help="images in that epoch")
+    parser.add_argument(
+        "--overhead-preset", default="cpu", help="preset of dropout_gap for the overhead figure"
+    )
     parser.add_argument("--skip-overhead", action="store_true", help="skip the study-overhead run")
     args = parser.parse_args()
 
@@ -302,38 +329,62 @@ def main() -> int:
 
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as users_process:
+
         def users(model_name: str | None, model_width: int | None, use_threads: int) -> float:
-            return users_process.submit(users_figure, model_name, model_width, args.batches,
-                                        use_threads, str(device)).result()
+            return users_process.submit(
+                users_figure, model_name, model_width, args.batches, use_threads, str(device)
+            ).result()
 
         users_data, ours_data = interleaved(rounds, lambda: users(None, None, 1), ours_data_path)
         steps = []
         for name, model_width in [("resnet18", width), ("simple_cnn", None)]:
             setup = model_setup(name, model_width, registry())
             users_rate, ours = interleaved(
-                rounds, functools.partial(users, name, model_width, threads),
-                functools.partial(ablate_steps, setup, data, BATCH * args.batches, device,
-                                  precision))
+                rounds,
+                functools.partial(users, name, model_width, threads),
+                functools.partial(ablate_steps, setup, data, BATCH * args.batches, device, precision),
+            )
             gflop = step_gflop(setup.model.build(num_classes=10))
-            steps.append({"model": name, "width": model_width, "precision": precision,
-                          "users_images_per_s": users_rate, "ablate_images_per_s": ours,
-                          "ratio": ours / users_rate, "gflop_per_step": gflop,
-                          "users_gflops": gflop * users_rate / BATCH,
-                          "ablate_gflops": gflop * ours / BATCH})
-    peaks = {"fp32": matmul_peak_gflops(torch.float32, device),
-             "bf16": matmul_peak_gflops(torch.bfloat16, device)}
+            steps.append(
+                {
+                    "model": name,
+                    "width": model_width,
+                    "precision": precision,
+                    "users_images_per_s": users_rate,
+                    "ablate_images_per_s": ours,
+                    "ratio": ours / users_rate,
+                    "gflop_per_step": gflop,
+                    "users_gflops": gflop * users_rate / BATCH,
+                    "ablate_gflops": gflop * ours / BATCH,
+                }
+            )
+    peaks = {
+        "fp32": matmul_peak_gflops(torch.float32, device),
+        "bf16": matmul_peak_gflops(torch.bfloat16, device),
+    }
     figures: dict[str, Any] = {
-        "device": why, "threads": threads, "torch": torch.__version__,
-        "data_path": {"images": len(mini.train_labels), "users_images_per_s_per_core": users_data,
-                      "ablate_images_per_s_per_core": ours_data,
-                      "ratio": ours_data / users_data},
-        "rounds": rounds, "training_steps": steps, "matmul_peak_gflops": peaks,
+        "device": why,
+        "threads": threads,
+        "torch": torch.__version__,
+        "data_path": {
+            "images": len(mini.train_labels),
+            "users_images_per_s_per_core": users_data,
+            "ablate_images_per_s_per_core": ours_data,
+            "ratio": ours_data / users_data,
+        },
+        "rounds": rounds,
+        "training_steps": steps,
+        "matmul_peak_gflops": peaks,
     }
     if args.full_epoch if args.full_epoch is not None else device.type == "cuda":
         setup = model_setup("resnet18", width, registry())
         seconds = ablate_epoch_seconds(setup, data, args.epoch_images, device, precision)
-        figures["full_epoch"] = {"model": "resnet18", "width": width, "images": args.epoch_images,
-                                 "seconds": seconds}
+        figures["full_epoch"] = {
+            "model": "resnet18",
+            "width": width,
+            "images": args.epoch_images,
+            "seconds": seconds,
+        }
     if not args.skip_overhead:
         figures["study_overhead"] = study_overhead(args.device, args.overhead_preset)
     if args.json:
@@ -341,26 +392,32 @@ def main() -> int:
         return 0
     print(f"device: {why}; {threads} threads; torch {torch.__version__}")
     d = figures["data_path"]
-    print(f"data path (crop_flip, per core): users {d['users_images_per_s_per_core']:,.0f} img/s, "
-          f"ablate {d['ablate_images_per_s_per_core']:,.0f} img/s, ratio {d['ratio']:.1f}x")
+    print(
+        f"data path (crop_flip, per core): users {d['users_images_per_s_per_core']:,.0f} img/s, "
+        f"ablate {d['ablate_images_per_s_per_core']:,.0f} img/s, ratio {d['ratio']:.1f}x"
+    )
     for m in steps:
         name = m["model"] + (f" width {m['width']}" if m["width"] else "")
-        print(f"training steps, {name} ({m['precision']}): users {m['users_images_per_s']:,.0f} "
-              f"img/s, ablate {m['ablate_images_per_s']:,.0f} img/s, ratio {m['ratio']:.1f}x")
-        print(f"  {m['gflop_per_step']:.1f} GFLOP per step of {BATCH}: users "
-              f"{m['users_gflops']:,.0f} GFLOP/s ({m['users_gflops'] / peaks['fp32']:.0%} of the "
-              f"fp32 peak), ablate {m['ablate_gflops']:,.0f} GFLOP/s "
-              f"({m['ablate_gflops'] / peaks[m['precision']]:.0%} of the {m['precision']} peak)")
-    print(f"matrix-product peak here: fp32 {peaks['fp32']:,.0f} GFLOP/s, "
-          f"bf16 {peaks['bf16']:,.0f} GFLOP/s")
+        print(
+            f"training steps, {name} ({m['precision']}): users {m['users_images_per_s']:,.0f} "
+            f"img/s, ablate {m['ablate_images_per_s']:,.0f} img/s, ratio {m['ratio']:.1f}x"
+        )
+        print(
+            f"  {m['gflop_per_step']:.1f} GFLOP per step of {BATCH}: users "
+            f"{m['users_gflops']:,.0f} GFLOP/s ({m['users_gflops'] / peaks['fp32']:.0%} of the "
+            f"fp32 peak), ablate {m['ablate_gflops']:,.0f} GFLOP/s "
+            f"({m['ablate_gflops'] / peaks[m['precision']]:.0%} of the {m['precision']} peak)"
+        )
+    print(f"matrix-product peak here: fp32 {peaks['fp32']:,.0f} GFLOP/s, bf16 {peaks['bf16']:,.0f} GFLOP/s")
     if "full_epoch" in figures:
         e = figures["full_epoch"]
-        print(f"one epoch of {e['images']:,} images, resnet18 width {e['width']}: "
-              f"{e['seconds']:.2f} s")
+        print(f"one epoch of {e['images']:,} images, resnet18 width {e['width']}: {e['seconds']:.2f} s")
     if "study_overhead" in figures:
         o = figures["study_overhead"]
-        print(f"study overhead ({o['preset']} preset, {o['trials']} trials): "
-              f"{o['overhead_seconds_per_trial']:.2f} s per trial, {o['overhead_share']:.1%} of wall time")
+        print(
+            f"study overhead ({o['preset']} preset, {o['trials']} trials): "
+            f"{o['overhead_seconds_per_trial']:.2f} s per trial, {o['overhead_share']:.1%} of wall time"
+        )
     return 0
 
 

@@ -37,8 +37,14 @@ def cli() -> str:
             continue
         usage = " ".join(command.collect_usage_pieces(command.context_class(command, info_name=name)))
         usage = re.sub(r"\{(\w+)\}", lambda m: m.group(1).upper(), usage)
-        parts += [f"### ablate {name}", "", f"    ablate {name} {usage}", "",
-                  _cell(command.help or "").split("\\b")[0].strip(), ""]
+        parts += [
+            f"### ablate {name}",
+            "",
+            f"    ablate {name} {usage}",
+            "",
+            _cell(command.help or "").split("\\b")[0].strip(),
+            "",
+        ]
         rows = []
         for param in command.params:
             if getattr(param, "hidden", False) or param.name == "help":
@@ -61,12 +67,13 @@ def settings() -> str:
     """The trainer settings with their types, defaults and valid values."""
     from ablate.study.settings import OBSERVING, SETTINGS
 
-    rows = ["| setting | type | default | valid values | meaning |",
-            "| --- | --- | --- | --- | --- |"]
+    rows = ["| setting | type | default | valid values | meaning |", "| --- | --- | --- | --- | --- |"]
     for setting in SETTINGS:
         meaning = setting.description + (" *(observing)*" if setting.name in OBSERVING else "")
-        rows.append(f"| `{setting.name}` | {setting.type_name} | `{_cell(repr(setting.default))}` "
-                    f"| {_cell(setting.bounds) or 'any'} | {_cell(meaning)} |")
+        rows.append(
+            f"| `{setting.name}` | {setting.type_name} | `{_cell(repr(setting.default))}` "
+            f"| {_cell(setting.bounds) or 'any'} | {_cell(meaning)} |"
+        )
     return "\n".join(rows)
 
 
@@ -98,8 +105,7 @@ def hooks() -> str:
     """Every hook a plugin may implement, by signature, with its documentation."""
     from ablate import hookspecs
 
-    found = [getattr(hookspecs, name) for name in hookspecs.__all__
-             if name.startswith(("register_", "on_"))]
+    found = [getattr(hookspecs, name) for name in hookspecs.__all__ if name.startswith(("register_", "on_"))]
     parts = []
     for hook in sorted(found, key=lambda h: inspect.getsourcelines(h)[1]):  # as the file has them
         signature = f"{hook.__name__}({', '.join(inspect.signature(hook).parameters)})"
@@ -112,7 +118,11 @@ def hooks() -> str:
 
 
 GENERATORS: dict[str, Callable[[], str]] = {
-    "cli": cli, "settings": settings, "trials": trials, "epochs": epochs, "classes": classes,
+    "cli": cli,
+    "settings": settings,
+    "trials": trials,
+    "epochs": epochs,
+    "classes": classes,
     "hooks": hooks,
 }
 

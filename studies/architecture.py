@@ -19,14 +19,23 @@ from ablate import Preset, Study, choice
 study = Study(
     name="architecture",
     question="How much do ResNet-9, ResNet-18 and its C3 variant gain over the tutorial CNN, "
-             "and how much of the train/test gap does crop + flip close for each?",
+    "and how much of the train/test gap does crop + flip close for each?",
     baseline=dict(
-        dataset="cifar10", model="simple_cnn", width=64, augment="none",
-        optimizer="sgd", lr=5e-3, momentum=0.9, weight_decay=0.0,
-        scheduler="cosine", epochs=24, batch_size=64,
+        dataset="cifar10",
+        model="simple_cnn",
+        width=64,
+        augment="none",
+        optimizer="sgd",
+        lr=5e-3,
+        momentum=0.9,
+        weight_decay=0.0,
+        scheduler="cosine",
+        epochs=24,
+        batch_size=64,
     ),
-    factors=dict(model=choice("simple_cnn", "resnet9", "resnet18", "resnet_c3"),
-                 augment=choice("none", "crop_flip")),
+    factors=dict(
+        model=choice("simple_cnn", "resnet9", "resnet18", "resnet_c3"), augment=choice("none", "crop_flip")
+    ),
     seeds=3,
     metric="test_acc",
     # The question names both factors: how much each model gains over the CNN (with and without
@@ -35,13 +44,14 @@ study = Study(
     within=("model", "augment"),
     design="grid",
     presets=dict(
-        full=Preset("the users' recipe: all of CIFAR-10, width 64, SGD 5e-3 / 0.9, cosine, "
-                    "batch 64, 24 epochs (GPU advised)"),
+        full=Preset(
+            "the users' recipe: all of CIFAR-10, width 64, SGD 5e-3 / 0.9, cosine, "
+            "batch 64, 24 epochs (GPU advised)"
+        ),
         cpu=Preset(
             "about 3 minutes on a 2-core CPU: cifar10-mini (3,000 train images), width 8, "
             "6 epochs at lr 0.05 (the users' 5e-3 barely moves in so few steps)",
-            dict(dataset="cifar10-mini", width=8, epochs=6, lr=0.05,
-                 train_size=3000, train_eval_size=1000),
+            dict(dataset="cifar10-mini", width=8, epochs=6, lr=0.05, train_size=3000, train_eval_size=1000),
         ),
         mid=Preset(
             "about an hour on a 2-core CPU, sized to decide: 10,000 of CIFAR-10's training images "
@@ -52,8 +62,15 @@ study = Study(
         ),
         smoke=Preset(
             "a functional check in well under a minute",
-            dict(dataset="cifar10-mini", width=4, epochs=1, lr=0.05,
-                 train_size=256, test_size=200, train_eval_size=200),
+            dict(
+                dataset="cifar10-mini",
+                width=4,
+                epochs=1,
+                lr=0.05,
+                train_size=256,
+                test_size=200,
+                train_eval_size=200,
+            ),
         ),
     ),
     default_preset="cpu",

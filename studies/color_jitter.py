@@ -14,28 +14,46 @@ from ablate import Preset, Study, choice
 study = Study(
     name="color_jitter",
     question="Does colour jitter during training help or hurt test accuracy when the test images "
-             "are never jittered, with and without crop + flip?",
+    "are never jittered, with and without crop + flip?",
     baseline=dict(
-        dataset="cifar10", model="resnet18", width=64, dropout=0.0,
-        augment="crop_flip+color_jitter", strength=0.0,
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
-        scheduler="multistep", milestones=(7, 12), gamma=0.1, epochs=15, batch_size=128,
+        dataset="cifar10",
+        model="resnet18",
+        width=64,
+        dropout=0.0,
+        augment="crop_flip+color_jitter",
+        strength=0.0,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        scheduler="multistep",
+        milestones=(7, 12),
+        gamma=0.1,
+        epochs=15,
+        batch_size=128,
     ),
-    factors=dict(strength=choice(0.0, 0.2, 0.4),
-                 augment=choice("crop_flip+color_jitter", "color_jitter")),
+    factors=dict(strength=choice(0.0, 0.2, 0.4), augment=choice("crop_flip+color_jitter", "color_jitter")),
     seeds=3,
     metric="test_acc",
     metrics=("test_acc", "gap_eval"),
     within=("augment",),
     design="grid",
     presets=dict(
-        full=Preset("the users' scale: all of CIFAR-10, width 64, 15 epochs, SGD 0.1 / 0.9 / 5e-4, "
-                    "steps at 7 and 12 (GPU advised)"),
+        full=Preset(
+            "the users' scale: all of CIFAR-10, width 64, 15 epochs, SGD 0.1 / 0.9 / 5e-4, "
+            "steps at 7 and 12 (GPU advised)"
+        ),
         cpu=Preset(
             "under 10 minutes on a 2-core CPU: cifar10-mini (3,000 train images), width 8, "
             "6 epochs, steps at 3 and 5",
-            dict(dataset="cifar10-mini", width=8, epochs=6, milestones=(3, 5), train_size=3000,
-                 train_eval_size=1000),
+            dict(
+                dataset="cifar10-mini",
+                width=8,
+                epochs=6,
+                milestones=(3, 5),
+                train_size=3000,
+                train_eval_size=1000,
+            ),
         ),
         mid=Preset(
             "about an hour on a 2-core CPU, sized to decide: 12,000 of CIFAR-10's training images "
@@ -45,8 +63,16 @@ study = Study(
         ),
         smoke=Preset(
             "a functional check in well under a minute",
-            dict(dataset="cifar10-mini", width=4, epochs=1, batch_size=64, milestones=(1,),
-                 train_size=256, test_size=200, train_eval_size=200),
+            dict(
+                dataset="cifar10-mini",
+                width=4,
+                epochs=1,
+                batch_size=64,
+                milestones=(1,),
+                train_size=256,
+                test_size=200,
+                train_eval_size=200,
+            ),
         ),
     ),
     default_preset="cpu",

@@ -12,12 +12,22 @@ from ablate import Preset, Study, choice
 study = Study(
     name="dropout_gap",
     question="Do dropout and augmentation explain test accuracy above train accuracy, "
-             "and the gap after the first learning-rate decay?",
+    "and the gap after the first learning-rate decay?",
     baseline=dict(
-        dataset="cifar10", model="resnet18", width=64, dropout=0.0, augment="crop_flip",
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
-        scheduler="multistep", milestones=(7, 12), gamma=0.1,
-        epochs=15, batch_size=128,
+        dataset="cifar10",
+        model="resnet18",
+        width=64,
+        dropout=0.0,
+        augment="crop_flip",
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        scheduler="multistep",
+        milestones=(7, 12),
+        gamma=0.1,
+        epochs=15,
+        batch_size=128,
     ),
     factors=dict(dropout=choice(0.0, 0.25, 0.5), augment=choice("none", "crop_flip")),
     seeds=3,
@@ -30,8 +40,14 @@ study = Study(
         full=Preset("the users' scale: all of CIFAR-10, width 64, 15 epochs (GPU advised)"),
         cpu=Preset(
             "under 10 minutes on a 2-core CPU: shipped cifar10-mini (3,000 train images), width 8, 6 epochs",
-            dict(dataset="cifar10-mini", width=8, epochs=6, milestones=(3, 5),
-                 train_size=3000, train_eval_size=1000),
+            dict(
+                dataset="cifar10-mini",
+                width=8,
+                epochs=6,
+                milestones=(3, 5),
+                train_size=3000,
+                train_eval_size=1000,
+            ),
         ),
         mid=Preset(
             "about an hour on a 2-core CPU, sized to decide: 12,000 of CIFAR-10's training "
@@ -43,8 +59,16 @@ study = Study(
         ),
         smoke=Preset(
             "a functional check in well under a minute: 256 images, width 4, 1 epoch",
-            dict(dataset="cifar10-mini", width=4, epochs=1, batch_size=64, milestones=(1,),
-                 train_size=256, test_size=200, train_eval_size=200),
+            dict(
+                dataset="cifar10-mini",
+                width=4,
+                epochs=1,
+                batch_size=64,
+                milestones=(1,),
+                train_size=256,
+                test_size=200,
+                train_eval_size=200,
+            ),
         ),
     ),
     default_preset="cpu",

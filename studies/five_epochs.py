@@ -16,11 +16,21 @@ from ablate import Preset, Study, choice
 study = Study(
     name="five_epochs",
     question="Does ResNet-18 reach 50 % test accuracy within 5 epochs with the users' settings, "
-             "in fp32 as their script and with ablate's defaults, and how fast?",
+    "in fp32 as their script and with ablate's defaults, and how fast?",
     baseline=dict(
-        dataset="cifar10", model="resnet18", width=64, augment="none", precision="fp32",
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, scheduler="none",
-        epochs=5, batch_size=128, eval_batch_size=100,
+        dataset="cifar10",
+        model="resnet18",
+        width=64,
+        augment="none",
+        precision="fp32",
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        scheduler="none",
+        epochs=5,
+        batch_size=128,
+        eval_batch_size=100,
     ),
     factors=dict(precision=choice("fp32", "auto")),
     seeds=3,
@@ -32,17 +42,19 @@ study = Study(
         full=Preset("the users' setting: all of CIFAR-10, width 64, 5 epochs (GPU advised)"),
         cpu=Preset(
             "about 15 minutes on a 2-core CPU: all of CIFAR-10 (--data-dir), width 16, one seed",
-            dict(width=16, train_eval_size=2000, eval_batch_size=1000), seeds=1,
+            dict(width=16, train_eval_size=2000, eval_batch_size=1000),
+            seeds=1,
         ),
         mid=Preset(
-            "about 50 minutes on a 2-core CPU: all of CIFAR-10 (--data-dir), width 8, 5 epochs, "
-            "6 seeds",
-            dict(width=8, train_eval_size=2000, eval_batch_size=1000), seeds=6,
+            "about 50 minutes on a 2-core CPU: all of CIFAR-10 (--data-dir), width 8, 5 epochs, 6 seeds",
+            dict(width=8, train_eval_size=2000, eval_batch_size=1000),
+            seeds=6,
         ),
         smoke=Preset(
             "a functional check on the shipped subset in well under a minute",
-            dict(dataset="cifar10-mini", width=4, epochs=2, train_size=512, test_size=200,
-                 train_eval_size=200),
+            dict(
+                dataset="cifar10-mini", width=4, epochs=2, train_size=512, test_size=200, train_eval_size=200
+            ),
         ),
     ),
     default_preset="cpu",

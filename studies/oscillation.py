@@ -19,12 +19,18 @@ from ablate import Preset, Study, choice
 study = Study(
     name="oscillation",
     question="Does test accuracy swing between epochs because of the batch size or because "
-             "the learning rate never decays?",
+    "the learning rate never decays?",
     baseline=dict(
-        dataset="imagefolder", model="resnet50",
-        augment="crop_flip", padding=0,  # horizontal flip only, as the users'
-        optimizer="adam", lr=1e-4, weight_decay=0.0,
-        scheduler="none", epochs=15, batch_size=8,
+        dataset="imagefolder",
+        model="resnet50",
+        augment="crop_flip",
+        padding=0,  # horizontal flip only, as the users'
+        optimizer="adam",
+        lr=1e-4,
+        weight_decay=0.0,
+        scheduler="none",
+        epochs=15,
+        batch_size=8,
     ),
     factors=dict(batch_size=choice(8, 16, 64), scheduler=choice("none", "cosine")),
     seeds=3,
@@ -35,27 +41,44 @@ study = Study(
     within=("batch_size", "scheduler"),
     design="grid",
     presets=dict(
-        full=Preset("the users' setting: your photo folder (--data-dir) at 224 px, 20 % of each "
-                    "class held out, ResNet-50 from scratch, Adam 1e-4, 15 epochs (GPU advised)",
-                    dict(size=224, test_fraction=0.2)),
+        full=Preset(
+            "the users' setting: your photo folder (--data-dir) at 224 px, 20 % of each "
+            "class held out, ResNet-50 from scratch, Adam 1e-4, 15 epochs (GPU advised)",
+            dict(size=224, test_fraction=0.2),
+        ),
         cpu=Preset(
             "about 2 minutes on a 2-core CPU: the users' split sizes (452 train, 113 test) drawn "
             "from cifar10-mini, CIFAR ResNet-18 at width 8, Adam 1e-3, 8 epochs",
-            dict(dataset="cifar10-mini", model="resnet18", width=8, lr=1e-3, epochs=8,
-                 train_size=452, test_size=113, train_eval_size=452),
+            dict(
+                dataset="cifar10-mini",
+                model="resnet18",
+                width=8,
+                lr=1e-3,
+                epochs=8,
+                train_size=452,
+                test_size=113,
+                train_eval_size=452,
+            ),
         ),
         mid=Preset(
             "about 20 minutes on a 2-core CPU: the users' 452 training images (from CIFAR-10, "
             "--data-dir) but the full 10,000-image test set, so a swing left is the training's, "
             "not the test sample's; CIFAR ResNet-18 width 8, Adam 1e-3, 15 epochs, 6 seeds",
-            dict(dataset="cifar10", model="resnet18", width=8, lr=1e-3, train_size=452,
-                 train_eval_size=452),
+            dict(dataset="cifar10", model="resnet18", width=8, lr=1e-3, train_size=452, train_eval_size=452),
             seeds=6,
         ),
         smoke=Preset(
             "a functional check in well under a minute",
-            dict(dataset="cifar10-mini", model="resnet18", width=4, lr=1e-3, epochs=2,
-                 train_size=128, test_size=64, train_eval_size=64),
+            dict(
+                dataset="cifar10-mini",
+                model="resnet18",
+                width=4,
+                lr=1e-3,
+                epochs=2,
+                train_size=128,
+                test_size=64,
+                train_eval_size=64,
+            ),
         ),
     ),
     default_preset="cpu",

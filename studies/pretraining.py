@@ -23,11 +23,22 @@ from ablate import Preset, Study, choice
 study = Study(
     name="pretraining",
     question="Does pretraining help, and does it explain test accuracy above train accuracy "
-             "early in training?",
+    "early in training?",
     baseline=dict(
-        dataset="cifar10", model="torchvision_resnet18", init="scratch", dropout=0.5,
-        augment="crop_flip", optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
-        scheduler="multistep", milestones=(7, 12), gamma=0.1, epochs=15, batch_size=128,
+        dataset="cifar10",
+        model="torchvision_resnet18",
+        init="scratch",
+        dropout=0.5,
+        augment="crop_flip",
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        scheduler="multistep",
+        milestones=(7, 12),
+        gamma=0.1,
+        epochs=15,
+        batch_size=128,
     ),
     factors=dict(init=choice("scratch", "imagenet"), dropout=choice(0.0, 0.5)),
     seeds=3,
@@ -36,15 +47,26 @@ study = Study(
     within=("dropout",),
     design="grid",
     presets=dict(
-        full=Preset("the users' setting: torchvision ResNet-18, ImageNet weights or random "
-                    "initialisation, all of CIFAR-10, 15 epochs (GPU advised; downloads the "
-                    "ImageNet weights once)"),
+        full=Preset(
+            "the users' setting: torchvision ResNet-18, ImageNet weights or random "
+            "initialisation, all of CIFAR-10, 15 epochs (GPU advised; downloads the "
+            "ImageNet weights once)"
+        ),
         cpu=Preset(
             "about 3 minutes on a 2-core CPU, offline: a CIFAR ResNet-18 (width 8) pretrained on "
             "cifar10-mini's classes 0-4 (studies/pretrain_source.py), fine-tuned on 1,000 images "
             "of classes 5-9 for 6 epochs at lr 0.05",
-            dict(dataset="cifar10-mini", model="resnet18", width=8, classes=(5, 6, 7, 8, 9),
-                 train_size=1000, train_eval_size=500, epochs=6, milestones=(3, 5), lr=0.05),
+            dict(
+                dataset="cifar10-mini",
+                model="resnet18",
+                width=8,
+                classes=(5, 6, 7, 8, 9),
+                train_size=1000,
+                train_eval_size=500,
+                epochs=6,
+                milestones=(3, 5),
+                lr=0.05,
+            ),
             factors=dict(init=choice("scratch", "pretrain_source")),
             requires=("pretrain_source.py",),
         ),
@@ -53,17 +75,35 @@ study = Study(
             "all of CIFAR-10's classes 0-4 (studies/pretrain_source.py, mid), fine-tuned on "
             "2,000 images of classes 5-9 and tested on all 5,000 of their test images, 10 epochs, "
             "6 seeds",
-            dict(model="resnet18", width=8, classes=(5, 6, 7, 8, 9), train_size=2000,
-                 train_eval_size=2000, epochs=10, milestones=(5, 8), lr=0.05),
+            dict(
+                model="resnet18",
+                width=8,
+                classes=(5, 6, 7, 8, 9),
+                train_size=2000,
+                train_eval_size=2000,
+                epochs=10,
+                milestones=(5, 8),
+                lr=0.05,
+            ),
             seeds=6,
             factors=dict(init=choice("scratch", "pretrain_source")),
             requires=("pretrain_source.py",),
         ),
         smoke=Preset(
             "a functional check in well under a minute",
-            dict(dataset="cifar10-mini", model="resnet18", width=4, classes=(5, 6, 7, 8, 9),
-                 train_size=128, test_size=100, train_eval_size=100, epochs=2, milestones=(1,),
-                 lr=0.05, batch_size=64),
+            dict(
+                dataset="cifar10-mini",
+                model="resnet18",
+                width=4,
+                classes=(5, 6, 7, 8, 9),
+                train_size=128,
+                test_size=100,
+                train_eval_size=100,
+                epochs=2,
+                milestones=(1,),
+                lr=0.05,
+                batch_size=64,
+            ),
             factors=dict(init=choice("scratch", "pretrain_source")),
             requires=("pretrain_source.py",),
         ),

@@ -23,17 +23,26 @@ from ablate import Preset, Study, choice
 study = Study(
     name="resume_jump",
     question="Which part of the state lost at a naive restart makes accuracy jump, by how much, "
-             "and in which direction?",
+    "and in which direction?",
     baseline=dict(
-        dataset="cifar10", model="resnet18", width=64, augment="crop_flip",
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-5,
+        dataset="cifar10",
+        model="resnet18",
+        width=64,
+        augment="crop_flip",
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-5,
         # The users' rates per 10-epoch segment: 0.1, 0.01, 0.001, 0.0005, 0.0001.
-        scheduler="piecewise", lr_factors=(1.0, 0.1, 0.01, 0.005, 0.001),
+        scheduler="piecewise",
+        lr_factors=(1.0, 0.1, 0.01, 0.005, 0.001),
         lr_period=10,
-        epochs=50, batch_size=128, resume="none", resume_every=10,
+        epochs=50,
+        batch_size=128,
+        resume="none",
+        resume_every=10,
     ),
-    factors=dict(resume=choice("none", "full", "weights_only", "weights_optimizer",
-                               "weights_scheduler")),
+    factors=dict(resume=choice("none", "full", "weights_only", "weights_optimizer", "weights_scheduler")),
     seeds=3,
     metric="test_acc",
     # The jumps at each restart point; a jump within 1 point of continuous training is none.
@@ -41,28 +50,53 @@ study = Study(
     delta=1.0,
     design="grid",
     presets=dict(
-        full=Preset("the users' scale: all of CIFAR-10, width 64, 50 epochs, restarts every 10 "
-                    "with the learning rate stepping down at each (GPU advised)"),
+        full=Preset(
+            "the users' scale: all of CIFAR-10, width 64, 50 epochs, restarts every 10 "
+            "with the learning rate stepping down at each (GPU advised)"
+        ),
         cpu=Preset(
             "about 4 minutes on a 2-core CPU: cifar10-mini (2,000 train images), width 8, "
             "8 epochs, restarts every 2",
-            dict(dataset="cifar10-mini", width=8, epochs=8, resume_every=2, lr_period=2,
-                 lr_factors=(1.0, 1.0, 0.1, 0.01),
-                 train_size=2000, train_eval_size=1000),
+            dict(
+                dataset="cifar10-mini",
+                width=8,
+                epochs=8,
+                resume_every=2,
+                lr_period=2,
+                lr_factors=(1.0, 1.0, 0.1, 0.01),
+                train_size=2000,
+                train_eval_size=1000,
+            ),
         ),
         mid=Preset(
             "about an hour on a 2-core CPU, sized to decide: 12,000 of CIFAR-10's training images "
             "(--data-dir), the full test set, width 8, 12 epochs restarted every 3 with the "
             "users' rates per segment scaled (0.1, 0.01, 0.001, 0.0005), 6 seeds",
-            dict(width=8, epochs=12, resume_every=3, lr_period=3, lr_factors=(1.0, 0.1, 0.01, 0.005),
-                 train_size=12000, train_eval_size=2000),
+            dict(
+                width=8,
+                epochs=12,
+                resume_every=3,
+                lr_period=3,
+                lr_factors=(1.0, 0.1, 0.01, 0.005),
+                train_size=12000,
+                train_eval_size=2000,
+            ),
             seeds=6,
         ),
         smoke=Preset(
             "a functional check in well under a minute",
-            dict(dataset="cifar10-mini", width=4, epochs=4, resume_every=2, lr_period=2,
-                 lr_factors=(1.0, 0.1),
-                 batch_size=64, train_size=256, test_size=200, train_eval_size=200),
+            dict(
+                dataset="cifar10-mini",
+                width=4,
+                epochs=4,
+                resume_every=2,
+                lr_period=2,
+                lr_factors=(1.0, 0.1),
+                batch_size=64,
+                train_size=256,
+                test_size=200,
+                train_eval_size=200,
+            ),
         ),
     ),
     default_preset="cpu",

@@ -13,39 +13,68 @@ from ablate import Preset, Study, choice
 study = Study(
     name="schedule",
     question="Which learning-rate schedule gives the best final test accuracy for the same "
-             "number of epochs: steps, plateau, cosine or none?",
+    "number of epochs: steps, plateau, cosine or none?",
     baseline=dict(
-        dataset="cifar10", model="resnet18", width=64, augment="crop_flip",
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-5,
-        scheduler="multistep", milestones=(30, 60, 90), gamma=0.1,
-        factor=0.5, patience=10,
-        epochs=100, batch_size=128,
+        dataset="cifar10",
+        model="resnet18",
+        width=64,
+        augment="crop_flip",
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-5,
+        scheduler="multistep",
+        milestones=(30, 60, 90),
+        gamma=0.1,
+        factor=0.5,
+        patience=10,
+        epochs=100,
+        batch_size=128,
     ),
     factors=dict(scheduler=choice("multistep", "plateau", "cosine", "none")),
     seeds=3,
     metric="test_acc",
     design="grid",
     presets=dict(
-        full=Preset("the users' scale: all of CIFAR-10, width 64, 100 epochs, steps at 30/60/90, "
-                    "plateau patience 10 (GPU advised)"),
+        full=Preset(
+            "the users' scale: all of CIFAR-10, width 64, 100 epochs, steps at 30/60/90, "
+            "plateau patience 10 (GPU advised)"
+        ),
         cpu=Preset(
             "about 4 minutes on a 2-core CPU: cifar10-mini (3,000 train images), width 8, "
             "8 epochs, steps at 4 and 6, plateau patience 0 (their 10 of 100 epochs, scaled)",
-            dict(dataset="cifar10-mini", width=8, epochs=8, milestones=(4, 6), patience=0,
-                 train_size=3000, train_eval_size=1000),
+            dict(
+                dataset="cifar10-mini",
+                width=8,
+                epochs=8,
+                milestones=(4, 6),
+                patience=0,
+                train_size=3000,
+                train_eval_size=1000,
+            ),
         ),
         mid=Preset(
             "about an hour on a 2-core CPU, sized to decide: 8,000 of CIFAR-10's training images "
             "(--data-dir), the full test set, width 8, 20 epochs: steps at 6, 12 and 18, plateau "
             "patience 2 (the users' 30/60/90 and 10 of 100 epochs, scaled), 6 seeds",
-            dict(width=8, epochs=20, milestones=(6, 12, 18), patience=2, train_size=8000,
-                 train_eval_size=2000),
+            dict(
+                width=8, epochs=20, milestones=(6, 12, 18), patience=2, train_size=8000, train_eval_size=2000
+            ),
             seeds=6,
         ),
         smoke=Preset(
             "a functional check in well under a minute",
-            dict(dataset="cifar10-mini", width=4, epochs=2, milestones=(1,), patience=0,
-                 batch_size=64, train_size=256, test_size=200, train_eval_size=200),
+            dict(
+                dataset="cifar10-mini",
+                width=4,
+                epochs=2,
+                milestones=(1,),
+                patience=0,
+                batch_size=64,
+                train_size=256,
+                test_size=200,
+                train_eval_size=200,
+            ),
         ),
     ),
     default_preset="cpu",

@@ -22,6 +22,8 @@ def pytest_configure(config: pytest.Config) -> None:
     selected = str(config.getoption("markexpr") or "")
     if "gpu" not in selected or "not gpu" in selected:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
 SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10"
 
 
@@ -37,8 +39,17 @@ def tiny_data(train: int = 64, test: int = 32, classes: int = 3, seed: int = 0) 
 
     train_x, train_y = split(train)
     test_x, test_y = split(test)
-    return ImageData("tiny", train_x, train_y, test_x, test_y,
-                     tuple(f"class{i}" for i in range(classes)), CIFAR10_MEAN, CIFAR10_STD, "tiny")
+    return ImageData(
+        "tiny",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        tuple(f"class{i}" for i in range(classes)),
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        "tiny",
+    )
 
 
 class TinyPlugin:
@@ -51,11 +62,14 @@ class TinyPlugin:
     @ablate.hookimpl
     def register_models(self, register):  # type: ignore[no-untyped-def]
         def linear(*, num_classes: int, hidden: int = 8) -> torch.nn.Module:
-            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, hidden),
-                                       torch.nn.ReLU(), torch.nn.Linear(hidden, num_classes))
+            return torch.nn.Sequential(
+                torch.nn.Flatten(),
+                torch.nn.Linear(3 * 8 * 8, hidden),
+                torch.nn.ReLU(),
+                torch.nn.Linear(hidden, num_classes),
+            )
 
-        register("tiny_mlp", linear, "a two-layer perceptron for tests",
-                 params={"hidden": "hidden units"})
+        register("tiny_mlp", linear, "a two-layer perceptron for tests", params={"hidden": "hidden units"})
 
 
 @pytest.fixture
@@ -122,11 +136,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     kinds = ", ".join(f"{kind} x{count}" for kind, count in sorted(FAULTS.injected.items()))
     terminalreporter.write_line(
         f"fault injection: {total} faults injected ({kinds}); {FAULTS.checks} tests checked "
-        "afterwards that nothing was lost or duplicated and every error was one line")
+        "afterwards that nothing was lost or duplicated and every error was one line"
+    )
     found = ", ".join(f"{what} {count}" for what, count in FAULTS.found.items())
     terminalreporter.write_line(
         f"fault suite: SIGKILLs {FAULTS.signals('SIGKILL')}, SIGINTs {FAULTS.signals('SIGINT')}, "
-        f"SIGTERMs {FAULTS.signals('SIGTERM')}; {found}")
+        f"SIGTERMs {FAULTS.signals('SIGTERM')}; {found}"
+    )
 
 
 def invoke(*args: str) -> tuple[int, str]:

@@ -37,9 +37,11 @@ def guide_blocks() -> list[tuple[str, str]]:
     """(language, code) of every fenced block in the guide's "Writing a plugin" section."""
     text = GUIDE.read_text(encoding="utf-8")
     start = text.index("## Writing a plugin")
-    section = text[start:text.index("\n## ", start)]
-    return [(language, textwrap.dedent(code))
-            for language, code in re.findall(r"```(\w+)\n(.*?)^\s*```", section, re.S | re.M)]
+    section = text[start : text.index("\n## ", start)]
+    return [
+        (language, textwrap.dedent(code))
+        for language, code in re.findall(r"```(\w+)\n(.*?)^\s*```", section, re.S | re.M)
+    ]
 
 
 def test_every_block_of_the_plugin_guide_runs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,8 +90,11 @@ def test_the_reference_pages_are_generated_from_everything_they_describe() -> No
                     assert f"`{spelled}" in cli, f"ablate {name} {spelled}"
     settings = docs.settings()
     assert all(f"| `{s.name}` |" in settings for s in SETTINGS)
-    for fields, table in ((TRIAL_FIELDS, docs.trials()), (EPOCH_FIELDS, docs.epochs()),
-                          (CLASS_FIELDS, docs.classes())):
+    for fields, table in (
+        (TRIAL_FIELDS, docs.trials()),
+        (EPOCH_FIELDS, docs.epochs()),
+        (CLASS_FIELDS, docs.classes()),
+    ):
         assert all(f"| `{c.name}` |" in table and c.meaning for c in fields)
     markers = {m for page in DOCS.glob("*.md") for m in docs.MARKER.findall(page.read_text())}
     assert markers == set(docs.GENERATORS), "a generator no page uses, or a marker without one"
@@ -111,8 +116,10 @@ def test_the_readme_is_the_front_door() -> None:
     text = README.read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 200
     commands = [line.strip() for line in text.splitlines() if line.startswith("    ")][:2]
-    assert commands == ["pip install -e . && ablate run studies/dropout_gap.py",
-                        "pip install -e '.[test]' && pytest"]
+    assert commands == [
+        "pip install -e . && ablate run studies/dropout_gap.py",
+        "pip install -e '.[test]' && pytest",
+    ]
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
         assert (REPO / target).exists(), f"README links to {target}, which is not there"
 
@@ -126,11 +133,19 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
 
     from ablate.cli.app import app
 
-    result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "dropout_gap.py"), "--preset",
-                                      "smoke", "--results-dir", str(tmp_path / "results")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(REPO / "studies" / "dropout_gap.py"),
+            "--preset",
+            "smoke",
+            "--results-dir",
+            str(tmp_path / "results"),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    spec = importlib.util.spec_from_file_location("findings_build",
-                                                  REPO / "docs" / "findings" / "build.py")
+    spec = importlib.util.spec_from_file_location("findings_build", REPO / "docs" / "findings" / "build.py")
     assert spec is not None and spec.loader is not None
     findings = importlib.util.module_from_spec(spec)
     sys.modules["findings_build"] = findings  # dataclasses look their module up there
@@ -161,8 +176,10 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
     # Careless input to the script ends in one line, exit 2, and leaves the page alone.
     before = findings.PAGE.read_bytes()
     script = [sys.executable, str(REPO / "docs" / "findings" / "build.py")]
-    for args, named in ((["--results-dir", str(tmp_path / "nowhere")], "no results folder at"),
-                        (["--preset", "huge"], "has no preset 'huge'")):
+    for args, named in (
+        (["--results-dir", str(tmp_path / "nowhere")], "no results folder at"),
+        (["--preset", "huge"], "has no preset 'huge'"),
+    ):
         done = subprocess.run(script + args, capture_output=True, text=True)
         assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
@@ -176,9 +193,14 @@ def test_the_repository_holds_no_results(tmp_path: Path) -> None:
 
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout: nothing tracked to check")
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout.splitlines()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     shipped_data = "ablate_plugins/data/"  # the CIFAR-10 subset inside the package is data, not results
-    results = [path for path in tracked if not path.startswith(shipped_data)
-               and path.endswith((".parquet", ".journal", ".pt", ".safetensors"))]
+    results = [
+        path
+        for path in tracked
+        if not path.startswith(shipped_data)
+        and path.endswith((".parquet", ".journal", ".pt", ".safetensors"))
+    ]
     assert results == []

@@ -29,9 +29,21 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 # What a plugin package may import: the names a third party is promised (see docs/plugins.md).
-PUBLIC = {"ablate", "ablate.params", "ablate.data", "ablate.augment", "ablate.events",
-          "ablate.errors", "ablate.hookspecs", "ablate.commands", "ablate.testing", "ablate.train",
-          "ablate.base", "ablate.components", "ablate.store.weights"}
+PUBLIC = {
+    "ablate",
+    "ablate.params",
+    "ablate.data",
+    "ablate.augment",
+    "ablate.events",
+    "ablate.errors",
+    "ablate.hookspecs",
+    "ablate.commands",
+    "ablate.testing",
+    "ablate.train",
+    "ablate.base",
+    "ablate.components",
+    "ablate.store.weights",
+}
 
 # Imports that the stage order alone would allow, but that would give a module a second job.
 FORBIDDEN = {
@@ -41,7 +53,7 @@ FORBIDDEN = {
     "ablate.run": ("ablate.report",),  # the seed rule reads intervals from analysis
 }
 
-LIMIT = 330  # lines: "about 300"; a module past it has two jobs (split it, don't raise this)
+LIMIT = 320  # lines, formatted: "about 300"; a module past it has two jobs (split it, do not raise this)
 
 
 def _module(path: Path) -> str:
@@ -61,8 +73,10 @@ def imports(path: Path) -> Iterator[tuple[int, str]]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [f"{node.module}.{a.name}" if _is_module(f"{node.module}.{a.name}")
-                     else node.module for a in node.names]
+            names = [
+                f"{node.module}.{a.name}" if _is_module(f"{node.module}.{a.name}") else node.module
+                for a in node.names
+            ]
         else:
             continue
         for name in names:
@@ -96,8 +110,10 @@ def test_every_module_imports_only_its_own_stage_and_those_before_it() -> None:
             if name.startswith("ablate_plugins"):
                 against.append(f"{path.relative_to(REPO)}:{line} imports the built-in plugins")
             elif stage(name) > stage(here):
-                against.append(f"{path.relative_to(REPO)}:{line} ({STAGES[stage(here)][0]}) "
-                               f"imports {name} ({STAGES[stage(name)][0]})")
+                against.append(
+                    f"{path.relative_to(REPO)}:{line} ({STAGES[stage(here)][0]}) "
+                    f"imports {name} ({STAGES[stage(name)][0]})"
+                )
     assert not against, "imports against the pipeline:\n" + "\n".join(against)
 
 
@@ -107,18 +123,25 @@ def test_no_module_imports_what_would_give_it_a_second_job() -> None:
         here = _module(path)
         for owner, banned in FORBIDDEN.items():
             if here == owner or here.startswith(owner + "."):
-                found += [f"{path.relative_to(REPO)}:{line} imports {name}"
-                          for line, name in imports(path)
-                          if any(name == b or name.startswith(b + ".") for b in banned)]
+                found += [
+                    f"{path.relative_to(REPO)}:{line} imports {name}"
+                    for line, name in imports(path)
+                    if any(name == b or name.startswith(b + ".") for b in banned)
+                ]
     assert not found, "\n".join(found)
 
 
 def test_the_built_in_plugins_use_only_the_public_api() -> None:
-    private = [f"{path.relative_to(REPO)}:{line} imports {name}"
-               for path in sources("ablate_plugins") for line, name in imports(path)
-               if not name.startswith("ablate_plugins") and name not in PUBLIC]
-    assert not private, ("built-in plugins must use what a third party can (tests/test_layout.py "
-                         "PUBLIC):\n" + "\n".join(private))
+    private = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for path in sources("ablate_plugins")
+        for line, name in imports(path)
+        if not name.startswith("ablate_plugins") and name not in PUBLIC
+    ]
+    assert not private, (
+        "built-in plugins must use what a third party can (tests/test_layout.py "
+        "PUBLIC):\n" + "\n".join(private)
+    )
 
 
 @pytest.mark.parametrize("face", sorted(PUBLIC))
@@ -134,8 +157,11 @@ def test_each_public_module_says_what_it_offers(face: str) -> None:
 
 
 def test_no_module_is_over_about_300_lines() -> None:
-    long = {str(p.relative_to(REPO)): n for p in sources("ablate") + sources("ablate_plugins")
-            if (n := len(p.read_text().splitlines())) > LIMIT}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in sources("ablate") + sources("ablate_plugins")
+        if (n := len(p.read_text().splitlines())) > LIMIT
+    }
     assert not long, f"split these (each has two jobs): {long}"
 
 

@@ -1,4 +1,5 @@
-"""A study's answer from its results folder: cells, paired contrasts, intervals and verdicts.
+"""Stage 5, a study's answer from its results folder: cells, paired contrasts, intervals and
+verdicts.
 
 ``analyse_folder`` reads the folder and answers its question, writing nothing; the report
 (:mod:`ablate.report`) renders what it finds, and the adaptive seed rule
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ablate.analysis.findings import Report, analyse, is_sampled
-from ablate.analysis.load import ReportError, StudyResults, list_studies, load
+from ablate.analysis.findings import Report, analyse
+from ablate.analysis.load import ReportError, StudyResults, is_sampled, list_studies, load
 from ablate.store.folder import StudyFolder
 
 __all__ = ["Report", "ReportError", "StudyResults", "analyse_folder", "list_studies"]
@@ -27,8 +28,9 @@ def _importance(results: StudyResults) -> dict[str, float] | None:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     try:
-        study = optuna.load_study(study_name=results.description["name"],
-                                  storage=JournalStorage(JournalFileBackend(str(journal))))
+        study = optuna.load_study(
+            study_name=results.description["name"], storage=JournalStorage(JournalFileBackend(str(journal)))
+        )
         return dict(optuna.importance.get_param_importances(study))
     except (RuntimeError, ValueError, KeyError):  # too few trials, or one value per parameter
         return None

@@ -104,8 +104,11 @@ def _decide(finding: Finding, m: int, delta_points: float | None, alpha: float) 
     finding.confidence = 1 - alpha / m
     if estimate is None or estimate.p is None or pooled is None:
         finding.verdict = CANNOT
-        finding.note = ("no seed has both cells" if estimate is None else
-                        "no error estimate: fewer than two seeds in two cells, or no spread at all")
+        finding.note = (
+            "no seed has both cells"
+            if estimate is None
+            else "no error estimate: fewer than two seeds in two cells, or no spread at all"
+        )
         return
     level = alpha / m
     finding.p_adjusted = min(1.0, estimate.p * m)
@@ -121,8 +124,11 @@ def _decide(finding: Finding, m: int, delta_points: float | None, alpha: float) 
     if estimate.n >= MIN_SEEDS and all(v == 0 for v in estimate.per_seed):
         finding.verdict = IDENTICAL
     elif estimate.n < MIN_SEEDS:
-        finding.verdict = PROVISIONAL if (excludes or inside or beyond) else (
-            INCONCLUSIVE if delta is not None else UNDECIDED)
+        finding.verdict = (
+            PROVISIONAL
+            if (excludes or inside or beyond)
+            else (INCONCLUSIVE if delta is not None else UNDECIDED)
+        )
     elif inside:
         finding.verdict = EQUIVALENT
     elif excludes and agrees:
@@ -132,8 +138,10 @@ def _decide(finding: Finding, m: int, delta_points: float | None, alpha: float) 
     else:
         finding.verdict = UNDECIDED
     if excludes and not agrees and estimate.n >= MIN_SEEDS:
-        finding.note = (f"the t-interval excludes zero but the exact sign-flip test does not "
-                        f"agree (p = {estimate.p_sign_flip:.2g})")
+        finding.note = (
+            f"the t-interval excludes zero but the exact sign-flip test does not "
+            f"agree (p = {estimate.p_sign_flip:.2g})"
+        )
     if finding.verdict in (PROVISIONAL, UNDECIDED, INCONCLUSIVE) and estimate.value != 0:
         needed = seeds_needed(estimate.value, estimate.unit, pooled, level, power=0.5)
         finding.seeds_to_decide = max(MIN_SEEDS, needed) if needed else None
@@ -152,8 +160,9 @@ def _numbers(finding: Finding) -> str:
             span = f" [{level} x{math.exp(low):.2f}, x{math.exp(high):.2f}]"
         else:
             half = format_half_width(metric, (high - low) / 2)
-            span = (f" [{level} {format_value(metric, low, True)}, "
-                    f"{format_value(metric, high, True)}; +-{half}]")
+            span = (
+                f" [{level} {format_value(metric, low, True)}, {format_value(metric, high, True)}; +-{half}]"
+            )
     tests = []
     if finding.p_adjusted is not None:
         tests.append(f"{'adjusted' if finding.family else 'Holm'} p = {finding.p_adjusted:.2g}")
@@ -161,8 +170,11 @@ def _numbers(finding: Finding) -> str:
         tests.append(f"sign-flip p = {estimate.p_sign_flip:.2g}")
     tests.append(f"n = {estimate.n}")
     # After "raises"/"lowers" the size, not the sign ("lowers it by 4.2 points", never "-4.2").
-    size = (format_difference(metric, estimate.value) if is_ratio(metric)
-            else format_difference(metric, abs(estimate.value), signed=False))
+    size = (
+        format_difference(metric, estimate.value)
+        if is_ratio(metric)
+        else format_difference(metric, abs(estimate.value), signed=False)
+    )
     return f"{size}{span}, {', '.join(tests)}"
 
 
@@ -177,8 +189,7 @@ def sentence(finding: Finding, delta: float | None = None) -> str:
     if estimate.n >= 1 and all(v == 0 for v in estimate.per_seed):
         head = f"{what}: identical on {finding.metric} on all {estimate.n} paired seeds"
     else:
-        verb = ("multiplies" if is_ratio(finding.metric) else
-                "raises" if estimate.value > 0 else "lowers")
+        verb = "multiplies" if is_ratio(finding.metric) else "raises" if estimate.value > 0 else "lowers"
         head = f"{what} {verb} {finding.metric} by {_numbers(finding)}"
     return f"{head}: {_verdict_words(finding, delta)}."
 
@@ -186,14 +197,19 @@ def sentence(finding: Finding, delta: float | None = None) -> str:
 def _verdict_words(finding: Finding, delta: float | None) -> str:
     estimate = finding.estimate
     assert estimate is not None
-    more = (f"; about {finding.seeds_to_decide} seeds would decide an effect this large"
-            if finding.seeds_to_decide else "")
+    more = (
+        f"; about {finding.seeds_to_decide} seeds would decide an effect this large"
+        if finding.seeds_to_decide
+        else ""
+    )
     detect = ""
     if delta is not None and finding.detectable is not None:
-        detect = (f"; it could detect "
-                  f"{format_difference(finding.metric, finding.detectable, signed=False)}"
-                  f" (80% power), and about {finding.seeds_for_delta or 'over 1000'} seeds would "
-                  f"detect delta = {delta:g}")
+        detect = (
+            f"; it could detect "
+            f"{format_difference(finding.metric, finding.detectable, signed=False)}"
+            f" (80% power), and about {finding.seeds_for_delta or 'over 1000'} seeds would "
+            f"detect delta = {delta:g}"
+        )
     note = f" ({finding.note})" if finding.note else ""
     no_change = "x1 (no change)" if is_ratio(finding.metric) else "zero"  # ratios compare by log
     words = {
@@ -202,17 +218,19 @@ def _verdict_words(finding: Finding, delta: float | None) -> str:
         EQUIVALENT: f"equivalent within +-{delta} (two one-sided tests)",
         IDENTICAL: "a difference of exactly zero (the same computation), not an estimate",
         PROVISIONAL: f"provisional: {estimate.n} seeds are too few for the exact sign-flip test "
-                     f"(it needs {MIN_SEEDS}){more}",
+        f"(it needs {MIN_SEEDS}){more}",
         UNDECIDED: f"undecided: the interval covers {no_change}{note}{more}",
         INCONCLUSIVE: f"inconclusive for delta = {delta}{note}{detect}",
         EXPLORATORY: "exploratory (corrected within its metric)",
     }
-    return words[finding.verdict] + (detect if finding.verdict in (DECIDED, LARGER, EQUIVALENT,
-                                                                  PROVISIONAL) and delta else "")
+    return words[finding.verdict] + (
+        detect if finding.verdict in (DECIDED, LARGER, EQUIVALENT, PROVISIONAL) and delta else ""
+    )
 
 
-def family_contrasts(kinds: Mapping[str, Sequence[Contrast]], design: str,
-                     asked_within: Sequence[Contrast]) -> list[Contrast]:
+def family_contrasts(
+    kinds: Mapping[str, Sequence[Contrast]], design: str, asked_within: Sequence[Contrast]
+) -> list[Contrast]:
     """The comparisons the Answer states for a design (see the module docstring).
 
     ``asked_within`` are the effects within each level of the study's ``within`` factors; with
@@ -222,27 +240,38 @@ def family_contrasts(kinds: Mapping[str, Sequence[Contrast]], design: str,
     if asked_within:
         factors = {c.factor for c in asked_within}
         held = {f for c in asked_within for f in c.condition}
-        return list(asked_within) + [c for c in kinds.get(INTERACTION, ())
-                                     if c.factor in factors and c.other and c.other[0] in held]
+        return list(asked_within) + [
+            c for c in kinds.get(INTERACTION, ()) if c.factor in factors and c.other and c.other[0] in held
+        ]
     return list(kinds.get(AGAINST_BASELINE, ()))
 
 
-def describe_family(size: int, metrics: Sequence[str], design: str, within: Sequence[str],
-                    pooled: Mapping[str, PooledError | None], alpha: float = ALPHA) -> str:
+def describe_family(
+    size: int,
+    metrics: Sequence[str],
+    design: str,
+    within: Sequence[str],
+    pooled: Mapping[str, PooledError | None],
+    alpha: float = ALPHA,
+) -> str:
     """The family in one sentence: what it holds, its size, the rule."""
     if design == "fractional":
         what = "each factor's main effect"
     elif within:
-        what = (f"each effect within each level of {', '.join(within)}, and whether it differs "
-                "between those levels (interaction)")
+        what = (
+            f"each effect within each level of {', '.join(within)}, and whether it differs "
+            "between those levels (interaction)"
+        )
     else:
         what = "each factor level against the baseline"
     errors = ", ".join(f"{metric} {p.df}" for metric, p in pooled.items() if p is not None)
-    return (f"Family: {size} hypotheses ({what}, on {', '.join(metrics)}). Each is decided on its "
-            f"simultaneous interval of level 1 - {alpha:g}/{size} (Bonferroni), with at least "
-            f"{MIN_SEEDS} seeds and the exact sign-flip test agreeing; errors pooled over all "
-            f"cells with the seed as block (degrees of freedom: {errors or 'none'}). Intervals "
-            "describe seed-to-seed variation on this test set.")
+    return (
+        f"Family: {size} hypotheses ({what}, on {', '.join(metrics)}). Each is decided on its "
+        f"simultaneous interval of level 1 - {alpha:g}/{size} (Bonferroni), with at least "
+        f"{MIN_SEEDS} seeds and the exact sign-flip test agreeing; errors pooled over all "
+        f"cells with the seed as block (degrees of freedom: {errors or 'none'}). Intervals "
+        "describe seed-to-seed variation on this test set."
+    )
 
 
 @dataclass

@@ -80,27 +80,34 @@ class CellGrid:
         return {factor: levels[0] for factor, levels in self.levels.items()}
 
 
-def design_of(cells: Mapping[str, Mapping[str, Any]], factors: Mapping[str, Sequence[Any]],
-              baseline: Mapping[str, Any]) -> CellGrid:
+def design_of(
+    cells: Mapping[str, Mapping[str, Any]], factors: Mapping[str, Sequence[Any]], baseline: Mapping[str, Any]
+) -> CellGrid:
     """The design with each factor's baseline level (the study's baseline value, else its first
     level) put first."""
     levels = {}
     for factor, values in factors.items():
         values = list(values)
-        base = next((v for v in values if factor in baseline and same(v, baseline[factor])),
-                    values[0])
+        base = next((v for v in values if factor in baseline and same(v, baseline[factor])), values[0])
         levels[factor] = (base, *[v for v in values if not same(v, base)])
     return CellGrid(cells, levels)
 
 
-def _pair(design: CellGrid, kind: str, factor: str, level: Any, held: Mapping[str, Any],
-          condition: Mapping[str, Any]) -> Contrast | None:
+def _pair(
+    design: CellGrid,
+    kind: str,
+    factor: str,
+    level: Any,
+    held: Mapping[str, Any],
+    condition: Mapping[str, Any],
+) -> Contrast | None:
     treated = design.cell({**held, factor: level})
     control = design.cell({**held, factor: design.levels[factor][0]})
     if treated is None or control is None:
         return None
-    return Contrast(kind, factor, level, design.levels[factor][0], {treated: 1.0, control: -1.0},
-                    dict(condition))
+    return Contrast(
+        kind, factor, level, design.levels[factor][0], {treated: 1.0, control: -1.0}, dict(condition)
+    )
 
 
 def against_baseline(design: CellGrid) -> list[Contrast]:
@@ -147,16 +154,17 @@ def interactions(design: CellGrid, pairs: Sequence[tuple[str, str]] | None = Non
         a0, b0 = design.levels[first][0], design.levels[second][0]
         for a in design.levels[first][1:]:
             for b in design.levels[second][1:]:
-                found_corners = [design.cell({**fixed, first: x, second: y}) for x, y in
-                                 ((a, b), (a0, b), (a, b0), (a0, b0))]
+                found_corners = [
+                    design.cell({**fixed, first: x, second: y})
+                    for x, y in ((a, b), (a0, b), (a, b0), (a0, b0))
+                ]
                 corners = [c for c in found_corners if c is not None]
                 if len(corners) < 4:
                     continue
                 weights: dict[str, float] = {}
                 for corner, weight in zip(corners, (1.0, -1.0, -1.0, 1.0), strict=True):
                     weights[corner] = weights.get(corner, 0.0) + weight
-                found.append(Contrast(INTERACTION, first, a, a0, weights, {},
-                                      (second, b, b0)))
+                found.append(Contrast(INTERACTION, first, a, a0, weights, {}, (second, b, b0)))
     return found
 
 
@@ -170,10 +178,15 @@ def main_effects(design: CellGrid, aliases: Mapping[str, Sequence[str]] | None =
             treated = [c for c, lv in design.cells.items() if same(lv.get(factor), level)]
             if not treated or not control:
                 continue
-            weights = {**{c: -1.0 / len(control) for c in control},
-                       **{c: 1.0 / len(treated) for c in treated}}
-            found.append(Contrast(MAIN, factor, level, levels[0], weights,
-                                  aliases=tuple((aliases or {}).get(factor, ()))))
+            weights = {
+                **{c: -1.0 / len(control) for c in control},
+                **{c: 1.0 / len(treated) for c in treated},
+            }
+            found.append(
+                Contrast(
+                    MAIN, factor, level, levels[0], weights, aliases=tuple((aliases or {}).get(factor, ()))
+                )
+            )
     return found
 
 
@@ -183,13 +196,16 @@ def confounding(design: CellGrid) -> dict[str, list[str]]:
     these are measured together with the main effect, and no analysis can separate them. Read
     off the cells, not the generators, so it holds for whatever fraction the results came from."""
     names = list(design.cells)
-    coded = {factor: [same(design.cells[c].get(factor), levels[1]) for c in names]
-             for factor, levels in design.levels.items() if len(levels) == 2}
+    coded = {
+        factor: [same(design.cells[c].get(factor), levels[1]) for c in names]
+        for factor, levels in design.levels.items()
+        if len(levels) == 2
+    }
     aliases: dict[str, list[str]] = {factor: [] for factor in coded}
     for factor, column in coded.items():
         others = [f for f in coded if f != factor]
         for position, first in enumerate(others):
-            for second in others[position + 1:]:
+            for second in others[position + 1 :]:
                 interaction = [a != b for a, b in zip(coded[first], coded[second], strict=True)]
                 if interaction == column or interaction == [not bit for bit in column]:
                     aliases[factor].append(f"{first} x {second}")

@@ -23,7 +23,7 @@ from ablate.analysis.contrasts import (
     within,
 )
 from ablate.analysis.contrasts import against_baseline as baseline_contrasts
-from ablate.analysis.load import StudyResults
+from ablate.analysis.load import StudyResults, design_kind, factor_column, is_sampled
 from ablate.analysis.metrics import (
     DESCRIPTIONS,
     DIVERGED,
@@ -32,19 +32,25 @@ from ablate.analysis.metrics import (
     add_derived,
     base_metric,
     compared_value,
-    format_half_width,
-    format_value,
-    is_accuracy,
     metric_value,
     swing_window,
 )
+from ablate.analysis.notes import against_target, missing, seed_rule_line
 from ablate.analysis.provenance import ran_on
 from ablate.analysis.stats import Interval, PooledError, contrast, mean_ci, pooled_error
 
-__all__ = ["CELL_METRICS", "DESCRIPTIONS", "DIVERGED", "Cell", "Report", "analyse", "design_kind"]
+__all__ = ["CELL_METRICS", "DESCRIPTIONS", "DIVERGED", "Cell", "Report", "analyse"]
 
-CELL_METRICS = ("test_acc", "train_acc", "train_eval_acc", "gap_running", "gap_eval",
-                SWING, "best_epoch", "seconds")
+CELL_METRICS = (
+    "test_acc",
+    "train_acc",
+    "train_eval_acc",
+    "gap_running",
+    "gap_eval",
+    SWING,
+    "best_epoch",
+    "seconds",
+)
 EFFECT_METRICS = ("test_acc", "gap_running", "gap_eval", SWING)  # compared in every report
 ARCHITECTURE_METRICS = ("model_params", "epoch_seconds")  # shown when the study varies the model
 
@@ -107,23 +113,6 @@ class Report:
     ran_on: str = ""  # the devices, torch and precisions the trials ran in (one sentence)
 
 
-def design_kind(description: Mapping[str, Any]) -> str:
-    """``grid``, ``oat``, ``fractional`` or ``sampled`` (as ``study.json`` stores the design)."""
-    design = description.get("design")
-    if isinstance(design, dict):
-        return "sampled" if "trials" in design else "fractional"
-    return str(design or "grid")
-
-
-def is_sampled(description: Mapping[str, Any]) -> bool:
-    return design_kind(description) == "sampled"
-
-
-def factor_column(description: Mapping[str, Any], factor: str) -> str:
-    """The trials table's column of ``factor`` (its canonical parameter name, see the runner)."""
-    return str(description.get("columns", {}).get(factor, f"param_{factor}"))
-
-
 def _cells(results: StudyResults, metrics: tuple[str, ...]) -> list[Cell]:
     """Cells of the trials with a result; a diverged trial belongs to its cell but has no
     accuracy, so it counts in the ``diverged`` share and nowhere else."""
@@ -144,13 +133,13 @@ def _cells(results: StudyResults, metrics: tuple[str, ...]) -> list[Cell]:
     return sorted(cells, key=lambda c: (not c.baseline, c.name))
 
 
-def _contrasts(cells: list[Cell], description: Mapping[str, Any], held: tuple[str, ...]
-               ) -> tuple[dict[str, list[Contrast]], list[Contrast]]:
+def _contrasts(
+    cells: list[Cell], description: Mapping[str, Any], held: tuple[str, ...]
+) -> tuple[dict[str, list[Contrast]], list[Contrast]]:
     """Every comparison the design allows, by kind (see :mod:`ablate.report.contrasts`), and the
     ones the Answer states (its family)."""
     kind = design_kind(description)
-    factors = {f: levels for f, levels in description.get("factors", {}).items()
-               if isinstance(levels, list)}
+    factors = {f: levels for f, levels in description.get("factors", {}).items() if isinstance(levels, list)}
     if kind == "sampled" or not factors:
         return {}, []
     design = design_of({c.name: c.levels for c in cells}, factors, description.get("baseline", {}))
@@ -163,8 +152,9 @@ def _contrasts(cells: list[Cell], description: Mapping[str, Any], held: tuple[st
         # Interactions name the factor whose effect is asked about first, the held one second.
         pairs = sorted(itertools.combinations(factors, 2), key=lambda pair: pair[0] in held)
         pairs = [(b, a) if a in held and b not in held else (a, b) for a, b in pairs]
-        found.update({WITHIN: within(design), INTERACTION: interactions(design, pairs),
-                      MAIN: main_effects(design)})
+        found.update(
+            {WITHIN: within(design), INTERACTION: interactions(design, pairs), MAIN: main_effects(design)}
+        )
         if held:
             # Every factor held: the question asks each factor's effect within each level of
             # the others (two candidate causes, each checked for each level of the other).
@@ -174,95 +164,22 @@ def _contrasts(cells: list[Cell], description: Mapping[str, Any], held: tuple[st
     return found, family_contrasts(found, kind, asked)
 
 
-def _question_metrics(description: Mapping[str, Any], metric: str | None,
-                      jumps: list[str]) -> tuple[str, ...]:
+def _question_metrics(
+    description: Mapping[str, Any], metric: str | None, jumps: list[str]
+) -> tuple[str, ...]:
     """The Answer's metrics, with a jump metric expanded to each restart point."""
-    named = [metric] if metric else list(description.get("metrics") or [description.get("metric",
-                                                                                     "test_acc")])
+    named = (
+        [metric] if metric else list(description.get("metrics") or [description.get("metric", "test_acc")])
+    )
     expanded: list[str] = []
     for name in named:
         expanded += [j for j in jumps if base_metric(j) == name] if name in JUMPS else [name]
     return tuple(expanded)
 
 
-def _missing(results: StudyResults, cells: list[Cell]) -> list[str]:
-    notes = list(results.unreadable)
-    for fingerprint, count in results.other_plans.items():
-        notes.append(f"{count} trial attempts of another plan of this study (fingerprint "
-                     f"{fingerprint}) are in this folder and left out of this report")
-    planned = results.description.get("trials")
-    with_result = results.complete + results.diverged + results.pruned
-    if planned and len(with_result) < planned:
-        notes.append(f"{len(with_result)} of {planned} planned trials have a result; the rest are "
-                     "missing (still running, interrupted, or failed).")
-    failed = sorted({r["trial"] for r in results.attempts} - {r["trial"] for r in with_result})
-    if failed:
-        notes.append(f"trials with only failed or interrupted attempts: {failed}")
-    without_epochs = sorted(t["trial"] for t in results.complete
-                            if not results.rows_of(results.epochs, t))
-    if without_epochs:
-        notes.append(f"trials {without_epochs} have no epochs rows (a deleted or unreadable file): "
-                     "left out of the swing, the restart jumps and the learning curves")
-    seeds = set(results.description.get("seeds", []))
-    for cell in cells:
-        lacking = sorted(seeds - {t["seed"] for t in cell.trials})
-        if lacking:
-            notes.append(f"cell {cell.name} lacks seeds {lacking}")
-    if cells and not any(c.baseline for c in cells) and not is_sampled(results.description):
-        notes.append("the baseline cell has no complete trial: comparisons with it cannot be made")
-    return notes
-
-
-def _seed_rule_line(rule: Mapping[str, Any], cells: list[Cell], findings: list[Finding],
-                    description: Mapping[str, Any]) -> str:
-    """How many seeds each cell got under ``seeds=until(...)`` and why the rule stopped."""
-    metric = description.get("metric", "test_acc")
-    seeds = sorted({len(c.trials) for c in cells})
-    widths = [f.estimate.half_width(0.95) for f in findings
-              if f.family and f.metric == metric and f.estimate is not None]
-    widest = max((w for w in widths if w is not None), default=None)
-    target = rule["halfwidth"] / 100 if is_accuracy(metric) else rule["halfwidth"]
-    count = "/".join(map(str, seeds))
-    shown = "not measurable" if widest is None else f"+-{format_half_width(metric, widest)}"
-    if widest is not None and widest <= target:
-        why = f"it stopped: the widest 95% interval on {metric} is {shown}, within +-{rule['halfwidth']:g}"
-    elif seeds and seeds[0] >= rule["max"]:
-        why = (f"it stopped at the cap: every cell has the maximum of {rule['max']} seeds and the "
-               f"widest 95% interval on {metric} is still {shown} (target +-{rule['halfwidth']:g})")
-    else:
-        why = (f"it is still adding seeds: the widest 95% interval on {metric} is {shown} (target "
-               f"+-{rule['halfwidth']:g})")
-    return (f"Seeds: each cell has {count} seeds (until(halfwidth={rule['halfwidth']:g}, "
-            f"min={rule['min']}, max={rule['max']})); {why}. Intervals at the stop are 97.5% ones "
-            "(0.025 over the family), which keeps their coverage at 95% or more although the rule "
-            "stopped on a width the same data produced.")
-
-
-def _against_target(cells: list[Cell], description: Mapping[str, Any]) -> list[str]:
-    """With a study's ``target`` (a bar on its metric): each cell's mean, interval and seeds at
-    or past the bar."""
-    target, metric = description.get("target"), description.get("metric", "test_acc")
-    if target is None:
-        return []
-    bar = target / 100 if is_accuracy(metric) else target
-    above = description.get("direction", "maximize") == "maximize"
-    lines = []
-    for cell in cells:
-        values = list(cell.by_seed(metric).values())
-        if not values:
-            continue
-        passed = sum((v >= bar) if above else (v <= bar) for v in values)
-        interval = mean_ci(values)
-        span = ("" if interval.low is None else
-                f" [95% CI {format_value(metric, interval.low)}, {format_value(metric, interval.high)}]")
-        lines.append(f"Target {metric} {'>=' if above else '<='} {target:g}: {cell.label} "
-                     f"reaches it on {passed} of {len(values)} seeds, mean "
-                     f"{format_value(metric, interval.mean)}{span}.")
-    return lines
-
-
-def analyse(results: StudyResults, metric: str | None = None,
-            importance: dict[str, float] | None = None) -> Report:
+def analyse(
+    results: StudyResults, metric: str | None = None, importance: dict[str, float] | None = None
+) -> Report:
     """Summarise every cell, make every comparison the design allows, judge the family that
     the study's question declares and state the Answer."""
     description = results.description
@@ -271,8 +188,12 @@ def analyse(results: StudyResults, metric: str | None = None,
     diverged = (DIVERGED,) if results.diverged else ()
     validated = ("val_acc",) if any(t.get("val_acc") is not None for t in results.complete) else ()
     asked = tuple(m for m in questions if m not in CELL_METRICS and "@" not in m)
-    cells = _cells(results, tuple(dict.fromkeys(CELL_METRICS + validated + ARCHITECTURE_METRICS + asked
-                                                + tuple(jumps) + diverged)))
+    cells = _cells(
+        results,
+        tuple(
+            dict.fromkeys(CELL_METRICS + validated + ARCHITECTURE_METRICS + asked + tuple(jumps) + diverged)
+        ),
+    )
     compared = tuple(dict.fromkeys(questions + EFFECT_METRICS + tuple(jumps) + diverged))
     pooled = {m: pooled_error({c.name: c.compared(m) for c in cells}) for m in compared}
     within_factors = tuple(description.get("within") or ())
@@ -285,33 +206,69 @@ def analyse(results: StudyResults, metric: str | None = None,
             left_out = tuple(sorted({s for cell in involved for s in cell.diverged_seeds}))
             for name in compared:
                 by_cell = {cell.name: cell.compared(name) for cell in involved}
-                findings.append(Finding(
-                    item, name, contrast(by_cell, item.weights, pooled[name]), pooled[name],
-                    family=item in family and name in questions,
-                    left_out=() if name == DIVERGED else left_out))
+                findings.append(
+                    Finding(
+                        item,
+                        name,
+                        contrast(by_cell, item.weights, pooled[name]),
+                        pooled[name],
+                        family=item in family and name in questions,
+                        left_out=() if name == DIVERGED else left_out,
+                    )
+                )
     delta, rule = description.get("delta"), description.get("seed_rule")
     alpha = ALPHA / 2 if rule else ALPHA  # intervals at an adaptive stop: 97.5 % (see until)
     size = judge(findings, delta, alpha)
     stated = sorted((f for f in findings if f.family), key=lambda f: ORDER.index(f.verdict))
     answer = [sentence(f, delta) for f in stated]
     if stated:
-        answer.insert(0, describe_family(size, questions, design_kind(description), within_factors,
-                                         {m: pooled[m] for m in questions}, alpha))
+        answer.insert(
+            0,
+            describe_family(
+                size,
+                questions,
+                design_kind(description),
+                within_factors,
+                {m: pooled[m] for m in questions},
+                alpha,
+            ),
+        )
     if rule:
-        answer.insert(0, _seed_rule_line(rule, cells, findings, description))
+        answer.insert(0, seed_rule_line(rule, cells, findings, description))
     if not stated and not is_sampled(description):
-        answer.append("The data cannot decide yet: no comparison the question asks for has "
-                      "trials with a result in both of its cells.")
-    answer += _against_target(cells, description)
-    counts = {"attempts": len(results.attempts), "complete": len(results.complete),
-              "diverged": len(results.diverged), "pruned": len(results.pruned),
-              "planned": int(description.get("trials") or 0)}
+        answer.append(
+            "The data cannot decide yet: no comparison the question asks for has "
+            "trials with a result in both of its cells."
+        )
+    answer += against_target(cells, description)
+    counts = {
+        "attempts": len(results.attempts),
+        "complete": len(results.complete),
+        "diverged": len(results.diverged),
+        "pruned": len(results.pruned),
+        "planned": int(description.get("trials") or 0),
+    }
     epochs = max((r["epoch"] for r in results.epochs), default=0)
     return Report(
-        description.get("name", results.folder.name), description.get("question", ""),
-        metric or description.get("metric", "test_acc"), description.get("direction", "maximize"),
-        description.get("preset", ""), cells, findings, answer, _missing(results, cells), counts,
-        importance, design_kind(description), questions, within_factors, delta, size,
-        tuple(jumps), pooled, swing_window(epochs) if epochs else None,
+        description.get("name", results.folder.name),
+        description.get("question", ""),
+        metric or description.get("metric", "test_acc"),
+        description.get("direction", "maximize"),
+        description.get("preset", ""),
+        cells,
+        findings,
+        answer,
+        missing(results, cells),
+        counts,
+        importance,
+        design_kind(description),
+        questions,
+        within_factors,
+        delta,
+        size,
+        tuple(jumps),
+        pooled,
+        swing_window(epochs) if epochs else None,
         "val" if validated else "test",
-        ran_on(results.complete + results.diverged, factor_column(description, "model")))
+        ran_on(results.complete + results.diverged, factor_column(description, "model")),
+    )

@@ -9,6 +9,7 @@ cannot be read is left out and named; rows of another plan (another fingerprint 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,10 @@ def read_table(folder: Path, unreadable: list[str] | None = None) -> list[dict[s
             if unreadable is None:
                 raise
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            unreadable.append(f"{path} is unreadable ({reason}): left out; `ablate run` sets it "
-                              "aside and trains its trial again")
+            unreadable.append(
+                f"{path} is unreadable ({reason}): left out; `ablate run` sets it "
+                "aside and trains its trial again"
+            )
     if not tables:
         return []
     rows: list[dict[str, Any]] = pa.concat_tables(tables, promote_options="permissive").to_pylist()
@@ -86,8 +89,9 @@ class StudyResults:
         return [r for r in table if r["trial"] == trial["trial"] and r["attempt"] == trial["attempt"]]
 
 
-def _plan_rows(rows: list[dict[str, Any]], fingerprint: str | None
-               ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def _plan_rows(
+    rows: list[dict[str, Any]], fingerprint: str | None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The rows of the plan ``fingerprint`` (else of the newest plan) and the others' counts.
 
     Rows without a fingerprint (written before ablate recorded it) count as the plan's."""
@@ -96,8 +100,9 @@ def _plan_rows(rows: list[dict[str, Any]], fingerprint: str | None
         newest = max(dated, key=lambda r: str(r.get("started_at") or ""), default=None)
         fingerprint = newest["study_fingerprint"] if newest else None
     kept = [r for r in rows if r.get("study_fingerprint") in (None, fingerprint)]
-    others = Counter(r["study_fingerprint"] for r in rows
-                     if r.get("study_fingerprint") not in (None, fingerprint))
+    others = Counter(
+        r["study_fingerprint"] for r in rows if r.get("study_fingerprint") not in (None, fingerprint)
+    )
     return kept, dict(others)
 
 
@@ -111,7 +116,8 @@ def check_record(file: Path, description: dict[str, Any]) -> None:
             f"{file} does not match its fingerprint {recorded}: its baseline, factors, seeds or "
             "design were changed after the trials ran. Run `ablate run STUDY` with the same "
             "preset and --set options to write it again from the study file (it trains nothing "
-            "new)")
+            "new)"
+        )
 
 
 def load(path: Path) -> StudyResults:
@@ -122,18 +128,26 @@ def load(path: Path) -> StudyResults:
         raise ReportError(str(error)) from None
     folder = StudyFolder(path)
     if not folder.table("trials").is_dir():
-        raise ReportError(f"{path} holds no trials/ folder: is it a study's results folder "
-                          "(<results-dir>/<study>)?")
+        raise ReportError(
+            f"{path} holds no trials/ folder: is it a study's results folder (<results-dir>/<study>)?"
+        )
     try:
         description = folder.read_description()
     except FolderError as error:
-        raise ReportError(str(error).replace("`ablate run` writes", "`ablate run STUDY` writes")
-                          ) from None
+        raise ReportError(str(error).replace("`ablate run` writes", "`ablate run STUDY` writes")) from None
     if description is not None:
         check_record(folder.description_file, description)
     description = description or {
-        "name": path.name, "question": "", "metric": "test_acc", "direction": "maximize",
-        "baseline": {}, "factors": {}, "seeds": [], "trials": None, "design": "grid"}
+        "name": path.name,
+        "question": "",
+        "metric": "test_acc",
+        "direction": "maximize",
+        "baseline": {},
+        "factors": {},
+        "seeds": [],
+        "trials": None,
+        "design": "grid",
+    }
     unreadable: list[str] = []
     rows = read_table(folder.table("trials"), unreadable)
     attempts, other_plans = _plan_rows(rows, description.get("fingerprint"))
@@ -142,22 +156,43 @@ def load(path: Path) -> StudyResults:
             f"{folder.description_file} describes the plan {description.get('fingerprint')}, but "
             f"the trials in {path} were planned under {', '.join(sorted(other_plans))}: the record "
             "is not theirs. Run `ablate run STUDY` with the preset and --set options of those "
-            "trials to write it again")
+            "trials to write it again"
+        )
     if not attempts:
         raise ReportError(f"{path} has no finished trial of its plan yet")
     kept = {(r["trial"], r["attempt"]) for r in attempts}
 
     def of_plan(table: str) -> list[dict[str, Any]]:
-        return [r for r in read_table(folder.table(table), unreadable)
-                if (r["trial"], r["attempt"]) in kept]
+        return [r for r in read_table(folder.table(table), unreadable) if (r["trial"], r["attempt"]) in kept]
 
-    return StudyResults(path, description, attempts, of_plan("epochs"), of_plan("classes"),
-                        unreadable, other_plans)
+    return StudyResults(
+        path, description, attempts, of_plan("epochs"), of_plan("classes"), unreadable, other_plans
+    )
 
 
 def list_studies(results_dir: Path) -> list[tuple[str, int]]:
     """Studies under ``results_dir`` with their count of recorded attempts."""
     if not results_dir.is_dir():
         return []
-    return [(path.name, len(list((path / "trials").glob("*.parquet"))))
-            for path in sorted(results_dir.iterdir()) if (path / "trials").is_dir()]
+    return [
+        (path.name, len(list((path / "trials").glob("*.parquet"))))
+        for path in sorted(results_dir.iterdir())
+        if (path / "trials").is_dir()
+    ]
+
+
+def design_kind(description: Mapping[str, Any]) -> str:
+    """``grid``, ``oat``, ``fractional`` or ``sampled`` (as ``study.json`` stores the design)."""
+    design = description.get("design")
+    if isinstance(design, dict):
+        return "sampled" if "trials" in design else "fractional"
+    return str(design or "grid")
+
+
+def is_sampled(description: Mapping[str, Any]) -> bool:
+    return design_kind(description) == "sampled"
+
+
+def factor_column(description: Mapping[str, Any], factor: str) -> str:
+    """The trials table's column of ``factor`` (its canonical parameter name, see the runner)."""
+    return str(description.get("columns", {}).get(factor, f"param_{factor}"))

@@ -23,21 +23,19 @@ DESCRIPTIONS = {
     "train_eval_acc": "train accuracy in eval mode on unaugmented images",
     "gap_running": "test minus running train accuracy",
     "gap_eval": "eval-mode train minus test accuracy",
-    "gap_running_first": "test minus running train accuracy after the first epoch (early in "
-                         "training)",
+    "gap_running_first": "test minus running train accuracy after the first epoch (early in training)",
     SWING: "epoch-to-epoch noise of test accuracy around a straight-line trend over the last half "
-           "of training, leaving out changes across a step of the learning rate or a restart (a "
-           "rate that changes every epoch, as with cosine, is no step) (the standard deviation "
-           "of the changes / sqrt 2); cells compare as ratios",
+    "of training, leaving out changes across a step of the learning rate or a restart (a "
+    "rate that changes every epoch, as with cosine, is no step) (the standard deviation "
+    "of the changes / sqrt 2); cells compare as ratios",
     "best_epoch": "epoch of the best test accuracy",
     "seconds": "wall time of a trial",
     "epoch_seconds": "wall time per epoch (training and evaluation)",
     "model_params": "the model's number of parameters",
     "jump_test": "test accuracy change across a restart point: the epoch after it minus the "
-                 "epoch before it (one epoch each side), per restart point",
+    "epoch before it (one epoch each side), per restart point",
     "jump_train": "running train accuracy change across a restart point, per restart point",
-    DIVERGED: "share of seeds whose training loss became NaN or infinite (left out of the other "
-              "metrics)",
+    DIVERGED: "share of seeds whose training loss became NaN or infinite (left out of the other metrics)",
 }
 
 
@@ -49,8 +47,7 @@ def base_metric(metric: str) -> str:
 def is_accuracy(metric: str) -> bool:
     """Whether ``metric`` is a share shown in percent (points for differences)."""
     metric = base_metric(metric)
-    return (metric.endswith("_acc") or metric.startswith(("gap_", "jump_", "swing_"))
-            or metric == DIVERGED)
+    return metric.endswith("_acc") or metric.startswith(("gap_", "jump_", "swing_")) or metric == DIVERGED
 
 
 def is_ratio(metric: str) -> bool:
@@ -117,6 +114,7 @@ def _is_rate_step(by_epoch: Mapping[int, Mapping[str, Any]], epoch: int) -> bool
     schedule (multistep, piecewise, plateau): it was held on the epochs beside the change. A rate
     that changes every epoch (cosine, a warm-up) is a smooth schedule: its changes are part of
     the training whose swing is measured; leaving them all out would leave no swing at all."""
+
     def rate(e: int) -> float | None:
         row = by_epoch.get(e)
         return None if row is None else row.get("lr")

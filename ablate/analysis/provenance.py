@@ -38,18 +38,31 @@ def ran_on(trials: Sequence[Mapping[str, Any]], model_column: str | None) -> str
     the trials table does not record is left out; '' when it records none."""
     devices = _recorded(_device(t) for t in trials)
     versions = _recorded(t.get("torch_version") for t in trials)
-    models = {precision: _recorded(t.get(model_column) for t in trials if t.get("precision") == precision)
-              if model_column else [] for precision in _recorded(t.get("precision") for t in trials)}
+    models = {
+        precision: _recorded(t.get(model_column) for t in trials if t.get("precision") == precision)
+        if model_column
+        else []
+        for precision in _recorded(t.get("precision") for t in trials)
+    }
     if not (devices or versions or models):
         return ""
-    precisions = [f"{precision} ({', '.join(names)})" if names and len(models) > 1 else precision
-                  for precision, names in sorted(models.items())]
+    precisions = [
+        f"{precision} ({', '.join(names)})" if names and len(models) > 1 else precision
+        for precision, names in sorted(models.items())
+    ]
     # Switches of GPU kernels: on a CPU, whose kernels are deterministic anyway, they say nothing.
     on_gpu = [t for t in trials if str(t.get("device") or "").startswith("cuda")]
-    flags = [label for name, label in (("tf32", "TF32"), ("deterministic", "deterministic kernels"))
-             if any(t.get(name) for t in on_gpu)]
-    return ("Ran" + (f" on {_listed(devices)}" if devices else "")
-            + (f" with torch {_listed(versions)}" if versions else "")
-            + ("," if precisions and (devices or versions) else "")
-            + (f" in {_listed(precisions)}" if precisions else "")
-            + (f", with {_listed(flags)}" if flags else "") + ".")
+    flags = [
+        label
+        for name, label in (("tf32", "TF32"), ("deterministic", "deterministic kernels"))
+        if any(t.get(name) for t in on_gpu)
+    ]
+    return (
+        "Ran"
+        + (f" on {_listed(devices)}" if devices else "")
+        + (f" with torch {_listed(versions)}" if versions else "")
+        + ("," if precisions and (devices or versions) else "")
+        + (f" in {_listed(precisions)}" if precisions else "")
+        + (f", with {_listed(flags)}" if flags else "")
+        + "."
+    )

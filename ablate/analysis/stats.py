@@ -86,9 +86,8 @@ def pooled_error(by_cell: Mapping[str, Mapping[int, float]]) -> PooledError | No
     if df < 1:
         return None
     table = np.array([[filled[c][s] for s in seeds] for c in cells], dtype=float)
-    residual = (table - table.mean(1, keepdims=True) - table.mean(0, keepdims=True)
-                + table.mean())
-    variance = float((residual ** 2).sum() / df)
+    residual = table - table.mean(1, keepdims=True) - table.mean(0, keepdims=True) + table.mean()
+    variance = float((residual**2).sum() / df)
     if not variance > 0:
         return None
     return PooledError(variance, df, len(cells), len(seeds))
@@ -147,8 +146,9 @@ class Estimate:
         return float((stats.t.ppf(1 - alpha / 2, self.df) + stats.t.ppf(POWER, self.df)) * self.se)
 
 
-def contrast(by_cell: Mapping[str, Mapping[int, float]], weights: Mapping[str, float],
-             pooled: PooledError | None) -> Estimate | None:
+def contrast(
+    by_cell: Mapping[str, Mapping[int, float]], weights: Mapping[str, float], pooled: PooledError | None
+) -> Estimate | None:
     """The contrast ``weights`` over the seeds that all its cells have, tested against the
     pooled error. None when no seed has every cell of the contrast."""
     cells = [c for c, w in weights.items() if w != 0]
@@ -165,12 +165,12 @@ def contrast(by_cell: Mapping[str, Mapping[int, float]], weights: Mapping[str, f
         se = math.sqrt(pooled.variance * unit / n)
         df = pooled.df
         p = float(2 * stats.t.sf(abs(value) / se, df))
-    return Estimate(value, n, unit, se, df, p, sign_flip_p(per_seed.tolist()),
-                    tuple(per_seed.tolist()))
+    return Estimate(value, n, unit, se, df, p, sign_flip_p(per_seed.tolist()), tuple(per_seed.tolist()))
 
 
-def seeds_needed(effect: float, unit: float, pooled: PooledError, alpha: float,
-                 power: float = POWER, cap: int = 1000) -> int | None:
+def seeds_needed(
+    effect: float, unit: float, pooled: PooledError, alpha: float, power: float = POWER, cap: int = 1000
+) -> int | None:
     """Seeds per cell for a contrast of variance ``unit`` x the pooled variance to detect a true
     ``effect`` at level ``alpha`` (two-sided) with ``power``; with ``power`` 0.5, the seeds at
     which an effect of the measured size would just be decided. The error's degrees of freedom
@@ -180,7 +180,8 @@ def seeds_needed(effect: float, unit: float, pooled: PooledError, alpha: float,
     for n in range(2, cap + 1):
         df = max(1, (pooled.cells - 1) * (n - 1))
         needed = (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * math.sqrt(
-            pooled.variance * unit / n)
+            pooled.variance * unit / n
+        )
         if needed <= abs(effect):
             return n
     return None

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 
-def remembered(file: Path, key: str, choose: Callable[[], dict[str, Any]],
-               must_keep: bool) -> dict[str, Any]:
+def remembered(file: Path, key: str, choose: Callable[[], dict[str, Any]], must_keep: bool) -> dict[str, Any]:
     """``file``'s value for ``key``, else ``choose()``'s, written there (under a lock, so that
     processes starting together choose once). ``must_keep``: a failed write is an error (a
     results folder's record, which keeps its trials alike); else it only costs choosing again."""

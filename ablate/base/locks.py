@@ -49,8 +49,9 @@ class FileLock:
             time.sleep(self.poll_seconds)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         try:
             if self.path.read_text().strip() == worker_id():
                 self.path.unlink()

@@ -27,8 +27,9 @@ from ablate.errors import AblateError, ExitCode
 # file get a width that fits them rather than rich's default 80 columns.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
-INTERRUPTED = ("interrupted: finished trials are saved; run the same command again to train only "
-               "the missing ones")
+INTERRUPTED = (
+    "interrupted: finished trials are saved; run the same command again to train only the missing ones"
+)
 _said_interrupted = False  # whether a command printed INTERRUPTED itself
 
 
@@ -68,8 +69,12 @@ class AblateApp(typer.Typer):
         return lambda function: register(one_line_errors(function))
 
 
-app = AblateApp(help="Run ablation studies of image classifiers and report what each factor does.",
-                no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = AblateApp(
+    help="Run ablation studies of image classifiers and report what each factor does.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 _plugin_commands_added = False
 
 
@@ -92,8 +97,11 @@ def main() -> None:
 
     interrupt_on_signals()  # (already, through the console script; not under python -c)
     try:
-        core = {command.name or command.callback.__name__ for command in app.registered_commands
-                if command.callback is not None}
+        core = {
+            command.name or command.callback.__name__
+            for command in app.registered_commands
+            if command.callback is not None
+        }
         if len(sys.argv) > 1 and sys.argv[1] not in core:
             with deferred():
                 with_plugin_commands()

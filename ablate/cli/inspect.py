@@ -20,8 +20,7 @@ from ablate.components.discovery import describe
 
 @app.command()
 def status(
-    study_dir: Annotated[Path, typer.Argument(help="RESULTS_DIR/STUDY")],
-    storage: StorageOption = None,
+    study_dir: Annotated[Path, typer.Argument(help="RESULTS_DIR/STUDY")], storage: StorageOption = None
 ) -> None:
     """How a study stands: its queue (waiting, running with host and last heartbeat, finished
     attempts) and its results (complete, diverged, failed, missing)."""
@@ -31,8 +30,11 @@ def status(
     found = study_status(study_dir, storage)
     for note in found.notes:
         err.print(escape(note), highlight=False)
-    out.print(f"study {found.name} (preset {found.preset or '(none)'}), {found.planned} planned "
-              f"trials; queue in {found.storage}", highlight=False)
+    out.print(
+        f"study {found.name} (preset {found.preset or '(none)'}), {found.planned} planned "
+        f"trials; queue in {found.storage}",
+        highlight=False,
+    )
     counts = Table("", *found.counts)
     counts.add_row("trials", *(str(n) for n in found.counts.values()))
     out.print(counts)
@@ -44,9 +46,7 @@ def status(
 
 
 @app.command()
-def plugins(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-) -> None:
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """List installed plugins, their versions and what they register."""
     found = list(describe(discovery.get_plugins()))
     if as_json:
@@ -54,9 +54,14 @@ def plugins(
         return
     table = Table("plugin", "distribution", "version", "registers / error")
     for entry in found:
-        detail = escape(", ".join(entry["registers"])) if entry["status"] == "loaded" else (
-            f"[red]failed to {entry['stage']}:[/] {escape(entry['error'])}"
-            + (f"; dropped {', '.join(entry['dropped'])}" if entry.get("dropped") else ""))
+        detail = (
+            escape(", ".join(entry["registers"]))
+            if entry["status"] == "loaded"
+            else (
+                f"[red]failed to {entry['stage']}:[/] {escape(entry['error'])}"
+                + (f"; dropped {', '.join(entry['dropped'])}" if entry.get("dropped") else "")
+            )
+        )
         for component, why in entry.get("refused", {}).items():
             detail += f"\n[red]not registered: {component}:[/] {escape(why)}"
         table.add_row(entry["name"], entry["distribution"], entry["version"], detail)
@@ -65,8 +70,9 @@ def plugins(
 
 @app.command(name="list")
 def list_components(
-    kind: Annotated[str | None, typer.Argument(help="dataset, model, augmentation, optimizer, "
-                                                       "scheduler or setting")] = None,
+    kind: Annotated[
+        str | None, typer.Argument(help="dataset, model, augmentation, optimizer, scheduler or setting")
+    ] = None,
 ) -> None:
     """List components with their parameters and defaults."""
     from ablate.components.registry import KINDS
@@ -87,8 +93,11 @@ def list_components(
                 out.print(f"  {_describe_param(param)}", highlight=False)
             continue
         for component in registry.of_kind(current):
-            out.print(f"  [bold]{escape(component.name)}[/]  {escape(component.description)}  "
-                      f"[dim]({escape(component.plugin)})[/]", highlight=False)
+            out.print(
+                f"  [bold]{escape(component.name)}[/]  {escape(component.description)}  "
+                f"[dim]({escape(component.plugin)})[/]",
+                highlight=False,
+            )
             for param in component.params:
                 out.print(f"      {_describe_param(param)}", highlight=False)
         for (kind_, name), reason in sorted(registry.dropped.items()):
@@ -96,8 +105,11 @@ def list_components(
                 out.print(f"  [red]{escape(name)}  dropped:[/] {escape(reason)}", highlight=False)
     for failure in plugins.failures:
         if failure.stage == "import":
-            out.print(f"[red]plugin {failure.name!r} failed to import[/] ({escape(failure.error)}); "
-                      "what it provides is missing above", highlight=False)
+            out.print(
+                f"[red]plugin {failure.name!r} failed to import[/] ({escape(failure.error)}); "
+                "what it provides is missing above",
+                highlight=False,
+            )
 
 
 def _describe_param(param: Any) -> str:
@@ -110,19 +122,20 @@ def _describe_param(param: Any) -> str:
 
 @app.command()
 def report(
-    study_dir: Annotated[Path | None, typer.Argument(help="RESULTS_DIR/STUDY; without it, "
-                                                         "list the studies under results/")] = None,
+    study_dir: Annotated[
+        Path | None, typer.Argument(help="RESULTS_DIR/STUDY; without it, list the studies under results/")
+    ] = None,
     format_: Annotated[str, typer.Option("--format", help="text, markdown, json or html")] = "text",
-    metric: Annotated[str | None, typer.Option(help="metric for the effects (default: the "
-                                                       "study's)")] = None,
+    metric: Annotated[str | None, typer.Option(help="metric for the effects (default: the study's)")] = None,
     results_dir: Annotated[Path, typer.Option(help="where to look for studies")] = Path("results"),
-    files: Annotated[bool, typer.Option(help="write the plots and report.html under "
-                                             "RESULTS_DIR/STUDY/report/")] = True,
+    files: Annotated[
+        bool, typer.Option(help="write the plots and report.html under RESULTS_DIR/STUDY/report/")
+    ] = True,
 ) -> None:
     """Answer a study's question: cells, paired effects with intervals, plots, one HTML page."""
     with deferred():  # an import cut in half leaves a library broken: the signal waits
         from ablate.base.atomic import WriteError
-        from ablate.report import analyse_folder, list_studies, render, write_files
+        from ablate.report import analyse_folder, formats, list_studies, write_files
 
     if format_ not in ("text", "markdown", "json", "html"):
         fail(f"--format must be text, markdown, json or html, not {format_!r}")
@@ -142,16 +155,18 @@ def report(
             problem = error
     plots = written.plots if written else {}
     if format_ == "json":
-        print(render.to_json(answer, plots))
+        print(formats.to_json(answer, plots))
     elif format_ == "markdown":
-        print(render.markdown(answer, plots))
+        print(formats.markdown(answer, plots))
     elif format_ == "html" and written:
         print(written.html)
     elif format_ == "text":
-        render.print_text(answer, out)
+        formats.print_text(answer, out)
     if problem is not None:
         shown = "" if format_ == "html" else "; the report above is complete"
-        fail(f"plots and report.html not written: {problem}{shown}. Fix the folder's permissions "
-             "or free some space, or pass --no-files")
+        fail(
+            f"plots and report.html not written: {problem}{shown}. Fix the folder's permissions "
+            "or free some space, or pass --no-files"
+        )
     if written and format_ != "json":
         err.print(f"plots and HTML written to {written.html.parent}", highlight=False)

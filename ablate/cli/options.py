@@ -18,16 +18,21 @@ import typer
 
 # Options plugin commands take too (lr-range): spelled once.
 PresetOption = Annotated[str | None, typer.Option(help="size preset (default: the study's)")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="override a baseline "
-                                                     "parameter: KEY=VALUE (repeatable)")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="override a baseline parameter: KEY=VALUE (repeatable)")
+]
 ResultsDirOption = Annotated[Path, typer.Option(help="where results go")]
 DeviceOption = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, mps")]
 DataDirOption = Annotated[Path | None, typer.Option(help="local datasets (else $ABLATE_DATA)")]
-StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL, e.g. postgresql://"
-                                                       "user@host/db (default: a journal file in "
-                                                       "the study's results folder, one host)")]
-StudyFileArgument = Annotated[Path, typer.Argument(help="the study file, e.g. "
-                                                        "studies/dropout_gap.py")]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Optuna storage URL, e.g. postgresql://"
+        "user@host/db (default: a journal file in "
+        "the study's results folder, one host)"
+    ),
+]
+StudyFileArgument = Annotated[Path, typer.Argument(help="the study file, e.g. studies/dropout_gap.py")]
 RUN_ONLY = {"run_only": True}  # field metadata: not an option of `ablate worker`
 
 
@@ -42,30 +47,48 @@ class TrainOptions:
     set_: SetOption = None
     data_dir: DataDirOption = None
     retries: Annotated[int, typer.Option(min=0, help="extra attempts for a failing trial")] = 1
-    retry_failed: Annotated[bool, typer.Option(help="try again trials that failed all their "
-                                                    "attempts in earlier runs")] = field(
-        default=False, metadata=RUN_ONLY)
-    tensorboard: Annotated[bool, typer.Option(help="write per-epoch TensorBoard scalars under "
-                                                   "RESULTS_DIR/STUDY/tensorboard/ (the setting "
-                                                   "tensorboard=True)")] = False
-    workers: Annotated[int, typer.Option(min=1, help="worker processes sharing the study (on "
-                                                     "GPUs: spread over them in turn)")] = field(
-        default=1, metadata=RUN_ONLY)
-    gpus: Annotated[str | None, typer.Option(help="run: GPUs to train on, e.g. 0,1,3 (default: "
-                                                  "every visible GPU, one worker each); worker: "
-                                                  "the one GPU it trains on")] = None
-    workers_per_gpu: Annotated[int | None, typer.Option(min=1, help="workers pinned to each "
-                                                                    "GPU (default 1)")] = field(
-        default=None, metadata=RUN_ONLY)
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per worker (default: "
-                                                            "all cores / workers)")] = None
-    heartbeat_interval: Annotated[int, typer.Option(min=1, help="seconds between a running "
-                                                                "trial's heartbeats (database "
-                                                                "storages)")] = 60
-    grace_period: Annotated[int, typer.Option(min=1, help="seconds of silence after which a "
-                                                          "trial's worker counts as dead and the "
-                                                          "trial goes back in the queue "
-                                                          "(database storages)")] = 300
+    retry_failed: Annotated[
+        bool, typer.Option(help="try again trials that failed all their attempts in earlier runs")
+    ] = field(default=False, metadata=RUN_ONLY)
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            help="write per-epoch TensorBoard scalars under "
+            "RESULTS_DIR/STUDY/tensorboard/ (the setting "
+            "tensorboard=True)"
+        ),
+    ] = False
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="worker processes sharing the study (on GPUs: spread over them in turn)"),
+    ] = field(default=1, metadata=RUN_ONLY)
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="run: GPUs to train on, e.g. 0,1,3 (default: "
+            "every visible GPU, one worker each); worker: "
+            "the one GPU it trains on"
+        ),
+    ] = None
+    workers_per_gpu: Annotated[
+        int | None, typer.Option(min=1, help="workers pinned to each GPU (default 1)")
+    ] = field(default=None, metadata=RUN_ONLY)
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads per worker (default: all cores / workers)")
+    ] = None
+    heartbeat_interval: Annotated[
+        int, typer.Option(min=1, help="seconds between a running trial's heartbeats (database storages)")
+    ] = 60
+    grace_period: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="seconds of silence after which a "
+            "trial's worker counts as dead and the "
+            "trial goes back in the queue "
+            "(database storages)",
+        ),
+    ] = 300
     quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False
 
     @property
@@ -74,17 +97,20 @@ class TrainOptions:
         return [*(self.set_ or []), *(["tensorboard=True"] if self.tensorboard else [])]
 
 
-def command(body: Callable[[Path, TrainOptions], None], name: str, doc: str,
-            worker: bool) -> Callable[..., None]:
+def command(
+    body: Callable[[Path, TrainOptions], None], name: str, doc: str, worker: bool
+) -> Callable[..., None]:
     """A Typer command calling ``body(study_file, options)``, its parameters read from
     :class:`TrainOptions` (without the run-only ones for ``worker``)."""
     hints = get_type_hints(TrainOptions, include_extras=True)
-    chosen = [f for f in dataclasses.fields(TrainOptions)
-              if not (worker and f.metadata.get("run_only"))]
-    parameters = [inspect.Parameter("study_file", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                    annotation=StudyFileArgument)]
-    parameters += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
-                                     annotation=hints[f.name]) for f in chosen]
+    chosen = [f for f in dataclasses.fields(TrainOptions) if not (worker and f.metadata.get("run_only"))]
+    parameters = [
+        inspect.Parameter("study_file", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=StudyFileArgument)
+    ]
+    parameters += [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+        for f in chosen
+    ]
 
     def run(study_file: Path, **values: Any) -> None:
         body(study_file, TrainOptions(**values))

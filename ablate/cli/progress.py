@@ -20,8 +20,13 @@ class ProgressDisplay:
 
     def __init__(self, console: Console, enabled: bool = True) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=False, disable=not enabled,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not enabled,
         )
         self.trials = self.progress.add_task("trials", visible=False)
         self.epochs = self.progress.add_task("epochs", visible=False)
@@ -30,8 +35,9 @@ class ProgressDisplay:
         self.progress.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.progress.stop()
 
     def log(self, message: str) -> None:
@@ -42,14 +48,20 @@ class ProgressDisplay:
 
     @hookimpl
     def on_trial_start(self, trial: TrialInfo) -> None:
-        self.progress.update(self.epochs, total=trial.epochs, completed=0, visible=True,
-                             description=f"trial {trial.trial} epochs")
+        self.progress.update(
+            self.epochs,
+            total=trial.epochs,
+            completed=0,
+            visible=True,
+            description=f"trial {trial.trial} epochs",
+        )
 
     @hookimpl
     def on_epoch_end(self, trial: TrialInfo, epoch: EpochRecord) -> None:
         test = "diverged" if epoch.test_acc is None else f"test {epoch.test_acc:.1%}"
-        self.progress.update(self.epochs, completed=epoch.epoch,
-                             description=f"trial {trial.trial} epochs ({test})")
+        self.progress.update(
+            self.epochs, completed=epoch.epoch, description=f"trial {trial.trial} epochs ({test})"
+        )
 
     @hookimpl
     def on_trial_end(self, trial: TrialInfo, outcome: TrialOutcome) -> None:
@@ -57,14 +69,17 @@ class ProgressDisplay:
         if outcome.state.is_result:
             self.progress.advance(self.trials)
         if outcome.state is AttemptState.COMPLETE:
-            summary = (f"test {metrics['test_acc']:.1%}  train {metrics['train_acc']:.1%}  "
-                       f"train(eval) {metrics['train_eval_acc']:.1%}")
+            summary = (
+                f"test {metrics['test_acc']:.1%}  train {metrics['train_acc']:.1%}  "
+                f"train(eval) {metrics['train_eval_acc']:.1%}"
+            )
         elif outcome.state is AttemptState.PRUNED:
-            summary = (f"pruned after epoch {metrics.get('epochs_done')}; recorded as a result, "
-                       "not retried")
+            summary = f"pruned after epoch {metrics.get('epochs_done')}; recorded as a result, not retried"
         elif outcome.state is AttemptState.DIVERGED:
-            summary = (f"diverged in epoch {metrics.get('diverged_epoch')} (loss "
-                       f"{metrics.get('train_loss')}); recorded as a result, not retried")
+            summary = (
+                f"diverged in epoch {metrics.get('diverged_epoch')} (loss "
+                f"{metrics.get('train_loss')}); recorded as a result, not retried"
+            )
         else:
             summary = outcome.state.value
         self.log(f"trial {trial.trial} (seed {trial.seed}, attempt {trial.attempt}): {summary}")

@@ -39,18 +39,34 @@ def worker(study_file: Path, options: TrainOptions) -> None:
         from ablate.run.gpus import VISIBLE, physical
 
         if not options.gpus.strip().isdigit():
-            fail(f"--gpus {options.gpus}: a worker trains on one GPU, named by its index (e.g. "
-                 "--gpus 2); start one `ablate worker` per GPU")
+            fail(
+                f"--gpus {options.gpus}: a worker trains on one GPU, named by its index (e.g. "
+                "--gpus 2); start one `ablate worker` per GPU"
+            )
         # Before CUDA starts in this process: the worker sees that GPU alone, as cuda:0.
         os.environ[VISIBLE] = physical(int(options.gpus))
     _start(study_file, options, join=True, pinned=None)
 
 
-app.command("run")(command(run, "run", """Run a study: queue its missing trials and train them;
-    re-running it trains only the trials that have no result yet.""", worker=False))
-app.command("worker")(command(worker, "worker", """Join a study that `ablate run` started (on
+app.command("run")(
+    command(
+        run,
+        "run",
+        """Run a study: queue its missing trials and train them;
+    re-running it trains only the trials that have no result yet.""",
+        worker=False,
+    )
+)
+app.command("worker")(
+    command(
+        worker,
+        "worker",
+        """Join a study that `ablate run` started (on
     this or another machine, through its --storage) and train from its queue until the queue is
-    empty.""", worker=True))
+    empty.""",
+        worker=True,
+    )
+)
 
 
 def pinned_workers(options: TrainOptions) -> list[str] | None:
@@ -77,43 +93,77 @@ def _start(study_file: Path, options: TrainOptions, join: bool, pinned: list[str
     interrupt_on_signals()
     try:  # Ctrl-C at any moment, loading included, ends the same way
         with deferred():  # imports, the study file and the plugins load whole (ablate.entry)
+            from ablate.run.interface import RunOptions
             from ablate.run.liveness import Liveness
-            from ablate.run.runner import Runner, RunOptions
+            from ablate.run.runner import Runner
             from ablate.train.backends import prepare_process
 
             prepare_process()  # before CUDA starts
             study, plan, locate = load_plan(study_file, options.preset, options.sets)
             plugins = discovery.get_plugins()
         report_failures(plugins)
-        out.print(f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
-                  f"{plan.size} trials; {plan.question}", highlight=False)
+        out.print(
+            f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
+            f"{plan.size} trials; {plan.question}",
+            highlight=False,
+        )
         heartbeat = options.heartbeat_interval
-        run_options = RunOptions(options.results_dir, options.device, options.storage,
-                                 options.data_dir, options.retries, options.retry_failed,
-                                 Liveness(heartbeat, max(options.grace_period, 2 * heartbeat)),
-                                 join, options.threads)
+        run_options = RunOptions(
+            options.results_dir,
+            options.device,
+            options.storage,
+            options.data_dir,
+            options.retries,
+            options.retry_failed,
+            Liveness(heartbeat, max(options.grace_period, 2 * heartbeat)),
+            join,
+            options.threads,
+        )
         workers = len(pinned) if pinned else options.workers
-        for required, required_plan, required_locate in ([] if join else
-                                                         requirements(study_file, study, plan)):
-            runner = Runner(required_plan, run_options, plugins, log=out.print,
-                            locate=required_locate)
+        for required, required_plan, required_locate in [] if join else requirements(study_file, study, plan):
+            runner = Runner(required_plan, run_options, plugins, log=out.print, locate=required_locate)
             done = runner.count_done(runner.finished())
             if done < required_plan.size:
-                out.print(f"study {plan.name} (preset {plan.preset or '(none)'}) needs the results "
-                          f"of {required} (preset {required_plan.preset or '(none)'}): "
-                          f"{done}/{required_plan.size} of its trials are complete, running it "
-                          "first", highlight=False)
-                required_options = TrainOptions(**{**vars(options), "preset": required_plan.preset
-                                                   or None, "set_": None, "tensorboard": False})
-                _train(required, required_plan, run_options, required_options, plugins,
-                       required_locate, workers, pinned)
+                out.print(
+                    f"study {plan.name} (preset {plan.preset or '(none)'}) needs the results "
+                    f"of {required} (preset {required_plan.preset or '(none)'}): "
+                    f"{done}/{required_plan.size} of its trials are complete, running it "
+                    "first",
+                    highlight=False,
+                )
+                required_options = TrainOptions(
+                    **{
+                        **vars(options),
+                        "preset": required_plan.preset or None,
+                        "set_": None,
+                        "tensorboard": False,
+                    }
+                )
+                _train(
+                    required,
+                    required_plan,
+                    run_options,
+                    required_options,
+                    plugins,
+                    required_locate,
+                    workers,
+                    pinned,
+                )
         _train(study_file, plan, run_options, options, plugins, locate, workers, pinned)
     except KeyboardInterrupt:
         raise say_interrupted() from None
 
 
-def _train(study_file: Path, plan: StudyPlan, run_options: Any, options: TrainOptions,
-           plugins: Plugins, locate: Locate, workers: int, pinned: list[str] | None) -> None:
+def _train(
+    study_file: Path,
+    plan: StudyPlan,
+    run_options: Any,
+    options: TrainOptions,
+    plugins: Plugins,
+    locate: Locate,
+    workers: int,
+    pinned: list[str] | None,
+) -> None:
     """Train ``plan`` in this process, or on ``workers`` processes (GPUs: ``pinned``)."""
     if workers > 1 or pinned:  # required studies too: on the same workers (GPUs)
         _run_workers(study_file, plan, run_options, options, plugins, locate, workers, pinned)
@@ -121,11 +171,20 @@ def _train(study_file: Path, plan: StudyPlan, run_options: Any, options: TrainOp
         _run_here(plan, run_options, plugins, locate, options.quiet)
 
 
-def _run_workers(study_file: Path, plan: StudyPlan, run_options: Any, options: TrainOptions,
-                 plugins: Plugins, locate: Locate, workers: int, pinned: list[str] | None) -> None:
+def _run_workers(
+    study_file: Path,
+    plan: StudyPlan,
+    run_options: Any,
+    options: TrainOptions,
+    plugins: Plugins,
+    locate: Locate,
+    workers: int,
+    pinned: list[str] | None,
+) -> None:
     """Check and open the study here (fail fast), then let ``workers`` processes train it."""
     from ablate.run.device import device_kind
-    from ablate.run.runner import Runner, RunSummary
+    from ablate.run.interface import RunSummary
+    from ablate.run.runner import Runner
     from ablate.run.workers import run_workers, threads_per_worker
 
     runner = Runner(plan, run_options, plugins, log=out.print, locate=locate)
@@ -137,23 +196,27 @@ def _run_workers(study_file: Path, plan: StudyPlan, run_options: Any, options: T
         threads = runner.fix_threads(threads or threads_per_worker(workers))
     finished_before = runner.finished()
     # What each worker is told: this run's options, but a worker trains one process's share.
-    arguments = worker_arguments(study_file, options, skip={
-        "workers", "gpus", "workers_per_gpu", "threads", "quiet"})
-    code = run_workers(arguments, workers, lambda: runner.count_done(runner.finished()),
-                       plan.size, out, threads, pinned)
+    arguments = worker_arguments(
+        study_file, options, skip={"workers", "gpus", "workers_per_gpu", "threads", "quiet"}
+    )
+    code = run_workers(
+        arguments, workers, lambda: runner.count_done(runner.finished()), plan.size, out, threads, pinned
+    )
     if code == ExitCode.INTERRUPTED:
         raise say_interrupted()
     finished_after = runner.finished()
-    summary = RunSummary(runner.total(), runner.count_done(finished_before),
-                         completed=sorted(finished_after - finished_before),
-                         done_after=runner.count_done(finished_after))
+    summary = RunSummary(
+        runner.total(),
+        runner.count_done(finished_before),
+        completed=sorted(finished_after - finished_before),
+        done_after=runner.count_done(finished_after),
+    )
     finish(summary, runner.study_dir)
     if code:  # the workers said why (failed trials, a lost result)
         raise typer.Exit(code)
 
 
-def _run_here(plan: StudyPlan, run_options: Any, plugins: Plugins, locate: Locate,
-              quiet: bool) -> None:
+def _run_here(plan: StudyPlan, run_options: Any, plugins: Plugins, locate: Locate, quiet: bool) -> None:
     """Train the study in this process, with a progress display."""
     from ablate.cli.progress import ProgressDisplay
     from ablate.run.runner import Runner
@@ -161,12 +224,14 @@ def _run_here(plan: StudyPlan, run_options: Any, plugins: Plugins, locate: Locat
     with ProgressDisplay(out, enabled=not quiet) as display:
         plugins.manager.register(display, name="ablate:progress")
         try:
-            runner = Runner(plan, run_options, plugins, log=display.log, progress=display,
-                            locate=locate)
+            runner = Runner(plan, run_options, plugins, log=display.log, progress=display, locate=locate)
             summary = runner.run()
         except DeviceLost as lost:
-            fail(f"{lost}: this process stops, its trial is recorded; run the same command again "
-                 "(a fresh process continues)", ExitCode.DEVICE_LOST)
+            fail(
+                f"{lost}: this process stops, its trial is recorded; run the same command again "
+                "(a fresh process continues)",
+                ExitCode.DEVICE_LOST,
+            )
         finally:
             plugins.manager.unregister(name="ablate:progress")
     finish(summary, runner.study_dir)
@@ -175,8 +240,10 @@ def _run_here(plan: StudyPlan, run_options: Any, plugins: Plugins, locate: Locat
 def finish(summary: Any, study_dir: Path) -> None:
     """Say what the folder holds now and exit 0 only when every planned trial has a result."""
     if summary.done_before >= summary.total:
-        out.print(f"all {summary.total} trials are complete; nothing to run; results in "
-                  f"{study_dir}", highlight=False)
+        out.print(
+            f"all {summary.total} trials are complete; nothing to run; results in {study_dir}",
+            highlight=False,
+        )
         return
     done = f"{summary.done_after}/{summary.total} trials complete"
     if summary.diverged:
@@ -185,28 +252,35 @@ def finish(summary: Any, study_dir: Path) -> None:
         done += f" ({len(summary.pruned)} pruned early by the study's pruner)"
     parts = [done, f"this run trained {summary.trained}"]
     if summary.done_before:  # so that the counts add up to the total
-        parts.append(f"{summary.done_before} {'was' if summary.done_before == 1 else 'were'} "
-                     "complete before it started")
+        parts.append(
+            f"{summary.done_before} {'was' if summary.done_before == 1 else 'were'} "
+            "complete before it started"
+        )
     if summary.by_others:
         parts.append(f"{summary.by_others} were finished meanwhile by other runs sharing the folder")
     out.print("; ".join(parts) + f"; results in {study_dir}", highlight=False)
     code = ExitCode.OK
     if summary.failed:
-        err.print(f"[red]{len(summary.failed)} trials failed after their retries:[/] "
-                  f"{summary.failed}; see the error column of the trials table", highlight=False)
+        err.print(
+            f"[red]{len(summary.failed)} trials failed after their retries:[/] "
+            f"{summary.failed}; see the error column of the trials table",
+            highlight=False,
+        )
         code = ExitCode.TRIALS_MISSING
     if summary.not_retried:
-        err.print(f"[red]trials {summary.not_retried} failed in earlier runs[/] and used up their "
-                  "retries; pass --retry-failed to try them again", highlight=False)
+        err.print(
+            f"[red]trials {summary.not_retried} failed in earlier runs[/] and used up their "
+            "retries; pass --retry-failed to try them again",
+            highlight=False,
+        )
         code = ExitCode.TRIALS_MISSING
     missing = summary.total - summary.done_after
     if missing > 0 and summary.elsewhere >= missing:
-        out.print(f"{missing} trials are being trained now by other workers sharing the folder",
-                  highlight=False)
+        out.print(
+            f"{missing} trials are being trained now by other workers sharing the folder", highlight=False
+        )
     elif missing > 0 and not code:
-        err.print(f"[red]{missing} trials have no result yet:[/] run the same command again",
-                  highlight=False)
+        err.print(f"[red]{missing} trials have no result yet:[/] run the same command again", highlight=False)
         code = ExitCode.TRIALS_MISSING
     if code:
         raise typer.Exit(code)
-

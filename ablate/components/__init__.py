@@ -10,8 +10,17 @@ from ablate.components.discovery import Plugins
 from ablate.components.registry import KINDS, Component, Registrar, Registry, RegistryError
 from ablate.components.setup import Selected, TrialSetup
 
-__all__ = ["KINDS", "Component", "Plugins", "Registrar", "Registry", "RegistryError", "Selected",
-           "TrialSetup", "get_plugins"]
+__all__ = [
+    "KINDS",
+    "Component",
+    "Plugins",
+    "Registrar",
+    "Registry",
+    "RegistryError",
+    "Selected",
+    "TrialSetup",
+    "get_plugins",
+]
 
 
 def get_plugins() -> Plugins:

@@ -101,8 +101,10 @@ def _distribution(entry_point: EntryPoint) -> tuple[str, str]:
 def _selected_entry_points() -> list[EntryPoint]:
     """The group's entry points; only ablate's own when third-party autoload is disabled."""
     # Built-ins first, so that a third-party name clash is reported against the third party.
-    found = sorted(entry_points(group=ENTRY_POINT_GROUP),
-                   key=lambda ep: (_distribution(ep)[0] != OWN_DISTRIBUTION, ep.name))
+    found = sorted(
+        entry_points(group=ENTRY_POINT_GROUP),
+        key=lambda ep: (_distribution(ep)[0] != OWN_DISTRIBUTION, ep.name),
+    )
     if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() not in ("", "0"):
         found = [ep for ep in found if _distribution(ep)[0] == OWN_DISTRIBUTION]
     unique: dict[str, EntryPoint] = {}
@@ -111,8 +113,9 @@ def _selected_entry_points() -> list[EntryPoint]:
     return list(unique.values())
 
 
-def _register_components(plugins: Plugins, plugin_name: str, registrars: list[Registrar]
-                         ) -> tuple[list[str], dict[str, str]]:
+def _register_components(
+    plugins: Plugins, plugin_name: str, registrars: list[Registrar]
+) -> tuple[list[str], dict[str, str]]:
     """Call one plugin's registration hooks and commit what they staged, one component at a
     time: a component that is refused (see :class:`Registrar`), or whose name another plugin
     took first, is left out with the reason, and the rest register. Returns the ``kind:name``
@@ -138,8 +141,9 @@ def _register_components(plugins: Plugins, plugin_name: str, registrars: list[Re
         registered.append(f"{component.kind}:{component.name}")
     for key, why in refused.items():
         kind, _, name = key.partition(":")
-        plugins.registry.dropped.setdefault((kind, name), f"plugin {plugin_name!r} could not "
-                                                         f"register it: {why}")
+        plugins.registry.dropped.setdefault(
+            (kind, name), f"plugin {plugin_name!r} could not register it: {why}"
+        )
     return registered, refused
 
 
@@ -192,9 +196,21 @@ def get_plugins() -> Plugins:
 def describe(plugins: Plugins) -> Iterable[dict[str, Any]]:
     """Plugins and failures as plain dictionaries (for ``ablate plugins --json``)."""
     for info in plugins.loaded.values():
-        yield {"name": info.name, "distribution": info.distribution, "version": info.version,
-               "status": "loaded", "registers": list(info.registers), "refused": dict(info.refused)}
+        yield {
+            "name": info.name,
+            "distribution": info.distribution,
+            "version": info.version,
+            "status": "loaded",
+            "registers": list(info.registers),
+            "refused": dict(info.refused),
+        }
     for failure in plugins.failures:
-        yield {"name": failure.name, "distribution": failure.distribution,
-               "version": failure.version, "status": "failed", "stage": failure.stage,
-               "error": failure.error, "dropped": list(failure.dropped)}
+        yield {
+            "name": failure.name,
+            "distribution": failure.distribution,
+            "version": failure.version,
+            "status": "failed",
+            "stage": failure.stage,
+            "error": failure.error,
+            "dropped": list(failure.dropped),
+        }

@@ -22,21 +22,8 @@ from ablate.params import Bounds, Param, ParamSpec, ParamValue
 KINDS: tuple[str, ...] = ("dataset", "model", "augmentation", "optimizer", "scheduler")
 
 
-
-
-
 class RegistryError(AblateError):
     """A component could not be registered or looked up."""
-
-
-
-
-
-
-
-
-
-
 
 
 @dataclass(frozen=True)
@@ -135,7 +122,8 @@ class Registry:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         broken = "".join(f" (Plugin {failure}; it may provide {name!r}.)" for failure in self.broken)
         raise RegistryError(
-            f"unknown {kind} {name!r}; available: {', '.join(available) or '(none)'}.{hint}{broken}")
+            f"unknown {kind} {name!r}; available: {', '.join(available) or '(none)'}.{hint}{broken}"
+        )
 
     def names(self, kind: str) -> list[str]:
         return sorted(name for (k, name) in self.components if k == kind)
@@ -180,8 +168,13 @@ class Registrar:
             shown = error if isinstance(error, RegistryError) else f"{type(error).__name__}: {error}"
             self.refused[name] = f"{shown} ({caller.f_code.co_filename}:{caller.f_lineno})"
 
-    def _component(self, name: str, factory: Callable[..., Any], description: str,
-                   params: Mapping[str, str | ParamSpec] | None) -> Component:
+    def _component(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        description: str,
+        params: Mapping[str, str | ParamSpec] | None,
+    ) -> Component:
         from ablate.study.settings import SETTINGS
 
         where = f"{self.kind} {name!r} of plugin {self.plugin!r}"
@@ -195,5 +188,6 @@ class Registrar:
                 # the setting, and the row would say the parameter's value.
                 raise RegistryError(
                     f"{where}: parameter {parameter.name!r} has the name of the setting "
-                    f"{setting.name!r} ({setting.description}); rename the parameter")
+                    f"{setting.name!r} ({setting.description}); rename the parameter"
+                )
         return Component(self.kind, name, factory, description.strip(), declared, self.plugin)

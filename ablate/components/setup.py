@@ -80,9 +80,12 @@ class TrialSetup:
             for name, value in chosen.values.items():
                 column = f"{chosen.component.name}.{name}" if name in qualified else name
                 if column in record:  # the registrar refuses such names; never record two as one
-                    raise ConfigError(f"{chosen.component.kind} {chosen.component.name!r}: "
-                                      f"parameter {name!r} would write the same column as the "
-                                      f"setting or parameter {column!r}", name)
+                    raise ConfigError(
+                        f"{chosen.component.kind} {chosen.component.name!r}: "
+                        f"parameter {name!r} would write the same column as the "
+                        f"setting or parameter {column!r}",
+                        name,
+                    )
                 record[column] = value
         for key, value in self.inactive.items():  # recorded, never over an active component's
             name = key.rsplit(".", 1)[-1]
@@ -115,7 +118,9 @@ def _unknown_key(registry: Registry, key: str, components: list[Component]) -> C
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return ConfigError(
         f"unknown parameter {key!r}: no setting and no component declares it. Settings and "
-        f"parameters of the selected components: {', '.join(known)}.{hint}", key)
+        f"parameters of the selected components: {', '.join(known)}.{hint}",
+        key,
+    )
 
 
 def resolve(params: Mapping[str, Any], registry: Registry) -> TrialSetup:
@@ -131,8 +136,12 @@ def resolve(params: Mapping[str, Any], registry: Registry) -> TrialSetup:
         model = chosen["model"][0]
         pretrained = model.param("pretrained")
         if pretrained is None or not isinstance(pretrained.default, bool):
-            raise ConfigError(f"init 'imagenet': model {model.name!r} has no ImageNet weights (it "
-                              "declares no 'pretrained' parameter)", "init", "imagenet")
+            raise ConfigError(
+                f"init 'imagenet': model {model.name!r} has no ImageNet weights (it "
+                "declares no 'pretrained' parameter)",
+                "init",
+                "imagenet",
+            )
         values[id(model)]["pretrained"] = True
     inactive: dict[str, ParamValue] = {}
     for key, value in params.items():
@@ -142,8 +151,11 @@ def resolve(params: Mapping[str, Any], registry: Registry) -> TrialSetup:
         owners = [c for c in components if c.param(name) and owner_name in ("", c.name)]
         if len(owners) > 1:
             qualified = ", ".join(f"{c.name}.{name}" for c in owners)
-            raise ConfigError(f"parameter {key!r} is declared by several selected components; "
-                              f"write one of: {qualified}", key, value)
+            raise ConfigError(
+                f"parameter {key!r} is declared by several selected components; write one of: {qualified}",
+                key,
+                value,
+            )
         if not owners:
             declarers = [c for c in registry if c.param(name) and owner_name in ("", c.name)]
             if not declarers:

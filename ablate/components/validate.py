@@ -9,7 +9,7 @@ table gets and which parameter names need their component's prefix.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +58,7 @@ def _samples(plan: StudyPlan) -> list[dict[str, Any]]:
         # A baseline value every cell overrides trains in no trial, but the study file says it:
         # it must still be valid (noise="high" once trained 8 trials without a word). It is
         # checked in the first trial's context, where its key means what it means there.
-        unused = {k: v for k, v in plan.baseline.items()
-                  if samples and all(s.get(k) != v for s in samples)}
+        unused = {k: v for k, v in plan.baseline.items() if samples and all(s.get(k) != v for s in samples)}
         return samples + [{**samples[0], key: value} for key, value in unused.items()]
     samples = [dict(plan.baseline)]
     for key, factor in plan.factors.items():
@@ -94,14 +93,35 @@ def validate_plan(plan: StudyPlan, registry: Registry, locate: Locate) -> Checke
         active.update(key for key in params if key not in setup.inactive)
     for key in sorted({k for params in samples for k in params} - active):
         owners = [f"{c.kind} {c.name!r}" for c in registry if c.param(key.split(".")[-1])]
-        raise RunError(f"{locate(key, None)}: parameter {key!r} applies to none of the components "
-                       f"this study selects (it belongs to {', '.join(owners)})")
+        raise RunError(
+            f"{locate(key, None)}: parameter {key!r} applies to none of the components "
+            f"this study selects (it belongs to {', '.join(owners)})"
+        )
     if any(setup.settings["tensorboard"] for setup in setups):
         try:
             import tensorboard  # noqa: F401
         except ImportError:
-            raise RunError("tensorboard=True needs the tensorboard package: pip install "
-                           "'ablate[tensorboard]'") from None
-    trials = {} if plan.sampled else {  # the samples begin with the trials, in order
-        t.index: setup for t, setup in zip(plan.trials, setups[:len(plan.trials)], strict=True)}
+            raise RunError(
+                "tensorboard=True needs the tensorboard package: pip install 'ablate[tensorboard]'"
+            ) from None
+    trials = (
+        {}
+        if plan.sampled
+        else {  # the samples begin with the trials, in order
+            t.index: setup for t, setup in zip(plan.trials, setups[: len(plan.trials)], strict=True)
+        }
+    )
     return CheckedPlan(ParamColumns(types, qualified), trials, tuple(setups))
+
+
+def selects_on_test_set(plan: StudyPlan, setups: Sequence[TrialSetup]) -> str | None:
+    """What of this plan would select on the test set (a sampler, a plateau scheduler), when
+    its trials have no validation split; None when nothing does."""
+    if any(setup.settings["val_size"] for setup in setups):
+        return None
+    chooses = []
+    if plan.sampled and plan.metric == "test_acc":
+        chooses.append(f"the {plan.design.name} sampler tunes on test accuracy")  # type: ignore[union-attr]
+    if any(setup.scheduler.component.name == "plateau" for setup in setups):
+        chooses.append("the plateau scheduler steps on test accuracy")
+    return "; ".join(chooses) or None

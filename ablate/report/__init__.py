@@ -1,5 +1,7 @@
-"""``ablate report``: a study's answer (:mod:`ablate.analysis`) as text, Markdown, JSON and one
-HTML page, with its plots."""
+"""Stage 7, ``ablate report``: a study's answer (:mod:`ablate.analysis`) as tables
+(:mod:`.render`), as text, Markdown, JSON and one HTML page (:mod:`.formats`), with its plots
+(:mod:`.plots`: curves over epochs; :mod:`.endpoints`: where training ends; :mod:`.features`:
+the best cell's filters and feature maps)."""
 
 from __future__ import annotations
 
@@ -27,12 +29,12 @@ def write_files(report: Report, results: StudyResults, registry: Any = None) -> 
     ``registry``: the components, to rebuild kept weights for the feature-map figure (the
     report loads no plugins itself; without it that figure is left out)."""
     from ablate.base.atomic import write_text_atomic
-    from ablate.report import plots, render
+    from ablate.report import formats, plots
 
     out = StudyFolder(results.folder).report
     drawn = plots.draw_all(report, results, out, registry)
     page = out / "report.html"
-    write_text_atomic(page, render.html_page(report, drawn))
+    write_text_atomic(page, formats.html_page(report, drawn))
     return ReportFiles(report, results, drawn, page)
 
 

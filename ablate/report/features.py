@@ -55,8 +55,9 @@ def feature_maps(report: Report, results: StudyResults, best: Cell, registry: An
     if not convolutions:
         return None
     captured: list[torch.Tensor] = []
-    hooks = [c.register_forward_hook(lambda _m, _i, output: captured.append(output.detach()))
-             for c in convolutions]
+    hooks = [
+        c.register_forward_hook(lambda _m, _i, output: captured.append(output.detach())) for c in convolutions
+    ]
     images = samples["images"][:IMAGES]
     mean = torch.tensor(kept.sidecar["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(kept.sidecar["std"]).view(1, 3, 1, 1)
@@ -68,13 +69,16 @@ def feature_maps(report: Report, results: StudyResults, best: Cell, registry: An
     shown = [min(MAPS, output.shape[1]) for output in captured]  # maps per layer
     starts = [1 + sum(shown[:layer]) for layer in range(len(shown))]
     columns = max(len(filters), 1 + sum(shown))
-    figure, axes = plt.subplots(1 + len(images), columns, figsize=(columns * 0.9, 1.1 * (1 + len(images))),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1 + len(images), columns, figsize=(columns * 0.9, 1.1 * (1 + len(images))), squeeze=False
+    )
     for axis in axes.flat:
         axis.axis("off")
     for index, kernel in enumerate(filters):
-        axes[0, index].imshow(_as_picture(kernel) if kernel.shape[0] == 3 else _as_picture(kernel[0]),
-                              cmap=None if kernel.shape[0] == 3 else "gray")
+        axes[0, index].imshow(
+            _as_picture(kernel) if kernel.shape[0] == 3 else _as_picture(kernel[0]),
+            cmap=None if kernel.shape[0] == 3 else "gray",
+        )
     axes[0, 0].set_title("first-layer filters", fontsize=7, loc="left")
     classes = kept.classes
     for row, image in enumerate(images, start=1):
@@ -88,6 +92,8 @@ def feature_maps(report: Report, results: StudyResults, best: Cell, registry: An
                 if row == 1 and channel == 0:
                     axis.set_title(f"conv {layer + 1} maps", fontsize=7, loc="left")
     provenance = kept.sidecar.get("provenance", {})
-    figure.suptitle(f"feature maps of {best.name} (trial {provenance.get('trial')}, seed "
-                    f"{provenance.get('seed')})", fontsize=9)
+    figure.suptitle(
+        f"feature maps of {best.name} (trial {provenance.get('trial')}, seed {provenance.get('seed')})",
+        fontsize=9,
+    )
     return figure

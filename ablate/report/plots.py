@@ -19,9 +19,9 @@ from ablate.analysis.findings import Cell, Report
 from ablate.analysis.load import StudyResults
 from ablate.analysis.metrics import is_accuracy, is_ratio, metric_value
 from ablate.base.atomic import write_file_atomic
+from ablate.report.endpoints import best_cell, confusion, final_metric, per_class
 
-CURVES = (("train_acc", "train (running)"), ("train_eval_acc", "train (eval mode)"),
-          ("test_acc", "test"))
+CURVES = (("train_acc", "train (running)"), ("train_eval_acc", "train (eval mode)"), ("test_acc", "test"))
 PNG_METADATA = {"Software": None}  # no tool URL inside the files
 
 
@@ -35,11 +35,11 @@ def _png(figure: Any) -> Callable[[Any], None]:
     return lambda handle: figure.savefig(handle, format="png", dpi=100, metadata=PNG_METADATA)
 
 
-def _epoch_series(results: StudyResults, cell: Cell, value: Callable[[dict[str, Any]], float | None]
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _epoch_series(
+    results: StudyResults, cell: Cell, value: Callable[[dict[str, Any]], float | None]
+) -> tuple[np.ndarray, np.ndarray]:
     """Epochs and a (seeds x epochs) array of ``value``; NaN where a seed lacks an epoch."""
-    runs = [sorted(results.rows_of(results.epochs, t), key=lambda r: r["epoch"])
-            for t in cell.trials]
+    runs = [sorted(results.rows_of(results.epochs, t), key=lambda r: r["epoch"]) for t in cell.trials]
     epochs = sorted({r["epoch"] for run in runs for r in run})
     grid = np.full((len(runs), len(epochs)), np.nan)
     for i, run in enumerate(runs):
@@ -57,7 +57,7 @@ def _band(axis: Any, epochs: np.ndarray, grid: np.ndarray, label: str) -> None:
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(grid, axis=0) * 100
         low, high = np.nanmin(grid, 0) * 100, np.nanmax(grid, 0) * 100
-    line, = axis.plot(epochs, mean, label=label)
+    (line,) = axis.plot(epochs, mean, label=label)
     if len(grid) > 1:
         axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
 
@@ -65,8 +65,9 @@ def _band(axis: Any, epochs: np.ndarray, grid: np.ndarray, label: str) -> None:
 def _grid_axes(count: int, title: str) -> tuple[Any, list[Any]]:
     columns = min(3, count)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows),
-                                squeeze=False, sharey=True)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False, sharey=True
+    )
     figure.suptitle(title)
     flat = list(axes.flat)
     for extra in flat[count:]:
@@ -86,19 +87,25 @@ def rate_drops(results: StudyResults, cell: Cell) -> list[int]:
     if not cell.trials:
         return []
     rows = sorted(results.rows_of(results.epochs, cell.trials[0]), key=lambda r: r["epoch"])
-    return [b["epoch"] for a, b in zip(rows, rows[1:], strict=False)
-            if a.get("lr") is not None and b.get("lr") is not None and b["lr"] < a["lr"] * (1 - 1e-9)]
+    return [
+        b["epoch"]
+        for a, b in zip(rows, rows[1:], strict=False)
+        if a.get("lr") is not None and b.get("lr") is not None and b["lr"] < a["lr"] * (1 - 1e-9)
+    ]
 
 
 def _mark_drops(axis: Any, epochs: list[int]) -> None:
     for number, epoch in enumerate(epochs):
-        axis.axvline(epoch - 0.5, color="gray", ls=":", lw=0.9,
-                     label="learning rate drops" if number == 0 else None)
+        axis.axvline(
+            epoch - 0.5, color="gray", ls=":", lw=0.9, label="learning rate drops" if number == 0 else None
+        )
 
 
 def learning_curves(report: Report, results: StudyResults) -> Any:
-    figure, axes = _grid_axes(len(report.cells), "Accuracy per epoch (mean, band: min-max over "
-                                                 "seeds; dotted: the learning rate drops)")
+    figure, axes = _grid_axes(
+        len(report.cells),
+        "Accuracy per epoch (mean, band: min-max over seeds; dotted: the learning rate drops)",
+    )
     for axis, cell in zip(axes, report.cells, strict=True):
         _accuracy_curves(axis, results, cell)
         _mark_drops(axis, rate_drops(results, cell))
@@ -113,10 +120,8 @@ def gap_curves(report: Report, results: StudyResults) -> Any:
     figure, (running, evaluated) = plt.subplots(1, 2, figsize=(11, 4))
     for cell in report.cells:
         # Epoch rows carry the same accuracy columns as trials, so the gaps derive the same way.
-        _band(running, *_epoch_series(results, cell, lambda r: metric_value(r, "gap_running")),
-              cell.name)
-        _band(evaluated, *_epoch_series(results, cell, lambda r: metric_value(r, "gap_eval")),
-              cell.name)
+        _band(running, *_epoch_series(results, cell, lambda r: metric_value(r, "gap_running")), cell.name)
+        _band(evaluated, *_epoch_series(results, cell, lambda r: metric_value(r, "gap_eval")), cell.name)
     drops = rate_drops(results, report.cells[0])  # the baseline cell comes first
     running.set_title("test minus running train accuracy (points)")
     evaluated.set_title("eval-mode train minus test accuracy (points)")
@@ -149,8 +154,10 @@ def interaction(report: Report, results: StudyResults) -> Any | None:
         for offset, line in enumerate(lines):
             points = []
             for position, x in enumerate(xs):
-                cell = next((c for c in report.cells if str(c.levels[factor]) == x
-                             and str(c.levels[held]) == line), None)
+                cell = next(
+                    (c for c in report.cells if str(c.levels[factor]) == x and str(c.levels[held]) == line),
+                    None,
+                )
                 if cell is None or metric not in cell.summary:
                     continue
                 interval = cell.summary[metric]
@@ -170,91 +177,9 @@ def interaction(report: Report, results: StudyResults) -> Any | None:
             title += ", log scale"
         axis.set_title(title, fontsize=9)
         axis.legend(fontsize=7)
-    figure.suptitle("Interaction: parallel lines mean no interaction\n"
-                    "(mean and 95% CI over seeds)", fontsize=10)
-    return figure
-
-
-def _shown_metric(report: Report) -> str:
-    """The study's metric when the cells summarise it, else test accuracy."""
-    return report.metric if report.metric in report.cells[0].summary else "test_acc"
-
-
-def _label_inches(labels: list[str]) -> float:
-    """Room for the longest tick label at font size 8 (cell names of many factors run long)."""
-    return 0.065 * max((len(label) for label in labels), default=0)
-
-
-def final_metric(report: Report, results: StudyResults) -> Any:
-    names = [c.label for c in report.cells]
-    figure, axis = plt.subplots(figsize=(5 + _label_inches(names), 0.5 * len(report.cells) + 1.5))
-    means, lows, highs = [], [], []
-    for cell in report.cells:
-        interval = cell.summary[_shown_metric(report)]
-        scale = 100 if is_accuracy(_shown_metric(report)) else 1
-        means.append(interval.mean * scale)
-        low = interval.low if interval.low is not None else interval.mean
-        high = interval.high if interval.high is not None else interval.mean
-        lows.append((interval.mean - low) * scale)
-        highs.append((high - interval.mean) * scale)
-    positions = np.arange(len(names))
-    axis.errorbar(means, positions, xerr=[lows, highs], fmt="o", capsize=4)
-    axis.set_yticks(positions, names, fontsize=8)
-    axis.invert_yaxis()
-    axis.set_xlabel(f"{_shown_metric(report)} (mean and 95% CI over seeds)")
-    return figure
-
-
-def per_class(report: Report, results: StudyResults) -> Any:
-    names = sorted({(r["class_index"], r["class_name"]) for r in results.classes})
-    matrix = np.full((len(report.cells), len(names)), np.nan)
-    for i, cell in enumerate(report.cells):
-        for j, (index, _) in enumerate(names):
-            values = [r["test_acc"] for t in cell.trials for r in results.rows_of(results.classes, t)
-                      if r["class_index"] == index]
-            matrix[i, j] = np.mean(values) * 100 if values else np.nan
-    rows = [c.name for c in report.cells]
-    figure, axis = plt.subplots(figsize=(2.5 + 0.8 * len(names) + _label_inches(rows),
-                                         1 + 0.45 * len(report.cells)))
-    image = axis.imshow(matrix, cmap="viridis", aspect="auto")
-    axis.set_xticks(range(len(names)), [n for _, n in names], rotation=45, ha="right", fontsize=8)
-    axis.set_yticks(range(len(report.cells)), rows, fontsize=8)
-    figure.colorbar(image, label="test accuracy (%)")
-    axis.set_title("per-class test accuracy (mean over seeds)")
-    return figure
-
-
-def best_cell(report: Report) -> tuple[Cell, str]:
-    """The best cell by the study's metric (validation accuracy in place of test accuracy when
-    the trials have a validation split), and the metric it was chosen on."""
-    sign = 1 if report.direction == "maximize" else -1
-    chosen = "val_acc" if report.best_on == "val" and _shown_metric(report) == "test_acc" else (
-        _shown_metric(report))
-    return max(report.cells, key=lambda c: sign * c.summary[chosen].mean), chosen
-
-
-def confusion(report: Report, results: StudyResults) -> Any:
-    best, chosen = best_cell(report)
-    rows = sorted((r for t in best.trials for r in results.rows_of(results.classes, t)),
-                  key=lambda r: r["class_index"])
-    if not rows:  # its classes files are missing or unreadable (the report lists them)
-        return None
-    names = sorted({(r["class_index"], r["class_name"]) for r in rows})
-    counts = np.zeros((len(names), len(names)))
-    for row in rows:
-        counts[row["class_index"]] += np.asarray(row["confusion"], dtype=float)
-    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    figure, axis = plt.subplots(figsize=(7, 6))
-    image = axis.imshow(share * 100, cmap="Blues")
-    labels = [n for _, n in names]
-    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-    axis.set_yticks(range(len(labels)), labels, fontsize=8)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    how = " (descriptive: chosen on the test set)" if chosen == "test_acc" else ""
-    axis.set_title(f"confusion matrix of the best cell by {chosen}{how}: {best.name} "
-                   "(all seeds, % of row)", fontsize=9)
-    figure.colorbar(image)
+    figure.suptitle(
+        "Interaction: parallel lines mean no interaction\n(mean and 95% CI over seeds)", fontsize=10
+    )
     return figure
 
 
@@ -265,8 +190,9 @@ def restarts(report: Report, results: StudyResults) -> Any | None:
     figure, axes = _grid_axes(len(report.cells), "accuracy around restarts (dashed: restart)")
     for axis, cell in zip(axes, report.cells, strict=True):
         _accuracy_curves(axis, results, cell)
-        marks = {r["epoch"] for t in cell.trials for r in results.rows_of(results.epochs, t)
-                 if r.get("restart")}
+        marks = {
+            r["epoch"] for t in cell.trials for r in results.rows_of(results.epochs, t) if r.get("restart")
+        }
         for epoch in sorted(marks):
             axis.axvline(epoch - 0.5, color="gray", ls="--", lw=0.8)
         axis.set_title(cell.name, fontsize=9)
@@ -275,14 +201,17 @@ def restarts(report: Report, results: StudyResults) -> Any | None:
 
 
 PLOTS: dict[str, Callable[[Report, StudyResults], Any]] = {
-    "learning_curves": learning_curves, "gaps": gap_curves, "final_metric": final_metric,
-    "interaction": interaction, "per_class": per_class, "confusion": confusion,
+    "learning_curves": learning_curves,
+    "gaps": gap_curves,
+    "final_metric": final_metric,
+    "interaction": interaction,
+    "per_class": per_class,
+    "confusion": confusion,
     "restarts": restarts,
 }
 
 
-def draw_all(report: Report, results: StudyResults, folder: Path, registry: Any = None
-             ) -> dict[str, Path]:
+def draw_all(report: Report, results: StudyResults, folder: Path, registry: Any = None) -> dict[str, Path]:
     """Write every plot that has data as ``folder/<name>.png``; returns name -> path. With the
     components' ``registry``, also the best cell's first-layer filters and feature maps from its
     kept weights (:mod:`ablate.report.features`)."""
@@ -291,7 +220,8 @@ def draw_all(report: Report, results: StudyResults, folder: Path, registry: Any 
     plots = dict(PLOTS)
     if registry is not None:
         plots["feature_maps"] = lambda report, results: feature_maps(
-            report, results, best_cell(report)[0], registry)
+            report, results, best_cell(report)[0], registry
+        )
     written = {}
     for name, draw in plots.items():
         if not report.cells or (name in ("per_class", "confusion") and not results.classes):

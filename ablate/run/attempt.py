@@ -10,7 +10,6 @@ removal, all while Ctrl-C waits.
 from __future__ import annotations
 
 import json
-import subprocess
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from typing import Any
 
 import optuna
 
-import ablate
 from ablate.base.atomic import WriteError
 from ablate.base.signals import deferred
 from ablate.components.discovery import Plugins
@@ -30,7 +28,7 @@ from ablate.data import trial_classes
 from ablate.errors import RunError, SetupError
 from ablate.events import AttemptState, EpochRecord, TrialInfo, TrialOutcome
 from ablate.params import column_value
-from ablate.run.gpus import gpu_label
+from ablate.run.keep import keep_weights
 from ablate.run.queue import TrialQueue
 from ablate.store import weights
 from ablate.store.folder import StudyFolder
@@ -76,30 +74,6 @@ class AttemptContext:
     device_lost: str | None = None  # why this process's device became unusable, once it did
 
 
-def provenance(plan: StudyPlan, plugins: Plugins, device: Any) -> dict[str, Any]:
-    """The columns every trials row of the run shares."""
-    import torch
-
-    return {
-        "device": str(device), "gpu": gpu_label(device), "torch_version": torch.__version__,
-        "ablate_version": ablate.__version__,
-        "plugin_versions": json.dumps({p.name: p.version for p in plugins.loaded.values()},
-                                      sort_keys=True),
-        # The revision of the project the study is run from (its working directory).
-        "git_revision": _git_revision(Path.cwd()),
-        "study_fingerprint": plan.fingerprint(), "preset": plan.preset,
-    }
-
-
-def _git_revision(where: Path) -> str | None:
-    try:
-        found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                               text=True, timeout=5, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return found.stdout.strip() or None
-
-
 def release_device_memory(device: Any) -> None:
     """Give freed GPU blocks back after a trial (the next trial's model may differ). After a
     sticky CUDA error this raises: the process's device is unusable from then on."""
@@ -127,33 +101,46 @@ def objective(metric: str, setup: TrialSetup) -> str:
 
 
 def lost(index: int, attempt: int, error: WriteError) -> RunError:
-    return RunError(f"trial {index} (attempt {attempt}) is lost: {error}. Free some space or fix "
-                    "the folder's permissions, then run the same command again: it trains that "
-                    "trial again")
+    return RunError(
+        f"trial {index} (attempt {attempt}) is lost: {error}. Free some space or fix "
+        "the folder's permissions, then run the same command again: it trains that "
+        "trial again"
+    )
 
 
-def run_attempt(ctx: AttemptContext, planned: PlannedTrial, setup: TrialSetup, attempt: int,
-                trial: optuna.Trial, retry: bool) -> AttemptEnd:
+def run_attempt(
+    ctx: AttemptContext,
+    planned: PlannedTrial,
+    setup: TrialSetup,
+    attempt: int,
+    trial: optuna.Trial,
+    retry: bool,
+) -> AttemptEnd:
     """Train one attempt of ``planned`` (resolved, once, into ``setup``) and record it;
     ``retry``: put a copy back in the queue if it fails."""
     from ablate.train.trainer import fit
 
     index, plan = planned.index, ctx.plan
     recorded = ctx.columns.record(setup)
-    info = TrialInfo(plan.name, index, attempt, planned.seed, setup.settings["epochs"], recorded,
-                     ctx.folder.root)
+    info = TrialInfo(
+        plan.name, index, attempt, planned.seed, setup.settings["epochs"], recorded, ctx.folder.root
+    )
     keys = {"study": plan.name, "trial": index, "attempt": attempt}
     started = datetime.now(timezone.utc)
     epochs: list[EpochRecord] = []
     result, error, state, data, device_data = None, None, AttemptState.COMPLETE, None, None
     checkpoints = None
     if setup.settings["checkpoint_every"] > 0:
-        checkpoints = CheckpointStore(ctx.folder.checkpoints(index), setup.settings["keep_checkpoints"],
-                                      ctx.log)
-    meta = {"trial": index, "seed": planned.seed, "cell": planned.cell,
-            "fingerprint": plan.fingerprint(),
-            "params": json.dumps({k: column_value(v) for k, v in planned.params.items()},
-                                 sort_keys=True)}
+        checkpoints = CheckpointStore(
+            ctx.folder.checkpoints(index), setup.settings["keep_checkpoints"], ctx.log
+        )
+    meta = {
+        "trial": index,
+        "seed": planned.seed,
+        "cell": planned.cell,
+        "fingerprint": plan.fingerprint(),
+        "params": json.dumps({k: column_value(v) for k, v in planned.params.items()}, sort_keys=True),
+    }
     watched = objective(plan.metric, setup)
 
     def epoch_done(record: EpochRecord) -> None:
@@ -165,8 +152,12 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, setup: TrialSetup, a
             except optuna.exceptions.UpdateFinishedTrialError:
                 raise Superseded from None
         ctx.plugins.emit("on_epoch_end", trial=info, epoch=record)
-        if plan.pruner != "none" and value is not None and record.epoch < setup.settings["epochs"] \
-                and trial.should_prune():
+        if (
+            plan.pruner != "none"
+            and value is not None
+            and record.epoch < setup.settings["epochs"]
+            and trial.should_prune()
+        ):
             raise Pruned
 
     ctx.plugins.emit("on_trial_start", trial=info)
@@ -174,22 +165,38 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, setup: TrialSetup, a
     try:
         data, device_data = ctx.data.get(setup)
         classes = trial_classes(data, setup.settings)
-        start = starting_weights(setup.settings["init"], setup.model.component.name,
-                                         planned.seed, ctx.results_dir, classes)
-        result = fit(setup, device_data, len(classes), planned.seed, ctx.device, epoch_done,
-                     checkpoints, meta, start, keep_best="best" in keep,
-                     precision_record=ctx.folder.precision_record, log=ctx.log,
-                     final_checkpoint=False)
+        start = starting_weights(
+            setup.settings["init"], setup.model.component.name, planned.seed, ctx.results_dir, classes
+        )
+        result = fit(
+            setup,
+            device_data,
+            len(classes),
+            planned.seed,
+            ctx.device,
+            epoch_done,
+            checkpoints,
+            meta,
+            start,
+            keep_best="best" in keep,
+            precision_record=ctx.folder.precision_record,
+            log=ctx.log,
+            final_checkpoint=False,
+        )
         if result.resumed_from:
             ctx.log(f"trial {index} continued from its checkpoint after epoch {result.resumed_from}")
         if start is not None and result.fresh:
-            ctx.log(f"trial {index}: not in the starting weights {setup.settings['init']!r}, "
-                    f"freshly initialised: {', '.join(result.fresh)}")
+            ctx.log(
+                f"trial {index}: not in the starting weights {setup.settings['init']!r}, "
+                f"freshly initialised: {', '.join(result.fresh)}"
+            )
         if result.diverged:
             state = AttemptState.DIVERGED
     except Superseded:
-        ctx.log(f"trial {index}: another worker took it over while this one was silent; this "
-                "attempt stops and records nothing")
+        ctx.log(
+            f"trial {index}: another worker took it over while this one was silent; this "
+            "attempt stops and records nothing"
+        )
         return AttemptEnd(AttemptState.INTERRUPTED, recorded=False)
     except Pruned:
         state = AttemptState.PRUNED
@@ -213,26 +220,35 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, setup: TrialSetup, a
             state, error = AttemptState.FAIL, _error_text(failure)
     history = list(result.epochs) if result else epochs
     metrics = final_metrics(history)
-    row = {**keys, **ctx.provenance, **metrics, "state": state.value, "seed": planned.seed,
-           "cell": planned.cell,
-           "seconds": result.seconds if result else sum(e.seconds for e in epochs),
-           "resumed_from_epoch": result.resumed_from if result else None,
-           "precision": result.precision if result else None,
-           "data_placement": device_data.placement if device_data else None,
-           "tf32": result.backends.tf32 if result else None,
-           # deterministic only when no op ran without a deterministic kernel (warn_only)
-           "deterministic": (result.backends.deterministic and not result.nondeterministic
-                             if result else None),
-           "nondeterministic_ops": ", ".join(result.nondeterministic) or None if result else None,
-           "compiled": bool(setup.settings["compile"]) if result else None,
-           "threads": _threads(),
-           **{f"step_ms_{p}": (result.step_ms or {}).get(p) if result else None
-              for p in ("fp32", "bf16")},
-           "model_params": result.parameters if result else None,
-           "data_fingerprint": data.fingerprint if data else None,
-           "optuna_trial": trial.number, "started_at": started, "error": error}
-    class_rows = (class_table(keys, trial_classes(data, setup.settings), result.class_acc,
-                              result.confusion) if result and data and result.class_acc else None)
+    row = {
+        **keys,
+        **ctx.provenance,
+        **metrics,
+        "state": state.value,
+        "seed": planned.seed,
+        "cell": planned.cell,
+        "seconds": result.seconds if result else sum(e.seconds for e in epochs),
+        "resumed_from_epoch": result.resumed_from if result else None,
+        "precision": result.precision if result else None,
+        "data_placement": device_data.placement if device_data else None,
+        "tf32": result.backends.tf32 if result else None,
+        # deterministic only when no op ran without a deterministic kernel (warn_only)
+        "deterministic": (result.backends.deterministic and not result.nondeterministic if result else None),
+        "nondeterministic_ops": ", ".join(result.nondeterministic) or None if result else None,
+        "compiled": bool(setup.settings["compile"]) if result else None,
+        "threads": _threads(),
+        **{f"step_ms_{p}": (result.step_ms or {}).get(p) if result else None for p in ("fp32", "bf16")},
+        "model_params": result.parameters if result else None,
+        "data_fingerprint": data.fingerprint if data else None,
+        "optuna_trial": trial.number,
+        "started_at": started,
+        "error": error,
+    }
+    class_rows = (
+        class_table(keys, trial_classes(data, setup.settings), result.class_acc, result.confusion)
+        if result and data and result.class_acc
+        else None
+    )
     # An interrupted attempt's epochs live on in its checkpoint; the attempt that continues
     # from there writes them, so every epoch of a trial is written once.
     epoch_rows = epoch_table(keys, history) if state is not AttemptState.INTERRUPTED else None
@@ -247,17 +263,21 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, setup: TrialSetup, a
             if (state is AttemptState.INTERRUPTED) or (state is AttemptState.FAIL and retry):
                 # Back in the queue before this attempt ends, so that it never looks missing.
                 ctx.queue.requeue(ctx.queue.frozen(trial))
-            optuna_state = {AttemptState.COMPLETE: optuna.trial.TrialState.COMPLETE,
-                            AttemptState.PRUNED: optuna.trial.TrialState.PRUNED}.get(
-                state, optuna.trial.TrialState.FAIL)
+            optuna_state = {
+                AttemptState.COMPLETE: optuna.trial.TrialState.COMPLETE,
+                AttemptState.PRUNED: optuna.trial.TrialState.PRUNED,
+            }.get(state, optuna.trial.TrialState.FAIL)
             if not ctx.queue.tell(trial, optuna_state, value, attrs):
-                ctx.log(f"trial {index}: another worker took it over while this one was silent; "
-                        "its result is discarded")
+                ctx.log(
+                    f"trial {index}: another worker took it over while this one was silent; "
+                    "its result is discarded"
+                )
                 return AttemptEnd(state, recorded=False)
             if state is AttemptState.COMPLETE and result is not None and data is not None:
                 keep_weights(ctx, keep, result, row, setup, data, device_data, planned)
-            ctx.store.write(index, attempt, trial_table(row, recorded, ctx.columns.types),
-                             epoch_rows, class_rows)
+            ctx.store.write(
+                index, attempt, trial_table(row, recorded, ctx.columns.types), epoch_rows, class_rows
+            )
             if checkpoints is not None and state is not AttemptState.INTERRUPTED:
                 checkpoints.clear()
     except WriteError as failure:
@@ -266,32 +286,3 @@ def run_attempt(ctx: AttemptContext, planned: PlannedTrial, setup: TrialSetup, a
     outcome = TrialOutcome(state, {k: v for k, v in metrics.items() if v is not None}, error)
     ctx.plugins.emit("on_trial_end", trial=info, outcome=outcome)
     return AttemptEnd(state)
-
-
-def keep_weights(ctx: AttemptContext, keep: tuple[str, ...], result: Any, row: dict[str, Any],
-                 setup: TrialSetup, data: Any, device_data: Any, planned: PlannedTrial) -> None:
-    """Save a finished trial's kept weights with a sidecar that rebuilds the model."""
-    if not keep:
-        return
-    folder = ctx.folder.weights
-    weights.save_samples(folder, device_data.test_x, device_data.test_y)
-    metrics = {k: row.get(k) for k in ("test_acc", "test_loss", "train_acc", "train_eval_acc",
-                                       "val_acc", "best_test_acc", "best_epoch", "best_on")}
-    base = {
-        "model": {"name": setup.model.component.name, "params": dict(setup.model.values)},
-        "classes": list(trial_classes(data, setup.settings)),
-        "image_size": list(data.train_images.shape[2:]), "mean": list(data.mean),
-        "std": list(data.std), "metrics": metrics,
-        "provenance": {"study": ctx.plan.name, "trial": planned.index, "attempt": row["attempt"],
-                       "seed": planned.seed, "cell": planned.cell, "preset": ctx.plan.preset,
-                       "fingerprint": ctx.plan.fingerprint(), "dataset": data.name,
-                       "data_fingerprint": data.fingerprint, "init": setup.settings["init"],
-                       **{k: ctx.provenance[k] for k in ("ablate_version", "torch_version",
-                                                        "git_revision")}},
-    }
-    if "final" in keep:
-        weights.save(folder, planned.index, "final", result.model.state_dict(),
-                     {**base, "which": "final", "epoch": row.get("epochs_done")})
-    if "best" in keep and result.best_state is not None:
-        weights.save(folder, planned.index, "best", result.best_state,
-                     {**base, "which": "best", "epoch": row.get("best_epoch")})

@@ -22,11 +22,14 @@ def device_kind(requested: str) -> str:
     try:
         device = torch.device(requested)
     except RuntimeError as error:
-        raise RunError(f"device {requested!r} is not usable here ({error}); pass --device auto or "
-                       "cpu") from None
+        raise RunError(
+            f"device {requested!r} is not usable here ({error}); pass --device auto or cpu"
+        ) from None
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise RunError(f"device {requested!r} is not usable here ({torch.cuda.device_count()} CUDA "
-                       "GPUs visible); pass --device auto or cpu")
+        raise RunError(
+            f"device {requested!r} is not usable here ({torch.cuda.device_count()} CUDA "
+            "GPUs visible); pass --device auto or cpu"
+        )
     return device.type
 
 
@@ -40,8 +43,9 @@ def pick_device(requested: str) -> tuple[Any, str]:
             torch.empty(1, device=device)
         except (RuntimeError, AssertionError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise RunError(f"device {requested!r} is not usable here ({reason}); pass --device "
-                           "auto or cpu") from None
+            raise RunError(
+                f"device {requested!r} is not usable here ({reason}); pass --device auto or cpu"
+            ) from None
         return device, f"{device} (asked for)"
     if torch.cuda.is_available():
         return torch.device("cuda"), f"cuda: {torch.cuda.get_device_name(0)} (auto)"

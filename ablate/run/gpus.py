@@ -30,8 +30,10 @@ def visible_gpu_count() -> int:
 def parse_gpus(text: str | None, visible: int) -> tuple[int, ...]:
     """``"0,1,3"`` as indices among this process's visible GPUs; None: every visible GPU."""
     if visible == 0:
-        raise GpuError("--gpus and --workers-per-gpu need CUDA GPUs, and this machine has none "
-                       "that torch can use; on a CPU, use --workers N")
+        raise GpuError(
+            "--gpus and --workers-per-gpu need CUDA GPUs, and this machine has none "
+            "that torch can use; on a CPU, use --workers N"
+        )
     if text is None or not text.strip():
         return tuple(range(visible))
     try:
@@ -40,11 +42,13 @@ def parse_gpus(text: str | None, visible: int) -> tuple[int, ...]:
         raise GpuError(f"--gpus {text!r}: give GPU indices separated by commas, e.g. 0,1,3") from None
     wrong = [index for index in chosen if not 0 <= index < visible]
     if wrong:
-        raise GpuError(f"--gpus {text!r}: no GPU {wrong[0]} here; this machine shows {visible} "
-                       f"(indices 0-{visible - 1})")
+        raise GpuError(
+            f"--gpus {text!r}: no GPU {wrong[0]} here; this machine shows {visible} (indices 0-{visible - 1})"
+        )
     if len(set(chosen)) != len(chosen):
-        raise GpuError(f"--gpus {text!r}: a GPU is listed twice; use --workers-per-gpu for "
-                       "several workers on one GPU")
+        raise GpuError(
+            f"--gpus {text!r}: a GPU is listed twice; use --workers-per-gpu for several workers on one GPU"
+        )
     return chosen
 
 
@@ -56,8 +60,7 @@ def physical(index: int, environ: Mapping[str, str] | None = None) -> str:
     return pinned[index] if index < len(pinned) else str(index)
 
 
-def assign(gpus: tuple[int, ...], per_gpu: int, environ: Mapping[str, str] | None = None
-           ) -> list[str]:
+def assign(gpus: tuple[int, ...], per_gpu: int, environ: Mapping[str, str] | None = None) -> list[str]:
     """``CUDA_VISIBLE_DEVICES`` of each worker: ``per_gpu`` workers on each of ``gpus``, taken in
     turn (worker 0 on the first GPU, worker 1 on the second, ...), so that with fewer trials
     than workers every GPU still gets work."""

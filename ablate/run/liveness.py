@@ -46,8 +46,7 @@ def storage_lock(storage: Any, name: str, fallback: Path) -> Iterator[None]:
                 try:
                     yield
                 finally:
-                    connection.execute(text("SELECT pg_advisory_unlock(hashtext(:name))"),
-                                       {"name": name})
+                    connection.execute(text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": name})
             else:
                 connection.execute(text("SELECT GET_LOCK(:name, -1)"), {"name": name})
                 try:
@@ -85,5 +84,3 @@ class Heartbeat:
         self.stop.set()
         if self.thread.is_alive():
             self.thread.join()
-
-

@@ -50,32 +50,27 @@ FINGERPRINT = "fingerprint"
 REQUEUED_FROM = "requeued_from"  # system attribute: a copy's original trial number
 
 
-
-
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     """Put a copy of a trial whose worker died back in the queue (its parameters and
     attributes, the worker's own left out), for the next worker to continue."""
     attrs = {k: v for k, v in trial.user_attrs.items() if k != WORKER}
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs=attrs, system_attrs={**trial.system_attrs, REQUEUED_FROM: trial.number}))
-
-
-
-
-
-
-
-
-
-
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs=attrs,
+            system_attrs={**trial.system_attrs, REQUEUED_FROM: trial.number},
+        )
+    )
 
 
 class TrialQueue:
     """The queue of one study plan in its Optuna study."""
 
-    def __init__(self, study: optuna.Study, storage: Any, fingerprint: str, lock_file: Path,
-                 liveness: Liveness) -> None:
+    def __init__(
+        self, study: optuna.Study, storage: Any, fingerprint: str, lock_file: Path, liveness: Liveness
+    ) -> None:
         """``storage``: the object :func:`make_storage` built and ``study`` was opened on."""
         self.study = study
         self.storage = storage
@@ -88,8 +83,7 @@ class TrialQueue:
     def trial_id(self, number: int) -> int:
         """The storage's id of the study's trial ``number``."""
         if number not in self._ids:
-            self._ids[number] = self.storage.get_trial_id_from_study_id_trial_number(
-                self._study_id, number)
+            self._ids[number] = self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
         return self._ids[number]
 
     @property
@@ -103,16 +97,22 @@ class TrialQueue:
             yield
 
     def _mine(self, states: tuple[TrialState, ...]) -> list[FrozenTrial]:
-        return [t for t in self.study.get_trials(deepcopy=False, states=states)
-                if t.user_attrs.get(FINGERPRINT) == self.fingerprint]
+        return [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=states)
+            if t.user_attrs.get(FINGERPRINT) == self.fingerprint
+        ]
 
     def queued(self) -> set[int]:
         """Plan trial numbers waiting or running now."""
         return _numbers(self._mine((TrialState.WAITING, TrialState.RUNNING)))
 
-    def enqueue(self, trials: Iterable[PlannedTrial],
-                distributions: Mapping[str, optuna.distributions.BaseDistribution],
-                holding_lock: bool = False) -> int:
+    def enqueue(
+        self,
+        trials: Iterable[PlannedTrial],
+        distributions: Mapping[str, optuna.distributions.BaseDistribution],
+        holding_lock: bool = False,
+    ) -> int:
         """Put the planned trials that are neither waiting nor running in the queue, once
         however many workers do this at the same moment; returns how many it added. Pass
         ``holding_lock`` when the caller holds :meth:`locked` already."""
@@ -124,8 +124,13 @@ class TrialQueue:
                     continue
                 self.study.enqueue_trial(
                     {k: column_value(planned.levels[k]) for k in distributions if k in planned.levels},
-                    user_attrs={PLANNED: planned.index, "cell": planned.cell, "seed": planned.seed,
-                                FINGERPRINT: self.fingerprint})
+                    user_attrs={
+                        PLANNED: planned.index,
+                        "cell": planned.cell,
+                        "seed": planned.seed,
+                        FINGERPRINT: self.fingerprint,
+                    },
+                )
                 added += 1
         return added
 
@@ -158,8 +163,7 @@ class TrialQueue:
             if dead or self._orphaned(trial):
                 with self.locked():
                     try:
-                        if self.storage.set_trial_state_values(self.trial_id(trial.number),
-                                                               TrialState.FAIL):
+                        if self.storage.set_trial_state_values(self.trial_id(trial.number), TrialState.FAIL):
                             self.requeue(trial)
                     except optuna.exceptions.UpdateFinishedTrialError:
                         pass  # another worker did it first
@@ -214,29 +218,31 @@ class TrialQueue:
             raise
         return trial
 
-    def ask_fresh(self, budget: int,
-                  distributions: Mapping[str, optuna.distributions.BaseDistribution]
-                  ) -> optuna.Trial | None:
+    def ask_fresh(
+        self, budget: int, distributions: Mapping[str, optuna.distributions.BaseDistribution]
+    ) -> optuna.Trial | None:
         """A sampler's next configuration, while fewer than ``budget`` were asked for; counting
         and asking hold the lock, so workers asking together cannot overshoot."""
         with self.locked():
             # A copy put back in the queue (an interrupted or dead worker's) is the same
             # configuration as its original: counted twice, it would cost the budget one.
-            fresh = sum(1 for t in self.study.get_trials(deepcopy=False)
-                        if t.user_attrs.get(FRESH) and t.user_attrs.get(FINGERPRINT) == self.fingerprint
-                        and REQUEUED_FROM not in t.system_attrs)
+            fresh = sum(
+                1
+                for t in self.study.get_trials(deepcopy=False)
+                if t.user_attrs.get(FRESH)
+                and t.user_attrs.get(FINGERPRINT) == self.fingerprint
+                and REQUEUED_FROM not in t.system_attrs
+            )
             if fresh >= budget:
                 return None
             return self._owned(lambda: self._ask(distributions))
 
-    def _ask(self, distributions: Mapping[str, optuna.distributions.BaseDistribution]
-             ) -> optuna.Trial:
+    def _ask(self, distributions: Mapping[str, optuna.distributions.BaseDistribution]) -> optuna.Trial:
         with warnings.catch_warnings():  # ablate records the heartbeats itself (Heartbeat)
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = self.study.ask(dict(distributions))
         if PLANNED not in trial.user_attrs:  # not a copy the queue handed back meanwhile
-            for key, value in ((FRESH, True), (PLANNED, trial.number),
-                               (FINGERPRINT, self.fingerprint)):
+            for key, value in ((FRESH, True), (PLANNED, trial.number), (FINGERPRINT, self.fingerprint)):
                 trial.set_user_attr(key, value)
         return trial
 
@@ -250,8 +256,9 @@ class TrialQueue:
         me = worker_id()
         return [t for t in self._mine((TrialState.RUNNING,)) if t.user_attrs.get(WORKER) != me]
 
-    def tell(self, trial: optuna.Trial, state: TrialState, value: float | None,
-             attrs: Mapping[str, Any]) -> bool:
+    def tell(
+        self, trial: optuna.Trial, state: TrialState, value: float | None, attrs: Mapping[str, Any]
+    ) -> bool:
         """Record how an attempt ended, in Optuna's terms (``optuna.trial.TrialState``, never
         ablate's :class:`~ablate.events.AttemptState`); False when the trial was no longer this
         worker's (its heartbeat went silent and the queue gave it to another worker)."""
@@ -282,8 +289,9 @@ def _numbers(trials: Iterable[FrozenTrial]) -> set[int]:
     return {int(t.user_attrs[PLANNED]) for t in trials if PLANNED in t.user_attrs}
 
 
-def fixed(trial: optuna.Trial, distributions: Mapping[str, optuna.distributions.BaseDistribution]
-          ) -> dict[str, Any]:
+def fixed(
+    trial: optuna.Trial, distributions: Mapping[str, optuna.distributions.BaseDistribution]
+) -> dict[str, Any]:
     """The trial's factor levels: an enqueued trial's fixed parameters, recorded in Optuna as
     parameters of its distributions."""
     levels = {}
@@ -297,4 +305,3 @@ def fixed(trial: optuna.Trial, distributions: Mapping[str, optuna.distributions.
         else:
             raise TypeError(f"factor {name!r}: no suggestion for {type(dist).__name__}")
     return levels
-

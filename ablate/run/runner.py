@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import optuna
 import torch
@@ -29,12 +27,20 @@ import torch
 from ablate.base.atomic import WriteError
 from ablate.components.discovery import Plugins
 from ablate.components.setup import TrialSetup
-from ablate.components.validate import CheckedPlan, Locate, resolve_located, validate_plan
+from ablate.components.validate import (
+    CheckedPlan,
+    Locate,
+    resolve_located,
+    selects_on_test_set,
+    validate_plan,
+)
 from ablate.errors import DeviceLost, RunError
 from ablate.events import AttemptState
-from ablate.run.attempt import AttemptContext, provenance, run_attempt
+from ablate.run.attempt import AttemptContext, run_attempt
 from ablate.run.device import pick_device
-from ablate.run.liveness import Heartbeat, Liveness
+from ablate.run.interface import Progress, RunOptions, RunSummary
+from ablate.run.liveness import Heartbeat
+from ablate.run.provenance import provenance
 from ablate.run.queue import FINGERPRINT, PLANNED, TrialQueue, fixed
 from ablate.run.seeds import SeedSchedule
 from ablate.run.storage import StorageError, distribution, open_study
@@ -50,68 +56,18 @@ __all__ = ["RunError", "RunOptions", "RunSummary", "Runner"]
 WRITE_WAIT = 30.0  # seconds to wait for files another worker is writing after telling the storage
 
 
-class Progress(Protocol):
-    """What the runner tells a progress display besides the plugin events."""
-
-    def begin(self, total: int, done: int) -> None: ...
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    results_dir: Path = Path("results")
-    device: str = "auto"
-    storage: str | None = None
-    data_dir: Path | None = None
-    retries: int = 1
-    retry_failed: bool = False  # try again trials that used up their retries in earlier runs
-    liveness: Liveness = Liveness()
-    join: bool = False  # `ablate worker`: take trials from an existing study, enqueue nothing
-    threads: int | None = None  # --threads as given (None: the folder's count, else torch's)
-
-
-@dataclass
-class RunSummary:
-    """What a run did, and what the folder holds at its end."""
-
-    total: int
-    done_before: int
-    completed: list[int] = field(default_factory=list)  # trained to completion by this run
-    diverged: list[int] = field(default_factory=list)  # diverged in this run (a result)
-    pruned: list[int] = field(default_factory=list)  # stopped early by a sampler's pruner
-    failed: list[int] = field(default_factory=list)  # failed every attempt it was given
-    not_retried: list[int] = field(default_factory=list)  # failed in earlier runs; left alone
-    done_after: int = 0  # trials of the plan with a result at the end, whoever trained them
-    elsewhere: int = 0  # trials that other live workers were training when this run ended
-
-    @property
-    def trained(self) -> int:
-        return len(self.completed) + len(self.diverged) + len(self.pruned)
-
-    @property
-    def by_others(self) -> int:
-        """Trials that other runs sharing the folder finished while this one ran."""
-        return max(0, self.done_after - self.done_before - self.trained)
-
-
-def selects_on_test_set(plan: StudyPlan, setups: list[TrialSetup]) -> str | None:
-    """What of this plan would select on the test set (a sampler, a plateau scheduler), when
-    its trials have no validation split; None when nothing does."""
-    if any(setup.settings["val_size"] for setup in setups):
-        return None
-    chooses = []
-    if plan.sampled and plan.metric == "test_acc":
-        chooses.append(f"the {plan.design.name} sampler tunes on test accuracy")  # type: ignore[union-attr]
-    if any(setup.scheduler.component.name == "plateau" for setup in setups):
-        chooses.append("the plateau scheduler steps on test accuracy")
-    return "; ".join(chooses) or None
-
-
 class Runner:
     """Checks one study plan, queues its missing trials and trains from the queue."""
 
-    def __init__(self, plan: StudyPlan, options: RunOptions, plugins: Plugins,
-                 log: Callable[[str], None] = print, progress: Progress | None = None,
-                 locate: Locate = lambda key, value: "") -> None:
+    def __init__(
+        self,
+        plan: StudyPlan,
+        options: RunOptions,
+        plugins: Plugins,
+        log: Callable[[str], None] = print,
+        progress: Progress | None = None,
+        locate: Locate = lambda key, value: "",
+    ) -> None:
         self.plan = plan
         self.options = options
         self.plugins = plugins
@@ -146,14 +102,25 @@ class Runner:
             self.folder.prepare()
             self.folder.check_plan(fingerprint, self.plan.preset, self.store.fingerprints())
             self.store.check_files()
-            study, storage = open_study(self.plan, self.folder, self.options.storage, self.log,
-                                        self.options.liveness, create=not self.options.join)
-            self.folder.write_description({**self.plan.describe(), "columns": {
-                factor: checked.columns.column(factor) for factor in self.plan.factors}})
+            study, storage = open_study(
+                self.plan,
+                self.folder,
+                self.options.storage,
+                self.log,
+                self.options.liveness,
+                create=not self.options.join,
+            )
+            self.folder.write_description(
+                {
+                    **self.plan.describe(),
+                    "columns": {factor: checked.columns.column(factor) for factor in self.plan.factors},
+                }
+            )
         except (FolderError, StorageError, WriteError) as error:
             raise RunError(str(error)) from None
-        return TrialQueue(study, storage, self.plan.fingerprint(), self.folder.claims / "queue.lock",
-                          self.options.liveness)
+        return TrialQueue(
+            study, storage, self.plan.fingerprint(), self.folder.claims / "queue.lock", self.options.liveness
+        )
 
     def fix_threads(self, default: int) -> int:
         """Train this folder's CPU trials with its recorded thread count (the first run's:
@@ -161,8 +128,10 @@ class Runner:
         have used (see :mod:`ablate.store.identity`)."""
         threads, existed = fixed_threads(self.folder, self.options.threads, default)
         if existed and threads != default:
-            self.log(f"threads: {threads} per trial, as this folder's trials computed "
-                     f"({self.folder.threads_record}): on a CPU the count changes the numbers")
+            self.log(
+                f"threads: {threads} per trial, as this folder's trials computed "
+                f"({self.folder.threads_record}): on a CPU the count changes the numbers"
+            )
         torch.set_num_threads(threads)
         return threads
 
@@ -174,8 +143,7 @@ class Runner:
         return self.store.finished_trials(self.plan.fingerprint())
 
     def total(self, queue: TrialQueue | None = None) -> int:
-        return self.plan.size if self.plan.sampled else len(
-            self.seeds.planned(self.seeds.active(queue)))
+        return self.plan.size if self.plan.sampled else len(self.seeds.planned(self.seeds.active(queue)))
 
     def count_done(self, finished: set[int], queue: TrialQueue | None = None) -> int:
         if self.plan.sampled:
@@ -191,13 +159,17 @@ class Runner:
         asks as it goes, and its history must be in the storage."""
         attempts = self.store.attempts()
         if self.plan.sampled:
-            mine = [t for t in queue.study.get_trials(deepcopy=False)
-                    if t.user_attrs.get(FINGERPRINT) == self.plan.fingerprint()]
+            mine = [
+                t
+                for t in queue.study.get_trials(deepcopy=False)
+                if t.user_attrs.get(FINGERPRINT) == self.plan.fingerprint()
+            ]
             if self.finished() and not mine:
                 raise RunError(
                     f"the Optuna storage {self.options.storage or self.folder.journal} holds none "
                     f"of the sampled trials in {self.folder.root}: a sampler cannot go on without "
-                    "its history. Restore that storage, or start afresh in another --results-dir")
+                    "its history. Restore that storage, or start afresh in another --results-dir"
+                )
             return
         finished, eligible = self.finished(), []
         for planned in self.seeds.planned(self.seeds.active(queue)):
@@ -222,13 +194,17 @@ class Runner:
             return summary
         if self.plan.seed_rule is not None:
             rule = self.plan.seed_rule
-            self.log(f"seeds: from {rule.min}, one more at a time while the widest 95% interval on "
-                     f"{self.plan.metric} is wider than +-{rule.halfwidth:g}, up to {rule.max}")
+            self.log(
+                f"seeds: from {rule.min}, one more at a time while the widest 95% interval on "
+                f"{self.plan.metric} is wider than +-{rule.halfwidth:g}, up to {rule.max}"
+            )
         self.log(f"device: {why}")
         on_test = selects_on_test_set(self.plan, list(checked.samples))
         if on_test:
-            self.log(f"note: no validation split, so {on_test}; set val_size (images held out of "
-                     "the training split) to select on validation accuracy instead")
+            self.log(
+                f"note: no validation split, so {on_test}; set val_size (images held out of "
+                "the training split) to select on validation accuracy instead"
+            )
         if device.type == "cpu":
             keep_freed_memory()
             self.fix_threads(torch.get_num_threads())
@@ -236,12 +212,20 @@ class Runner:
             torch.set_num_threads(self.options.threads)  # the host side of a GPU's trials
         if self.progress is not None:
             self.progress.begin(summary.total, summary.done_before)
-        ctx = AttemptContext(self.plan, self.plugins, self.folder, self.store, queue,
-                             checked.columns,
-                             device, DatasetCache(device, self.options.data_dir, self.log,
-                                                  DataGuard(self.folder, self.recorded_data)),
-                             self.options.results_dir, self.locate, self.log,
-                             provenance(self.plan, self.plugins, device))
+        ctx = AttemptContext(
+            self.plan,
+            self.plugins,
+            self.folder,
+            self.store,
+            queue,
+            checked.columns,
+            device,
+            DatasetCache(device, self.options.data_dir, self.log, DataGuard(self.folder, self.recorded_data)),
+            self.options.results_dir,
+            self.locate,
+            self.log,
+            provenance(self.plan, self.plugins, device),
+        )
         try:
             self._work(queue, ctx, summary)
         finally:
@@ -262,8 +246,10 @@ class Runner:
             if trial is not None:
                 self._train(trial, ctx, summary)
                 if ctx.device_lost is not None:  # recorded; a fresh process goes on
-                    raise DeviceLost(f"the training device failed after trial "
-                                     f"{trial.user_attrs.get(PLANNED)} ({ctx.device_lost})")
+                    raise DeviceLost(
+                        f"the training device failed after trial "
+                        f"{trial.user_attrs.get(PLANNED)} ({ctx.device_lost})"
+                    )
             elif queue.running_elsewhere():
                 queue.wait()
             elif queue.recorded() - self.finished():
@@ -306,8 +292,7 @@ class Runner:
         attempt = max((r.attempt for r in records), default=0) + 1
         # A trial may fail retries + 1 times; --retry-failed grants it as many again.
         retry = failures % (self.options.retries + 1) < self.options.retries
-        with Heartbeat(ctx.queue.storage, ctx.queue.trial_id(trial.number),
-                       self.options.liveness.heartbeat):
+        with Heartbeat(ctx.queue.storage, ctx.queue.trial_id(trial.number), self.options.liveness.heartbeat):
             outcome = run_attempt(ctx, planned, setup, attempt, trial, retry)
         if not outcome.recorded:
             return

@@ -22,8 +22,14 @@ from ablate.study.plan import PlannedTrial, StudyPlan
 class SeedSchedule:
     """The seeds of one plan that are in play, read from its results and its queue."""
 
-    def __init__(self, plan: StudyPlan, store: ResultsStore, root: Path,
-                 distributions: Mapping[str, Any], log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        plan: StudyPlan,
+        store: ResultsStore,
+        root: Path,
+        distributions: Mapping[str, Any],
+        log: Callable[[str], None],
+    ) -> None:
         self.plan = plan
         self.store = store
         self.root = root
@@ -58,8 +64,7 @@ class SeedSchedule:
             report, _ = analyse_folder(self.root, self.plan.metric)
         except ReportError:
             return None
-        widths = [f.estimate.half_width(0.95) for f in report.findings
-                  if f.family and f.estimate is not None]
+        widths = [f.estimate.half_width(0.95) for f in report.findings if f.family and f.estimate is not None]
         known = [w for w in widths if w is not None]
         return max(known) if known and len(known) == len(widths) else None
 
@@ -78,15 +83,21 @@ class SeedSchedule:
             widest = self.widest_interval()
             target = rule.halfwidth / 100 if is_accuracy(metric) else rule.halfwidth
             if widest is not None and widest <= target:
-                self.log(f"seeds: the widest 95% interval on {metric} is "
-                         f"+-{format_half_width(metric, widest)}, within the target "
-                         f"+-{rule.halfwidth:g}, after {active} seeds: done")
+                self.log(
+                    f"seeds: the widest 95% interval on {metric} is "
+                    f"+-{format_half_width(metric, widest)}, within the target "
+                    f"+-{rule.halfwidth:g}, after {active} seeds: done"
+                )
                 return False
-            queue.enqueue([t for t in self.plan.trials if t.index // self.cells == active],
-                          self.distributions, holding_lock=True)
-            shown = "not measurable yet" if widest is None else (
-                f"+-{format_half_width(metric, widest)}")
-            self.log(f"seeds: the widest 95% interval on {metric} is {shown} (target "
-                     f"+-{rule.halfwidth:g}) after {active} seeds: adding seed {active + 1} of at "
-                     f"most {rule.max}")
+            queue.enqueue(
+                [t for t in self.plan.trials if t.index // self.cells == active],
+                self.distributions,
+                holding_lock=True,
+            )
+            shown = "not measurable yet" if widest is None else (f"+-{format_half_width(metric, widest)}")
+            self.log(
+                f"seeds: the widest 95% interval on {metric} is {shown} (target "
+                f"+-{rule.halfwidth:g}) after {active} seeds: adding seed {active + 1} of at "
+                f"most {rule.max}"
+            )
             return True

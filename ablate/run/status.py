@@ -64,8 +64,10 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
     except FolderError as error:
         raise StatusError(str(error)) from None
     if description is None:
-        raise StatusError(f"{study_dir} has no study.json: is it a study's results folder "
-                          "(<results-dir>/<study>) that `ablate run` started?")
+        raise StatusError(
+            f"{study_dir} has no study.json: is it a study's results folder "
+            "(<results-dir>/<study>) that `ablate run` started?"
+        )
     name, fingerprint = description["name"], description.get("fingerprint")
     where = storage_url or str(folder.journal)
     if storage_url is None and not folder.journal.is_file():
@@ -83,30 +85,41 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
     running = [t for t in mine if t.state == TrialState.RUNNING]
     # On the journal file (one host) a worker whose process is gone holds its trial until the
     # next run puts it back: it is not running. (On a database its silent heartbeat says so.)
-    gone = {t.number for t in running if storage_url is None
-            and is_stale(str(t.user_attrs.get(WORKER, "")))}
+    gone = {t.number for t in running if storage_url is None and is_stale(str(t.user_attrs.get(WORKER, "")))}
     notes: list[str] = []
     attempts = ResultsStore(folder, log=notes.append, read_only=True).attempts()
-    results = {trial: [a.state for a in records] for trial, records in attempts.items()
-               if any(a.fingerprint == fingerprint for a in records)}
+    results = {
+        trial: [a.state for a in records]
+        for trial, records in attempts.items()
+        if any(a.fingerprint == fingerprint for a in records)
+    }
     complete = {t for t, states in results.items() if AttemptState.COMPLETE in states}
     diverged = {t for t, states in results.items() if AttemptState.DIVERGED in states} - complete
     failed = {t for t, states in results.items() if AttemptState.FAIL in states} - complete - diverged
     busy = waiting | {t.user_attrs.get(PLANNED) for t in running}
     planned = int(description.get("trials") or 0)
-    counts = {"waiting": len(waiting), "running": len(running) - len(gone),
-              "abandoned": len(gone), "complete": len(complete),
-              "diverged": len(diverged), "failed": len(failed - busy),
-              "missing": max(0, planned - len(complete | diverged | failed | busy))}
+    counts = {
+        "waiting": len(waiting),
+        "running": len(running) - len(gone),
+        "abandoned": len(gone),
+        "complete": len(complete),
+        "diverged": len(diverged),
+        "failed": len(failed - busy),
+        "missing": max(0, planned - len(complete | diverged | failed | busy)),
+    }
     beats, now = _heartbeats(storage), datetime.now()
     study_id = storage.get_study_id_from_name(name)
-    rows = [(str(t.user_attrs.get(PLANNED)),
-             str(max((a.attempt for a in attempts.get(int(t.user_attrs.get(PLANNED, -1)), [])),
-                     default=0) + 1),
-             str(t.user_attrs.get(WORKER, "?")) + (" (gone: the next run puts it back)"
-                                                   if t.number in gone else ""),
-             _ago(t.datetime_start, now).removesuffix(" ago"),
-             _ago(beats.get(storage.get_trial_id_from_study_id_trial_number(study_id, t.number)),
-                  now))
-            for t in sorted(running, key=lambda t: t.number)]
+    rows = [
+        (
+            str(t.user_attrs.get(PLANNED)),
+            str(
+                max((a.attempt for a in attempts.get(int(t.user_attrs.get(PLANNED, -1)), [])), default=0) + 1
+            ),
+            str(t.user_attrs.get(WORKER, "?"))
+            + (" (gone: the next run puts it back)" if t.number in gone else ""),
+            _ago(t.datetime_start, now).removesuffix(" ago"),
+            _ago(beats.get(storage.get_trial_id_from_study_id_trial_number(study_id, t.number)), now),
+        )
+        for t in sorted(running, key=lambda t: t.number)
+    ]
     return Status(name, description.get("preset", ""), planned, where, counts, rows, notes)

@@ -38,10 +38,12 @@ class StorageError(AblateError, RuntimeError):
 
 
 # The Python module a storage URL's driver lives in -> what installs it.
-DRIVERS = {"psycopg": "pip install 'ablate[postgres]'", "psycopg2": "pip install 'ablate[postgres]'",
-           "pymysql": "pip install 'ablate[mysql]'",
-           "MySQLdb": "pip install mysqlclient, or write mysql+pymysql:// and pip install "
-                      "'ablate[mysql]'"}
+DRIVERS = {
+    "psycopg": "pip install 'ablate[postgres]'",
+    "psycopg2": "pip install 'ablate[postgres]'",
+    "pymysql": "pip install 'ablate[mysql]'",
+    "MySQLdb": "pip install mysqlclient, or write mysql+pymysql:// and pip install 'ablate[mysql]'",
+}
 
 
 def storage_problem(where: str, error: BaseException) -> str:
@@ -50,8 +52,10 @@ def storage_problem(where: str, error: BaseException) -> str:
     cause = error if isinstance(error, ModuleNotFoundError) else error.__cause__
     if isinstance(error, ImportError) and isinstance(cause, ModuleNotFoundError) and cause.name:
         module = cause.name.split(".")[0]
-        return (f"the Optuna storage {where} needs the database driver {module!r}, which is not "
-                f"installed: {DRIVERS.get(module, f'pip install {module}')}")
+        return (
+            f"the Optuna storage {where} needs the database driver {module!r}, which is not "
+            f"installed: {DRIVERS.get(module, f'pip install {module}')}"
+        )
     detail = str(error).splitlines()[0] if str(error) else ""
     return f"cannot open the Optuna storage {where}: {type(error).__name__}: {detail}"
 
@@ -132,9 +136,14 @@ def _first_bad_line(journal: Path) -> int | None:
     return None
 
 
-def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
-               log: Callable[[str], None] = print, liveness: Liveness | None = None,
-               create: bool = True) -> tuple[optuna.Study, Any]:
+def open_study(
+    plan: StudyPlan,
+    folder: StudyFolder,
+    storage_url: str | None,
+    log: Callable[[str], None] = print,
+    liveness: Liveness | None = None,
+    create: bool = True,
+) -> tuple[optuna.Study, Any]:
     """Create (or, with ``create`` False, only load) the study; refuse one of another plan.
     Returns the study and the storage object it was opened on (see :mod:`ablate.run.queue`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -144,21 +153,31 @@ def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
         if storage_url is None:
             side = set_aside_torn_tail(folder.journal)
             if side is not None:
-                log(f"warning: {folder.journal} ended in a torn line (a writer was killed while "
-                    f"writing it); the line was moved to {side} and the study goes on")
+                log(
+                    f"warning: {folder.journal} ended in a torn line (a writer was killed while "
+                    f"writing it); the line was moved to {side} and the study goes on"
+                )
         storage = make_storage(storage_url, folder.journal, liveness or Liveness())
         pruner = make_pruner(plan.pruner, int(plan.baseline.get("epochs", 10)))
         if create:
-            study = optuna.create_study(study_name=plan.name, storage=storage, sampler=sampler,
-                                        pruner=pruner, direction=plan.direction,  # type: ignore[arg-type]
-                                        load_if_exists=True)
+            study = optuna.create_study(
+                study_name=plan.name,
+                storage=storage,
+                sampler=sampler,
+                pruner=pruner,
+                direction=plan.direction,  # type: ignore[arg-type]
+                load_if_exists=True,
+            )
         else:
             try:
-                study = optuna.load_study(study_name=plan.name, storage=storage, sampler=sampler,
-                                          pruner=pruner)
+                study = optuna.load_study(
+                    study_name=plan.name, storage=storage, sampler=sampler, pruner=pruner
+                )
             except KeyError:
-                raise StorageError(f"the Optuna storage {where} has no study {plan.name!r} to "
-                                   f"join: start it with `ablate run STUDY --storage URL`") from None
+                raise StorageError(
+                    f"the Optuna storage {where} has no study {plan.name!r} to "
+                    f"join: start it with `ablate run STUDY --storage URL`"
+                ) from None
     except StorageError:
         raise
     except Exception as error:
@@ -168,7 +187,8 @@ def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
                 raise StorageError(
                     f"{folder.journal}: line {bad} is not valid JSON, so Optuna cannot read the "
                     "study's journal. Move the file aside and run again: the Parquet tables are "
-                    "the record of what is done, and ablate starts a new journal") from None
+                    "the record of what is done, and ablate starts a new journal"
+                ) from None
         raise StorageError(storage_problem(where, error)) from None
     fingerprint = plan.fingerprint()
     recorded = study.user_attrs.get("fingerprint")
@@ -180,7 +200,8 @@ def open_study(plan: StudyPlan, folder: StudyFolder, storage_url: str | None,
             f"the Optuna storage {where} holds study {plan.name!r} of another plan (preset "
             f"{study.user_attrs.get('preset')!r}, fingerprint {recorded}; now preset "
             f"{plan.preset!r}, fingerprint {fingerprint}). Results must not mix: pass another "
-            "--storage (or --results-dir for the default one), or delete that study.")
+            "--storage (or --results-dir for the default one), or delete that study."
+        )
     return study, storage
 
 
@@ -210,8 +231,11 @@ def make_storage(url: str | None, journal: Path, liveness: Liveness) -> Any:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
-                    url, heartbeat_interval=liveness.heartbeat, grace_period=liveness.grace,
-                    heartbeat_stale_trial_callback=requeue)
+                    url,
+                    heartbeat_interval=liveness.heartbeat,
+                    grace_period=liveness.grace,
+                    heartbeat_stale_trial_callback=requeue,
+                )
         except ImportError:  # a missing driver: no retry can help
             raise
         except Exception:
@@ -221,5 +245,3 @@ def make_storage(url: str | None, journal: Path, liveness: Liveness) -> Any:
                 raise
             time.sleep(1.0 + attempt)
     raise AssertionError("unreachable")
-
-

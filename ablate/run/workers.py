@@ -44,42 +44,67 @@ def _end_with_parent() -> None:
         pass  # not Linux: workers outlive a killed parent, as any child process would
 
 
-def run_workers(arguments: Sequence[str], workers: int, count_done: Callable[[], int], total: int,
-                console: Console, threads: int | None = None,
-                pinned: Sequence[str] | None = None) -> int:
+def run_workers(
+    arguments: Sequence[str],
+    workers: int,
+    count_done: Callable[[], int],
+    total: int,
+    console: Console,
+    threads: int | None = None,
+    pinned: Sequence[str] | None = None,
+) -> int:
     """Start ``workers`` processes of ``ablate run ARGUMENTS``; returns the worst exit status.
     ``pinned``: each worker's ``CUDA_VISIBLE_DEVICES`` (see :mod:`ablate.gpus`)."""
     threads = threads or threads_per_worker(workers)
-    command = [sys.executable, "-m", "ablate", "run", *arguments, "--workers", "1",
-               "--threads", str(threads), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "ablate",
+        "run",
+        *arguments,
+        "--workers",
+        "1",
+        "--threads",
+        str(threads),
+        "--quiet",
+    ]
     on_linux = sys.platform.startswith("linux")
     # Each worker knows how many share its device (it budgets its share of the memory) and
     # how many compile threads are its share of the cores.
     compile_threads = str(max(1, (os.cpu_count() or 1) // workers))
-    shared = {"TORCHINDUCTOR_COMPILE_THREADS": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS",
-                                                               compile_threads)}
+    shared = {
+        "TORCHINDUCTOR_COMPILE_THREADS": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS", compile_threads)
+    }
     if pinned is None:
         environments = [{**os.environ, **shared, SHARING_ENV: str(workers)}] * workers
     else:
-        environments = [{**os.environ, **shared, VISIBLE: gpu, SHARING_ENV: str(pinned.count(gpu))}
-                        for gpu in pinned]
+        environments = [
+            {**os.environ, **shared, VISIBLE: gpu, SHARING_ENV: str(pinned.count(gpu))} for gpu in pinned
+        ]
 
     def start(environment: dict[str, str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, env=environment,
-                                preexec_fn=_end_with_parent if on_linux else None)
+        return subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            env=environment,
+            preexec_fn=_end_with_parent if on_linux else None,
+        )
 
     children = [start(environment) for environment in environments]
     respawned = [0] * workers
     where = "" if pinned is None else f", on GPUs {', '.join(pinned)}"
     console.print(f"{workers} workers, {threads} threads each{where}", highlight=False)
-    progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console)
+    progress = Progress(
+        TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
     task = progress.add_task("trials", total=total)
     try:
+
         def busy() -> bool:  # a worker still runs, or one whose device failed is to be replaced
-            return any(child.poll() is None or (child.poll() == DEVICE_LOST_EXIT
-                                                and respawned[slot] < MAX_RESPAWNS)
-                       for slot, child in enumerate(children))
+            return any(
+                child.poll() is None or (child.poll() == DEVICE_LOST_EXIT and respawned[slot] < MAX_RESPAWNS)
+                for slot, child in enumerate(children)
+            )
 
         with progress:
             while busy():
@@ -88,8 +113,10 @@ def run_workers(arguments: Sequence[str], workers: int, count_done: Callable[[],
                     # process (a new CUDA context) takes its place, a few times at most.
                     if child.poll() == DEVICE_LOST_EXIT and respawned[slot] < MAX_RESPAWNS:
                         respawned[slot] += 1
-                        progress.console.print(f"worker {slot + 1}: its device failed; a fresh "
-                                               "worker takes its place", highlight=False)
+                        progress.console.print(
+                            f"worker {slot + 1}: its device failed; a fresh worker takes its place",
+                            highlight=False,
+                        )
                         children[slot] = start(environments[slot])
                 progress.update(task, completed=min(count_done(), total))
                 time.sleep(1.0)

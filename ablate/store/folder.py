@@ -47,8 +47,9 @@ def local_path(location: Path | str) -> Path:
     if text.startswith("file:"):
         return Path(unquote(urlparse(text).path))
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", text):  # s3://, gs://: pathlib folds "//" to "/"
-        raise FolderError(f"{text}: only local folders, network mounts and file:// URIs are "
-                          "supported as results locations")
+        raise FolderError(
+            f"{text}: only local folders, network mounts and file:// URIs are supported as results locations"
+        )
     return Path(location)
 
 
@@ -133,9 +134,10 @@ class StudyFolder:
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as error:
-            raise FolderError(f"cannot write to {self.root} ({error.strerror or error}): free "
-                              "some space, fix its permissions, or pass another --results-dir"
-                              ) from None
+            raise FolderError(
+                f"cannot write to {self.root} ({error.strerror or error}): free "
+                "some space, fix its permissions, or pass another --results-dir"
+            ) from None
 
     def read_description(self) -> dict[str, Any] | None:
         """``study.json``, or None when there is none; a damaged one is a :class:`FolderError`."""
@@ -149,11 +151,15 @@ class StudyFolder:
         try:
             description = json.loads(text)
         except json.JSONDecodeError as error:
-            raise FolderError(f"{path} is damaged ({error.msg} at line {error.lineno}): move it "
-                              "aside; `ablate run` writes it again from the study file") from None
+            raise FolderError(
+                f"{path} is damaged ({error.msg} at line {error.lineno}): move it "
+                "aside; `ablate run` writes it again from the study file"
+            ) from None
         if not isinstance(description, dict):
-            raise FolderError(f"{path} is not a study description (a JSON object): move it aside; "
-                              "`ablate run` writes it again from the study file")
+            raise FolderError(
+                f"{path} is not a study description (a JSON object): move it aside; "
+                "`ablate run` writes it again from the study file"
+            )
         return description
 
     def write_description(self, description: Mapping[str, Any]) -> None:
@@ -177,7 +183,8 @@ class StudyFolder:
         raise FolderError(
             f"{self.root} holds results of another plan of this study ({held}; now preset "
             f"{preset or '(none)'!r}, fingerprint {fingerprint}). Results of two plans must not "
-            "mix: pass another --results-dir, or move that folder away.")
+            "mix: pass another --results-dir, or move that folder away."
+        )
 
     # -- unreadable files --------------------------------------------------------------------
 

@@ -44,8 +44,7 @@ class DataGuard:
         if not self.folder.data_record.is_file():  # a new folder, or its record was deleted
             rows = self.recorded_rows().get(name, set())
             if rows and fingerprint not in rows:
-                self._refuse(key, {"fingerprint": ", ".join(sorted(rows)),
-                                   "source": "its trials rows"}, mine)
+                self._refuse(key, {"fingerprint": ", ".join(sorted(rows)), "source": "its trials rows"}, mine)
         try:
             held = remembered(self.folder.data_record, key, lambda: mine, must_keep=True)
         except OSError as error:
@@ -60,7 +59,8 @@ class DataGuard:
             f"{held['source']} (data fingerprint {held['fingerprint']}); this run reads "
             f"{mine['source']}{changed} (fingerprint {mine['fingerprint']}). A results folder "
             "holds one computation: run with the data it was started with, or pass another "
-            "--results-dir")
+            "--results-dir"
+        )
 
 
 def fixed_threads(folder: StudyFolder, requested: int | None, default: int) -> tuple[int, bool]:
@@ -69,8 +69,9 @@ def fixed_threads(folder: StudyFolder, requested: int | None, default: int) -> t
     before; a ``requested`` count other than the recorded one is a :class:`RunError`."""
     existed = "cpu" in read_record(folder.threads_record)
     try:
-        held = remembered(folder.threads_record, "cpu", lambda: {"threads": requested or default},
-                          must_keep=True)["threads"]
+        held = remembered(
+            folder.threads_record, "cpu", lambda: {"threads": requested or default}, must_keep=True
+        )["threads"]
     except OSError as error:
         raise RunError(f"cannot write {folder.threads_record}: {error}") from None
     if requested is not None and requested != held:
@@ -78,6 +79,6 @@ def fixed_threads(folder: StudyFolder, requested: int | None, default: int) -> t
             f"--threads {requested}: the trials in {folder.root} computed with {held} CPU "
             f"thread{'s' if held != 1 else ''} each ({folder.threads_record}), and on a CPU the "
             "thread count changes the numbers. Leave out --threads (the folder's count is used) "
-            "or pass another --results-dir")
+            "or pass another --results-dir"
+        )
     return int(held), existed
-

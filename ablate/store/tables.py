@@ -27,19 +27,22 @@ from ablate.store.folder import TABLES, StudyFolder
 from ablate.store.schema import CLASS_COLUMNS, EPOCH_COLUMNS, PARAM_PREFIX, TRIAL_COLUMNS
 
 
-def trial_table(row: Mapping[str, Any], params: Mapping[str, Any],
-                types: Mapping[str, pa.DataType]) -> pa.Table:
+def trial_table(
+    row: Mapping[str, Any], params: Mapping[str, Any], types: Mapping[str, pa.DataType]
+) -> pa.Table:
     """One trials row: the fixed columns and one ``param_<name>`` column per parameter.
 
     ``types`` lists the study's parameter columns; those this trial lacks are null.
     """
-    fixed = pa.Table.from_pylist([{name: row.get(name) for name in TRIAL_COLUMNS.names}],
-                                 schema=TRIAL_COLUMNS)
+    fixed = pa.Table.from_pylist(
+        [{name: row.get(name) for name in TRIAL_COLUMNS.names}], schema=TRIAL_COLUMNS
+    )
     columns = {**{name: None for name in types}, **params}
     for name, value in sorted(columns.items()):
         kind = types.get(name) or param_type(value)
-        fixed = fixed.append_column(PARAM_PREFIX + name,
-                                    pa.array([None if value is None else column_value(value)], kind))
+        fixed = fixed.append_column(
+            PARAM_PREFIX + name, pa.array([None if value is None else column_value(value)], kind)
+        )
     return fixed
 
 
@@ -48,11 +51,21 @@ def epoch_table(keys: Mapping[str, Any], epochs: Iterable[EpochRecord]) -> pa.Ta
     return pa.Table.from_pylist(rows, schema=EPOCH_COLUMNS)
 
 
-def class_table(keys: Mapping[str, Any], classes: tuple[str, ...], accuracy: tuple[float, ...],
-                confusion: tuple[tuple[int, ...], ...]) -> pa.Table:
+def class_table(
+    keys: Mapping[str, Any],
+    classes: tuple[str, ...],
+    accuracy: tuple[float, ...],
+    confusion: tuple[tuple[int, ...], ...],
+) -> pa.Table:
     rows = [
-        {**keys, "class_index": index, "class_name": name, "test_acc": accuracy[index],
-         "count": sum(confusion[index]), "confusion": list(confusion[index])}
+        {
+            **keys,
+            "class_index": index,
+            "class_name": name,
+            "test_acc": accuracy[index],
+            "count": sum(confusion[index]),
+            "confusion": list(confusion[index]),
+        }
         for index, name in enumerate(classes)
     ]
     return pa.Table.from_pylist(rows, schema=CLASS_COLUMNS)
@@ -73,13 +86,20 @@ def final_metrics(epochs: list[EpochRecord]) -> dict[str, Any]:
     on = "val" if any(e.val_acc is not None for e in epochs) else "test"
     evaluated = [e for e in epochs if getattr(e, f"{on}_acc") is not None]
     best = max(evaluated, key=lambda e: getattr(e, f"{on}_acc")) if evaluated else None
-    return {"test_acc": last.test_acc, "test_loss": last.test_loss,
-            "train_acc": None if diverged else last.train_acc,
-            "train_loss": last.train_loss, "train_eval_acc": last.train_eval_acc,
-            "val_acc": last.val_acc, "val_loss": last.val_loss,
-            "best_test_acc": best.test_acc if best else None,
-            "best_epoch": best.epoch if best else None, "best_on": on if best else None,
-            "epochs_done": len(epochs), "diverged_epoch": last.epoch if diverged else None}
+    return {
+        "test_acc": last.test_acc,
+        "test_loss": last.test_loss,
+        "train_acc": None if diverged else last.train_acc,
+        "train_loss": last.train_loss,
+        "train_eval_acc": last.train_eval_acc,
+        "val_acc": last.val_acc,
+        "val_loss": last.val_loss,
+        "best_test_acc": best.test_acc if best else None,
+        "best_epoch": best.epoch if best else None,
+        "best_on": on if best else None,
+        "epochs_done": len(epochs),
+        "diverged_epoch": last.epoch if diverged else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -98,8 +118,9 @@ class ResultsStore:
     ``read_only`` (``ablate status``): an unreadable file is named and left where it is; only a
     run, which trains its trial again, sets it aside."""
 
-    def __init__(self, folder: StudyFolder, log: Callable[[str], None] = print,
-                 read_only: bool = False) -> None:
+    def __init__(
+        self, folder: StudyFolder, log: Callable[[str], None] = print, read_only: bool = False
+    ) -> None:
         self.folder = folder
         self.log = log
         self.read_only = read_only
@@ -110,8 +131,14 @@ class ResultsStore:
     def path(self, table: str, trial: int, attempt: int) -> Path:
         return self.folder.attempt_file(table, trial, attempt)
 
-    def write(self, trial: int, attempt: int, trials: pa.Table,
-              epochs: pa.Table | None = None, classes: pa.Table | None = None) -> None:
+    def write(
+        self,
+        trial: int,
+        attempt: int,
+        trials: pa.Table,
+        epochs: pa.Table | None = None,
+        classes: pa.Table | None = None,
+    ) -> None:
         """Write an attempt's tables; the trials row goes last because it marks completion."""
         if epochs is not None and epochs.num_rows:
             write_parquet_atomic(epochs, self.path("epochs", trial, attempt))
@@ -131,15 +158,17 @@ class ResultsStore:
         for path in sorted(folder.glob(pattern)):
             if path not in self._read:
                 try:
-                    row = pq.read_table(path, columns=["trial", "attempt", "state",
-                                                       "study_fingerprint"]).to_pylist()[0]
+                    row = pq.read_table(
+                        path, columns=["trial", "attempt", "state", "study_fingerprint"]
+                    ).to_pylist()[0]
                 except FileNotFoundError:
                     continue  # set aside by another worker meanwhile
                 except (OSError, pa.ArrowException, IndexError, KeyError) as error:
                     self._set_aside_unreadable(path, error)
                     continue
-                self._read[path] = Attempt(row["trial"], row["attempt"], AttemptState(row["state"]),
-                                           row["study_fingerprint"])
+                self._read[path] = Attempt(
+                    row["trial"], row["attempt"], AttemptState(row["state"]), row["study_fingerprint"]
+                )
             record = self._read[path]
             found.setdefault(record.trial, []).append(record)
         return {t: sorted(records, key=lambda r: r.attempt) for t, records in found.items()}
@@ -149,8 +178,9 @@ class ResultsStore:
         found: dict[str, set[str]] = {}
         for path in sorted(self.folder.table("trials").glob("trial-*-attempt-*.parquet")):
             try:
-                row = pq.read_table(path, columns=["param_dataset", "data_fingerprint",
-                                                   "study_fingerprint"]).to_pylist()[0]
+                row = pq.read_table(
+                    path, columns=["param_dataset", "data_fingerprint", "study_fingerprint"]
+                ).to_pylist()[0]
             except (OSError, pa.ArrowException, IndexError, KeyError):
                 continue  # unreadable files are set aside by attempts(); old ones lack columns
             if row["study_fingerprint"] == fingerprint and row["data_fingerprint"]:
@@ -163,8 +193,11 @@ class ResultsStore:
 
     def finished_trials(self, fingerprint: str | None = None) -> set[int]:
         """The trials with a result (complete or diverged), of one plan if ``fingerprint``."""
-        return {trial for trial, records in self.attempts().items()
-                if any(a.state.is_result and fingerprint in (None, a.fingerprint) for a in records)}
+        return {
+            trial
+            for trial, records in self.attempts().items()
+            if any(a.state.is_result and fingerprint in (None, a.fingerprint) for a in records)
+        }
 
     def check_files(self) -> None:
         """Read every epochs and classes file once; set aside the attempts of unreadable ones.
@@ -186,13 +219,17 @@ class ResultsStore:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         trial, attempt = _numbers(path.name)
         if self.read_only:
-            self.log(f"warning: {path} is unreadable ({reason}); `ablate run` sets it aside and "
-                     f"trains trial {trial} again")
+            self.log(
+                f"warning: {path} is unreadable ({reason}); `ablate run` sets it aside and "
+                f"trains trial {trial} again"
+            )
             return
         moved = self.set_aside(trial, attempt)
         where = f"; moved with its attempt's other files to {self.folder.set_aside}" if moved else ""
-        self.log(f"warning: {path} is unreadable ({reason}){where}; trial {trial} counts as "
-                 "missing and is trained again")
+        self.log(
+            f"warning: {path} is unreadable ({reason}){where}; trial {trial} counts as "
+            "missing and is trained again"
+        )
 
     def set_aside(self, trial: int, attempt: int) -> list[Path]:
         """Move every file of one attempt under ``set-aside/``; returns where they went."""

@@ -24,8 +24,21 @@ import torch
 from ablate.base.atomic import write_file_atomic, write_text_atomic
 from ablate.errors import AblateError
 
-__all__ = ["FORMAT", "KEEP", "SAMPLES", "Kept", "WeightsError", "in_study", "kept", "read",
-           "rebuild", "save", "save_samples", "sidecar_path", "weights_path"]
+__all__ = [
+    "FORMAT",
+    "KEEP",
+    "SAMPLES",
+    "Kept",
+    "WeightsError",
+    "in_study",
+    "kept",
+    "read",
+    "rebuild",
+    "save",
+    "save_samples",
+    "sidecar_path",
+    "weights_path",
+]
 
 FORMAT = 1
 KEEP = ("final", "best", "both", "none")
@@ -49,8 +62,9 @@ def kept(keep: str) -> tuple[str, ...]:
     return {"final": ("final",), "best": ("best",), "both": ("final", "best"), "none": ()}[keep]
 
 
-def save(folder: Path, trial: int, which: str, state: Mapping[str, torch.Tensor],
-         sidecar: Mapping[str, Any]) -> Path:
+def save(
+    folder: Path, trial: int, which: str, state: Mapping[str, torch.Tensor], sidecar: Mapping[str, Any]
+) -> Path:
     """Write one trial's weights and sidecar; returns the weights' path."""
     from safetensors.torch import save as to_bytes
 
@@ -58,8 +72,7 @@ def save(folder: Path, trial: int, which: str, state: Mapping[str, torch.Tensor]
     tensors = {name: value.detach().to("cpu").contiguous().clone() for name, value in state.items()}
     path = weights_path(folder, trial, which)
     write_file_atomic(path, lambda handle: handle.write(to_bytes(tensors, {"format": str(FORMAT)})))
-    write_text_atomic(sidecar_path(path), json.dumps({"format": FORMAT, **sidecar}, indent=2,
-                                                     default=str))
+    write_text_atomic(sidecar_path(path), json.dumps({"format": FORMAT, **sidecar}, indent=2, default=str))
     return path
 
 
@@ -70,8 +83,10 @@ def save_samples(folder: Path, images: torch.Tensor, labels: torch.Tensor) -> No
     path = folder / "samples.safetensors"
     if path.exists():
         return
-    tensors = {"images": images[:SAMPLES].to("cpu").contiguous().clone(),
-               "labels": labels[:SAMPLES].to("cpu").contiguous().clone()}
+    tensors = {
+        "images": images[:SAMPLES].to("cpu").contiguous().clone(),
+        "labels": labels[:SAMPLES].to("cpu").contiguous().clone(),
+    }
     write_file_atomic(path, lambda handle: handle.write(to_bytes(tensors)))
 
 
@@ -107,8 +122,10 @@ def read(path: Path) -> Kept:
     try:
         sidecar = json.loads(side.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise WeightsError(f"{path} has no sidecar {side.name} beside it: ablate cannot tell which "
-                           "model the weights belong to") from None
+        raise WeightsError(
+            f"{path} has no sidecar {side.name} beside it: ablate cannot tell which "
+            "model the weights belong to"
+        ) from None
     except (OSError, ValueError) as error:
         raise WeightsError(f"{side} is damaged ({error})") from None
     if not isinstance(sidecar, dict) or "model" not in sidecar or "classes" not in sidecar:
@@ -119,8 +136,11 @@ def read(path: Path) -> Kept:
 def in_study(study_dir: Path, which: str = "final") -> list[Kept]:
     """Every trial's kept weights of kind ``which`` in a study folder."""
     folder = study_dir / "weights"
-    return [read(path) for path in sorted(folder.glob(f"trial-*-{which}.safetensors"))
-            if sidecar_path(path).is_file()]
+    return [
+        read(path)
+        for path in sorted(folder.glob(f"trial-*-{which}.safetensors"))
+        if sidecar_path(path).is_file()
+    ]
 
 
 def rebuild(kept_weights: Kept, registry: Any) -> torch.nn.Module:
@@ -140,14 +160,17 @@ def rebuild(kept_weights: Kept, registry: Any) -> torch.nn.Module:
     model: torch.nn.Module = component.build(context, values)
     missing, unexpected = model.load_state_dict(kept_weights.state(), strict=False)
     if missing or unexpected:
-        raise WeightsError(f"{kept_weights.path} does not fit model {model_info['name']!r}: missing "
-                           f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}")
+        raise WeightsError(
+            f"{kept_weights.path} does not fit model {model_info['name']!r}: missing "
+            f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}"
+        )
     model.eval()
     return model
 
 
-def _check_shapes(kept_weights: Kept, component: Any, context: dict[str, Any],
-                  values: dict[str, Any]) -> None:
+def _check_shapes(
+    kept_weights: Kept, component: Any, context: dict[str, Any], values: dict[str, Any]
+) -> None:
     """Build the model the sidecar describes on the ``meta`` device and compare every tensor's
     shape with the weights file's header; a model that cannot be built there is not checked."""
     from safetensors import SafetensorError, safe_open
@@ -164,19 +187,12 @@ def _check_shapes(kept_weights: Kept, component: Any, context: dict[str, Any],
         raise WeightsError(f"{kept_weights.path} is not readable safetensors ({error})") from None
     wrong = sorted(k for k in planned.keys() & stored.keys() if planned[k] != stored[k])
     if wrong or planned.keys() != stored.keys():
-        detail = (f"{wrong[0]} is {stored[wrong[0]]} in the file, {planned[wrong[0]]} in the model"
-                  if wrong else f"tensors {sorted(planned.keys() ^ stored.keys())[:3]} are in one "
-                  "and not the other")
+        detail = (
+            f"{wrong[0]} is {stored[wrong[0]]} in the file, {planned[wrong[0]]} in the model"
+            if wrong
+            else f"tensors {sorted(planned.keys() ^ stored.keys())[:3]} are in one and not the other"
+        )
         raise WeightsError(
             f"{sidecar_path(kept_weights.path)} does not describe the weights beside it "
-            f"({detail}): the sidecar was changed or belongs to other weights")
-
-
-
-
-
-
-
-
-
-
+            f"({detail}): the sidecar was changed or belongs to other weights"
+        )

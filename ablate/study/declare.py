@@ -48,26 +48,12 @@ class Preset:
     requires: Sequence[str] = ()
 
 
-
-
-
-
-
-
-
-
-
-
 def _caller_location() -> tuple[str, int]:
     """File and line of the code that declared the study (for error messages)."""
     frame = sys._getframe(1)
     while frame.f_back is not None and frame.f_code.co_filename in (__file__, "<string>"):
         frame = frame.f_back
     return frame.f_code.co_filename, frame.f_lineno
-
-
-
-
 
 
 def _check_seeds(seeds: Any, what: str) -> None:
@@ -79,15 +65,13 @@ def _check_seeds(seeds: Any, what: str) -> None:
             raise StudyError(f"{what} must be at least 1, got {seeds!r}", "seeds")
         return
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
-        raise StudyError(f"{what} must be a whole number (3: seeds 0, 1, 2) or a list of seeds, "
-                         f"got {seeds!r}", "seeds")
+        raise StudyError(
+            f"{what} must be a whole number (3: seeds 0, 1, 2) or a list of seeds, got {seeds!r}", "seeds"
+        )
     if not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
         raise StudyError(f"{what} must list whole numbers >= 0, got {seeds!r}", "seeds")
     if len(set(seeds)) != len(seeds):
-        raise StudyError(f"{what} lists a seed twice: {seeds!r} (a repeated seed is the same trial)",
-                         "seeds")
-
-
+        raise StudyError(f"{what} lists a seed twice: {seeds!r} (a repeated seed is the same trial)", "seeds")
 
 
 @dataclass(frozen=True)
@@ -113,10 +97,17 @@ class Study:
     location: tuple[str, int] = field(default_factory=_caller_location, compare=False)
 
     def __post_init__(self) -> None:
-        if (not isinstance(self.name, str) or not self.name or self.name.startswith(".")
-                or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in self.name)):
-            raise StudyError(f"study name {self.name!r} must be a plain folder name: letters, "
-                             "digits, '-', '_' or '.', not starting with '.'", "name")
+        if (
+            not isinstance(self.name, str)
+            or not self.name
+            or self.name.startswith(".")
+            or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in self.name)
+        ):
+            raise StudyError(
+                f"study name {self.name!r} must be a plain folder name: letters, "
+                "digits, '-', '_' or '.', not starting with '.'",
+                "name",
+            )
         _check_seeds(self.seeds, "seeds")
         for preset_name, preset in self.presets.items():
             if not isinstance(preset, Preset):
@@ -125,45 +116,59 @@ class Study:
                 _check_seeds(preset.seeds, f"preset {preset_name!r}: seeds")
             unknown = sorted(set(preset.factors) - set(self.factors))
             if unknown or not all(isinstance(f, Choice) for f in preset.factors.values()):
-                raise StudyError(f"preset {preset_name!r}: factors may only give other levels, as "
-                                 f"choice(...), to the study's factors (not {unknown or 'ranges'})",
-                                 "factors")
+                raise StudyError(
+                    f"preset {preset_name!r}: factors may only give other levels, as "
+                    f"choice(...), to the study's factors (not {unknown or 'ranges'})",
+                    "factors",
+                )
             if isinstance(preset.requires, str):
-                raise StudyError(f"preset {preset_name!r}: requires must be a list of study files",
-                                 "requires")
+                raise StudyError(
+                    f"preset {preset_name!r}: requires must be a list of study files", "requires"
+                )
             if preset.trials is not None and (not _is_int(preset.trials) or preset.trials < 1):
-                raise StudyError(f"preset {preset_name!r}: trials must be a whole number of at "
-                                 f"least 1, got {preset.trials!r}")
+                raise StudyError(
+                    f"preset {preset_name!r}: trials must be a whole number of at "
+                    f"least 1, got {preset.trials!r}"
+                )
         if self.metric not in METRICS:
             raise StudyError(f"metric {self.metric!r} is not one of {', '.join(METRICS)}", "metric")
         if isinstance(self.metrics, str) or not all(m in QUESTION_METRICS for m in self.metrics):
-            raise StudyError(f"metrics must be a list of {', '.join(QUESTION_METRICS)}; got "
-                             f"{self.metrics!r}", "metrics")
+            raise StudyError(
+                f"metrics must be a list of {', '.join(QUESTION_METRICS)}; got {self.metrics!r}", "metrics"
+            )
         if isinstance(self.within, str) or not all(f in self.factors for f in self.within):
-            raise StudyError(f"within must list factors of the study ({', '.join(self.factors)}); "
-                             f"got {self.within!r}", "within")
+            raise StudyError(
+                f"within must list factors of the study ({', '.join(self.factors)}); got {self.within!r}",
+                "within",
+            )
         if self.within and len(self.factors) < 2:
-            raise StudyError("within needs two factors or more: the effect of one within each "
-                             "level of another", "within")
-        if self.delta is not None and (isinstance(self.delta, bool)
-                                       or not isinstance(self.delta, (int, float))
-                                       or not self.delta > 0):
-            raise StudyError(f"delta must be a positive number (points), got {self.delta!r}",
-                             "delta")
+            raise StudyError(
+                "within needs two factors or more: the effect of one within each level of another", "within"
+            )
+        if self.delta is not None and (
+            isinstance(self.delta, bool) or not isinstance(self.delta, (int, float)) or not self.delta > 0
+        ):
+            raise StudyError(f"delta must be a positive number (points), got {self.delta!r}", "delta")
         if self.pruner not in PRUNERS:
             raise StudyError(f"pruner {self.pruner!r} is not one of {', '.join(PRUNERS)}", "pruner")
         if self.pruner != "none" and not isinstance(self.design, Sampler):
-            raise StudyError(f"pruner={self.pruner!r} needs design=sampler(...): a grid, oat or "
-                             "fractional design needs every cell to the end", "pruner")
-        if self.target is not None and (isinstance(self.target, bool)
-                                        or not isinstance(self.target, (int, float))):
-            raise StudyError(f"target must be a number (points for accuracies), got "
-                             f"{self.target!r}", "target")
+            raise StudyError(
+                f"pruner={self.pruner!r} needs design=sampler(...): a grid, oat or "
+                "fractional design needs every cell to the end",
+                "pruner",
+            )
+        if self.target is not None and (
+            isinstance(self.target, bool) or not isinstance(self.target, (int, float))
+        ):
+            raise StudyError(
+                f"target must be a number (points for accuracies), got {self.target!r}", "target"
+            )
         if self.direction not in ("maximize", "minimize"):
             raise StudyError("direction must be 'maximize' or 'minimize'", "direction")
         if isinstance(self.design, str) and self.design not in DESIGNS:
-            raise StudyError(f"design {self.design!r} is not one of {', '.join(DESIGNS)}, "
-                             "sampler(...) or fractional(...)")
+            raise StudyError(
+                f"design {self.design!r} is not one of {', '.join(DESIGNS)}, sampler(...) or fractional(...)"
+            )
         for key, factor in self.factors.items():
             if not isinstance(factor, (Choice, Range)):
                 raise StudyError(f"factor {key!r} must be choice(...), uniform(...) or integer(...)")
@@ -171,10 +176,11 @@ class Study:
                 raise StudyError(f"factor {key!r} is a range: it needs design=sampler(...)")
             if self.design == "oat" and key not in self.baseline:
                 raise StudyError(f"design 'oat' varies factors from the baseline, which has no {key!r}")
-            if (isinstance(self.design, Fractional) and isinstance(factor, Choice)
-                    and len(factor.values) != 2):
-                raise StudyError(f"factor {key!r} has {len(factor.values)} levels: a fractional "
-                                 "design needs exactly two per factor")
+            if isinstance(self.design, Fractional) and isinstance(factor, Choice) and len(factor.values) != 2:
+                raise StudyError(
+                    f"factor {key!r} has {len(factor.values)} levels: a fractional "
+                    "design needs exactly two per factor"
+                )
         if self.default_preset is not None and self.default_preset not in self.presets:
             raise StudyError(f"default_preset {self.default_preset!r} is not among the presets")
 
@@ -185,15 +191,20 @@ class Study:
         """Resolve ``preset`` (the default one when None) and ``--set`` overrides."""
         chosen_name = preset or self.default_preset or ""
         if chosen_name and chosen_name not in self.presets:
-            raise StudyError(f"study {self.name!r} has no preset {chosen_name!r}; presets: "
-                             f"{', '.join(self.presets) or '(none)'}")
+            raise StudyError(
+                f"study {self.name!r} has no preset {chosen_name!r}; presets: "
+                f"{', '.join(self.presets) or '(none)'}"
+            )
         chosen = self.presets.get(chosen_name, Preset(""))
         baseline = {**self.baseline, **chosen.params, **(overrides or {})}
         seeds_spec = chosen.seeds if chosen.seeds is not None else self.seeds
         rule = seeds_spec if isinstance(seeds_spec, Until) else None
         if rule is not None and isinstance(self.design, Sampler):
-            raise StudyError("seeds=until(...) needs a planned design (grid, oat, fractional): a "
-                             "sampler spends its trial budget instead", "seeds")
+            raise StudyError(
+                "seeds=until(...) needs a planned design (grid, oat, fractional): a "
+                "sampler spends its trial budget instead",
+                "seeds",
+            )
         seeds: tuple[int, ...]
         if rule is not None:
             seeds = tuple(range(rule.max))
@@ -207,19 +218,36 @@ class Study:
         design = self.design
         if isinstance(design, Sampler) and chosen.trials is not None:
             design = Sampler(design.name, chosen.trials)
-        factors = {k: f for k, f in {**self.factors, **chosen.factors}.items()
-                   if k not in (overrides or {})}
+        factors = {k: f for k, f in {**self.factors, **chosen.factors}.items() if k not in (overrides or {})}
         baseline = one_determinism(baseline, factors)
         trials = () if isinstance(design, Sampler) else self._enumerate(design, baseline, factors, seeds)
-        return StudyPlan(self.name, self.question, chosen_name, self.metric, self.direction, design,
-                         baseline, factors, seeds, trials, self.configure, tuple(self.metrics),
-                         tuple(f for f in self.within if f in factors),
-                         None if self.delta is None else float(self.delta),
-                         None if self.target is None else float(self.target), rule, self.pruner)
+        return StudyPlan(
+            self.name,
+            self.question,
+            chosen_name,
+            self.metric,
+            self.direction,
+            design,
+            baseline,
+            factors,
+            seeds,
+            trials,
+            self.configure,
+            tuple(self.metrics),
+            tuple(f for f in self.within if f in factors),
+            None if self.delta is None else float(self.delta),
+            None if self.target is None else float(self.target),
+            rule,
+            self.pruner,
+        )
 
     @staticmethod
-    def _enumerate(design: str | Fractional, baseline: Mapping[str, Any], factors: Mapping[str, Factor],
-                   seeds: tuple[int, ...]) -> tuple[PlannedTrial, ...]:
+    def _enumerate(
+        design: str | Fractional,
+        baseline: Mapping[str, Any],
+        factors: Mapping[str, Factor],
+        seeds: tuple[int, ...],
+    ) -> tuple[PlannedTrial, ...]:
         choices = {k: f.values for k, f in factors.items() if isinstance(f, Choice)}
         if design == "grid":
             cells = [dict(zip(choices, combo, strict=True)) for combo in itertools.product(*choices.values())]
@@ -229,12 +257,15 @@ class Study:
             base_levels = {k: baseline[k] for k in choices}
             cells = [base_levels] + [
                 {**base_levels, key: level}
-                for key, levels in choices.items() for level in levels if level != baseline[key]
+                for key, levels in choices.items()
+                for level in levels
+                if level != baseline[key]
             ]
         # Seed-major order: an interrupted study has every cell at its first seeds.
         planned: list[PlannedTrial] = []
         for seed in seeds:
             for levels in cells:
-                planned.append(PlannedTrial(len(planned), cell_name(levels), levels,
-                                            {**baseline, **levels}, seed))
+                planned.append(
+                    PlannedTrial(len(planned), cell_name(levels), levels, {**baseline, **levels}, seed)
+                )
         return tuple(planned)

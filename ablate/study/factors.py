@@ -22,8 +22,16 @@ METRICS = ("test_acc", "train_acc", "train_eval_acc", "test_loss", "train_loss")
 
 # What a study's question may be about (the report's Answer): the stored metrics, the gaps,
 # the swing, the jumps across restarts and divergence.
-QUESTION_METRICS = METRICS + ("gap_running", "gap_eval", "gap_running_first", "swing_test",
-                              "jump_test", "jump_train", "diverged", "seconds")
+QUESTION_METRICS = METRICS + (
+    "gap_running",
+    "gap_eval",
+    "gap_running_first",
+    "swing_test",
+    "jump_test",
+    "jump_train",
+    "diverged",
+    "seconds",
+)
 
 
 class StudyError(AblateError, ValueError):
@@ -90,8 +98,7 @@ def fractional(resolution: int = 4) -> Fractional:
     """The smallest fraction in which no main effect is confounded with an interaction of
     fewer than ``resolution - 1`` factors (4: main effects clear of two-factor interactions)."""
     if resolution not in RESOLUTIONS:
-        raise StudyError(f"resolution must be one of {', '.join(map(str, RESOLUTIONS))}, "
-                         f"got {resolution!r}")
+        raise StudyError(f"resolution must be one of {', '.join(map(str, RESOLUTIONS))}, got {resolution!r}")
     return Fractional(resolution)
 
 
@@ -125,17 +132,19 @@ def until(halfwidth: float, min: int = 5, max: int = 10) -> Until:
     bias the p-values); the report's intervals at the stop are 97.5 % ones, which keeps their
     coverage at 95 % or more (a simulation in the tests checks it)."""
     if isinstance(halfwidth, bool) or not isinstance(halfwidth, (int, float)) or not halfwidth > 0:
-        raise StudyError(f"until(halfwidth=...) must be a positive number of points, got "
-                         f"{halfwidth!r}", "seeds")
+        raise StudyError(
+            f"until(halfwidth=...) must be a positive number of points, got {halfwidth!r}", "seeds"
+        )
     if not (_is_int(min) and _is_int(max)) or min < 5 or max < min:
-        raise StudyError(f"until(min={min!r}, max={max!r}): start from at least 5 seeds (with "
-                         "fewer, stopping when an interval looks narrow reuses a spread that came "
-                         "out small by chance, and coverage falls below 95 %) and cap at min or "
-                         "more", "seeds")
+        raise StudyError(
+            f"until(min={min!r}, max={max!r}): start from at least 5 seeds (with "
+            "fewer, stopping when an interval looks narrow reuses a spread that came "
+            "out small by chance, and coverage falls below 95 %) and cap at min or "
+            "more",
+            "seeds",
+        )
     return Until(float(halfwidth), min, max)
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-

@@ -28,7 +28,7 @@ class Fraction:
     @property
     def rows(self) -> list[tuple[int, ...]]:
         rows = []
-        for run in range(2 ** self.base):
+        for run in range(2**self.base):
             bits = tuple((run >> (self.base - 1 - i)) & 1 for i in range(self.base))
             extra = tuple(sum(bits[i] for i in word) % 2 for word in self.generators)
             rows.append(bits + extra)
@@ -49,12 +49,17 @@ def _still_clear(chosen: list[frozenset[int]], new: frozenset[int], resolution: 
     return True
 
 
-def _generators(base: int, extra: int, resolution: int, budget: int = 200_000
-                ) -> tuple[frozenset[int], ...] | None:
+def _generators(
+    base: int, extra: int, resolution: int, budget: int = 200_000
+) -> tuple[frozenset[int], ...] | None:
     """A depth-first search for ``extra`` generators over ``base`` factors; None if none is
     found within ``budget`` steps. Longer words first: they leave more room to the rest."""
-    candidates = [frozenset(c) for size in range(base, resolution - 2, -1) if size >= 2
-                  for c in itertools.combinations(range(base), size)]
+    candidates = [
+        frozenset(c)
+        for size in range(base, resolution - 2, -1)
+        if size >= 2
+        for c in itertools.combinations(range(base), size)
+    ]
     steps = 0
 
     def extend(chosen: list[frozenset[int]], start: int) -> list[frozenset[int]] | None:
@@ -82,7 +87,7 @@ def fraction(factors: int, resolution: int) -> Fraction:
     if not 1 <= factors <= MAX_FACTORS:
         raise ValueError(f"a fractional design takes 1 to {MAX_FACTORS} factors, got {factors}")
     for base in range(1, factors + 1):
-        if 2 ** base < factors + 1:  # fewer runs than effects to estimate
+        if 2**base < factors + 1:  # fewer runs than effects to estimate
             continue
         generators = _generators(base, factors - base, resolution)
         if generators is not None:

@@ -27,8 +27,9 @@ def load(path: str | Path) -> Study:
     """Import the study file at ``path`` and return its ``study``."""
     path = Path(path)
     if path.is_dir():
-        raise StudyFileError(f"{path} is a folder, not a study file: name the .py file in it, "
-                             "e.g. studies/dropout_gap.py")
+        raise StudyFileError(
+            f"{path} is a folder, not a study file: name the .py file in it, e.g. studies/dropout_gap.py"
+        )
     if not path.is_file():
         raise StudyFileError(f"{path}: no such study file")
     source = path.read_text(encoding="utf-8")
@@ -50,8 +51,7 @@ def load(path: str | Path) -> Study:
             start = int(where.rsplit(":", 1)[1])
             lines = source.splitlines()
             pattern = re.compile(rf"\b{re.escape(error.key)}\s*=")
-            found = next((n for n in range(start, len(lines) + 1) if pattern.search(lines[n - 1])),
-                         None)
+            found = next((n for n in range(start, len(lines) + 1) if pattern.search(lines[n - 1])), None)
             where = f"{path}:{found or start}"
         # ablate's own errors are sentences for the user; Python's keep their class name
         # ("NameError: name 'x' is not defined" says more than its message alone).

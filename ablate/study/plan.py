@@ -61,18 +61,28 @@ class StudyPlan:
         """What ``study.json`` records: what the report needs to know of the plan, and the
         fingerprint of the part that decides what the trials compute (:func:`fingerprint_of`),
         so that a hand-edited record is told from the plan its trials ran under."""
-        factors = {k: ([column_value(v) for v in f.values] if isinstance(f, Choice) else vars(f))
-                   for k, f in self.factors.items()}
+        factors = {
+            k: ([column_value(v) for v in f.values] if isinstance(f, Choice) else vars(f))
+            for k, f in self.factors.items()
+        }
         record = {
-            "name": self.name, "question": self.question, "preset": self.preset,
-            "metric": self.metric, "direction": self.direction,
+            "name": self.name,
+            "question": self.question,
+            "preset": self.preset,
+            "metric": self.metric,
+            "direction": self.direction,
             "design": self.design if isinstance(self.design, str) else vars(self.design),
             "baseline": {k: column_value(v) for k, v in self.baseline.items()},
-            "factors": factors, "seeds": list(self.seeds), "trials": self.size,
-            "seed_rule": vars(self.seed_rule) if self.seed_rule else None, "pruner": self.pruner,
+            "factors": factors,
+            "seeds": list(self.seeds),
+            "trials": self.size,
+            "seed_rule": vars(self.seed_rule) if self.seed_rule else None,
+            "pruner": self.pruner,
             "configure": getattr(self.configure, "__qualname__", None),
-            "metrics": list(self.metrics or (self.metric,)), "within": list(self.within),
-            "delta": self.delta, "target": self.target,
+            "metrics": list(self.metrics or (self.metric,)),
+            "within": list(self.within),
+            "delta": self.delta,
+            "target": self.target,
         }
         return {**record, "fingerprint": fingerprint_of(record)}
 
@@ -93,8 +103,7 @@ def fingerprint_of(record: Mapping[str, Any]) -> str:
     from ablate.study.settings import OBSERVING
 
     identity = {key: record.get(key) for key in IDENTITY}
-    identity["baseline"] = {k: v for k, v in (identity["baseline"] or {}).items()
-                            if k not in OBSERVING}
+    identity["baseline"] = {k: v for k, v in (identity["baseline"] or {}).items() if k not in OBSERVING}
     text = json.dumps(identity, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -121,12 +130,15 @@ def one_determinism(baseline: Mapping[str, Any], factors: Mapping[str, Factor]) 
     return {**baseline, "deterministic": "on" if restarts or checkpoints else "off"}
 
 
-def _fraction_cells(choices: Mapping[str, tuple[Any, ...]], baseline: Mapping[str, Any],
-                    resolution: int) -> list[dict[str, Any]]:
+def _fraction_cells(
+    choices: Mapping[str, tuple[Any, ...]], baseline: Mapping[str, Any], resolution: int
+) -> list[dict[str, Any]]:
     """The cells of a fraction. Level 0 of each factor is its baseline level (its first level
     when the baseline has another), so the first cell is the baseline."""
-    coded = {key: (levels[::-1] if key in baseline and baseline[key] == levels[1] else levels)
-             for key, levels in choices.items()}
+    coded = {
+        key: (levels[::-1] if key in baseline and baseline[key] == levels[1] else levels)
+        for key, levels in choices.items()
+    }
     if not coded:
         return [{}]
     rows = fraction(len(coded), resolution).rows
@@ -135,5 +147,3 @@ def _fraction_cells(choices: Mapping[str, tuple[Any, ...]], baseline: Mapping[st
 
 def cell_name(levels: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in levels.items()) or "baseline"
-
-

@@ -10,5 +10,15 @@ from ablate.train.precision import resolve_precision
 from ablate.train.state import build_state
 from ablate.train.trainer import TrialResult, fit
 
-__all__ = ["DeviceData", "TrialResult", "build_state", "fit", "prepare_batch", "resolve_precision",
-           "step_scheduler", "train_epoch", "train_step", "trial_data"]
+__all__ = [
+    "DeviceData",
+    "TrialResult",
+    "build_state",
+    "fit",
+    "prepare_batch",
+    "resolve_precision",
+    "step_scheduler",
+    "train_epoch",
+    "train_step",
+    "trial_data",
+]

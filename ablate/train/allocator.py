@@ -40,5 +40,7 @@ def _tune_glibc() -> bool:
     if not hasattr(libc, "gnu_get_libc_version"):  # musl and others: their own malloc
         return False
     # mallopt returns 1 on success; both thresholds must take, or the faults come back.
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES)
-                and libc.mallopt(M_TRIM_THRESHOLD, 2 * THRESHOLD_BYTES))
+    return bool(
+        libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES)
+        and libc.mallopt(M_TRIM_THRESHOLD, 2 * THRESHOLD_BYTES)
+    )

@@ -55,8 +55,7 @@ def wants_determinism(settings: Mapping[str, Any]) -> bool:
     checkpoints or restarts."""
     setting = settings.get("deterministic", "auto")
     if setting == "auto":
-        return bool(settings.get("resume", "none") != "none"
-                    or settings.get("checkpoint_every", 1) > 0)
+        return bool(settings.get("resume", "none") != "none" or settings.get("checkpoint_every", 1) > 0)
     return bool(setting == "on")
 
 
@@ -89,9 +88,12 @@ def to_training_layout(model: torch.nn.Module, device: torch.device) -> torch.nn
     model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     if device.type == "cpu":
         for module in model.modules():
-            if (isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1)
-                    and module.stride != (1, 1)
-                    and module.in_channels // module.groups < ONEDNN_1X1_BLOCK):
+            if (
+                isinstance(module, torch.nn.Conv2d)
+                and module.kernel_size == (1, 1)
+                and module.stride != (1, 1)
+                and module.in_channels // module.groups < ONEDNN_1X1_BLOCK
+            ):
                 # A (C, c, 1, 1) weight is "contiguous" in both layouts, so only a copy with
                 # plain strides makes the convolution choose NCHW.
                 module.weight.data = module.weight.data.clone(memory_format=torch.contiguous_format)
@@ -118,8 +120,14 @@ def nondeterministic_ops() -> Iterator[set[str]]:
         warnings.filterwarnings("always", message=f".*{NONDETERMINISTIC}.*")  # every trial's
         shown = warnings.showwarning
 
-        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                 file: TextIO | None = None, line: str | None = None) -> None:
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
             text = str(message)
             if NONDETERMINISTIC in text:
                 found.add(text.split(NONDETERMINISTIC)[0].strip() or "an op")

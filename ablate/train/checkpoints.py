@@ -36,23 +36,26 @@ class CheckpointError(AblateError):
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """Load one checkpoint safely, or raise :class:`CheckpointError` naming ``path``."""
     if not zipfile.is_zipfile(path):  # torch writes zip archives; anything else is no checkpoint
-        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint (not the archive "
-                              "torch writes), so it is not used")
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a checkpoint (not the archive "
+            "torch writes), so it is not used"
+        )
     try:
         with warnings.catch_warnings():  # torch's own warnings about a damaged file say no more
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:  # a payload that would run code when loaded
-        raise CheckpointError(f"checkpoint {path} holds Python objects that a safe (weights-only) "
-                              "load refuses: ablate did not write it as it is now, so it is not "
-                              "used") from error
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects that a safe (weights-only) "
+            "load refuses: ablate did not write it as it is now, so it is not "
+            "used"
+        ) from error
     except Exception as error:  # truncated zip, bit flips
         # Never pass on PyTorch's advice to load it with weights_only=False: that would run
         # whatever code the file holds.
         first = str(error).splitlines()[0] if str(error) else ""
         reason = "" if "weights_only" in first else f": {first}"
-        raise CheckpointError(f"checkpoint {path} is unusable ({type(error).__name__}{reason})"
-                              ) from error
+        raise CheckpointError(f"checkpoint {path} is unusable ({type(error).__name__}{reason})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not an ablate checkpoint (format {FORMAT})")
     return payload
@@ -95,8 +98,9 @@ class CheckpointStore:
             # half-copied buffers).
             ready = torch.cuda.Event()
             ready.record(torch.cuda.current_stream(device))
-        self._pending = threading.Thread(target=self._write_in_background,
-                                         args=(path, copied, ready), daemon=False)
+        self._pending = threading.Thread(
+            target=self._write_in_background, args=(path, copied, ready), daemon=False
+        )
         self._pending.start()
         return path
 
@@ -109,8 +113,7 @@ class CheckpointStore:
         if failure is not None:
             raise failure
 
-    def _write_in_background(self, path: Path, payload: dict[str, Any],
-                             ready: Any) -> None:
+    def _write_in_background(self, path: Path, payload: dict[str, Any], ready: Any) -> None:
         try:
             self._write(path, payload, ready)
         except BaseException as error:  # handed to the trial's thread by wait()
@@ -126,7 +129,7 @@ class CheckpointStore:
         buffer = io.BytesIO()
         torch.save({"format": FORMAT, **payload}, buffer)
         write_file_atomic(path, lambda handle: handle.write(buffer.getbuffer()))
-        for _, old in self.files()[:-self.keep]:
+        for _, old in self.files()[: -self.keep]:
             old.unlink(missing_ok=True)
 
     def latest(self) -> dict[str, Any] | None:
@@ -136,8 +139,11 @@ class CheckpointStore:
             try:
                 return read_checkpoint(path)
             except CheckpointError as error:
-                then = ("trying the one before it" if place + 1 < len(found) else
-                        "no earlier checkpoint: the trial starts from its first epoch")
+                then = (
+                    "trying the one before it"
+                    if place + 1 < len(found)
+                    else "no earlier checkpoint: the trial starts from its first epoch"
+                )
                 self.log(f"{error}; {then}")
         return None
 

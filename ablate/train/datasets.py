@@ -22,8 +22,9 @@ class DatasetCache:
     """Builds each dataset once (decoding is the slow part) and keeps the trial-sized copy on the
     training device until a trial asks for another size or dataset."""
 
-    def __init__(self, device: Any, data_dir: Path | None, log: Callable[[str], None],
-                 guard: DataGuard | None = None) -> None:
+    def __init__(
+        self, device: Any, data_dir: Path | None, log: Callable[[str], None], guard: DataGuard | None = None
+    ) -> None:
         self.device = device
         self.data_dir = data_dir
         self.log = log
@@ -42,14 +43,26 @@ class DatasetCache:
             built = dataset.build(data_dir=self.data_dir)
             if self.guard is not None:
                 given = given_data_dir(self.data_dir)
-                self.guard.check(describe(dataset.component.name, dataset.values),
-                                 dataset.component.name, built.fingerprint,
-                                 str(given.resolve()) if given else "its default location")
+                self.guard.check(
+                    describe(dataset.component.name, dataset.values),
+                    dataset.component.name,
+                    built.fingerprint,
+                    str(given.resolve()) if given else "its default location",
+                )
             self._built[key] = built
         data = self._built[key]
-        sizes = tuple(setup.settings[k] for k in ("classes", "val_size", "train_size", "test_size",
-                                                   "train_eval_size", "data_placement",
-                                                   "data_budget_mb"))
+        sizes = tuple(
+            setup.settings[k]
+            for k in (
+                "classes",
+                "val_size",
+                "train_size",
+                "test_size",
+                "train_eval_size",
+                "data_placement",
+                "data_budget_mb",
+            )
+        )
         if (key, sizes) not in self._on_device:
             self._on_device.clear()  # keep one dataset on the device at a time
             self._on_device[(key, sizes)] = trial_data(data, setup.settings, self.device, self.log)

@@ -28,9 +28,14 @@ def _autocast(device: torch.device, precision: str) -> torch.autocast:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, images: torch.Tensor | ImageSource, labels: torch.Tensor,
-             data: DeviceData, batch_size: int, precision: str = "fp32"
-             ) -> tuple[float, float, torch.Tensor]:
+def evaluate(
+    model: torch.nn.Module,
+    images: torch.Tensor | ImageSource,
+    labels: torch.Tensor,
+    data: DeviceData,
+    batch_size: int,
+    precision: str = "fp32",
+) -> tuple[float, float, torch.Tensor]:
     """Loss, accuracy and predictions of ``model`` in eval mode, without augmentation."""
     source = images if isinstance(images, ImageSource) else ImageSource(images)
     device = labels.device
@@ -41,7 +46,7 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor | ImageSource, labels:
         batch = source.batch(start, start + batch_size, device)
         with _autocast(device, precision):
             logits = model(_normalize(_to_unit(batch), data)).float()
-        loss_sum += F.cross_entropy(logits, labels[start:start + batch_size], reduction="sum")
+        loss_sum += F.cross_entropy(logits, labels[start : start + batch_size], reduction="sum")
         predictions.append(logits.argmax(1))
     predicted = torch.cat(predictions)
     accuracy = (predicted == labels).float().mean()
@@ -61,12 +66,14 @@ class Evaluator:
     """``evaluate`` with the trial's batch size, halved on a CUDA out-of-memory error (the
     metrics do not depend on it) instead of failing the trial; the smaller size is kept."""
 
-    def __init__(self, data: DeviceData, batch_size: int, precision: str,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, data: DeviceData, batch_size: int, precision: str, log: Callable[[str], None] | None = None
+    ) -> None:
         self.data, self.batch_size, self.precision, self.log = data, batch_size, precision, log
 
-    def __call__(self, model: torch.nn.Module, images: torch.Tensor | ImageSource,
-                 labels: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+    def __call__(
+        self, model: torch.nn.Module, images: torch.Tensor | ImageSource, labels: torch.Tensor
+    ) -> tuple[float, float, torch.Tensor]:
         while True:
             try:
                 return evaluate(model, images, labels, self.data, self.batch_size, self.precision)
@@ -80,9 +87,13 @@ class Evaluator:
                     self.log(f"out of memory while evaluating: eval batch size now {self.batch_size}")
 
 
-def prepare_batch(data: DeviceData, index: torch.Tensor, augmentations: list[Any],
-                  generator: torch.Generator, host_index: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare_batch(
+    data: DeviceData,
+    index: torch.Tensor,
+    augmentations: list[Any],
+    generator: torch.Generator,
+    host_index: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gather a batch on the device, augment it per image, normalise it: the whole data path."""
     images = _to_unit(data.train_batch(index, host_index))
     for augment in augmentations:
@@ -99,8 +110,9 @@ def step_scheduler(scheduler: Any, accuracy: float) -> None:
         scheduler.step()
 
 
-def train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any],
-                 batch_size: int, precision: str) -> tuple[float, float]:
+def train_epoch(
+    state: TrainingState, data: DeviceData, augmentations: list[Any], batch_size: int, precision: str
+) -> tuple[float, float]:
     """One pass over the training set; returns the running loss and accuracy."""
     model, optimizer, device = state.network, state.optimizer, data.device
     model.train()
@@ -113,8 +125,8 @@ def train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any]
     # Streaming reads rows in host memory: one copy of the order per epoch, not a wait per step.
     host_order = order.cpu() if data.train_rows is not None else None
     for start in range(0, stop, batch_size):
-        index = order[start:start + batch_size]
-        host_index = None if host_order is None else host_order[start:start + batch_size]
+        index = order[start : start + batch_size]
+        host_index = None if host_order is None else host_order[start : start + batch_size]
         images, labels = prepare_batch(data, index, augmentations, state.generator, host_index)
         loss, logits = train_step(model, optimizer, images, labels, precision)
         loss_sum += loss * len(index)
@@ -122,8 +134,13 @@ def train_epoch(state: TrainingState, data: DeviceData, augmentations: list[Any]
     return (loss_sum / stop).item(), (correct.float() / stop).item()
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-               labels: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    precision: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a prepared batch; returns the loss and logits, detached and
     left on the device (reading them would wait for the step to finish)."""
     with _autocast(images.device, precision):
@@ -133,5 +150,3 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images:
     loss.backward()
     optimizer.step()
     return loss.detach(), logits.detach()
-
-

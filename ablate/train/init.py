@@ -27,9 +27,11 @@ def load_into(model: torch.nn.Module, start: StartingPoint) -> tuple[list[str], 
     left as initialised (a head for other classes, layers the source lacks)."""
     own = model.state_dict()
     head = head_prefix(model) if start.new_head else None
-    loaded = [name for name, value in start.state.items()
-              if name in own and own[name].shape == value.shape
-              and not (head and name.startswith(head))]
+    loaded = [
+        name
+        for name, value in start.state.items()
+        if name in own and own[name].shape == value.shape and not (head and name.startswith(head))
+    ]
     source = start.state
     model.load_state_dict({name: source[name] for name in loaded}, strict=False)
     fresh = [name for name in own if name not in loaded]
@@ -59,8 +61,9 @@ def freeze_backbone(model: torch.nn.Module) -> list[str]:
     return trainable
 
 
-def starting_weights(init: str, model: str, seed: int, results_dir: Path,
-                     classes: Sequence[str]) -> StartingPoint | None:
+def starting_weights(
+    init: str, model: str, seed: int, results_dir: Path, classes: Sequence[str]
+) -> StartingPoint | None:
     """The weights ``init`` names for a trial of ``model`` with ``seed`` on ``classes``: None
     for ``scratch`` and ``imagenet`` (the model's own ``pretrained`` parameter fetches those); a
     ``.safetensors`` file; or ``STUDY`` / ``STUDY/CELL``: that study's kept final weights of the
@@ -76,26 +79,35 @@ def starting_weights(init: str, model: str, seed: int, results_dir: Path,
             study, _, cell = init.partition("/")
             folder = results_dir / study
             if not (folder / "weights").is_dir():
-                raise WeightsError(f"init {init!r}: {folder} has no kept weights; run that study "
-                                   "first (its `requires=` does it for you) with keep_weights "
-                                   "'final' or 'both'")
-            found = [k for k in in_study(folder, "final") if k.sidecar["provenance"]["seed"] == seed
-                     and cell in ("", k.sidecar["provenance"]["cell"])]
+                raise WeightsError(
+                    f"init {init!r}: {folder} has no kept weights; run that study "
+                    "first (its `requires=` does it for you) with keep_weights "
+                    "'final' or 'both'"
+                )
+            found = [
+                k
+                for k in in_study(folder, "final")
+                if k.sidecar["provenance"]["seed"] == seed and cell in ("", k.sidecar["provenance"]["cell"])
+            ]
             cells = sorted({k.sidecar["provenance"]["cell"] for k in found})
             if not found:
-                raise WeightsError(f"init {init!r}: {folder} has no kept final weights of seed "
-                                   f"{seed}{f' in cell {cell!r}' if cell else ''}; run that study "
-                                   "with this seed first")
+                raise WeightsError(
+                    f"init {init!r}: {folder} has no kept final weights of seed "
+                    f"{seed}{f' in cell {cell!r}' if cell else ''}; run that study "
+                    "with this seed first"
+                )
             if len(cells) > 1:
-                raise WeightsError(f"init {init!r}: {folder} has weights of seed {seed} in "
-                                   f"{len(cells)} cells; write {study}/CELL with one of: "
-                                   f"{', '.join(cells)}")
+                raise WeightsError(
+                    f"init {init!r}: {folder} has weights of seed {seed} in "
+                    f"{len(cells)} cells; write {study}/CELL with one of: "
+                    f"{', '.join(cells)}"
+                )
             chosen = found[0]
         if chosen.sidecar["model"]["name"] != model:
-            raise WeightsError(f"init {init!r}: {chosen.path} holds weights of model "
-                               f"{chosen.sidecar['model']['name']!r}, this trial builds {model!r}")
+            raise WeightsError(
+                f"init {init!r}: {chosen.path} holds weights of model "
+                f"{chosen.sidecar['model']['name']!r}, this trial builds {model!r}"
+            )
         return StartingPoint(chosen.state(), list(chosen.classes) != list(classes))
     except WeightsError as error:
         raise SetupError(str(error)) from None
-
-

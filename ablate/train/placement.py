@@ -55,8 +55,7 @@ class PinnedStaging:
         self.copied: list[Any] = [None, None]
         self.turn = 0
 
-    def to_device(self, source: torch.Tensor, rows: torch.Tensor, device: torch.device
-                  ) -> torch.Tensor:
+    def to_device(self, source: torch.Tensor, rows: torch.Tensor, device: torch.device) -> torch.Tensor:
         slot, self.turn = self.turn, self.turn ^ 1
         if self.copied[slot] is not None:
             self.copied[slot].synchronize()  # the copy that read this buffer is done
@@ -67,8 +66,7 @@ class PinnedStaging:
             # A normal tensor even when first needed while evaluating (inference mode): an
             # inference tensor cannot be written to by the next training step's gather.
             with torch.inference_mode(False):
-                buffer = self.buffers[slot] = torch.empty(max(count, 1), dtype=source.dtype,
-                                                          pin_memory=True)
+                buffer = self.buffers[slot] = torch.empty(max(count, 1), dtype=source.dtype, pin_memory=True)
         staged = buffer[:count].view(shape)
         torch.index_select(source, 0, rows, out=staged)
         moved = staged.to(device, non_blocking=True)
@@ -81,8 +79,7 @@ class PinnedStaging:
 _staging: dict[torch.device, PinnedStaging] = {}
 
 
-def gather_to_device(source: torch.Tensor, rows: torch.Tensor, device: torch.device
-                     ) -> torch.Tensor:
+def gather_to_device(source: torch.Tensor, rows: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``source[rows]`` (host memory, or its memory map) on ``device``: on CUDA through pinned
     staging buffers without waiting; on a CPU gathered as it is."""
     if device.type != "cuda":
@@ -113,8 +110,7 @@ class DeviceData:
     def device(self) -> torch.device:
         return self.train_y.device
 
-    def train_batch(self, index: torch.Tensor, host_index: torch.Tensor | None = None
-                    ) -> torch.Tensor:
+    def train_batch(self, index: torch.Tensor, host_index: torch.Tensor | None = None) -> torch.Tensor:
         """The training images at positions ``index`` (on the device), on the device; streaming
         reads them through ``host_index``, the same positions in host memory, when given."""
         if self.train_rows is None:
@@ -164,8 +160,7 @@ def workers_on_device() -> int:
         return 1
 
 
-def choose_placement(requested: str, needed: int, device: torch.device, budget_mb: float
-                     ) -> tuple[str, str]:
+def choose_placement(requested: str, needed: int, device: torch.device, budget_mb: float) -> tuple[str, str]:
     """Where a trial's images live, and why: ``device`` when asked or when ``needed`` bytes fit
     the budget (``budget_mb``, else DEVICE_SHARE of the device's free memory divided among the
     workers sharing it: K workers once each budgeted half of the same memory), else ``stream``."""
@@ -176,13 +171,20 @@ def choose_placement(requested: str, needed: int, device: torch.device, budget_m
     need, have = needed / 2**20, budget / 2**20
     if needed <= budget:
         return "device", f"auto: {need:,.1f} MB of images fit the {have:,.1f} MB budget"
-    return "stream", (f"auto: {need:,.1f} MB of images exceed the {have:,.1f} MB budget on "
-                      f"{device.type}; batches are read from the memory-mapped cache")
+    return "stream", (
+        f"auto: {need:,.1f} MB of images exceed the {have:,.1f} MB budget on "
+        f"{device.type}; batches are read from the memory-mapped cache"
+    )
 
 
-def to_device(data: ImageData, device: torch.device, train_eval_size: int,
-              val: tuple[torch.Tensor, torch.Tensor] | None = None,
-              train_rows: torch.Tensor | None = None, placement: str = "device") -> DeviceData:
+def to_device(
+    data: ImageData,
+    device: torch.device,
+    train_eval_size: int,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    train_rows: torch.Tensor | None = None,
+    placement: str = "device",
+) -> DeviceData:
     """``data`` for training on ``device``. ``train_rows``: the training positions' rows of
     ``data.train_images`` (all, in order, when None). With ``placement="stream"`` the images
     stay where they are (host memory, or its memory map) and only labels move."""
@@ -195,25 +197,33 @@ def to_device(data: ImageData, device: torch.device, train_eval_size: int,
         train_x, kept_rows = data.train_images, rows
     else:
         prefix = len(rows) == 0 or int(rows[-1]) == len(rows) - 1  # rows are sorted, unique
-        train_x = data.train_images[:len(rows)] if prefix else data.train_images[rows]
+        train_x = data.train_images[: len(rows)] if prefix else data.train_images[rows]
         train_x, kept_rows = train_x.to(device), None
+
     def stay(images: torch.Tensor) -> torch.Tensor:  # streamed images stay in host memory
         return images if streaming else images.to(device)
 
     return DeviceData(
-        train_x=train_x, train_y=data.train_labels[rows].to(device),
-        test_x=stay(data.test_images), test_y=data.test_labels.to(device),
+        train_x=train_x,
+        train_y=data.train_labels[rows].to(device),
+        test_x=stay(data.test_images),
+        test_y=data.test_labels.to(device),
         train_eval_index=subset.to(device),
         mean=torch.tensor(data.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1),
         std=torch.tensor(data.std, device=device, dtype=torch.float32).view(1, 3, 1, 1),
         val_x=None if val is None else stay(val[0]),
         val_y=None if val is None else val[1].to(device),
-        train_rows=kept_rows, placement=placement,
+        train_rows=kept_rows,
+        placement=placement,
     )
 
 
-def trial_data(data: ImageData, settings: Mapping[str, Any], device: torch.device,
-               log: Callable[[str], None] | None = None) -> DeviceData:
+def trial_data(
+    data: ImageData,
+    settings: Mapping[str, Any],
+    device: torch.device,
+    log: Callable[[str], None] | None = None,
+) -> DeviceData:
     """What a trial trains and tests on, for ``device``: ``val_size`` images held out of the
     training split (stratified, the same for every trial), then the first ``train_size`` of
     the rest and the first ``test_size`` test images (0: all), and a fixed ``train_eval_size``
@@ -229,14 +239,18 @@ def trial_data(data: ImageData, settings: Mapping[str, Any], device: torch.devic
             raise SetupError(f"val_size: {error} in {data.name}") from None
         val = (data.train_images[held], data.train_labels[held])
     if settings["train_size"]:
-        rows = rows[:settings["train_size"]]
+        rows = rows[: settings["train_size"]]
     if settings["test_size"]:
-        data = replace(data, test_images=data.test_images[:settings["test_size"]],
-                       test_labels=data.test_labels[:settings["test_size"]])
+        data = replace(
+            data,
+            test_images=data.test_images[: settings["test_size"]],
+            test_labels=data.test_labels[: settings["test_size"]],
+        )
     per_image = data.train_images[0].numel() if len(data.train_images) else 0
     needed = per_image * (len(rows) + len(data.test_labels) + (0 if val is None else len(val[1])))
-    placement, why = choose_placement(settings.get("data_placement", "auto"), needed, device,
-                                      settings.get("data_budget_mb", 0))
+    placement, why = choose_placement(
+        settings.get("data_placement", "auto"), needed, device, settings.get("data_budget_mb", 0)
+    )
     if log is not None:
         log(f"data placement: {placement} ({why})")
     try:

@@ -42,8 +42,9 @@ def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16, AMX or Arm BF16)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = {word for line in handle if line.startswith(("flags", "Features"))
-                     for word in line.split()}
+            flags = {
+                word for line in handle if line.startswith(("flags", "Features")) for word in line.split()
+            }
     except OSError:
         return False
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
@@ -68,8 +69,7 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return "fp32"
 
 
-def step_seconds(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                 precision: str) -> float:
+def step_seconds(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: str) -> float:
     """Seconds of one forward and backward pass of ``model`` on one batch."""
     device = images.device
     started = time.perf_counter()
@@ -82,8 +82,12 @@ def step_seconds(model: torch.nn.Module, images: torch.Tensor, labels: torch.Ten
     return time.perf_counter() - started
 
 
-def compare_steps(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                  precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict[str, float]:
+def compare_steps(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
+) -> dict[str, float]:
     """Milliseconds per step in each precision: the fastest of a few, the precisions taking
     turns, so that other work on the machine slows both alike (it can only add time, so the
     minimum is the figure it disturbs least)."""
@@ -96,9 +100,16 @@ def compare_steps(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     return {p: min(seconds) * 1000 for p, seconds in times.items()}
 
 
-def choose_precision(requested: str, device: torch.device, model: torch.nn.Module,
-                     batch: int, image_shape: tuple[int, ...], num_classes: int,
-                     key: Hashable, record: Path | None = None) -> PrecisionChoice:
+def choose_precision(
+    requested: str,
+    device: torch.device,
+    model: torch.nn.Module,
+    batch: int,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+    key: Hashable,
+    record: Path | None = None,
+) -> PrecisionChoice:
     """The precision a trial trains in. ``model`` is only copied, never trained; ``key`` names
     the architecture (the choice is cached per key and input shape in this process, and in
     ``record`` for every process of a study)."""
@@ -109,25 +120,42 @@ def choose_precision(requested: str, device: torch.device, model: torch.nn.Modul
     if cached is not None:
         return cached
     if record is not None:  # the study's choice first: every cell and worker trains alike
-        choice = PrecisionChoice(**remembered(record, name, lambda: asdict(machine_choice(
-            name, model, device, batch, image_shape, num_classes)), must_keep=True))
+        choice = PrecisionChoice(
+            **remembered(
+                record,
+                name,
+                lambda: asdict(machine_choice(name, model, device, batch, image_shape, num_classes)),
+                must_keep=True,
+            )
+        )
     else:
         choice = machine_choice(name, model, device, batch, image_shape, num_classes)
     _chosen[name] = choice
     return choice
 
 
-def machine_choice(name: str, model: torch.nn.Module, device: torch.device, batch: int,
-                   image_shape: tuple[int, ...], num_classes: int) -> PrecisionChoice:
+def machine_choice(
+    name: str,
+    model: torch.nn.Module,
+    device: torch.device,
+    batch: int,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+) -> PrecisionChoice:
     """The choice this machine made before for ``name`` (kept in the cache folder under its CPU
     and torch version), else a new measurement, kept there. Measured anew in every study, a
     model whose two timings are close could train in bf16 in one study and fp32 in the next
     depending on the machine's load, and the same seed would no longer give the same numbers."""
     from ablate.data import cache_dir
 
-    return PrecisionChoice(**remembered(
-        cache_dir() / "precision.json", f"{_cpu_name()} | torch {torch.__version__} | {name}",
-        lambda: asdict(measure(model, device, batch, image_shape, num_classes)), must_keep=False))
+    return PrecisionChoice(
+        **remembered(
+            cache_dir() / "precision.json",
+            f"{_cpu_name()} | torch {torch.__version__} | {name}",
+            lambda: asdict(measure(model, device, batch, image_shape, num_classes)),
+            must_keep=False,
+        )
+    )
 
 
 def _cpu_name() -> str:
@@ -143,13 +171,15 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure(model: torch.nn.Module, device: torch.device, batch: int,
-            image_shape: tuple[int, ...], num_classes: int) -> PrecisionChoice:
+def measure(
+    model: torch.nn.Module, device: torch.device, batch: int, image_shape: tuple[int, ...], num_classes: int
+) -> PrecisionChoice:
     """Time a few steps of a copy of ``model`` in fp32 and in bf16; keep the faster."""
     trial_copy = to_training_layout(copy.deepcopy(model), device).train()
     generator = torch.Generator(device="cpu").manual_seed(0)
     images = torch.randn(batch, *image_shape, generator=generator).to(
-        device, memory_format=torch.channels_last)
+        device, memory_format=torch.channels_last
+    )
     labels = torch.randint(0, num_classes, (batch,), generator=generator).to(device)
     with torch.random.fork_rng(devices=[]):  # dropout draws here must not move the trial's streams
         timings = compare_steps(trial_copy, images, labels)

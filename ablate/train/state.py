@@ -50,8 +50,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_state(setup: TrialSetup, num_classes: int, seed: int, device: torch.device,
-                start_from: StartingPoint | None = None) -> TrainingState:
+def build_state(
+    setup: TrialSetup,
+    num_classes: int,
+    seed: int,
+    device: torch.device,
+    start_from: StartingPoint | None = None,
+) -> TrainingState:
     """A fresh, seeded state: the model (its weights from ``start_from`` where names and shapes
     match, its backbone frozen with ``freeze=backbone``), its optimizer and scheduler, the data
     generator."""
@@ -84,8 +89,13 @@ def _rng_states(generator: torch.Generator) -> dict[str, Any]:
     assert not isinstance(numpy_keys, str)  # the legacy tuple: ("MT19937", keys, ...)
     states = {
         "python": random.getstate(),
-        "numpy": {"version": version, "keys": torch.from_numpy(numpy_keys.astype(np.int64)),
-                  "position": position, "has_gauss": has_gauss, "cached": cached},
+        "numpy": {
+            "version": version,
+            "keys": torch.from_numpy(numpy_keys.astype(np.int64)),
+            "position": position,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
         "torch": torch.get_rng_state(),
         "generator": generator.get_state(),
         # The training device's kind, and on CUDA that device's own stream only: a worker pinned
@@ -107,8 +117,9 @@ def checkpoint_device(payload: dict[str, Any]) -> str | None:
 def _set_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
     random.setstate(states["python"])
     n = states["numpy"]
-    np.random.set_state((n["version"], n["keys"].numpy().astype(np.uint32), n["position"],
-                         n["has_gauss"], n["cached"]))
+    np.random.set_state(
+        (n["version"], n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"], n["cached"])
+    )
     torch.set_rng_state(states["torch"])
     generator.set_state(states["generator"])
     if generator.device.type == "cuda" and isinstance(states.get("cuda"), torch.Tensor):
@@ -125,7 +136,8 @@ def snapshot(state: TrainingState) -> dict[str, Any]:
         "scaler": None,  # no gradient scaling: bf16 autocast does not need it
         "rng": _rng_states(state.generator),
         "history": [asdict(record) for record in state.history],
-        "best": state.best, "best_value": state.best_value,
+        "best": state.best,
+        "best_value": state.best_value,
     }
 
 
@@ -164,8 +176,7 @@ def restart(state: TrainingState, setup: TrialSetup, mode: str, seed: int, count
     state.model.load_state_dict(saved["model"])
     if mode in ("weights_only", "weights_scheduler"):
         state.optimizer = setup.optimizer.build(params=state.model.parameters())
-    state.scheduler = setup.scheduler.build(optimizer=state.optimizer,
-                                            epochs=setup.settings["epochs"])
+    state.scheduler = setup.scheduler.build(optimizer=state.optimizer, epochs=setup.settings["epochs"])
     if mode == "weights_scheduler":  # the schedule goes on, applied to the fresh optimizer
         state.scheduler.load_state_dict(saved["scheduler"])
         for group, lr in zip(state.optimizer.param_groups, state.scheduler.get_last_lr(), strict=True):

@@ -25,13 +25,16 @@ def effective_batch(batch_size: int, split: int, log: Callable[[str], None]) -> 
     training: one batch per epoch), said once."""
     if batch_size <= split or split == 0:
         return batch_size
-    log(f"batch_size {batch_size:,} is larger than the training split ({split:,} images): each "
-        f"epoch is one batch of {split:,}")
+    log(
+        f"batch_size {batch_size:,} is larger than the training split ({split:,} images): each "
+        f"epoch is one batch of {split:,}"
+    )
     return split
 
 
-def activation_bytes(model: torch.nn.Module, image_shape: tuple[int, ...],
-                     device: torch.device, bf16: bool) -> int | None:
+def activation_bytes(
+    model: torch.nn.Module, image_shape: tuple[int, ...], device: torch.device, bf16: bool
+) -> int | None:
     """Bytes of the outputs of ``model``'s innermost modules for one image: about what a
     training step keeps for its backward pass, per image (a lower bound; under bf16 autocast
     when the trial may train in bf16). Measured in eval mode without gradients, so nothing of
@@ -49,8 +52,7 @@ def activation_bytes(model: torch.nn.Module, image_shape: tuple[int, ...],
     try:
         model.eval()
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            model(torch.zeros(1, *image_shape, device=device).contiguous(
-                memory_format=torch.channels_last))
+            model(torch.zeros(1, *image_shape, device=device).contiguous(memory_format=torch.channels_last))
     except Exception:  # an unusual model: training will tell
         return None
     finally:
@@ -60,8 +62,15 @@ def activation_bytes(model: torch.nn.Module, image_shape: tuple[int, ...],
     return total
 
 
-def check_fits(model: torch.nn.Module, batch: int, image_shape: tuple[int, ...],
-               device: torch.device, free: int, what: str, precision: str) -> None:
+def check_fits(
+    model: torch.nn.Module,
+    batch: int,
+    image_shape: tuple[int, ...],
+    device: torch.device,
+    free: int,
+    what: str,
+    precision: str,
+) -> None:
     """Raise :class:`DoesNotFit` when ``batch`` images' activations alone exceed ``free``
     bytes; ``what`` names the model for the message, ``precision`` is the trial's setting."""
     per_image = activation_bytes(model, image_shape, device, bf16=precision != "fp32")
@@ -72,4 +81,5 @@ def check_fits(model: torch.nn.Module, batch: int, image_shape: tuple[int, ...],
         f"batch_size {batch:,} of {what} on {'x'.join(map(str, image_shape[1:]))} images needs "
         f"at least {need:,.1f} GB for one training step's activations, and {device.type} has "
         f"{free / 2**30:,.1f} GB free: lower batch_size (about {max(1, int(free // per_image)):,} "
-        "would fit)")
+        "would fit)"
+    )

@@ -60,14 +60,6 @@ class TrialResult:
         return self.epochs[-1]
 
 
-
-
-
-
-
-
-
-
 GPU_CHECKPOINT_SECONDS = 60.0
 
 
@@ -78,18 +70,6 @@ def checkpoint_spacing(setting: float, device: torch.device) -> float:
     if setting >= 0:
         return setting
     return GPU_CHECKPOINT_SECONDS if device.type == "cuda" else 0.0
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def fit(
@@ -126,8 +106,10 @@ def fit(
     trained_on = checkpoint_device(saved) if saved is not None else None
     if saved is not None and trained_on not in (None, device.type):
         # A generator's state differs in size between a CPU and a GPU: not resumable here.
-        log(f"checkpoint of epoch {saved['epoch']} was trained on {trained_on}, this trial runs "
-            f"on {device.type}: not resumable, starting afresh")
+        log(
+            f"checkpoint of epoch {saved['epoch']} was trained on {trained_on}, this trial runs "
+            f"on {device.type}: not resumable, starting afresh"
+        )
         if checkpoints is not None:
             checkpoints.clear()
     elif saved is not None and saved.get("meta") == (checkpoint_meta or {}):
@@ -137,8 +119,15 @@ def fit(
         checkpoints.clear()
     resumed_from = state.epoch
     batch_size = effective_batch(settings["batch_size"], len(data.train_y), log)
-    check_fits(state.model, batch_size, tuple(data.train_x.shape[1:]), device, free_memory(device),
-               f"model {setup.model.component.name!r}", settings["precision"])
+    check_fits(
+        state.model,
+        batch_size,
+        tuple(data.train_x.shape[1:]),
+        device,
+        free_memory(device),
+        f"model {setup.model.component.name!r}",
+        settings["precision"],
+    )
     augmentations = [chosen.build() for chosen in setup.augmentations]
     mode, period = settings["resume"], settings["resume_every"]
     every = settings["checkpoint_every"]
@@ -148,10 +137,15 @@ def fit(
         chosen = PrecisionChoice(resumed_precision["precision"], resumed_precision.get("step_ms"))
     else:
         chosen = choose_precision(
-            settings["precision"], device, state.model, batch_size,
-            tuple(data.train_x.shape[1:]), num_classes,
+            settings["precision"],
+            device,
+            state.model,
+            batch_size,
+            tuple(data.train_x.shape[1:]),
+            num_classes,
             (setup.model.component.name, tuple(sorted(setup.model.values.items()))),
-            precision_record)
+            precision_record,
+        )
     precision = chosen.precision
     backends = configure(settings, precision, device)
     measure = Evaluator(data, eval_batch_size(settings["eval_batch_size"], data), precision, log)
@@ -169,17 +163,35 @@ def fit(
         if not np.isfinite(train_loss):
             # Diverged: a result of these settings, not an error. The weights are NaN now, so
             # there is nothing left to evaluate or to continue from.
-            record = EpochRecord(epoch, lr, train_loss, train_acc, None, None, None,
-                                 time.perf_counter() - epoch_started, restarting)
+            record = EpochRecord(
+                epoch,
+                lr,
+                train_loss,
+                train_acc,
+                None,
+                None,
+                None,
+                time.perf_counter() - epoch_started,
+                restarting,
+            )
             state.history.append(record)
             on_epoch_end(record)
             if checkpoints is not None:
                 checkpoints.wait()
-            return TrialResult(epochs=tuple(state.history), class_acc=(), confusion=(),
-                               seconds=time.perf_counter() - started, model=state.model,
-                               precision=precision, resumed_from=resumed_from, diverged=True,
-                               fresh=tuple(state.fresh), step_ms=chosen.step_ms,
-                               backends=backends, nondeterministic=tuple(sorted(warned)))
+            return TrialResult(
+                epochs=tuple(state.history),
+                class_acc=(),
+                confusion=(),
+                seconds=time.perf_counter() - started,
+                model=state.model,
+                precision=precision,
+                resumed_from=resumed_from,
+                diverged=True,
+                fresh=tuple(state.fresh),
+                step_ms=chosen.step_ms,
+                backends=backends,
+                nondeterministic=tuple(sorted(warned)),
+            )
         with nondeterministic_ops() as found:
             _, train_eval_acc, _ = measure(state.network, data.train_eval, data.train_eval_y)
             test_loss, test_acc, predicted = measure(state.network, data.test_x, data.test_y)
@@ -189,24 +201,42 @@ def fit(
         warned |= found
         # Selection (a plateau's steps) uses the validation split when there is one.
         step_scheduler(state.scheduler, test_acc if val_acc is None else val_acc)
-        record = EpochRecord(epoch, lr, train_loss, train_acc, train_eval_acc, test_loss,
-                             test_acc, time.perf_counter() - epoch_started, restarting, val_loss,
-                             val_acc)
+        record = EpochRecord(
+            epoch,
+            lr,
+            train_loss,
+            train_acc,
+            train_eval_acc,
+            test_loss,
+            test_acc,
+            time.perf_counter() - epoch_started,
+            restarting,
+            val_loss,
+            val_acc,
+        )
         selected = test_acc if val_acc is None else val_acc
         if keep_best and (state.best_value is None or selected > state.best_value):
             state.best_value = selected
-            state.best = {name: value.detach().to("cpu", copy=True)
-                          for name, value in state.model.state_dict().items()}
+            state.best = {
+                name: value.detach().to("cpu", copy=True) for name, value in state.model.state_dict().items()
+            }
         state.epoch = epoch
         state.history.append(record)
         last = epoch == settings["epochs"]
         # The last epoch's checkpoint is skipped when the caller deletes it as soon as the
         # trial is recorded (the runner: a write of the whole state, for nothing).
-        if checkpoints is not None and every > 0 and (epoch % every == 0 or last) and (
-                last or time.monotonic() - last_saved >= spacing) and (final_checkpoint or not last):
-            checkpoints.save(epoch, {**snapshot(state), "meta": checkpoint_meta or {},
-                                     "precision": asdict(chosen)},
-                             background=device.type == "cuda")
+        if (
+            checkpoints is not None
+            and every > 0
+            and (epoch % every == 0 or last)
+            and (last or time.monotonic() - last_saved >= spacing)
+            and (final_checkpoint or not last)
+        ):
+            checkpoints.save(
+                epoch,
+                {**snapshot(state), "meta": checkpoint_meta or {}, "precision": asdict(chosen)},
+                background=device.type == "cuda",
+            )
             last_saved = time.monotonic()
         on_epoch_end(record)
     if checkpoints is not None:

@@ -38,50 +38,76 @@ class Question:
 
 
 QUESTIONS = (
-    Question("dropout_gap", "Why is my test accuracy above my train accuracy early on, and why does "
-             "the gap widen after the first learning-rate decay? Is it dropout? Augmentation?",
-             ("gaps", "interaction"),
-             "`train_acc` as most scripts print it is measured during the epoch, with dropout and "
-             "augmentation on and the weights still moving; `gap_eval` compares like with like "
-             "(train images measured in eval mode, unaugmented). An effect on `gap_running` that "
-             "is absent from `gap_eval` is a measurement artefact of the running average, not a "
-             "property of the model."),
-    Question("resume_jump", "Why does accuracy jump when I stop training and reload my checkpoint?",
-             ("restarts", "learning_curves"),
-             "`full` (everything restored) is the control and must show no jump; each naive mode "
-             "shows what losing one piece of state costs at a restart. If your script restores "
-             "only the weights, the mode with the same name is your situation. A mode that "
-             "starts the schedule over also spends more epochs at the first, highest rate, so "
-             "its final accuracy differs for that reason alone: judge the restart by the jumps."),
-    Question("color_jitter", "Does colour jitter help when the test images have none?",
-             ("final_metric", "interaction"),
-             "Read the effect of jitter on `test_acc` within each augmentation: jitter trades "
-             "fitting the training colours for robustness the clean test set does not reward."),
-    Question("oscillation", "Why does my test accuracy swing from epoch to epoch with small batches?",
-             ("interaction", "learning_curves"),
-             "The swing is measured over the last epochs; a smaller batch at the same learning "
-             "rate takes more, noisier steps. If the swing falls when the rate decays, the cure "
-             "is a schedule, not a bigger batch."),
-    Question("pretraining", "Does pretraining help on 32x32 images?", ("learning_curves",),
-             "Offline, pretraining here means weights trained on other CIFAR-10 classes "
-             "(`pretrain_source`); with internet access the `full` preset compares ImageNet "
-             "weights."),
-    Question("schedule", "Which learning-rate schedule should I use?", ("learning_curves",),
-             "Compare final test accuracy at the same epoch budget; a schedule that wins only "
-             "at the budget of this run may lose at yours."),
-    Question("architecture", "Which architecture, and can a YOLO-style C3 block replace a residual "
-             "block? How much of the gap does crop + flip close for each?",
-             ("interaction", "final_metric"),
-             "Each model's gain over the tutorial CNN is given with and without crop + flip, and "
-             "what crop + flip does for each model: a gap that closes for one model and not "
-             "another is an interaction, reported as such. C3 against the residual block is not "
-             "a tested comparison: set resnet_c3's gain beside resnet18's (the same layout) and "
-             "its parameters and seconds per epoch in the cell table."),
-    Question("five_epochs", "Can a ResNet-18 pass 50 % test accuracy in 5 epochs?",
-             ("learning_curves",),
-             "The answer is how many seeds pass the target and the cell's mean with its "
-             "interval, at this width and data; a mean whose whole interval is above the target "
-             "passes it reliably at this scale, not at every width."),
+    Question(
+        "dropout_gap",
+        "Why is my test accuracy above my train accuracy early on, and why does "
+        "the gap widen after the first learning-rate decay? Is it dropout? Augmentation?",
+        ("gaps", "interaction"),
+        "`train_acc` as most scripts print it is measured during the epoch, with dropout and "
+        "augmentation on and the weights still moving; `gap_eval` compares like with like "
+        "(train images measured in eval mode, unaugmented). An effect on `gap_running` that "
+        "is absent from `gap_eval` is a measurement artefact of the running average, not a "
+        "property of the model.",
+    ),
+    Question(
+        "resume_jump",
+        "Why does accuracy jump when I stop training and reload my checkpoint?",
+        ("restarts", "learning_curves"),
+        "`full` (everything restored) is the control and must show no jump; each naive mode "
+        "shows what losing one piece of state costs at a restart. If your script restores "
+        "only the weights, the mode with the same name is your situation. A mode that "
+        "starts the schedule over also spends more epochs at the first, highest rate, so "
+        "its final accuracy differs for that reason alone: judge the restart by the jumps.",
+    ),
+    Question(
+        "color_jitter",
+        "Does colour jitter help when the test images have none?",
+        ("final_metric", "interaction"),
+        "Read the effect of jitter on `test_acc` within each augmentation: jitter trades "
+        "fitting the training colours for robustness the clean test set does not reward.",
+    ),
+    Question(
+        "oscillation",
+        "Why does my test accuracy swing from epoch to epoch with small batches?",
+        ("interaction", "learning_curves"),
+        "The swing is measured over the last epochs; a smaller batch at the same learning "
+        "rate takes more, noisier steps. If the swing falls when the rate decays, the cure "
+        "is a schedule, not a bigger batch.",
+    ),
+    Question(
+        "pretraining",
+        "Does pretraining help on 32x32 images?",
+        ("learning_curves",),
+        "Offline, pretraining here means weights trained on other CIFAR-10 classes "
+        "(`pretrain_source`); with internet access the `full` preset compares ImageNet "
+        "weights.",
+    ),
+    Question(
+        "schedule",
+        "Which learning-rate schedule should I use?",
+        ("learning_curves",),
+        "Compare final test accuracy at the same epoch budget; a schedule that wins only "
+        "at the budget of this run may lose at yours.",
+    ),
+    Question(
+        "architecture",
+        "Which architecture, and can a YOLO-style C3 block replace a residual "
+        "block? How much of the gap does crop + flip close for each?",
+        ("interaction", "final_metric"),
+        "Each model's gain over the tutorial CNN is given with and without crop + flip, and "
+        "what crop + flip does for each model: a gap that closes for one model and not "
+        "another is an interaction, reported as such. C3 against the residual block is not "
+        "a tested comparison: set resnet_c3's gain beside resnet18's (the same layout) and "
+        "its parameters and seconds per epoch in the cell table.",
+    ),
+    Question(
+        "five_epochs",
+        "Can a ResNet-18 pass 50 % test accuracy in 5 epochs?",
+        ("learning_curves",),
+        "The answer is how many seeds pass the target and the cell's mean with its "
+        "interval, at this width and data; a mean whose whole interval is above the target "
+        "passes it reliably at this scale, not at every width.",
+    ),
 )
 
 
@@ -120,22 +146,38 @@ def study_line(question: Question, plan) -> str:  # type: ignore[no-untyped-def]
 
 def heading(question: Question, study, plan, preset_name: str) -> list[str]:  # type: ignore[no-untyped-def]
     preset = study.presets.get(preset_name)
-    return [f"## {question.asked}", "",
-            study_line(question, plan)
-            + (f": {preset.description}." if preset else "."), "",
-            f"    {command(question.study, preset_name)}", ""] + (
-            [f"It runs {', '.join(f'`studies/{r}`' for r in preset.requires)} first, at the same "
-             "preset, where its results are missing.", ""] if preset and preset.requires else [])
+    return [
+        f"## {question.asked}",
+        "",
+        study_line(question, plan) + (f": {preset.description}." if preset else "."),
+        "",
+        f"    {command(question.study, preset_name)}",
+        "",
+    ] + (
+        [
+            f"It runs {', '.join(f'`studies/{r}`' for r in preset.requires)} first, at the same "
+            "preset, where its results are missing.",
+            "",
+        ]
+        if preset and preset.requires
+        else []
+    )
 
 
-def measured_section(question: Question, head: list[str], plan, results_dir: Path,  # type: ignore[no-untyped-def]
-                     figures: Path) -> list[str] | None:
+def measured_section(
+    question: Question,
+    head: list[str],
+    plan,
+    results_dir: Path,  # type: ignore[no-untyped-def]
+    figures: Path,
+) -> list[str] | None:
     """The section (under ``head``) of a study measured at ``plan``'s preset in
     ``results_dir``, its figures (re)drawn into ``figures``; None when that folder holds no
     such run."""
     from ablate.analysis import ReportError, analyse_folder
+    from ablate.report.formats import markdown_table
     from ablate.report.plots import PLOTS
-    from ablate.report.render import _markdown_table, legend, tables
+    from ablate.report.render import legend, tables
 
     lines = list(head)
     folder = results_dir / plan.name
@@ -152,21 +194,28 @@ def measured_section(question: Question, head: list[str], plan, results_dir: Pat
     images = first.get("param_train_size")
     # The test images a trial was scored on, from its per-class counts: a class subset
     # (pretraining's classes 5-9) tests on part of the test set with test_size left at 0 ("all").
-    test_images = sum(row.get("count") or 0 for row in results.classes
-                      if (row["trial"], row["attempt"]) == (first.get("trial"), first.get("attempt"))
-                      ) or first.get("param_test_size")
+    test_images = sum(
+        row.get("count") or 0
+        for row in results.classes
+        if (row["trial"], row["attempt"]) == (first.get("trial"), first.get("attempt"))
+    ) or first.get("param_test_size")
     seeds = len({t["seed"] for t in results.complete})
-    lines += [f"Measured: {complete} of {plan.size} planned trials, {seeds} "
-              f"{'seed' if seeds == 1 else 'seeds'} per cell "
-              f"at most, {_images(images, 'training')} and {_images(test_images, 'test')} "
-              f"images per trial." + (f" {report.ran_on}" if report.ran_on else "")
-              + ("" if complete >= plan.size else " **The run is not finished: the answer below "
-                 "is provisional.**"), "", "**Answer**", ""]
+    lines += [
+        f"Measured: {complete} of {plan.size} planned trials, {seeds} "
+        f"{'seed' if seeds == 1 else 'seeds'} per cell "
+        f"at most, {_images(images, 'training')} and {_images(test_images, 'test')} "
+        f"images per trial."
+        + (f" {report.ran_on}" if report.ran_on else "")
+        + ("" if complete >= plan.size else " **The run is not finished: the answer below is provisional.**"),
+        "",
+        "**Answer**",
+        "",
+    ]
     lines += [f"- {line}" for line in report.answer]
     shown = tables(report)
     family = [t for t in shown if t[0].startswith("The Answer's family")]
     for title, headers, rows in [shown[0], *family]:
-        lines += ["", f"*{title}*", "", _markdown_table(headers, rows)]
+        lines += ["", f"*{title}*", "", markdown_table(headers, rows)]
     lines += ["", legend(report), ""]
     for name in question.figures:
         figure = PLOTS[name](report, results) if report.cells else None
@@ -182,7 +231,9 @@ def not_run_section(head: list[str], plan) -> list[str]:  # type: ignore[no-unty
     return head + [
         f"**Not run yet at this scale** ({plan.size} trials planned). The command above runs it "
         "(resumable: run it again after a stop); then `python docs/findings/build.py` fills this "
-        "section.", ""]
+        "section.",
+        "",
+    ]
 
 
 def _images(count: object, split: str) -> str:
@@ -191,8 +242,9 @@ def _images(count: object, split: str) -> str:
     return f"{int(count):,} {split}"  # type: ignore[call-overload]
 
 
-def build(results_dir: Path, preset: str = PRESET, page: Path = PAGE, figures: Path = FIGURES
-          ) -> dict[str, str]:
+def build(
+    results_dir: Path, preset: str = PRESET, page: Path = PAGE, figures: Path = FIGURES
+) -> dict[str, str]:
     """Write ``page`` and its figures (in ``figures``, beside it) from ``results_dir``: a study
     found there at ``preset`` gets its section and figures rebuilt; any other keeps the section
     last built for it at that preset (``figures/<study>.md``) or, if it never ran, says so.
@@ -202,13 +254,17 @@ def build(results_dir: Path, preset: str = PRESET, page: Path = PAGE, figures: P
     studies = [(question, *study_plan(question.study, preset)) for question in QUESTIONS]
     sources: dict[str, str] = {}
     figures.mkdir(parents=True, exist_ok=True)
-    parts = ["# Findings", "",
-             "What ablate's studies answer at a scale this project's 2-core CPU can run: the "
-             f"`{preset}` presets, on CIFAR-10 (`--data-dir {DATA}`). Every number and figure "
-             "below is regenerated from the results folders by `python docs/findings/build.py` "
-             "(the same analysis as `ablate report`); a section without a run says so. Effects "
-             "are differences in percentage points with 95 % intervals; \"decided\" follows the "
-             "rules in [Reports and how verdicts are made](verdicts.md).", ""]
+    parts = [
+        "# Findings",
+        "",
+        "What ablate's studies answer at a scale this project's 2-core CPU can run: the "
+        f"`{preset}` presets, on CIFAR-10 (`--data-dir {DATA}`). Every number and figure "
+        "below is regenerated from the results folders by `python docs/findings/build.py` "
+        "(the same analysis as `ablate report`); a section without a run says so. Effects "
+        'are differences in percentage points with 95 % intervals; "decided" follows the '
+        "rules in [Reports and how verdicts are made](verdicts.md).",
+        "",
+    ]
     for question, study, plan in studies:
         kept = figures / f"{question.study}.md"
         head = heading(question, study, plan, preset)
@@ -235,8 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
     if not args.results_dir.is_dir():
-        print(f"error: no results folder at {args.results_dir}: pass --results-dir where "
-              "`ablate run` wrote the studies' results", file=sys.stderr)
+        print(
+            f"error: no results folder at {args.results_dir}: pass --results-dir where "
+            "`ablate run` wrote the studies' results",
+            file=sys.stderr,
+        )
         return 2
     from ablate.study.factors import StudyError
 
@@ -245,10 +304,14 @@ def main(argv: list[str] | None = None) -> int:
     except StudyError as error:  # a preset a shipped study lacks
         print(f"error: {error}", file=sys.stderr)
         return 2
-    said = {kind: [study for study, how in sources.items() if how == kind]
-            for kind in ("measured", "kept", "not run")}
-    print(f"wrote {PAGE.relative_to(REPO)} and {len(list(FIGURES.glob('*.png')))} figures; "
-          + "; ".join(f"{kind}: {', '.join(names)}" for kind, names in said.items() if names))
+    said = {
+        kind: [study for study, how in sources.items() if how == kind]
+        for kind in ("measured", "kept", "not run")
+    }
+    print(
+        f"wrote {PAGE.relative_to(REPO)} and {len(list(FIGURES.glob('*.png')))} figures; "
+        + "; ".join(f"{kind}: {', '.join(names)}" for kind, names in said.items() if names)
+    )
     return 0
 
 

@@ -16,9 +16,17 @@ from ablate import hookspecs
 from ablate.components.discovery import DISABLE_AUTOLOAD_ENV, load_plugins
 from tests.conftest import REPO
 
-BUILTIN = {"ablate:datasets", "ablate:models", "ablate:augmentations", "ablate:optimizers",
-           "ablate:schedulers", "ablate:lr_range", "ablate:new_plugin", "ablate:predict",
-           "ablate:tensorboard"}
+BUILTIN = {
+    "ablate:datasets",
+    "ablate:models",
+    "ablate:augmentations",
+    "ablate:optimizers",
+    "ablate:schedulers",
+    "ablate:lr_range",
+    "ablate:new_plugin",
+    "ablate:predict",
+    "ablate:tensorboard",
+}
 
 
 def fake_distribution(site: Path, name: str, module: str, body: str) -> None:
@@ -34,18 +42,22 @@ def ablate_cli(*args: str, site: Path | None = None, env: dict | None = None) ->
     environment = {**os.environ, **(env or {})}
     if site is not None:
         environment["PYTHONPATH"] = os.pathsep.join([str(site), environment.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "ablate", *args], capture_output=True, text=True,
-                          env=environment, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ablate", *args], capture_output=True, text=True, env=environment, timeout=300
+    )
 
 
 def test_builtins_are_entry_point_plugins_and_register_the_first_set() -> None:
     plugins = load_plugins()
     assert BUILTIN <= set(plugins.loaded)
     assert all(plugins.loaded[name].distribution == "ablate" for name in BUILTIN)
-    expected = {"dataset": {"cifar10", "cifar10-mini"}, "model": {"resnet18", "simple_cnn"},
-                "augmentation": {"none", "crop_flip", "color_jitter"},
-                "optimizer": {"sgd", "adam"},
-                "scheduler": {"none", "multistep", "piecewise", "cosine", "plateau"}}
+    expected = {
+        "dataset": {"cifar10", "cifar10-mini"},
+        "model": {"resnet18", "simple_cnn"},
+        "augmentation": {"none", "crop_flip", "color_jitter"},
+        "optimizer": {"sgd", "adam"},
+        "scheduler": {"none", "multistep", "piecewise", "cosine", "plateau"},
+    }
     for kind, names in expected.items():
         assert names <= set(plugins.registry.names(kind))
         assert all(c.description for c in plugins.registry.of_kind(kind))
@@ -72,15 +84,19 @@ def test_plugin_failing_at_import_is_reported_and_the_others_still_work(tmp_path
     assert "ablate-broken" in table.stdout and "ablate:models" in table.stdout
 
 
-def test_a_duplicate_name_is_refused_naming_both_plugins_and_the_rest_registers(
-        tmp_path: Path) -> None:
-    fake_distribution(tmp_path, "ablate-dup", "ablate_dup", """
+def test_a_duplicate_name_is_refused_naming_both_plugins_and_the_rest_registers(tmp_path: Path) -> None:
+    fake_distribution(
+        tmp_path,
+        "ablate-dup",
+        "ablate_dup",
+        """
         import ablate
         @ablate.hookimpl
         def register_models(register):
             register("mlp", lambda *, num_classes: None, "fine on its own")
             register("resnet18", lambda *, num_classes: None, "clashes with the built-in")
-    """)
+    """,
+    )
     sys.path.insert(0, str(tmp_path))
     try:
         plugins = load_plugins()
@@ -98,6 +114,7 @@ def test_a_duplicate_name_is_refused_naming_both_plugins_and_the_rest_registers(
 
 def test_a_component_of_a_plugin_that_failed_is_named_with_the_failure(tmp_path: Path) -> None:
     """Not a did-you-mean for a look-alike: the study's component exists, its plugin failed."""
+
     class HalfBroken:
         @ablate.hookimpl
         def register_optimizers(self, register):  # type: ignore[no-untyped-def]
@@ -112,8 +129,10 @@ def test_a_component_of_a_plugin_that_failed_is_named_with_the_failure(tmp_path:
     (failure,) = plugins.failures
     assert failure.dropped == ("optimizer:adamw",)
     study = tmp_path / "s.py"
-    study.write_text("from ablate import Study\nstudy = Study(name='s', question='?',\n"
-                     "    baseline=dict(dataset='cifar10-mini', optimizer='adamw'))\n")
+    study.write_text(
+        "from ablate import Study\nstudy = Study(name='s', question='?',\n"
+        "    baseline=dict(dataset='cifar10-mini', optimizer='adamw'))\n"
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("ablate.components.discovery.get_plugins", lambda: plugins)
         result = CliRunner().invoke(app, ["run", str(study), "--results-dir", str(tmp_path)])
@@ -171,9 +190,22 @@ def test_list_shows_parameters_and_defaults() -> None:
 def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example plugin package installed with pip into a private folder."""
     site = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(site),
-                    str(REPO / "examples" / "ablate-example-plugin")], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(REPO / "examples" / "ablate-example-plugin"),
+        ],
+        check=True,
+        timeout=300,
+    )
     return site
 
 
@@ -183,15 +215,19 @@ def test_example_plugin_is_listed_and_its_components_train(example_site: Path, t
     (example,) = [e for e in listed if e["distribution"] == "ablate-example-plugin"]
     assert example["registers"] == ["model:tiny_convnet", "augmentation:cutout"]
     assert example["version"] == "0.1.0"
-    kit = ("from ablate.components.discovery import load_plugins; from ablate.testing import check_component;"
-           "r = load_plugins().registry; check_component(r.get('model', 'tiny_convnet'));"
-           "check_component(r.get('augmentation', 'cutout')); print('conforms')")
+    kit = (
+        "from ablate.components.discovery import load_plugins; from ablate.testing import check_component;"
+        "r = load_plugins().registry; check_component(r.get('model', 'tiny_convnet'));"
+        "check_component(r.get('augmentation', 'cutout')); print('conforms')"
+    )
     environment = {**os.environ, "PYTHONPATH": str(example_site)}
-    checked = subprocess.run([sys.executable, "-c", kit], capture_output=True, text=True,
-                             env=environment, timeout=300)
+    checked = subprocess.run(
+        [sys.executable, "-c", kit], capture_output=True, text=True, env=environment, timeout=300
+    )
     assert checked.stdout.strip() == "conforms", checked.stderr
     study = tmp_path / "example.py"
-    study.write_text(textwrap.dedent('''
+    study.write_text(
+        textwrap.dedent("""
         from ablate import Study, choice
         study = Study(
             name="example", question="Does cutout help a tiny convnet?",
@@ -199,10 +235,12 @@ def test_example_plugin_is_listed_and_its_components_train(example_site: Path, t
                           train_size=128, test_size=64, train_eval_size=64, batch_size=32),
             factors=dict(augment=choice("none", "crop_flip+cutout")), seeds=1,
         )
-    '''))
+    """)
+    )
     result = ablate_cli("run", str(study), "--results-dir", str(tmp_path), site=example_site)
     assert result.returncode == 0, result.stdout + result.stderr
     import pyarrow.dataset as ds
+
     trials = ds.dataset(tmp_path / "example" / "trials").to_table().to_pylist()
     assert sorted(t["param_augment"] for t in trials) == ["crop_flip+cutout", "none"]
     assert {t["param_channels"] for t in trials} == {4}

@@ -12,8 +12,9 @@ from ablate.testing import check_augmentation, check_component, check_model
 REGISTRY = load_plugins().registry
 # cifar10 needs a local copy or the network, imagefolder a folder of photos; they are tested
 # in test_datasets.py and test_imagefolder.py.
-COMPONENTS = [c for c in REGISTRY
-              if (c.kind, c.name) not in {("dataset", "cifar10"), ("dataset", "imagefolder")}]
+COMPONENTS = [
+    c for c in REGISTRY if (c.kind, c.name) not in {("dataset", "cifar10"), ("dataset", "imagefolder")}
+]
 
 
 @pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: f"{c.kind}:{c.name}")

@@ -17,7 +17,9 @@ def test_params_come_from_keyword_only_defaults_and_context_is_left_out() -> Non
     register("m", factory, "a model", params={"width": "channels", "dropout": "p"})
     (component,) = register.staged
     assert [(p.name, p.default, p.description) for p in component.params] == [
-        ("width", 64, "channels"), ("dropout", 0.0, "p")]
+        ("width", 64, "channels"),
+        ("dropout", 0.0, "p"),
+    ]
     assert component.build({"num_classes": 3}, {"width": 8}) == (3, 8, 0.0)
 
 
@@ -30,8 +32,7 @@ def refusal(*args: object, **kwargs: object) -> str:
 
 
 def test_every_parameter_needs_a_description() -> None:
-    assert "'dropout' has no description" in refusal("m", factory, "a model",
-                                                     params={"width": "channels"})
+    assert "'dropout' has no description" in refusal("m", factory, "a model", params={"width": "channels"})
 
 
 def test_described_parameter_must_exist() -> None:
@@ -53,22 +54,33 @@ def test_duplicate_name_names_both_plugins() -> None:
 def test_unknown_name_lists_available_and_suggests() -> None:
     registry = Registry()
     registry.add(Component("model", "resnet18", factory, "d", (), "p"))
-    with pytest.raises(RegistryError, match=r"unknown model 'resnet81'; available: resnet18\. "
-                                            r"Did you mean 'resnet18'\?"):
+    with pytest.raises(
+        RegistryError,
+        match=r"unknown model 'resnet81'; available: resnet18\. "
+        r"Did you mean 'resnet18'\?",
+    ):
         registry.get("model", "resnet81")
 
 
-@pytest.mark.parametrize(("value", "default", "expected"), [
-    (1, 0.5, 1.0), (True, False, True), ((7, 12), (30,), (7, 12)), ([1, 2], (3,), (1, 2)),
-    ("a", "b", "a"), (3, 4, 3),
-])
+@pytest.mark.parametrize(
+    ("value", "default", "expected"),
+    [
+        (1, 0.5, 1.0),
+        (True, False, True),
+        ((7, 12), (30,), (7, 12)),
+        ([1, 2], (3,), (1, 2)),
+        ("a", "b", "a"),
+        (3, 4, 3),
+    ],
+)
 def test_coercion_accepts_compatible_values(value: object, default: object, expected: object) -> None:
     result = coerce_value(value, default, "x")
     assert result == expected and type(result) is type(expected)
 
 
-@pytest.mark.parametrize(("value", "default"), [("0.5", 0.5), (1.5, 4), (True, 4), (1, False),
-                                                 (("a",), (1,))])
+@pytest.mark.parametrize(
+    ("value", "default"), [("0.5", 0.5), (1.5, 4), (True, 4), (1, False), (("a",), (1,))]
+)
 def test_coercion_rejects_wrong_types(value: object, default: object) -> None:
     with pytest.raises(ValueError, match="parameter 'x' takes"):
         coerce_value(value, default, "x")
@@ -76,13 +88,20 @@ def test_coercion_rejects_wrong_types(value: object, default: object) -> None:
 
 def test_declared_ranges_check_values_and_show_in_words() -> None:
     register = Registrar("model", "p")
-    register("m", factory, "a model", params={"width": param("channels", ge=1),
-                                              "dropout": param("probability", ge=0, lt=1)})
+    register(
+        "m",
+        factory,
+        "a model",
+        params={"width": param("channels", ge=1), "dropout": param("probability", ge=0, lt=1)},
+    )
     width, dropout = register.staged[0].params
     assert width.bounds == ">= 1" and dropout.bounds == ">= 0 and < 1"
     assert dropout.coerce(0) == 0.0 and width.coerce(8) == 8
-    for bad, message in ((1.0, "must be >= 0 and < 1"), (float("nan"), "finite"),
-                         (-0.5, "must be >= 0 and < 1")):
+    for bad, message in (
+        (1.0, "must be >= 0 and < 1"),
+        (float("nan"), "finite"),
+        (-0.5, "must be >= 0 and < 1"),
+    ):
         with pytest.raises(ValueError, match=message):
             dropout.coerce(bad)
 
@@ -96,8 +115,9 @@ def test_a_dropped_component_is_named_with_its_plugin_not_guessed() -> None:
     registry = Registry()
     registry.add(Component("optimizer", "adam", factory, "d", (), "first"))
     registry.dropped[("optimizer", "adamw")] = "its plugin 'extra' failed to register: boom"
-    with pytest.raises(RegistryError, match="optimizer 'adamw' is not available: its plugin "
-                                            "'extra' failed to register: boom"):
+    with pytest.raises(
+        RegistryError, match="optimizer 'adamw' is not available: its plugin 'extra' failed to register: boom"
+    ):
         registry.get("optimizer", "adamw")
     registry.broken.append("'other' (other-dist) failed to import: ImportError")
     with pytest.raises(RegistryError, match="Did you mean 'adam'.*Plugin 'other' .* failed to import"):

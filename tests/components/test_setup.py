@@ -7,8 +7,12 @@ from ablate.components.setup import ConfigError, resolve
 
 
 def test_flat_keys_go_to_the_selected_component_that_declares_them(plugins: Plugins) -> None:
-    setup = resolve(dict(model="resnet18", dropout=0.5, lr=0.05, augment="crop_flip+color_jitter",
-                         strength=0.2, epochs=3), plugins.registry)
+    setup = resolve(
+        dict(
+            model="resnet18", dropout=0.5, lr=0.05, augment="crop_flip+color_jitter", strength=0.2, epochs=3
+        ),
+        plugins.registry,
+    )
     assert setup.model.values == {"width": 64, "dropout": 0.5}
     assert setup.optimizer.component.name == "sgd" and setup.optimizer.values["lr"] == 0.05
     assert [a.component.name for a in setup.augmentations] == ["crop_flip", "color_jitter"]
@@ -57,20 +61,22 @@ def test_settings_are_validated(plugins: Plugins, bad: dict) -> None:
         resolve(bad, plugins.registry)
 
 
-@pytest.mark.parametrize(("bad", "message"), [
-    (dict(lr=float("nan")), "'lr' must be a finite number"),
-    (dict(lr=float("inf")), "'lr' must be a finite number"),
-    (dict(lr=-0.1), "'lr' must be > 0"),
-    (dict(momentum=-5.0), "'momentum' must be >= 0"),
-    (dict(dropout=2.0), "'dropout' must be >= 0 and < 1"),
-    (dict(width=0), "'width' must be >= 1"),
-    (dict(epochs=0), "'epochs' must be >= 1"),
-    (dict(resume="sometimes"), "'resume' must be one of none, full"),
-    (dict(scheduler="multistep", milestones=(3, 0)), "'milestones' must be >= 1"),
-    (dict(optimizer="adam", momentum=-5.0), "'momentum' must be >= 0"),  # inactive, still checked
-])
-def test_values_outside_their_declared_range_are_refused(plugins: Plugins, bad: dict,
-                                                         message: str) -> None:
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (dict(lr=float("nan")), "'lr' must be a finite number"),
+        (dict(lr=float("inf")), "'lr' must be a finite number"),
+        (dict(lr=-0.1), "'lr' must be > 0"),
+        (dict(momentum=-5.0), "'momentum' must be >= 0"),
+        (dict(dropout=2.0), "'dropout' must be >= 0 and < 1"),
+        (dict(width=0), "'width' must be >= 1"),
+        (dict(epochs=0), "'epochs' must be >= 1"),
+        (dict(resume="sometimes"), "'resume' must be one of none, full"),
+        (dict(scheduler="multistep", milestones=(3, 0)), "'milestones' must be >= 1"),
+        (dict(optimizer="adam", momentum=-5.0), "'momentum' must be >= 0"),  # inactive, still checked
+    ],
+)
+def test_values_outside_their_declared_range_are_refused(plugins: Plugins, bad: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         resolve(bad, plugins.registry)
     assert info.value.key in bad
@@ -79,10 +85,10 @@ def test_values_outside_their_declared_range_are_refused(plugins: Plugins, bad: 
 def test_one_parameter_has_one_column_whatever_its_spelling(plugins: Plugins) -> None:
     """A qualified spelling is recorded under the plain name unless two components of the
     study's trials share the name; then every trial records the qualified name."""
-    jitter = resolve({"augment": "crop_flip+color_jitter", "color_jitter.strength": 0.2},
-                     plugins.registry)
+    jitter = resolve({"augment": "crop_flip+color_jitter", "color_jitter.strength": 0.2}, plugins.registry)
     plain = resolve({"augment": "crop_flip", "color_jitter.strength": 0.2}, plugins.registry)
     assert jitter.recorded_params()["strength"] == 0.2
     assert plain.recorded_params()["strength"] == 0.2 and "color_jitter.strength" not in (
-        plain.recorded_params())
+        plain.recorded_params()
+    )
     assert plain.recorded_params(qualified={"strength"})["color_jitter.strength"] == 0.2

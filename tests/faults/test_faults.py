@@ -31,7 +31,7 @@ from tests.conftest import FAULTS, FaultLog, TinyPlugin, invoke
 from tests.run.test_runner import TINY, FailingModel
 
 # A real study on the shipped data, small enough for many processes: 8 trials of 3 epochs.
-FAULT_STUDY = '''
+FAULT_STUDY = """
 from ablate import Study, choice
 
 study = Study(
@@ -42,7 +42,9 @@ study = Study(
     factors=dict(dropout=choice(0.0, 0.5)),
     seeds=4,
 )
-'''
+"""
+
+
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -61,8 +63,9 @@ def assert_nothing_lost_or_duplicated(study_dir: Path, trials: int, epochs: int)
     FAULTS.observe("trials twice", len(numbers) - len(set(numbers)))
     assert sorted(numbers) == list(range(trials)), "lost or duplicated trial"
     kept = {(t["trial"], t["attempt"]) for t in complete}
-    epoch_rows = [(r["trial"], r["epoch"]) for r in rows(study_dir, "epochs")
-                  if (r["trial"], r["attempt"]) in kept]
+    epoch_rows = [
+        (r["trial"], r["epoch"]) for r in rows(study_dir, "epochs") if (r["trial"], r["attempt"]) in kept
+    ]
     FAULTS.observe("trials twice", len(epoch_rows) - len(set(epoch_rows)))
     assert sorted(epoch_rows) == [(t, e) for t in range(trials) for e in range(1, epochs + 1)]
     assert not list(study_dir.rglob("*.tmp")), "a half-written file was left"
@@ -79,21 +82,31 @@ def one_line_error(output: str) -> str:
 
 
 def run_command(study: Path, results: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "ablate", "run", str(study), "--results-dir", str(results),
-            "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "ablate",
+        "run",
+        str(study),
+        "--results-dir",
+        str(results),
+        "--quiet",
+        *extra,
+    ]
 
 
 # -- crashes and concurrency (real processes) ---------------------------------------------------
 
+
 @pytest.mark.slow
-def test_kills_at_random_moments_lose_and_repeat_nothing(
-        tmp_path: Path, fault_log: FaultLog) -> None:
+def test_kills_at_random_moments_lose_and_repeat_nothing(tmp_path: Path, fault_log: FaultLog) -> None:
     study = write(tmp_path / "faults.py", FAULT_STUDY)
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     moments = random.Random(20261123)
     for kill in [signal.SIGKILL, signal.SIGINT, signal.SIGTERM] * 3:
-        process = subprocess.Popen(run_command(study, killed), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            run_command(study, killed), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         assert process.stdout is not None and process.stdout.readline().startswith("study")
         time.sleep(moments.uniform(0.0, 3.0))  # loading takes ~1.5 s: some kills, most mid-trial
         process.send_signal(kill)
@@ -108,13 +121,14 @@ def test_kills_at_random_moments_lose_and_repeat_nothing(
             assert process.returncode == 130 or finished, output
     final = subprocess.run(run_command(study, killed), capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stdout + final.stderr
-    assert subprocess.run(run_command(study, straight), capture_output=True,
-                          timeout=300).returncode == 0
+    assert subprocess.run(run_command(study, straight), capture_output=True, timeout=300).returncode == 0
     assert_nothing_lost_or_duplicated(killed / "faults", trials=8, epochs=3)
 
     def metrics(folder: Path) -> dict:
-        return {(r["trial"], r["epoch"]): (r["test_acc"], r["train_loss"])
-                for r in rows(folder / "faults", "epochs")}
+        return {
+            (r["trial"], r["epoch"]): (r["test_acc"], r["train_loss"])
+            for r in rows(folder / "faults", "epochs")
+        }
 
     resumed, uninterrupted = metrics(killed), metrics(straight)
     FAULTS.observe("wrong numbers", sum(resumed.get(k) != v for k, v in uninterrupted.items()))
@@ -124,7 +138,8 @@ def test_kills_at_random_moments_lose_and_repeat_nothing(
 
 @pytest.mark.parametrize("where", ["append", "torn tail"])
 def test_a_signal_inside_the_journal_lock_ends_as_an_interrupt(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog, where: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog, where: str
+) -> None:
     """Ctrl-C landing inside Optuna's lock clean-up, just before it renames the lock file: the
     append or set-aside finishes, the lock is given back, and the run sees the interrupt (exit
     130), not the ``FileNotFoundError`` of the clean-up (exit 2) that a kill test once hit."""
@@ -177,7 +192,8 @@ def _one_trial_queue(folder: Path):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("how", ["take", "ask_fresh"])
 def test_a_signal_while_a_trial_is_taken_puts_it_back_and_the_next_run_trains_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog, how: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog, how: str
+) -> None:
     """Ctrl-C landing between taking a trial (RUNNING) and naming its worker once left a
     running trial nobody owned: the rerun trained every other trial and then waited for it
     forever. Now the signal waits for the name, the trial goes back at once, and a rerun takes
@@ -215,7 +231,8 @@ def test_a_signal_while_a_trial_is_taken_puts_it_back_and_the_next_run_trains_it
 
 
 def test_a_sampled_trial_put_back_in_the_queue_does_not_cost_the_budget_a_configuration(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """A sampler's trial interrupted and given back is trained from its copy; the copy is the
     same configuration, so a budget of two still asks for a second one."""
     import optuna
@@ -242,7 +259,8 @@ def test_a_sampled_trial_put_back_in_the_queue_does_not_cost_the_budget_a_config
 
 
 def test_a_running_trial_whose_worker_died_before_naming_itself_goes_back_in_the_queue(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SIGKILL cannot be held: a nameless running trial older than a live worker needs to name
     itself is failed and a copy queued; a younger one is left to its worker."""
     from optuna.trial import TrialState
@@ -264,11 +282,14 @@ def test_a_running_trial_whose_worker_died_before_naming_itself_goes_back_in_the
 
 
 @pytest.mark.slow
-def test_two_runs_started_together_share_the_work_and_say_so(tmp_path: Path,
-                                                             fault_log: FaultLog) -> None:
+def test_two_runs_started_together_share_the_work_and_say_so(tmp_path: Path, fault_log: FaultLog) -> None:
     study = write(tmp_path / "faults.py", FAULT_STUDY)
-    processes = [subprocess.Popen(run_command(study, tmp_path), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            run_command(study, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     fault_log.inject("concurrent run")
     assert [p.returncode for p in processes] == [0, 0], outputs
@@ -283,8 +304,9 @@ def test_two_runs_started_together_share_the_work_and_say_so(tmp_path: Path,
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the death signal is Linux's")
 def test_workers_end_when_their_parent_is_killed(tmp_path: Path, fault_log: FaultLog) -> None:
     study = write(tmp_path / "faults.py", FAULT_STUDY.replace("epochs=3", "epochs=30"))
-    parent = subprocess.Popen(run_command(study, tmp_path, "--workers", "2"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        run_command(study, tmp_path, "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
     checkpoints = tmp_path / "faults" / "checkpoints"
     deadline = time.monotonic() + 120
@@ -313,6 +335,7 @@ def test_workers_end_when_their_parent_is_killed(tmp_path: Path, fault_log: Faul
 
 # -- damaged files ------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def tiny_cli(plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> Plugins:
     monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: plugins)
@@ -320,13 +343,16 @@ def tiny_cli(plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> Plugins:
 
 
 def test_corrupt_parquet_files_are_named_set_aside_and_their_trials_trained_again(
-        tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog) -> None:
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog
+) -> None:
     study = write(tmp_path / "tiny.py", TINY)
     assert invoke("run", str(study), "--results-dir", str(tmp_path))[0] == 0
     folder = tmp_path / "tiny_study"
-    damaged = [folder / "trials" / "trial-00000-attempt-01.parquet",
-               folder / "epochs" / "trial-00001-attempt-01.parquet",
-               folder / "classes" / "trial-00002-attempt-01.parquet"]
+    damaged = [
+        folder / "trials" / "trial-00000-attempt-01.parquet",
+        folder / "epochs" / "trial-00001-attempt-01.parquet",
+        folder / "classes" / "trial-00002-attempt-01.parquet",
+    ]
     for path in damaged:
         os.truncate(path, 100)  # what a full disk or a bad copy leaves
         fault_log.inject("truncated Parquet file")
@@ -347,7 +373,8 @@ def test_corrupt_parquet_files_are_named_set_aside_and_their_trials_trained_agai
 
 
 def test_a_torn_journal_line_is_set_aside_and_the_study_goes_on(
-        tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog) -> None:
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog
+) -> None:
     study = write(tmp_path / "tiny.py", TINY)
     # A first run, then a writer killed half-way through a line.
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path / "r"))
@@ -380,15 +407,18 @@ def test_a_torn_journal_line_is_set_aside_and_the_study_goes_on(
     fault_log.verified()
 
 
-def test_a_damaged_study_json_gets_a_clear_error(tmp_path: Path, tiny_cli: Plugins,
-                                                 fault_log: FaultLog) -> None:
+def test_a_damaged_study_json_gets_a_clear_error(
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog
+) -> None:
     study = write(tmp_path / "tiny.py", TINY)
     assert invoke("run", str(study), "--results-dir", str(tmp_path))[0] == 0
     description = tmp_path / "tiny_study" / "study.json"
     description.write_text('{"name": "tiny_st')
     fault_log.inject("damaged study.json")
-    for command in (["report", str(tmp_path / "tiny_study")],
-                    ["run", str(study), "--results-dir", str(tmp_path)]):
+    for command in (
+        ["report", str(tmp_path / "tiny_study")],
+        ["run", str(study), "--results-dir", str(tmp_path)],
+    ):
         code, output = invoke(*command)
         assert code == 2
         assert f"{description} is damaged" in " ".join(one_line_error(output).split())
@@ -397,9 +427,11 @@ def test_a_damaged_study_json_gets_a_clear_error(tmp_path: Path, tiny_cli: Plugi
 
 # -- two plans, one folder ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("change", [["--set", "epochs=1"], ["--preset", "other"]])
 def test_another_plan_is_refused_whatever_the_storage_and_without_study_json(
-        tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog, change: list[str]) -> None:
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog, change: list[str]
+) -> None:
     text = TINY.replace("seeds=2,", "seeds=2, presets=dict(other=ablate.Preset('x', dict(epochs=1))),")
     study = write(tmp_path / "tiny.py", "import ablate\n" + text)
     assert invoke("run", str(study), "--results-dir", str(tmp_path))[0] == 0
@@ -419,8 +451,9 @@ def test_another_plan_is_refused_whatever_the_storage_and_without_study_json(
     fault_log.verified()
 
 
-def test_the_report_separates_rows_of_another_plan(tmp_path: Path, tiny_cli: Plugins,
-                                                   fault_log: FaultLog) -> None:
+def test_the_report_separates_rows_of_another_plan(
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog
+) -> None:
     study = write(tmp_path / "tiny.py", TINY)
     assert invoke("run", str(study), "--results-dir", str(tmp_path / "a"))[0] == 0
     assert invoke("run", str(study), "--results-dir", str(tmp_path / "b"), "--set", "epochs=1")[0] == 0
@@ -428,8 +461,9 @@ def test_the_report_separates_rows_of_another_plan(tmp_path: Path, tiny_cli: Plu
     for path in (tmp_path / "b" / "tiny_study" / "trials").iterdir():  # copied in by hand
         path.rename(mixed / path.name.replace("attempt-01", "attempt-07"))
     fault_log.inject("rows of another plan copied into a folder")
-    report = json.loads(invoke("report", str(tmp_path / "a" / "tiny_study"), "--format", "json")[1]
-                        .split("plots and HTML")[0])
+    report = json.loads(
+        invoke("report", str(tmp_path / "a" / "tiny_study"), "--format", "json")[1].split("plots and HTML")[0]
+    )
     assert report["counts"]["complete"] == 4  # only the folder's own plan
     assert any("another plan" in note and "left out" in note for note in report["missing"])
     fault_log.verified()
@@ -438,23 +472,23 @@ def test_the_report_separates_rows_of_another_plan(tmp_path: Path, tiny_cli: Plu
 # -- bad declarations ---------------------------------------------------------------------------
 
 BAD_DECLARATIONS = [
-    ('seeds=2,', 'seeds="3",', "tiny.py:10", "seeds must be a whole number"),
-    ('seeds=2,', 'seeds=2.5,', "tiny.py:10", "seeds must be a whole number"),
-    ('seeds=2,', 'seeds=[0, 0],', "tiny.py:10", "lists a seed twice"),
+    ("seeds=2,", 'seeds="3",', "tiny.py:10", "seeds must be a whole number"),
+    ("seeds=2,", "seeds=2.5,", "tiny.py:10", "seeds must be a whole number"),
+    ("seeds=2,", "seeds=[0, 0],", "tiny.py:10", "lists a seed twice"),
     ('name="tiny_study",', 'name="..",', "tiny.py:5", "must be a plain folder name"),
     ("lr=0.05,", 'lr=float("nan"),', "tiny.py:8", "'lr' must be a finite number"),
     ("lr=0.05,", 'lr=float("inf"),', "tiny.py:8", "'lr' must be a finite number"),
     ("lr=0.05,", "lr=-0.1,", "tiny.py:8", "'lr' must be > 0"),
     ("lr=0.05,", "lr=0.05, momentum=-5.0,", "tiny.py:8", "'momentum' must be >= 0"),
     ("epochs=2,", "epochs=0,", "tiny.py:7", "'epochs' must be >= 1"),
-    ('hidden=8,', 'hidden=8, model_x=1,', "tiny.py:7", "unknown parameter 'model_x'"),
+    ("hidden=8,", "hidden=8, model_x=1,", "tiny.py:7", "unknown parameter 'model_x'"),
 ]
 
 
 @pytest.mark.parametrize(("old", "new", "where", "message"), BAD_DECLARATIONS)
 def test_a_bad_declaration_is_refused_before_anything_is_written(
-        tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog, old: str, new: str, where: str,
-        message: str) -> None:
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog, old: str, new: str, where: str, message: str
+) -> None:
     assert old in TINY
     study = write(tmp_path / "tiny.py", TINY.replace(old, new))
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path / "results"))
@@ -466,15 +500,20 @@ def test_a_bad_declaration_is_refused_before_anything_is_written(
     fault_log.verified()
 
 
-@pytest.mark.parametrize(("item", "message"), [
-    ("lr=nan", "'lr' must be a finite number"), ("epochs=0", "'epochs' must be >= 1"),
-    ("width=0", "'width' must be >= 1"), ("dropout=2.0", "'dropout' must be >= 0 and < 1"),
-])
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("lr=nan", "'lr' must be a finite number"),
+        ("epochs=0", "'epochs' must be >= 1"),
+        ("width=0", "'width' must be >= 1"),
+        ("dropout=2.0", "'dropout' must be >= 0 and < 1"),
+    ],
+)
 def test_a_bad_set_value_is_blamed_on_set_not_on_the_study_file(
-        tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog, item: str, message: str) -> None:
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog, item: str, message: str
+) -> None:
     study = write(tmp_path / "tiny.py", TINY)
-    code, output = invoke("run", str(study), "--results-dir", str(tmp_path / "results"),
-                          "--set", item)
+    code, output = invoke("run", str(study), "--results-dir", str(tmp_path / "results"), "--set", item)
     fault_log.inject("bad --set value")
     assert code == 2
     line = " ".join(one_line_error(output).split())
@@ -484,13 +523,20 @@ def test_a_bad_set_value_is_blamed_on_set_not_on_the_study_file(
 
 
 def test_a_device_that_is_not_there_is_refused_before_anything_is_written(
-        tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog) -> None:
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog
+) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    code, output = invoke("run", str(write(tmp_path / "tiny.py", TINY)), "--results-dir",
-                          str(tmp_path / "results"), "--device", "cuda")
+    code, output = invoke(
+        "run",
+        str(write(tmp_path / "tiny.py", TINY)),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--device",
+        "cuda",
+    )
     fault_log.inject("missing device")
     assert code == 2 and "device 'cuda' is not usable here" in one_line_error(output)
     assert not (tmp_path / "results").exists()
@@ -499,19 +545,22 @@ def test_a_device_that_is_not_there_is_refused_before_anything_is_written(
 
 # -- the file system ----------------------------------------------------------------------------
 
-def test_a_results_path_that_is_a_file_is_one_line(tmp_path: Path, tiny_cli: Plugins,
-                                                   fault_log: FaultLog) -> None:
+
+def test_a_results_path_that_is_a_file_is_one_line(
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog
+) -> None:
     (tmp_path / "results").write_text("not a folder")
-    code, output = invoke("run", str(write(tmp_path / "tiny.py", TINY)), "--results-dir",
-                          str(tmp_path / "results"))
+    code, output = invoke(
+        "run", str(write(tmp_path / "tiny.py", TINY)), "--results-dir", str(tmp_path / "results")
+    )
     fault_log.inject("results path is a file")
     assert code == 2 and "is a file, not a folder" in one_line_error(output)
     fault_log.verified()
 
 
-def test_an_unwritable_results_folder_is_one_line(tmp_path: Path, tiny_cli: Plugins,
-                                                  monkeypatch: pytest.MonkeyPatch,
-                                                  fault_log: FaultLog) -> None:
+def test_an_unwritable_results_folder_is_one_line(
+    tmp_path: Path, tiny_cli: Plugins, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog
+) -> None:
     real_write = Path.write_bytes
 
     def refused(self: Path, data: bytes) -> int:
@@ -520,8 +569,9 @@ def test_an_unwritable_results_folder_is_one_line(tmp_path: Path, tiny_cli: Plug
         return real_write(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", refused)
-    code, output = invoke("run", str(write(tmp_path / "tiny.py", TINY)), "--results-dir",
-                          str(tmp_path / "results"))
+    code, output = invoke(
+        "run", str(write(tmp_path / "tiny.py", TINY)), "--results-dir", str(tmp_path / "results")
+    )
     fault_log.inject("unwritable results folder")
     assert code == 2
     line = " ".join(one_line_error(output).split())
@@ -531,8 +581,8 @@ def test_an_unwritable_results_folder_is_one_line(tmp_path: Path, tiny_cli: Plug
 
 
 def test_a_full_disk_loses_one_named_trial_and_a_rerun_trains_it(
-        tmp_path: Path, tiny_cli: Plugins, monkeypatch: pytest.MonkeyPatch,
-        fault_log: FaultLog) -> None:
+    tmp_path: Path, tiny_cli: Plugins, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog
+) -> None:
     import ablate.base.atomic
 
     real_replace = os.replace
@@ -562,8 +612,8 @@ def test_a_full_disk_loses_one_named_trial_and_a_rerun_trains_it(
 
 
 def test_a_read_only_report_folder_still_prints_the_text_and_says_what_failed(
-        tmp_path: Path, tiny_cli: Plugins, monkeypatch: pytest.MonkeyPatch,
-        fault_log: FaultLog) -> None:
+    tmp_path: Path, tiny_cli: Plugins, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog
+) -> None:
     import ablate.base.atomic
 
     assert invoke("run", str(write(tmp_path / "tiny.py", TINY)), "--results-dir", str(tmp_path))[0] == 0
@@ -588,6 +638,7 @@ def test_a_read_only_report_folder_still_prints_the_text_and_says_what_failed(
 
 # -- plugins that misbehave ---------------------------------------------------------------------
 
+
 class ExitingListener:
     """A plugin that calls sys.exit(0) in an event hook."""
 
@@ -608,7 +659,8 @@ class ExitingModel:
 
 
 def test_a_plugin_calling_sys_exit_cannot_end_the_study_early(
-        tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog) -> None:
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog
+) -> None:
     tiny_cli.manager.register(ExitingListener(), name="tests:exiting")
     code, output = invoke("run", str(write(tmp_path / "tiny.py", TINY)), "--results-dir", str(tmp_path))
     fault_log.inject("sys.exit in an event hook")
@@ -619,11 +671,16 @@ def test_a_plugin_calling_sys_exit_cannot_end_the_study_early(
 
 
 def test_a_model_calling_sys_exit_is_a_failed_trial_not_the_end_of_the_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog
+) -> None:
     loaded = load_plugins(extra={"tests:tiny": TinyPlugin(), "tests:leaving": ExitingModel()})
     monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: loaded)
-    study = write(tmp_path / "tiny.py", TINY.replace('model="tiny_mlp", hidden=8', 'model="leaving"')
-                  .replace("factors=dict(hidden=choice(4, 8)),", ""))
+    study = write(
+        tmp_path / "tiny.py",
+        TINY.replace('model="tiny_mlp", hidden=8', 'model="leaving"').replace(
+            "factors=dict(hidden=choice(4, 8)),", ""
+        ),
+    )
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path), "--retries", "0")
     fault_log.inject("sys.exit in a model factory")
     assert code == 1, output
@@ -634,13 +691,17 @@ def test_a_model_calling_sys_exit_is_a_failed_trial_not_the_end_of_the_run(
 
 
 def test_failed_trials_are_not_retried_on_every_run_unless_asked(
-        tmp_path: Path, plugins: Plugins, monkeypatch: pytest.MonkeyPatch,
-        fault_log: FaultLog) -> None:
+    tmp_path: Path, plugins: Plugins, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog
+) -> None:
     flaky = FailingModel(100)
     loaded = load_plugins(extra={"tests:tiny": TinyPlugin(), "tests:flaky": flaky})
     monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: loaded)
-    study = write(tmp_path / "tiny.py", TINY.replace('model="tiny_mlp", hidden=8', 'model="flaky"')
-                  .replace("factors=dict(hidden=choice(4, 8)),", ""))
+    study = write(
+        tmp_path / "tiny.py",
+        TINY.replace('model="tiny_mlp", hidden=8', 'model="flaky"').replace(
+            "factors=dict(hidden=choice(4, 8)),", ""
+        ),
+    )
     code, _ = invoke("run", str(study), "--results-dir", str(tmp_path))  # 2 attempts each
     fault_log.inject("a trial failing every attempt")
     assert code == 1 and len(rows(tmp_path / "tiny_study", "trials")) == 4
@@ -651,13 +712,20 @@ def test_failed_trials_are_not_retried_on_every_run_unless_asked(
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path), "--retry-failed")
     assert code == 0, output
     states = sorted((t["trial"], t["attempt"], t["state"]) for t in rows(tmp_path / "tiny_study", "trials"))
-    assert states == [(0, 1, "fail"), (0, 2, "fail"), (0, 3, "complete"),
-                      (1, 1, "fail"), (1, 2, "fail"), (1, 3, "complete")]
+    assert states == [
+        (0, 1, "fail"),
+        (0, 2, "fail"),
+        (0, 3, "complete"),
+        (1, 1, "fail"),
+        (1, 2, "fail"),
+        (1, 3, "complete"),
+    ]
     fault_log.verified()
 
 
 def test_the_json_report_is_strict_json_and_deleted_epochs_are_named(
-        tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog) -> None:
+    tmp_path: Path, tiny_cli: Plugins, fault_log: FaultLog
+) -> None:
     study = write(tmp_path / "tiny.py", TINY.replace("epochs=2,", "epochs=1,"))
     assert invoke("run", str(study), "--results-dir", str(tmp_path))[0] == 0
     (tmp_path / "tiny_study" / "epochs" / "trial-00001-attempt-01.parquet").unlink()
@@ -674,10 +742,12 @@ def test_the_json_report_is_strict_json_and_deleted_epochs_are_named(
 
 
 def test_a_missing_dataset_stops_the_run_in_one_line_instead_of_failing_every_trial(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog
+) -> None:
     monkeypatch.delenv("ABLATE_DATA", raising=False)
-    study = write(tmp_path / "photos.py", FAULT_STUDY.replace('dataset="cifar10-mini"',
-                                                              'dataset="imagefolder"'))
+    study = write(
+        tmp_path / "photos.py", FAULT_STUDY.replace('dataset="cifar10-mini"', 'dataset="imagefolder"')
+    )
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
     fault_log.inject("missing dataset")
     assert code == 2

@@ -17,8 +17,7 @@ from ablate.components.discovery import load_plugins
 from tests.conftest import REPO, FaultLog, tiny_data
 
 
-def test_a_bad_component_drops_only_itself_and_names_the_plugin_s_own_line(
-        fault_log: FaultLog) -> None:
+def test_a_bad_component_drops_only_itself_and_names_the_plugin_s_own_line(fault_log: FaultLog) -> None:
     """A registration error once dropped every component of the plugin, and named ablate's
     file. Now only the component at fault is dropped, at the line of the plugin's register()."""
 
@@ -38,8 +37,11 @@ def test_a_bad_component_drops_only_itself_and_names_the_plugin_s_own_line(
     assert not plugins.failures
     info = plugins.loaded["careless"]
     assert set(info.registers) == {"model:good", "dataset:toy"}
-    line = next(n for n, text in enumerate(Path(__file__).read_text().splitlines(), 1)
-                if 'register("no_factory"' in text)
+    line = next(
+        n
+        for n, text in enumerate(Path(__file__).read_text().splitlines(), 1)
+        if 'register("no_factory"' in text
+    )
     assert info.refused["model:no_factory"].endswith(f"({__file__}:{line})")
     assert "'depth' has no description" in info.refused["model:undescribed"]
     assert "ablate/registry.py" not in " ".join(info.refused.values())
@@ -60,8 +62,8 @@ def test_the_test_kit_snippet_works_for_a_plugin_that_is_installed_too() -> None
 
 
 def test_a_batch_larger_than_the_data_trains_as_the_whole_split_and_measures_within_it(
-        tmp_path: Path, cli_plugins: object, monkeypatch: pytest.MonkeyPatch,
-        fault_log: FaultLog) -> None:
+    tmp_path: Path, cli_plugins: object, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog
+) -> None:
     """--set batch_size=100000 once exhausted the machine: precision=auto measured a random
     batch of the full 100,000 images. A batch larger than the split is the split, said once,
     with the same numbers; the measurement is bounded by it too."""
@@ -91,8 +93,10 @@ def test_a_batch_larger_than_the_data_trains_as_the_whole_split_and_measures_wit
     assert code == 0, output
 
     def numbers(folder: Path) -> list[tuple]:
-        return sorted((r["trial"], r["epoch"], r["train_loss"], r["test_acc"])
-                      for r in table(folder / "tiny_study", "epochs"))
+        return sorted(
+            (r["trial"], r["epoch"], r["train_loss"], r["test_acc"])
+            for r in table(folder / "tiny_study", "epochs")
+        )
 
     fault_log.observe("wrong numbers", len(set(numbers(huge)) ^ set(numbers(whole))))
     assert numbers(huge) == numbers(whole)
@@ -100,8 +104,8 @@ def test_a_batch_larger_than_the_data_trains_as_the_whole_split_and_measures_wit
 
 
 def test_a_step_that_cannot_fit_in_memory_stops_in_one_line_and_is_not_retried(
-        tmp_path: Path, cli_plugins: object, monkeypatch: pytest.MonkeyPatch,
-        fault_log: FaultLog) -> None:
+    tmp_path: Path, cli_plugins: object, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog
+) -> None:
     from tests.faults.test_faults import invoke, one_line_error
     from tests.run.test_runner import tiny_study
 
@@ -116,8 +120,8 @@ def test_a_step_that_cannot_fit_in_memory_stops_in_one_line_and_is_not_retried(
 
 
 def test_a_full_disk_under_a_checkpoint_loses_the_trial_without_using_a_retry(
-        tmp_path: Path, cli_plugins: object, monkeypatch: pytest.MonkeyPatch,
-        fault_log: FaultLog) -> None:
+    tmp_path: Path, cli_plugins: object, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog
+) -> None:
     """torch's zip writer turned the full disk under a checkpoint into 'RuntimeError: [enforce
     fail at inline_container.cc] unexpected pos', recorded as the trial's own failure and
     retried, against the promise that such a trial is named as lost and trained by the next run."""
@@ -165,7 +169,8 @@ def test_a_full_disk_under_a_checkpoint_loses_the_trial_without_using_a_retry(
 
 
 def test_status_and_report_only_read_a_folder_with_a_damaged_file(
-        tmp_path: Path, cli_plugins: object, fault_log: FaultLog) -> None:
+    tmp_path: Path, cli_plugins: object, fault_log: FaultLog
+) -> None:
     """`ablate status` once moved an unreadable trials file to set-aside/, so a later report no
     longer named it. Both now name it and leave it; the next run sets it aside and trains it."""
     from tests.faults.test_faults import invoke
@@ -191,7 +196,8 @@ def test_status_and_report_only_read_a_folder_with_a_damaged_file(
 
 
 def test_status_does_not_show_a_dead_journal_worker_s_trial_as_running(
-        tmp_path: Path, cli_plugins: object) -> None:
+    tmp_path: Path, cli_plugins: object
+) -> None:
     import socket
 
     import optuna
@@ -204,11 +210,15 @@ def test_status_does_not_show_a_dead_journal_worker_s_trial_as_running(
 
     assert invoke("run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path))[0] == 0
     folder = tmp_path / "tiny_study"
-    study = optuna.load_study(study_name="tiny_study",
-                              storage=make_storage(None, folder / "optuna.journal", Liveness()))
+    study = optuna.load_study(
+        study_name="tiny_study", storage=make_storage(None, folder / "optuna.journal", Liveness())
+    )
     trial = study.ask()  # a worker took a trial, then its process died
-    for key, value in ((PLANNED, 3), (FINGERPRINT, study.user_attrs["fingerprint"]),
-                       (WORKER, f"{socket.gethostname()}:999999")):  # no such process
+    for key, value in (
+        (PLANNED, 3),
+        (FINGERPRINT, study.user_attrs["fingerprint"]),
+        (WORKER, f"{socket.gethostname()}:999999"),
+    ):  # no such process
         trial.set_user_attr(key, value)
     code, output = invoke("status", str(folder))
     assert code == 0, output
@@ -218,7 +228,7 @@ def test_status_does_not_show_a_dead_journal_worker_s_trial_as_running(
     assert "(gone: the next run puts it back)" in " ".join(output.split())
 
 
-ONE_TRIAL = '''
+ONE_TRIAL = """
 from ablate import Study
 
 study = Study(
@@ -228,12 +238,13 @@ study = Study(
                   train_size=64, test_size=32, train_eval_size=32),
     seeds=1,
 )
-'''
+"""
 
 
 @pytest.mark.parametrize("crafted", [{"width": 1_000_000}, {"width": 4}])
 def test_a_crafted_sidecar_is_refused_before_a_model_is_built(
-        tmp_path: Path, fault_log: FaultLog, crafted: dict) -> None:
+    tmp_path: Path, fault_log: FaultLog, crafted: dict
+) -> None:
     """A sidecar saying "width": 1000000 made ablate predict build a model of 36 TB and end in a
     traceback. The sidecar's shapes are checked against the weights file first, on the meta
     device, and a mismatch is one line."""
@@ -280,14 +291,17 @@ def _broken(kind: str):  # type: ignore[no-untyped-def]
     return Plugin()
 
 
-@pytest.mark.parametrize(("kind", "expected"), [
-    ("labels", "train labels must be class indices 0 to 2 (3 classes); got 1 to 3"),
-    ("channels last", "got torch.uint8 of shape (64, 8, 8, 3) (channels last?"),
-    ("grey", "got torch.uint8 of shape (64, 1, 8, 8) (grey images?"),
-])
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("labels", "train labels must be class indices 0 to 2 (3 classes); got 1 to 3"),
+        ("channels last", "got torch.uint8 of shape (64, 8, 8, 3) (channels last?"),
+        ("grey", "got torch.uint8 of shape (64, 1, 8, 8) (grey images?"),
+    ],
+)
 def test_data_breaking_its_contract_stops_at_load_time_in_one_line_without_retries(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog, kind: str,
-        expected: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: FaultLog, kind: str, expected: str
+) -> None:
     """Labels beyond the classes once surfaced mid-training as 'IndexError: Target 10 is out of
     bounds' and the trial was retried as if it were flaky."""
     from tests.conftest import TinyPlugin
@@ -296,11 +310,14 @@ def test_data_breaking_its_contract_stops_at_load_time_in_one_line_without_retri
 
     plugins = load_plugins(extra={"tests:tiny": TinyPlugin(), "broken": _broken(kind)})
     monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: plugins)
-    study = tiny_study(tmp_path, '''
+    study = tiny_study(
+        tmp_path,
+        """
 from ablate import Study
 study = Study(name="broken", question="?", baseline=dict(dataset="broken", model="tiny_mlp",
               epochs=1, batch_size=16, train_eval_size=16), seeds=2)
-''')
+""",
+    )
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
     fault_log.inject(f"a dataset breaking its contract ({kind})")
     assert code == 2, output
@@ -311,13 +328,16 @@ study = Study(name="broken", question="?", baseline=dict(dataset="broken", model
 
 
 def test_a_baseline_value_every_cell_overrides_is_still_checked(
-        tmp_path: Path, cli_plugins: object, fault_log: FaultLog) -> None:
+    tmp_path: Path, cli_plugins: object, fault_log: FaultLog
+) -> None:
     """strength="high" in the baseline, with every cell setting a strength of its own, once
     trained every trial without a word; the study file says something invalid."""
     from tests.faults.test_faults import invoke, one_line_error
     from tests.run.test_runner import tiny_study
 
-    study = tiny_study(tmp_path, '''
+    study = tiny_study(
+        tmp_path,
+        """
 from ablate import Study, choice
 
 study = Study(
@@ -329,7 +349,8 @@ study = Study(
     factors=dict(strength=choice(0.2, 0.4)),
     seeds=1,
 )
-''')
+""",
+    )
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
     fault_log.inject("an invalid baseline value no cell uses")
     assert code == 2, output
@@ -352,9 +373,23 @@ def _interrupted_at(study: Path, results: Path, delay: float, ignored: bool) -> 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     process = subprocess.Popen(
-        [sys.executable, "-X", "importtime", "-m", "ablate", "run", str(study), "--results-dir",
-         str(results), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=inherit_ignored if ignored else None)
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "ablate",
+            "run",
+            str(study),
+            "--results-dir",
+            str(results),
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=inherit_ignored if ignored else None,
+    )
     assert process.stderr is not None
     lines: list[str] = []
     ready = threading.Event()
@@ -378,13 +413,23 @@ def _interrupted_at(study: Path, results: Path, delay: float, ignored: bool) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("delay", "ignored"), [
-    (0.0, False), (0.1, False), (0.3, False), (0.5, False), (0.7, False), (1.2, False),
-    (2.0, False),
-    (0.3, True), (2.0, True),
-])
+@pytest.mark.parametrize(
+    ("delay", "ignored"),
+    [
+        (0.0, False),
+        (0.1, False),
+        (0.3, False),
+        (0.5, False),
+        (0.7, False),
+        (1.2, False),
+        (2.0, False),
+        (0.3, True),
+        (2.0, True),
+    ],
+)
 def test_ctrl_c_at_any_moment_of_a_run_ends_with_status_130_and_no_traceback(
-        tmp_path: Path, fault_log: FaultLog, delay: float, ignored: bool) -> None:
+    tmp_path: Path, fault_log: FaultLog, delay: float, ignored: bool
+) -> None:
     """Ctrl-C 0.3 s after start once landed inside an import before the handlers were in: a
     KeyboardInterrupt traceback and status 1; an interrupt cut a library's import in half
     (numpy then failed with RecursionError, or the run went on). A run started by a script
@@ -403,7 +448,8 @@ def test_ctrl_c_at_any_moment_of_a_run_ends_with_status_130_and_no_traceback(
 
 @pytest.mark.slow
 def test_a_worker_whose_device_fails_records_its_trial_and_a_fresh_one_takes_its_place(
-        tmp_path: Path, fault_log: FaultLog) -> None:
+    tmp_path: Path, fault_log: FaultLog
+) -> None:
     """After a sticky CUDA error, empty_cache outside the try raised: the worker died without
     recording its attempt, its trial was requeued, and no worker was started in its place, so
     one bad trial took the workers down one by one. (On the CPU, the release of the device's
@@ -415,10 +461,14 @@ def test_a_worker_whose_device_fails_records_its_trial_and_a_fresh_one_takes_its
 
     study = write(tmp_path / "faults.py", FAULT_STUDY)
     helper = REPO / "tests" / "helpers" / "device_fails_once"
-    env = {**os.environ, "ABLATE_TEST_DEVICE_FAILS_ONCE": str(tmp_path / "failed-once"),
-           "PYTHONPATH": os.pathsep.join([str(helper), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(run_command(study, tmp_path, "--workers", "2"), capture_output=True,
-                          text=True, timeout=600, env=env)
+    env = {
+        **os.environ,
+        "ABLATE_TEST_DEVICE_FAILS_ONCE": str(tmp_path / "failed-once"),
+        "PYTHONPATH": os.pathsep.join([str(helper), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        run_command(study, tmp_path, "--workers", "2"), capture_output=True, text=True, timeout=600, env=env
+    )
     fault_log.inject("a worker's device failing")
     assert (tmp_path / "failed-once").exists(), "the failure was never injected"
     assert done.returncode == 0, done.stdout + done.stderr

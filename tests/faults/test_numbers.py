@@ -18,7 +18,8 @@ from tests.run.test_runner import TINY, table, tiny_study
 
 
 def _runner(tmp_path: Path, plugins: Plugins, text: str = TINY):  # type: ignore[no-untyped-def]
-    from ablate.run.runner import Runner, RunOptions
+    from ablate.run.interface import RunOptions
+    from ablate.run.runner import Runner
     from ablate.study import load as studyfile
 
     plan = studyfile.load(tiny_study(tmp_path, text)).plan()
@@ -26,14 +27,16 @@ def _runner(tmp_path: Path, plugins: Plugins, text: str = TINY):  # type: ignore
 
 
 def test_a_duplicate_copy_that_finishes_second_is_failed_in_optuna_not_left_running(
-        tmp_path: Path, plugins: Plugins, fault_log: FaultLog) -> None:
+    tmp_path: Path, plugins: Plugins, fault_log: FaultLog
+) -> None:
     """A copy of a trial (put back by a crash) that finishes after the original is recorded as
     a duplicate: its Optuna trial ends FAIL. ablate's own state was once passed to Optuna, which
     refused it, the error was swallowed, and the copy stayed RUNNING for good."""
     import torch
 
-    from ablate.run.attempt import AttemptContext, provenance, run_attempt
-    from ablate.run.runner import RunSummary
+    from ablate.run.attempt import AttemptContext, run_attempt
+    from ablate.run.interface import RunSummary
+    from ablate.run.provenance import provenance
     from ablate.train.datasets import DatasetCache
 
     runner = _runner(tmp_path, plugins)
@@ -46,10 +49,20 @@ def test_a_duplicate_copy_that_finishes_second_is_failed_in_optuna_not_left_runn
     assert copy is not None and copy.user_attrs["trial"] == 0
     device = torch.device("cpu")
     checked = runner.validate()
-    ctx = AttemptContext(runner.plan, plugins, runner.folder, runner.store, queue,
-                         checked.columns, device, DatasetCache(device, None, lambda m: None),
-                         runner.options.results_dir, lambda key, value: "", lambda m: None,
-                         provenance(runner.plan, plugins, device))
+    ctx = AttemptContext(
+        runner.plan,
+        plugins,
+        runner.folder,
+        runner.store,
+        queue,
+        checked.columns,
+        device,
+        DatasetCache(device, None, lambda m: None),
+        runner.options.results_dir,
+        lambda key, value: "",
+        lambda m: None,
+        provenance(runner.plan, plugins, device),
+    )
     outcome = run_attempt(ctx, runner.plan.trials[0], checked.trials[0], 2, copy, retry=True)
     fault_log.inject("a duplicate copy finishing second")
     assert not outcome.recorded
@@ -61,9 +74,10 @@ def test_a_duplicate_copy_that_finishes_second_is_failed_in_optuna_not_left_runn
 
 
 def test_the_queue_refuses_ablate_s_own_states_where_optuna_s_are_meant(
-        tmp_path: Path, plugins: Plugins) -> None:
+    tmp_path: Path, plugins: Plugins
+) -> None:
     from ablate.events import AttemptState
-    from ablate.run.runner import RunSummary
+    from ablate.run.interface import RunSummary
 
     runner = _runner(tmp_path, plugins)
     queue = runner.prepare(runner.validate())
@@ -75,7 +89,7 @@ def test_the_queue_refuses_ablate_s_own_states_where_optuna_s_are_meant(
     assert queue.frozen(trial).state == optuna.trial.TrialState.RUNNING
 
 
-PHOTO_STUDY = '''
+PHOTO_STUDY = """
 from ablate import Study, choice
 
 study = Study(
@@ -86,7 +100,7 @@ study = Study(
     factors=dict(dropout=choice(0.0, 0.5)),
     seeds=2,
 )
-'''
+"""
 
 
 def _forget(study_dir: Path, trial: int) -> None:
@@ -98,7 +112,8 @@ def _forget(study_dir: Path, trial: int) -> None:
 @pytest.mark.usefixtures("private_cache")
 @pytest.mark.parametrize("how", ["other photos", "a changed photo", "record deleted"])
 def test_a_folder_trained_on_one_dataset_refuses_another(
-        tmp_path: Path, cli_plugins: Plugins, fault_log: FaultLog, how: str) -> None:
+    tmp_path: Path, cli_plugins: Plugins, fault_log: FaultLog, how: str
+) -> None:
     """Finishing a folder with other data (another --data-dir, or the same folder with a photo
     changed) once mixed both datasets in one cell; now it is refused in one line naming both,
     whether or not data.json survived."""
@@ -133,8 +148,14 @@ def test_a_folder_trained_on_one_dataset_refuses_another(
     if how == "a changed photo":
         assert "its files changed" in line
     assert len(table(results / "photos", "trials")) == 3  # nothing of the other data written
-    code, output = invoke("run", str(study), "--results-dir", str(results), "--data-dir",
-                          str(first if how != "a changed photo" else second))
+    code, output = invoke(
+        "run",
+        str(study),
+        "--results-dir",
+        str(results),
+        "--data-dir",
+        str(first if how != "a changed photo" else second),
+    )
     if how == "a changed photo":  # the data is gone; it stays refused
         assert code == 2
     else:
@@ -143,7 +164,7 @@ def test_a_folder_trained_on_one_dataset_refuses_another(
     fault_log.verified()
 
 
-THREAD_STUDY = '''
+THREAD_STUDY = """
 from ablate import Study, choice
 
 study = Study(
@@ -154,12 +175,13 @@ study = Study(
     factors=dict(dropout=choice(0.0, 0.5)),
     seeds=2,
 )
-'''
+"""
 
 
 @pytest.mark.slow
 def test_a_folder_keeps_the_thread_count_its_trials_computed_with(
-        tmp_path: Path, fault_log: FaultLog) -> None:
+    tmp_path: Path, fault_log: FaultLog
+) -> None:
     """On a CPU the thread count changes the numbers. A folder started with one thread per
     trial is finished with one, by a plain rerun (the machine's default is more) and by
     --workers 2; a --threads that differs is refused in one line."""
@@ -171,8 +193,9 @@ def test_a_folder_keeps_the_thread_count_its_trials_computed_with(
     study = tiny_study(tmp_path, THREAD_STUDY)
     results = tmp_path / "results"
     folder = results / "threads"
-    done = subprocess.run(run_command(study, results, "--threads", "1"), capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        run_command(study, results, "--threads", "1"), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     for trial in (2, 3):
         _forget(folder, trial)
@@ -181,15 +204,21 @@ def test_a_folder_keeps_the_thread_count_its_trials_computed_with(
     if (__import__("os").cpu_count() or 1) > 1:
         assert "threads: 1 per trial" in plain.stdout
     _forget(folder, 3)
-    workers = subprocess.run(run_command(study, results, "--workers", "2"), capture_output=True,
-                             text=True, timeout=300)
+    workers = subprocess.run(
+        run_command(study, results, "--workers", "2"), capture_output=True, text=True, timeout=300
+    )
     assert workers.returncode == 0, workers.stdout + workers.stderr
     assert "1 threads each" in workers.stdout
     assert sorted((t["trial"], t["threads"]) for t in table(folder, "trials")) == [
-        (0, 1), (1, 1), (2, 1), (3, 1)]
+        (0, 1),
+        (1, 1),
+        (2, 1),
+        (3, 1),
+    ]
     _forget(folder, 3)
-    refused = subprocess.run(run_command(study, results, "--threads", "2"), capture_output=True,
-                             text=True, timeout=300)
+    refused = subprocess.run(
+        run_command(study, results, "--threads", "2"), capture_output=True, text=True, timeout=300
+    )
     fault_log.inject("another thread count into a folder")
     assert refused.returncode == 2
     line = one_line_error(refused.stdout + refused.stderr)
@@ -198,7 +227,7 @@ def test_a_folder_keeps_the_thread_count_its_trials_computed_with(
     fault_log.verified()
 
 
-NARROW_RESNET = '''
+NARROW_RESNET = """
 import torch
 from ablate.train.backends import to_training_layout
 from ablate_plugins.models import resnet18
@@ -215,12 +244,11 @@ for step in range(150):
         loss.backward()
         optimizer.step()
 print("ok")
-'''
+"""
 
 
 @pytest.mark.slow
-def test_a_narrow_resnet_trains_odd_batches_on_a_cpu_without_corrupting_memory(
-        fault_log: FaultLog) -> None:
+def test_a_narrow_resnet_trains_odd_batches_on_a_cpu_without_corrupting_memory(fault_log: FaultLog) -> None:
     """oneDNN's backward of a strided 1x1 convolution on channels_last input with fewer than 16
     channels writes past its workspace (uxlfoundation/oneDNN#6035): a ResNet of width 8 with an
     odd last batch crashed the process (and on AVX2 CPUs computes wrong gradients). Those
@@ -240,15 +268,21 @@ def test_a_narrow_resnet_trains_odd_batches_on_a_cpu_without_corrupting_memory(
     assert guarded[0].weight.stride() == (8, 1, 1, 1)
     stem = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert stem.weight.is_contiguous(memory_format=torch.channels_last)
-    done = subprocess.run([sys.executable, "-c", NARROW_RESNET], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "MALLOC_CHECK_": "3"})
+    done = subprocess.run(
+        [sys.executable, "-c", NARROW_RESNET],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MALLOC_CHECK_": "3"},
+    )
     fault_log.inject("odd batches through a narrow ResNet on a CPU")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
     fault_log.verified()
 
 
 def test_a_plugin_parameter_named_like_a_setting_is_refused_at_registration(
-        tmp_path: Path, fault_log: FaultLog) -> None:
+    tmp_path: Path, fault_log: FaultLog
+) -> None:
     """A dataset parameter ``batch_size`` once registered and passed the test kit; training
     then used the setting's 64 while every trials row said the parameter's 7. Now that
     component is refused (its plugin, its name and the setting named, at the plugin's line),
@@ -263,8 +297,12 @@ def test_a_plugin_parameter_named_like_a_setting_is_refused_at_registration(
             def shadow(*, data_dir: object, batch_size: int = 7) -> object:
                 return tiny_data()
 
-            register("shadow", shadow, "a dataset with a parameter named like a setting",
-                     params={"batch_size": "how many images per file"})
+            register(
+                "shadow",
+                shadow,
+                "a dataset with a parameter named like a setting",
+                params={"batch_size": "how many images per file"},
+            )
             register("fine", lambda *, data_dir: tiny_data(), "a dataset without one")
 
     plugins = load_plugins(extra={"shadowing": Shadowing()})
@@ -291,23 +329,40 @@ def test_no_two_things_write_one_column_of_the_trials_table() -> None:
 
     registry = load_plugins().registry
     setup = resolve({"dataset": "cifar10-mini"}, registry)
-    sneaky = Component("model", "sneaky", lambda **kw: None, "bypassed the registrar",
-                       (Param("epochs", 3, "a parameter named like a setting"),), "tests")
-    forged = TrialSetup(setup.settings, setup.dataset, Selected(sneaky, {"epochs": 3}),
-                        setup.augmentations, setup.optimizer, setup.scheduler, {})
+    sneaky = Component(
+        "model",
+        "sneaky",
+        lambda **kw: None,
+        "bypassed the registrar",
+        (Param("epochs", 3, "a parameter named like a setting"),),
+        "tests",
+    )
+    forged = TrialSetup(
+        setup.settings,
+        setup.dataset,
+        Selected(sneaky, {"epochs": 3}),
+        setup.augmentations,
+        setup.optimizer,
+        setup.scheduler,
+        {},
+    )
     with pytest.raises(ConfigError, match="'epochs'"):
         forged.recorded_params()
 
 
-@pytest.mark.parametrize(("edit", "refused"), [
-    (lambda d: d["baseline"].update(hidden=4), True),  # another cell as the baseline
-    (lambda d: d["factors"].update(hidden=[8]), True),  # the family shrinks with it
-    (lambda d: d.update(seeds=[0]), True),
-    (lambda d: d.update(fingerprint="0123456789abcdef"), True),  # a record of no trial here
-    (lambda d: d.update(question="Reworded?", delta=2.0), False),  # changes no trial
-])
+@pytest.mark.parametrize(
+    ("edit", "refused"),
+    [
+        (lambda d: d["baseline"].update(hidden=4), True),  # another cell as the baseline
+        (lambda d: d["factors"].update(hidden=[8]), True),  # the family shrinks with it
+        (lambda d: d.update(seeds=[0]), True),
+        (lambda d: d.update(fingerprint="0123456789abcdef"), True),  # a record of no trial here
+        (lambda d: d.update(question="Reworded?", delta=2.0), False),  # changes no trial
+    ],
+)
 def test_a_hand_edited_study_json_is_refused_by_the_report(
-        tmp_path: Path, cli_plugins: Plugins, fault_log: FaultLog, edit, refused) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, cli_plugins: Plugins, fault_log: FaultLog, edit, refused
+) -> None:  # type: ignore[no-untyped-def]
     """Editing study.json's plan fields once made the report take another cell as the baseline
     or shrink its family, silently. The report now recomputes the record's fingerprint and
     checks it against the trials; only the fields that change no trial may be edited."""
@@ -376,13 +431,17 @@ def _counting_augmentation() -> object:
     return brighten
 
 
-@pytest.mark.parametrize(("kind", "factory", "message"), [
-    ("scheduler", _counting_scheduler, "continued after epoch"),
-    ("optimizer", _HiddenStepSGD, "continued after step"),
-    ("augmentation", _counting_augmentation, "keeps state of its own"),
-])
+@pytest.mark.parametrize(
+    ("kind", "factory", "message"),
+    [
+        ("scheduler", _counting_scheduler, "continued after epoch"),
+        ("optimizer", _HiddenStepSGD, "continued after step"),
+        ("augmentation", _counting_augmentation, "keeps state of its own"),
+    ],
+)
 def test_the_test_kit_refuses_a_component_that_cannot_resume(
-        kind: str, factory: object, message: str, fault_log: FaultLog) -> None:
+    kind: str, factory: object, message: str, fault_log: FaultLog
+) -> None:
     """A LambdaLR counting its calls in a closure passed the kit; after a kill and a resume its
     rates were 0.1, 0.1 instead of 0.05, 0.025 and the final accuracy moved 5 points. The kit
     now stops, saves, rebuilds, loads and compares with an uninterrupted copy."""
@@ -391,13 +450,22 @@ def test_the_test_kit_refuses_a_component_that_cannot_resume(
 
     fault_log.inject(f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} that cannot resume")
     with pytest.raises(AssertionError, match=message):
-        check_component(Component(kind, "stateful", factory, "keeps state outside state_dict",  # type: ignore[arg-type]
-                                  (), "tests"))
+        check_component(
+            Component(
+                kind,
+                "stateful",
+                factory,
+                "keeps state outside state_dict",  # type: ignore[arg-type]
+                (),
+                "tests",
+            )
+        )
     fault_log.verified()
 
 
 def test_a_trial_that_ran_an_op_without_a_deterministic_kernel_does_not_claim_determinism(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With warn_only, such an op merely warned while the trials row said deterministic=true.
     (A stand-in model warns as torch does on a GPU: scatter_add_cuda_kernel has no
     deterministic kernel.)"""
@@ -422,9 +490,13 @@ def test_a_trial_that_ran_an_op_without_a_deterministic_kernel_does_not_claim_de
 
                     def forward(self, x: torch.Tensor) -> torch.Tensor:
                         if self.training:
-                            warnings.warn(f"scatter_add_cuda_kernel {NONDETERMINISTIC}, but you "
-                                          "set 'torch.use_deterministic_algorithms(True, "
-                                          "warn_only=True)'", UserWarning, stacklevel=1)
+                            warnings.warn(
+                                f"scatter_add_cuda_kernel {NONDETERMINISTIC}, but you "
+                                "set 'torch.use_deterministic_algorithms(True, "
+                                "warn_only=True)'",
+                                UserWarning,
+                                stacklevel=1,
+                            )
                         return self.linear(x.flatten(1))
 
                 return Scatter()
@@ -433,10 +505,15 @@ def test_a_trial_that_ran_an_op_without_a_deterministic_kernel_does_not_claim_de
 
     plugins = load_plugins(extra={"tests:tiny": TinyPlugin(), "warning": Warning_()})
     monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: plugins)
-    study = tiny_study(tmp_path, TINY.replace('model="tiny_mlp", hidden=8', 'model="scatter_model"')
-                       .replace("factors=dict(hidden=choice(4, 8))", "factors={}"))
+    study = tiny_study(
+        tmp_path,
+        TINY.replace('model="tiny_mlp", hidden=8', 'model="scatter_model"').replace(
+            "factors=dict(hidden=choice(4, 8))", "factors={}"
+        ),
+    )
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
     assert code == 0, output
     rows = table(tmp_path / "tiny_study", "trials")
-    assert {(r["param_deterministic"], r["deterministic"], r["nondeterministic_ops"])
-            for r in rows} == {("on", False, "scatter_add_cuda_kernel")}
+    assert {(r["param_deterministic"], r["deterministic"], r["nondeterministic_ops"]) for r in rows} == {
+        ("on", False, "scatter_add_cuda_kernel")
+    }

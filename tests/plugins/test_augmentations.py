@@ -19,8 +19,12 @@ def test_crop_is_a_shifted_window_of_the_zero_padded_image() -> None:
     out = crop_flip(padding=4, flip=False)(images, torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
     for i in range(len(images)):
-        matches = [(dy, dx) for dy in range(9) for dx in range(9)
-                   if torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
+        matches = [
+            (dy, dx)
+            for dy in range(9)
+            for dx in range(9)
+            if torch.equal(out[i], padded[i, :, dy : dy + 32, dx : dx + 32])
+        ]
         assert matches, f"image {i} is not a crop of its padded source"
 
 
@@ -30,7 +34,7 @@ def test_crop_and_flip_together_give_a_window_or_its_mirror_image() -> None:
     padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
     mirrored = 0
     for i in range(len(images)):
-        windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        windows = [padded[i, :, dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)]
         plain = any(torch.equal(out[i], w) for w in windows)
         flipped = any(torch.equal(out[i], w.flip(2)) for w in windows)
         assert plain or flipped, f"image {i} is neither a crop nor a mirrored crop"

@@ -60,8 +60,9 @@ def test_cifar10_reads_the_hugging_face_parquet_layout(tmp_path: Path) -> None:
     assert loaded.test_labels.tolist() == test_y.tolist()
 
 
-def test_cifar10_reads_the_torchvision_batches_layout(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cifar10_reads_the_torchvision_batches_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     expected = []
@@ -77,8 +78,9 @@ def test_cifar10_reads_the_torchvision_batches_layout(tmp_path: Path,
     assert torch.equal(loaded.test_images, torch.from_numpy(expected[-1]))
 
 
-def test_offline_without_local_data_says_how_to_point_at_it(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_without_local_data_says_how_to_point_at_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_network(*args: object, **kwargs: object) -> None:
         raise OSError("[Errno -3] Temporary failure in name resolution")
 
@@ -110,7 +112,7 @@ def test_full_cifar10_from_the_shared_copy() -> None:
     assert torch.equal(full.train_images[:5000], mini.train_images)
 
 
-DECODE_ONCE = '''
+DECODE_ONCE = """
 import os, sys, time
 sys.path.insert(0, sys.argv[2])
 import numpy as np
@@ -124,9 +126,7 @@ def decode():
 
 arrays = cached_arrays("shared-fingerprint", decode)
 assert arrays["train_x"].shape == (4, 3, 2, 2)
-'''
-
-
+"""
 
 
 @pytest.mark.slow
@@ -139,7 +139,8 @@ def test_workers_starting_together_decode_a_dataset_once(tmp_path: Path) -> None
 
     log = tmp_path / "decodes.txt"
     env = {**os.environ, "ABLATE_CACHE": str(tmp_path / "cache")}
-    workers = [subprocess.Popen([sys.executable, "-c", DECODE_ONCE, str(log), str(REPO)], env=env)
-               for _ in range(4)]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", DECODE_ONCE, str(log), str(REPO)], env=env) for _ in range(4)
+    ]
     assert [w.wait(timeout=120) for w in workers] == [0, 0, 0, 0]
     assert len(log.read_text().splitlines()) == 1

@@ -29,8 +29,7 @@ def photos(root: Path, per_class: int = 10, seed: int = 0) -> Path:
         for i in range(per_class):
             height, width = rng.integers(20, 60, 2)
             pixels = np.clip(np.array(colour) + rng.normal(0, 30, (height, width, 3)), 0, 255)
-            Image.fromarray(pixels.astype(np.uint8)).save(
-                root / name / f"{i}.{'jpg' if i % 2 else 'png'}")
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.{'jpg' if i % 2 else 'png'}")
     return root
 
 
@@ -76,13 +75,13 @@ def test_a_test_class_without_training_images_is_an_error(tmp_path: Path) -> Non
 
 
 def test_decoded_once_then_read_from_the_cache_until_a_file_changes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = photos(tmp_path / "photos")
     first = imagefolder(data_dir=root)
     decoded: list[Path] = []
     real_decode = module._decode
-    monkeypatch.setattr(module, "_decode",
-                        lambda path, size: decoded.append(path) or real_decode(path, size))
+    monkeypatch.setattr(module, "_decode", lambda path, size: decoded.append(path) or real_decode(path, size))
     again = imagefolder(data_dir=root)
     assert decoded == [] and np.array_equal(first.train_images.numpy(), again.train_images.numpy())
     Image.new("RGB", (30, 30), (255, 255, 0)).save(root / "red" / "0.png")
@@ -103,7 +102,7 @@ def test_errors_say_what_to_do(tmp_path: Path) -> None:
         imagefolder(data_dir=root)
 
 
-STUDY = '''
+STUDY = """
 from ablate import Study, choice
 
 study = Study(
@@ -114,11 +113,12 @@ study = Study(
     factors=dict(augment=choice("none", "crop_flip")),
     seeds=1,
 )
-'''
+"""
 
 
 def test_a_study_trains_on_a_photo_folder_named_by_environment(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = photos(tmp_path / "photos", per_class=20)
     monkeypatch.setenv(data_module.DATA_ENV, str(root))
     study = tmp_path / "colours.py"

@@ -27,9 +27,12 @@ def test_steepest_descent_finds_the_middle_of_a_drop() -> None:
 
 
 def test_rates_grow_exponentially_the_loss_is_smoothed_and_divergence_stops_the_test(
-        plugins: Plugins) -> None:
-    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "optimizer": "sgd", "lr": 0.1,
-                     "batch_size": 16}, plugins.registry)
+    plugins: Plugins,
+) -> None:
+    setup = resolve(
+        {"dataset": "tiny", "model": "tiny_mlp", "optimizer": "sgd", "lr": 0.1, "batch_size": 16},
+        plugins.registry,
+    )
     device = torch.device("cpu")
     data = to_device(tiny_data(train=64), device, 32)
     test = range_test(setup, data, 3, device, start=1e-4, end=1e4, steps=80)
@@ -43,7 +46,7 @@ def test_rates_grow_exponentially_the_loss_is_smoothed_and_divergence_stops_the_
     assert test.smoothed[0] == pytest.approx(test.losses[0])
     finite = [i for i, value in enumerate(test.smoothed) if np.isfinite(value)]
     for i in finite:
-        assert min(test.losses[:i + 1]) - 1e-6 <= test.smoothed[i] <= max(test.losses[:i + 1]) + 1e-6
+        assert min(test.losses[: i + 1]) - 1e-6 <= test.smoothed[i] <= max(test.losses[: i + 1]) + 1e-6
     raw, smooth = np.array(test.losses)[finite], np.array(test.smoothed)[finite]
     assert np.abs(np.diff(smooth)).sum() < np.abs(np.diff(raw)).sum()
     assert test.smoothed[-1] > 4 * min(test.smoothed[:-1]) or not np.isfinite(test.smoothed[-1])
@@ -51,13 +54,13 @@ def test_rates_grow_exponentially_the_loss_is_smoothed_and_divergence_stops_the_
     assert test.lrs[0] <= test.suggested <= test.lrs[-1]
 
 
-STUDY = '''
+STUDY = """
 from ablate import Study
 
 study = Study(name="lr_probe", question="which rate?",
               baseline=dict(dataset="cifar10-mini", model="simple_cnn", optimizer="sgd",
                             batch_size=32, train_size=256, test_size=64, train_eval_size=64))
-'''
+"""
 
 
 @pytest.mark.slow
@@ -65,9 +68,23 @@ def test_command_writes_the_curve_and_a_plot(tmp_path: Path) -> None:
     study = tmp_path / "probe.py"
     study.write_text(STUDY)
     done = subprocess.run(
-        [sys.executable, "-m", "ablate", "lr-range", str(study), "--steps", "40", "--device",
-         "cpu", "--results-dir", str(tmp_path / "results")],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "ablate",
+            "lr-range",
+            str(study),
+            "--steps",
+            "40",
+            "--device",
+            "cpu",
+            "--results-dir",
+            str(tmp_path / "results"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "steepest descent of the smoothed loss at lr" in done.stdout
     folder = tmp_path / "results" / "lr_probe"
@@ -83,5 +100,9 @@ def test_command_rejects_a_backwards_range(tmp_path: Path) -> None:
     study.write_text(STUDY)
     done = subprocess.run(
         [sys.executable, "-m", "ablate", "lr-range", str(study), "--start", "1", "--end", "0.1"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2 and "need 0 < --start < --end" in done.stderr

@@ -51,10 +51,17 @@ def test_simple_cnn_is_the_tutorial_network() -> None:
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.parametrize(("factory", "bad"), [
-    (resnet18, dict(width=0)), (resnet18, dict(dropout=1.0)), (resnet9, dict(width=0)),
-    (resnet9, dict(dropout=-0.1)), (resnet50, dict(dropout=1.0)),
-    (torchvision_resnet18, dict(dropout=1.5))])
+@pytest.mark.parametrize(
+    ("factory", "bad"),
+    [
+        (resnet18, dict(width=0)),
+        (resnet18, dict(dropout=1.0)),
+        (resnet9, dict(width=0)),
+        (resnet9, dict(dropout=-0.1)),
+        (resnet50, dict(dropout=1.0)),
+        (torchvision_resnet18, dict(dropout=1.5)),
+    ],
+)
 def test_models_reject_bad_parameters(factory: object, bad: dict) -> None:
     with pytest.raises(ValueError, match="width|dropout"):
         factory(num_classes=10, **bad)  # type: ignore[operator]
@@ -91,7 +98,8 @@ WEIGHTS_FILE = "resnet18-f37072fd.pth"  # torchvision's name for its ImageNet Re
 
 
 def test_pretrained_weights_come_from_the_weights_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from torchvision.models import resnet18 as torchvision_build
 
     torch.manual_seed(5)
@@ -108,7 +116,8 @@ def test_pretrained_weights_come_from_the_weights_folder(
 
 
 def test_offline_without_weights_says_where_to_put_them(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from urllib.error import URLError
 
     def offline(url: str, destination: str, *args: object, **kwargs: object) -> None:
@@ -133,8 +142,9 @@ def test_resnet_c3_is_the_resnet18_layout_with_c3_blocks() -> None:
 
     def c3(c: int, bottlenecks: int) -> int:
         h = c // 2
-        return (2 * conv_bn(c, h, 1) + conv_bn(2 * h, c, 1)
-                + bottlenecks * (conv_bn(h, h, 1) + conv_bn(h, h, 3)))
+        return (
+            2 * conv_bn(c, h, 1) + conv_bn(2 * h, c, 1) + bottlenecks * (conv_bn(h, h, 1) + conv_bn(h, h, 3))
+        )
 
     width, classes = 8, 10
     expected = 3 * width * 9 + 2 * width + c3(width, 2)

@@ -21,8 +21,12 @@ def child_environment(root: Path) -> Path:
     pytest, pip), so installing plugins there leaves the test environment untouched."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     python = root / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     parent = sysconfig.get_paths()["purelib"]
     Path(site, "parent-environment.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
     return python
@@ -32,22 +36,42 @@ def child_environment(root: Path) -> Path:
 @pytest.mark.skipif(sys.platform == "win32", reason="the child environment's layout is POSIX")
 def test_every_kind_of_skeleton_installs_and_passes_its_own_test(tmp_path: Path) -> None:
     for kind in KINDS:
-        result = CliRunner().invoke(with_plugin_commands(), ["new-plugin", f"ablate-my-{kind}",
-                                                             "--kind", kind, "--dir", str(tmp_path)])
+        result = CliRunner().invoke(
+            with_plugin_commands(),
+            ["new-plugin", f"ablate-my-{kind}", "--kind", kind, "--dir", str(tmp_path)],
+        )
         assert result.exit_code == 0, result.output
     python = child_environment(tmp_path / "venv")
     packages = [str(tmp_path / f"ablate-my-{kind}") for kind in KINDS]
-    install = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                              "--no-index", "--quiet", *sum((["-e", p] for p in packages), [])],
-                             capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            *sum((["-e", p] for p in packages), []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stdout + install.stderr
-    tests = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            *[f"{p}/tests" for p in packages]], capture_output=True, text=True,
-                           timeout=300, cwd=tmp_path)
+    tests = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *[f"{p}/tests" for p in packages]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert f"{2 * len(KINDS)} passed" in tests.stdout  # the entry-point tests ran: none skipped
-    listed = subprocess.run([str(python), "-m", "ablate", "plugins", "--json"], capture_output=True,
-                            text=True, timeout=300)
+    listed = subprocess.run(
+        [str(python), "-m", "ablate", "plugins", "--json"], capture_output=True, text=True, timeout=300
+    )
     loaded = {entry["name"]: entry for entry in json.loads(listed.stdout)}
     for kind in KINDS:
         entry = loaded[f"ablate-my-{kind}:my_{kind}"]

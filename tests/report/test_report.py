@@ -35,17 +35,32 @@ from tests.conftest import REPO
 ACCURACY = {0.0: [0.60, 0.62, 0.61, 0.65], 0.25: [0.64, 0.65, 0.66, 0.70], 0.5: [0.59, 0.63, 0.60, 0.64]}
 
 
-def write_study(folder: Path, cells: dict[tuple, list[float]], factors: dict[str, list],
-                baseline: dict, study: dict | None = None, skip: set = frozenset(),
-                extra_column: bool = False) -> Path:
+def write_study(
+    folder: Path,
+    cells: dict[tuple, list[float]],
+    factors: dict[str, list],
+    baseline: dict,
+    study: dict | None = None,
+    skip: set = frozenset(),
+    extra_column: bool = False,
+) -> Path:
     """A results folder as ablate writes it: ``cells`` maps each cell's levels (in the order of
     ``factors``) to its test accuracy per seed; epochs climb to it by 2 points an epoch."""
     path = folder / "fixture"
     seeds = list(range(len(next(iter(cells.values())))))
-    description = {"name": "fixture", "question": "Does dropout help?", "preset": "test",
-                   "metric": "test_acc", "direction": "maximize", "design": "grid",
-                   "baseline": baseline, "factors": factors, "seeds": seeds,
-                   "trials": len(cells) * len(seeds), **(study or {})}
+    description = {
+        "name": "fixture",
+        "question": "Does dropout help?",
+        "preset": "test",
+        "metric": "test_acc",
+        "direction": "maximize",
+        "design": "grid",
+        "baseline": baseline,
+        "factors": factors,
+        "seeds": seeds,
+        "trials": len(cells) * len(seeds),
+        **(study or {}),
+    }
     fingerprint = description["fingerprint"] = fingerprint_of(description)
     path.mkdir(parents=True)
     (path / "study.json").write_text(json.dumps(description))
@@ -59,23 +74,43 @@ def write_study(folder: Path, cells: dict[tuple, list[float]], factors: dict[str
                 continue
             keys = {"study": "fixture", "trial": index, "attempt": 1}
             acc = values[seed]
-            epochs = [EpochRecord(e, 0.1, 1.0, acc - 0.1 + 0.02 * e, acc + 0.02, 1.0,
-                                  acc - 0.04 + 0.02 * e, 1.0) for e in (1, 2, 3)]
+            epochs = [
+                EpochRecord(e, 0.1, 1.0, acc - 0.1 + 0.02 * e, acc + 0.02, 1.0, acc - 0.04 + 0.02 * e, 1.0)
+                for e in (1, 2, 3)
+            ]
             cell = ",".join(f"{k}={v}" for k, v in named.items())
-            row = {**keys, "state": "complete", "seed": seed, "cell": cell,
-                   "study_fingerprint": fingerprint, "test_acc": acc, "train_acc": acc - 0.04,
-                   "train_eval_acc": acc + 0.02, "best_epoch": 3, "seconds": 10.0}
+            row = {
+                **keys,
+                "state": "complete",
+                "seed": seed,
+                "cell": cell,
+                "study_fingerprint": fingerprint,
+                "test_acc": acc,
+                "train_acc": acc - 0.04,
+                "train_eval_acc": acc + 0.02,
+                "best_epoch": 3,
+                "seconds": 10.0,
+            }
             params = {**named, **({"width": 8} if extra_column and seed == 0 else {})}
-            writer.write(index, 1, trial_table(row, params, {k: param_type(v) for k, v in named.items()}),
-                         epoch_table(keys, epochs),
-                         class_table(keys, ("cat", "dog"), (0.75, 5 / 6), ((3, 1), (1, 5))))
+            writer.write(
+                index,
+                1,
+                trial_table(row, params, {k: param_type(v) for k, v in named.items()}),
+                epoch_table(keys, epochs),
+                class_table(keys, ("cat", "dog"), (0.75, 5 / 6), ((3, 1), (1, 5))),
+            )
             index += 1
     return path
 
 
 def make_study(folder: Path, accuracy: dict[float, list[float]] = ACCURACY, **kwargs: object) -> Path:
-    return write_study(folder, {(level,): values for level, values in accuracy.items()},
-                       {"dropout": list(accuracy)}, {"dropout": 0.0}, **kwargs)  # type: ignore[arg-type]
+    return write_study(
+        folder,
+        {(level,): values for level, values in accuracy.items()},
+        {"dropout": list(accuracy)},
+        {"dropout": 0.0},
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 def residual_variance(table: np.ndarray) -> tuple[float, int]:
@@ -129,8 +164,10 @@ def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
 def test_the_sign_flip_p_value_is_the_exact_enumeration() -> None:
     values = [0.03, 0.05, -0.01, 0.04, 0.02]
     patterns = list(itertools.product((1, -1), repeat=len(values)))
-    at_least = sum(abs(sum(s * v for s, v in zip(signs, values, strict=True))) >= abs(sum(values)) - 1e-12
-                   for signs in patterns)
+    at_least = sum(
+        abs(sum(s * v for s, v in zip(signs, values, strict=True))) >= abs(sum(values)) - 1e-12
+        for signs in patterns
+    )
     assert sign_flip_p(values) == pytest.approx(at_least / len(patterns))
     assert sign_flip_p([0.01, 0.02, 0.03]) == pytest.approx(0.25)  # the floor at 3 seeds: 2 / 2^3
     assert sign_flip_p([0.01] * 6) == pytest.approx(2 / 64)
@@ -178,8 +215,7 @@ def test_the_sign_flip_test_must_agree_with_the_t_interval(tmp_path: Path) -> No
 
 
 def test_a_smallest_effect_of_interest_gives_equivalence_or_larger(tmp_path: Path) -> None:
-    small = build(make_study(tmp_path / "a", seeds_of(0.001, 0.002, 8),
-                             study={"delta": 2.0})).report
+    small = build(make_study(tmp_path / "a", seeds_of(0.001, 0.002, 8), study={"delta": 2.0})).report
     (finding,) = [f for f in small.findings if f.family]
     low, high = finding.interval
     assert -0.02 < low and high < 0.02 and finding.verdict == "equivalent"
@@ -201,8 +237,10 @@ def test_a_control_identical_on_every_seed_is_identical_not_inconclusive(tmp_pat
     control = next(f for f in report.findings if f.family and f.contrast.level == 0.25)
     assert control.interval[1] > 0.01  # the pooled interval alone would not show equivalence
     assert control.verdict == "identical"
-    assert any("identical on test_acc on all 6 paired seeds: a difference of exactly zero" in line
-               for line in report.answer)
+    assert any(
+        "identical on test_acc on all 6 paired seeds: a difference of exactly zero" in line
+        for line in report.answer
+    )
     few = {level: values[:3] for level, values in cells.items()}
     report = build(make_study(tmp_path / "b", few, study={"delta": 1.0})).report
     control = next(f for f in report.findings if f.family and f.contrast.level == 0.25)
@@ -211,16 +249,21 @@ def test_a_control_identical_on_every_seed_is_identical_not_inconclusive(tmp_pat
 
 @pytest.mark.slow
 def test_simple_effects_interactions_and_main_effects_match_an_independent_computation(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """A 2 x 2 grid where crop+flip closes the gap by 2 points for the CNN and 8 for the ResNet."""
     rng = np.random.default_rng(3)
     seeds = 6
     noise = rng.normal(0, 0.004, (4, seeds))
-    means = {("cnn", "none"): 0.50, ("cnn", "crop"): 0.52, ("resnet", "none"): 0.70,
-             ("resnet", "crop"): 0.78}
+    means = {("cnn", "none"): 0.50, ("cnn", "crop"): 0.52, ("resnet", "none"): 0.70, ("resnet", "crop"): 0.78}
     cells = {key: list(means[key] + noise[i]) for i, key in enumerate(means)}
-    folder = write_study(tmp_path, cells, {"model": ["cnn", "resnet"], "augment": ["none", "crop"]},
-                         {"model": "cnn", "augment": "none"}, study={"within": ["model"]})
+    folder = write_study(
+        tmp_path,
+        cells,
+        {"model": ["cnn", "resnet"], "augment": ["none", "crop"]},
+        {"model": "cnn", "augment": "none"},
+        study={"within": ["model"]},
+    )
     report = build(folder).report
     table = np.array([cells[key] for key in means])
     variance, df = residual_variance(table)
@@ -244,56 +287,84 @@ def test_simple_effects_interactions_and_main_effects_match_an_independent_compu
     averaged = (table[1] + table[3]) / 2 - (table[0] + table[2]) / 2
     assert main.estimate.value == pytest.approx(averaged.mean())
     # With no interaction in the data, the contrast's interval covers zero.
-    additive = {key: list(means[("cnn", key[1])] + (0.2 if key[0] == "resnet" else 0) + noise[i])
-                for i, key in enumerate(means)}
-    flat = build(write_study(tmp_path / "flat", additive, {"model": ["cnn", "resnet"],
-                                                           "augment": ["none", "crop"]},
-                             {"model": "cnn", "augment": "none"}, study={"within": ["model"]})).report
-    (no_interaction,) = [f for f in flat.findings if f.family and f.contrast.kind == "interaction"
-                         and f.metric == "test_acc"]
+    additive = {
+        key: list(means[("cnn", key[1])] + (0.2 if key[0] == "resnet" else 0) + noise[i])
+        for i, key in enumerate(means)
+    }
+    flat = build(
+        write_study(
+            tmp_path / "flat",
+            additive,
+            {"model": ["cnn", "resnet"], "augment": ["none", "crop"]},
+            {"model": "cnn", "augment": "none"},
+            study={"within": ["model"]},
+        )
+    ).report
+    (no_interaction,) = [
+        f for f in flat.findings if f.family and f.contrast.kind == "interaction" and f.metric == "test_acc"
+    ]
     low, high = no_interaction.interval
     assert low < 0 < high
     # Every factor in ``within``: both candidate causes are asked about, each within each level
     # of the other (oscillation's batch size and schedule): four simple effects and the
     # interaction, and no main effect, in the family.
-    built = build(write_study(tmp_path / "both", cells, {"model": ["cnn", "resnet"],
-                                                         "augment": ["none", "crop"]},
-                              {"model": "cnn", "augment": "none"},
-                              study={"within": ["model", "augment"]}))
+    built = build(
+        write_study(
+            tmp_path / "both",
+            cells,
+            {"model": ["cnn", "resnet"], "augment": ["none", "crop"]},
+            {"model": "cnn", "augment": "none"},
+            study={"within": ["model", "augment"]},
+        )
+    )
     assert "interaction" in built.plots  # one asked factor on the axis, lines for the other
     both = built.report
     family = {f.contrast.label for f in both.findings if f.family and f.metric == "test_acc"}
-    assert family == {"augment = crop (vs none) within model = cnn",
-                      "augment = crop (vs none) within model = resnet",
-                      "model = resnet (vs cnn) within augment = none",
-                      "model = resnet (vs cnn) within augment = crop",
-                      "model = resnet (vs cnn) x augment = crop (vs none)"}
+    assert family == {
+        "augment = crop (vs none) within model = cnn",
+        "augment = crop (vs none) within model = resnet",
+        "model = resnet (vs cnn) within augment = none",
+        "model = resnet (vs cnn) within augment = crop",
+        "model = resnet (vs cnn) x augment = crop (vs none)",
+    }
     assert both.family_size == 5
 
 
 def results_of(series: dict[int, list[dict]]) -> StudyResults:
-    trials = [{"trial": t, "attempt": 1, "state": "complete", "seed": t, "param_resume_every": 2}
-              for t in series]
-    epochs = [{"trial": t, "attempt": 1, "epoch": e + 1, **row}
-              for t, rows in series.items() for e, row in enumerate(rows)]
+    trials = [
+        {"trial": t, "attempt": 1, "state": "complete", "seed": t, "param_resume_every": 2} for t in series
+    ]
+    epochs = [
+        {"trial": t, "attempt": 1, "epoch": e + 1, **row}
+        for t, rows in series.items()
+        for e, row in enumerate(rows)
+    ]
     return StudyResults(Path("."), {}, trials, epochs)
 
 
 def test_the_swing_ignores_a_trend_and_a_rate_drop_and_measures_the_noise() -> None:
     trend = [{"test_acc": 0.3 + 0.05 * e, "lr": 0.1} for e in range(8)]
     assert swing([{**r, "epoch": e + 1} for e, r in enumerate(trend)]) == pytest.approx(0.0, abs=1e-12)
-    dropped = [{**r, "epoch": e + 1, "lr": 0.1 if e < 6 else 0.01,
-                "test_acc": r["test_acc"] + (0.2 if e >= 6 else 0)} for e, r in enumerate(trend)]
+    dropped = [
+        {
+            **r,
+            "epoch": e + 1,
+            "lr": 0.1 if e < 6 else 0.01,
+            "test_acc": r["test_acc"] + (0.2 if e >= 6 else 0),
+        }
+        for e, r in enumerate(trend)
+    ]
     assert swing(dropped) == pytest.approx(0.0, abs=1e-12)  # the jump at the drop is not swing
     # A rate that changes every epoch (cosine) has no steps: its changes are all swing. The
     # swing is measured around the trend, so this steady climb under cosine has none.
-    cosine = [{**r, "epoch": e + 1, "lr": 0.05 * (1 + math.cos(math.pi * e / 8))}
-              for e, r in enumerate(trend)]
+    cosine = [
+        {**r, "epoch": e + 1, "lr": 0.05 * (1 + math.cos(math.pi * e / 8))} for e, r in enumerate(trend)
+    ]
     assert swing(cosine) == pytest.approx(0.0, abs=1e-12)
-    wobbly = [{**r, "test_acc": r["test_acc"] + (0.03 if e % 2 else -0.03)}
-              for e, r in enumerate(cosine)]
-    assert swing(wobbly) == pytest.approx(np.std(np.diff([w["test_acc"] for w in wobbly[4:]]),
-                                                 ddof=1) / math.sqrt(2))
+    wobbly = [{**r, "test_acc": r["test_acc"] + (0.03 if e % 2 else -0.03)} for e, r in enumerate(cosine)]
+    assert swing(wobbly) == pytest.approx(
+        np.std(np.diff([w["test_acc"] for w in wobbly[4:]]), ddof=1) / math.sqrt(2)
+    )
     # A step held on both sides is left out even with noise around it.
     stepped = [{**r, "lr": 0.1 if e < 6 else 0.01} for e, r in enumerate(wobbly)]
     kept = [stepped[i + 1]["test_acc"] - stepped[i]["test_acc"] for i in (4, 6)]
@@ -315,8 +386,11 @@ def test_jumps_are_reported_at_each_restart_point() -> None:
 
 
 def test_pooled_error_uses_the_block_of_seeds_the_cells_share() -> None:
-    by_cell = {"a": {0: 0.5, 1: 0.6, 2: 0.55}, "b": {0: 0.6, 1: 0.68, 2: 0.66},
-               "c": {0: 0.4}}  # c has one seed: left out of the block
+    by_cell = {
+        "a": {0: 0.5, 1: 0.6, 2: 0.55},
+        "b": {0: 0.6, 1: 0.68, 2: 0.66},
+        "c": {0: 0.4},
+    }  # c has one seed: left out of the block
     pooled = pooled_error(by_cell)
     variance, df = residual_variance(np.array([[0.5, 0.6, 0.55], [0.6, 0.68, 0.66]]))
     assert (pooled.variance, pooled.df, pooled.cells) == (pytest.approx(variance), df, 2)
@@ -367,8 +441,7 @@ def test_cli_formats_and_self_contained_html(tmp_path: Path) -> None:
     data = json.loads(runner.invoke(app, ["report", str(study), "--format", "json"]).stdout)
     cell = next(c for c in data["cells"] if c["baseline"])
     assert cell["metrics"]["test_acc"]["mean"] == pytest.approx(np.mean(ACCURACY[0.0]))
-    assert {f["metric"] for f in data["findings"]} == {"test_acc", "gap_running", "gap_eval",
-                                                       "swing_test"}
+    assert {f["metric"] for f in data["findings"]} == {"test_acc", "gap_running", "gap_eval", "swing_test"}
     family = [f for f in data["findings"] if f["family"]]
     assert data["family"]["size"] == len(family) == 2
     assert all(f["interval"]["confidence"] == pytest.approx(0.975) for f in family)
@@ -403,8 +476,20 @@ def test_report_without_argument_lists_studies(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     runner = CliRunner()
-    assert runner.invoke(app, ["run", str(REPO / "studies" / "dropout_gap.py"), "--preset", "smoke",
-                               "--results-dir", str(tmp_path)]).exit_code == 0
+    assert (
+        runner.invoke(
+            app,
+            [
+                "run",
+                str(REPO / "studies" / "dropout_gap.py"),
+                "--preset",
+                "smoke",
+                "--results-dir",
+                str(tmp_path),
+            ],
+        ).exit_code
+        == 0
+    )
     result = runner.invoke(app, ["report", str(tmp_path / "dropout_gap"), "--format", "json"])
     data = json.loads(result.stdout)
     assert len(data["cells"]) == 6 and sum(c["baseline"] for c in data["cells"]) == 1
@@ -412,7 +497,9 @@ def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     family = [f for f in data["findings"] if f["family"]]
     assert {f["metric"] for f in family} == {"gap_running", "gap_eval"}
     assert {(f["factor"], json.dumps(f["condition"])) for f in family if f["kind"] == "within"} == {
-        ("dropout", '{"augment": "crop_flip"}'), ("dropout", '{"augment": "none"}')}
+        ("dropout", '{"augment": "crop_flip"}'),
+        ("dropout", '{"augment": "none"}'),
+    }
     assert len(data["answer"]) == 1 + len(family)
     assert (tmp_path / "dropout_gap" / "report" / "report.html").is_file()
     # Where and how the trials ran, from the trials table: one model, so one precision, unnamed.
@@ -420,13 +507,19 @@ def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     assert len(precisions) == 1
     assert data["ran_on"] == f"Ran on cpu with torch {torch.__version__}, in {precisions.pop()}."
     assert {p.stem for p in (tmp_path / "dropout_gap" / "report").glob("*.png")} == {
-        "learning_curves", "gaps", "final_metric", "interaction", "per_class", "confusion",
-        "feature_maps"}  # the smoke preset keeps its final weights
+        "learning_curves",
+        "gaps",
+        "final_metric",
+        "interaction",
+        "per_class",
+        "confusion",
+        "feature_maps",
+    }  # the smoke preset keeps its final weights
 
 
 def test_sampled_study_reports_optuna_parameter_importance(tmp_path: Path, cli_plugins: object) -> None:
     study = tmp_path / "sampled.py"
-    study.write_text('''
+    study.write_text("""
 from ablate import Study, integer, sampler, uniform
 
 study = Study(
@@ -436,11 +529,10 @@ study = Study(
     factors=dict(hidden=integer(2, 32), lr=uniform(0.001, 0.5, log=True)),
     design=sampler("random", trials=6), seeds=1,
 )
-''')
+""")
     runner = CliRunner()
     assert runner.invoke(app, ["run", str(study), "--results-dir", str(tmp_path)]).exit_code == 0
-    data = json.loads(runner.invoke(app, ["report", str(tmp_path / "sampled"), "--format",
-                                          "json"]).stdout)
+    data = json.loads(runner.invoke(app, ["report", str(tmp_path / "sampled"), "--format", "json"]).stdout)
     assert set(data["importance"]) == {"hidden", "lr"}
     assert sum(data["importance"].values()) == pytest.approx(1.0)
 
@@ -461,16 +553,27 @@ def test_an_undecided_ratio_says_its_interval_covers_no_change_not_zero() -> Non
 def test_the_report_says_where_and_in_which_precision_each_model_ran() -> None:
     """precision=auto chooses per model and machine: where the trials differ, each precision
     names its models, and a GPU is named without its index."""
-    trials = [{"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet18"},
-              {"device": "cpu", "torch_version": "2.9.1", "precision": "fp32", "param_model": "simple_cnn"},
-              {"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet9"},
-              {"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet18"}]
+    trials = [
+        {"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet18"},
+        {"device": "cpu", "torch_version": "2.9.1", "precision": "fp32", "param_model": "simple_cnn"},
+        {"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet9"},
+        {"device": "cpu", "torch_version": "2.9.1", "precision": "bf16", "param_model": "resnet18"},
+    ]
     assert ran_on(trials, "param_model") == (
-        "Ran on cpu with torch 2.9.1, in bf16 (resnet18, resnet9) and fp32 (simple_cnn).")
-    gpu = {"device": "cuda", "gpu": "3 NVIDIA H100 80GB HBM3", "torch_version": "2.9.1",
-           "precision": "bf16", "param_model": "resnet18", "tf32": True, "deterministic": True}
+        "Ran on cpu with torch 2.9.1, in bf16 (resnet18, resnet9) and fp32 (simple_cnn)."
+    )
+    gpu = {
+        "device": "cuda",
+        "gpu": "3 NVIDIA H100 80GB HBM3",
+        "torch_version": "2.9.1",
+        "precision": "bf16",
+        "param_model": "resnet18",
+        "tf32": True,
+        "deterministic": True,
+    }
     assert ran_on([gpu, {**gpu, "gpu": "0 NVIDIA H100 80GB HBM3"}], "param_model") == (
-        "Ran on NVIDIA H100 80GB HBM3 with torch 2.9.1, in bf16, with TF32 and deterministic kernels.")
+        "Ran on NVIDIA H100 80GB HBM3 with torch 2.9.1, in bf16, with TF32 and deterministic kernels."
+    )
     assert ran_on([], "param_model") == ""
     # What the trials table does not record is left out, not printed as a placeholder.
     assert ran_on([{"seed": 0}], "param_model") == ""

@@ -19,7 +19,7 @@ from ablate.study.factors import StudyError, until
 from ablate.train.trainer import TrialResult
 from tests.run.test_runner import InterruptAt
 
-STUDY = '''
+STUDY = """
 from ablate import Study, choice, until
 
 study = Study(
@@ -30,15 +30,26 @@ study = Study(
     factors=dict(hidden=choice(8, 4)),
     seeds=until(halfwidth=HALFWIDTH, min=5, max=8),
 )
-'''
+"""
 MEANS = {8: 0.60, 4: 0.55}  # the synthetic trainer's true test accuracy per hidden width
 
 
 def synthetic_fit(noise: float):  # type: ignore[no-untyped-def]
     """A trainer whose test accuracy is a cell's mean plus seeded normal noise of sd ``noise``."""
 
-    def fit(setup, data, num_classes, seed, device, on_epoch_end=lambda r: None,  # type: ignore[no-untyped-def]
-            checkpoints=None, meta=None, start_from=None, keep_best=False, **_ignored):
+    def fit(
+        setup,
+        data,
+        num_classes,
+        seed,
+        device,
+        on_epoch_end=lambda r: None,  # type: ignore[no-untyped-def]
+        checkpoints=None,
+        meta=None,
+        start_from=None,
+        keep_best=False,
+        **_ignored,
+    ):
         hidden = setup.model.values["hidden"]
         accuracy = MEANS[hidden] + float(np.random.default_rng(1000 * seed + hidden).normal(0, noise))
         record = EpochRecord(1, 0.1, 1.0, accuracy, accuracy, 1.0, accuracy, 0.01)
@@ -48,8 +59,9 @@ def synthetic_fit(noise: float):  # type: ignore[no-untyped-def]
     return fit
 
 
-def run(tmp_path: Path, halfwidth: float, noise: float, monkeypatch: pytest.MonkeyPatch,
-        results: str = "results") -> tuple[int, str, dict]:
+def run(
+    tmp_path: Path, halfwidth: float, noise: float, monkeypatch: pytest.MonkeyPatch, results: str = "results"
+) -> tuple[int, str, dict]:
     monkeypatch.setattr("ablate.train.trainer.fit", synthetic_fit(noise))
     study = tmp_path / "adaptive.py"
     study.write_text(STUDY.replace("HALFWIDTH", str(halfwidth)))
@@ -63,26 +75,28 @@ def seeds_per_cell(report: dict) -> set[int]:
 
 
 def widest(report: dict) -> float:
-    return max((f["interval"]["high"] - f["interval"]["low"]) / 2 for f in report["findings"]
-               if f["family"])
+    return max((f["interval"]["high"] - f["interval"]["low"]) / 2 for f in report["findings"] if f["family"])
 
 
 def test_it_stops_adding_seeds_once_the_widest_interval_is_under_the_target(
-        tmp_path: Path, cli_plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, cli_plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, output, report = run(tmp_path, halfwidth=2.0, noise=0.01, monkeypatch=monkeypatch)
     assert code == 0, output
     assert seeds_per_cell(report) == {5}  # narrow from the start: the minimum is enough
     assert "within the target +-2, after 5 seeds: done" in " ".join(output.split())
-    code, output, report = run(tmp_path, halfwidth=1.7, noise=0.012, monkeypatch=monkeypatch,
-                               results="middle")
+    code, output, report = run(
+        tmp_path, halfwidth=1.7, noise=0.012, monkeypatch=monkeypatch, results="middle"
+    )
     assert code == 0, output
     (used,) = seeds_per_cell(report)
     assert 5 < used < 8 and f"adding seed {used}" in output
     assert "it stopped: the widest 95% interval on test_acc is" in report["answer"][0]
 
 
-def test_it_stops_at_the_cap_and_says_so(tmp_path: Path, cli_plugins: Plugins,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_it_stops_at_the_cap_and_says_so(
+    tmp_path: Path, cli_plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, output, report = run(tmp_path, halfwidth=0.1, noise=0.05, monkeypatch=monkeypatch)
     assert code == 0, output
     assert seeds_per_cell(report) == {8}
@@ -91,17 +105,17 @@ def test_it_stops_at_the_cap_and_says_so(tmp_path: Path, cli_plugins: Plugins,
     assert all(f["interval"]["confidence"] == pytest.approx(1 - 0.025) for f in family)
 
 
-def test_a_killed_adaptive_run_resumes_to_the_same_answer(tmp_path: Path, cli_plugins: Plugins,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    _, _, straight = run(tmp_path, halfwidth=1.7, noise=0.012, monkeypatch=monkeypatch,
-                         results="straight")
+def test_a_killed_adaptive_run_resumes_to_the_same_answer(
+    tmp_path: Path, cli_plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, straight = run(tmp_path, halfwidth=1.7, noise=0.012, monkeypatch=monkeypatch, results="straight")
     cli_plugins.manager.register(InterruptAt(11), name="tests:kill")  # a trial of the sixth seed
-    code, output, _ = run(tmp_path, halfwidth=1.7, noise=0.012, monkeypatch=monkeypatch,
-                          results="killed")
+    code, output, _ = run(tmp_path, halfwidth=1.7, noise=0.012, monkeypatch=monkeypatch, results="killed")
     assert code == 130, output
     cli_plugins.manager.unregister(name="tests:kill")
-    code, output, resumed = run(tmp_path, halfwidth=1.7, noise=0.012, monkeypatch=monkeypatch,
-                                results="killed")
+    code, output, resumed = run(
+        tmp_path, halfwidth=1.7, noise=0.012, monkeypatch=monkeypatch, results="killed"
+    )
     assert code == 0, output
     assert seeds_per_cell(resumed) == seeds_per_cell(straight)
     assert widest(resumed) == pytest.approx(widest(straight))
@@ -112,8 +126,15 @@ def test_the_rule_needs_five_seeds_to_start() -> None:
         until(1.0, min=3)
 
 
-def simulated_coverage(halfwidth: float, confidence: float, reps: int, seed: int = 0,
-                       cells: int = 4, start: int = 5, cap: int = 10) -> tuple[float, float]:
+def simulated_coverage(
+    halfwidth: float,
+    confidence: float,
+    reps: int,
+    seed: int = 0,
+    cells: int = 4,
+    start: int = 5,
+    cap: int = 10,
+) -> tuple[float, float]:
     """Run the rule on simulated studies (normal noise of sd 1, a seed effect shared by the
     cells) with ablate's own pooled error and contrasts; the share of the stop's intervals that
     cover the true difference, and the mean seeds used."""

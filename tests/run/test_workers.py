@@ -37,6 +37,7 @@ CPU = torch.device("cpu")
 
 # --- one worker per GPU, or several -----------------------------------------------------------
 
+
 def test_each_worker_is_pinned_to_one_gpu_k_per_gpu_in_turn() -> None:
     assert gpus.assign(gpus.parse_gpus(None, 4), 1, {}) == ["0", "1", "2", "3"]
     # K = 3 on two of four GPUs: six workers, taking the GPUs in turn.
@@ -45,10 +46,15 @@ def test_each_worker_is_pinned_to_one_gpu_k_per_gpu_in_turn() -> None:
     assert gpus.assign(gpus.parse_gpus("1", 2), 2, {"CUDA_VISIBLE_DEVICES": "2,5"}) == ["5", "5"]
 
 
-@pytest.mark.parametrize(("text", "visible", "says"), [
-    ("0,4", 4, "no GPU 4"), ("1,1", 4, "listed twice"), ("a", 4, "separated by commas"),
-    (None, 0, "on a CPU, use --workers N"),
-])
+@pytest.mark.parametrize(
+    ("text", "visible", "says"),
+    [
+        ("0,4", 4, "no GPU 4"),
+        ("1,1", 4, "listed twice"),
+        ("a", 4, "separated by commas"),
+        (None, 0, "on a CPU, use --workers N"),
+    ],
+)
 def test_bad_gpu_lists_are_refused_with_the_reason(text: str | None, visible: int, says: str) -> None:
     with pytest.raises(gpus.GpuError, match=says):
         gpus.parse_gpus(text, visible)
@@ -57,6 +63,7 @@ def test_bad_gpu_lists_are_refused_with_the_reason(text: str | None, visible: in
 def test_the_cli_spreads_workers_over_the_gpus_it_sees(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(gpus, "visible_gpu_count", lambda: 4)
+
     def pinned(**given: object) -> list[str] | None:
         return pinned_workers(TrainOptions(**given))  # type: ignore[arg-type]
 
@@ -71,8 +78,9 @@ def test_the_cli_spreads_workers_over_the_gpus_it_sees(monkeypatch: pytest.Monke
 @pytest.mark.slow
 def test_gpus_on_a_machine_without_cuda_exits_2_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gpus, "visible_gpu_count", lambda: 0)
-    result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "dropout_gap.py"),
-                                      "--gpus", "0", "--preset", "smoke"])
+    result = CliRunner().invoke(
+        app, ["run", str(REPO / "studies" / "dropout_gap.py"), "--gpus", "0", "--preset", "smoke"]
+    )
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "need CUDA GPUs" in lines[0] and "--workers N" in lines[0]
@@ -80,8 +88,10 @@ def test_gpus_on_a_machine_without_cuda_exits_2_with_one_line(monkeypatch: pytes
 
 # --- correct on CUDA, checked without one ----------------------------------------------------
 
-def test_checkpoints_hold_the_training_devices_own_rng_state(plugins: Plugins,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_checkpoints_hold_the_training_devices_own_rng_state(
+    plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A host that shows GPUs must not put their generators into a CPU trial's checkpoint.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
@@ -91,9 +101,12 @@ def test_checkpoints_hold_the_training_devices_own_rng_state(plugins: Plugins,
 
 
 def test_a_checkpoint_from_another_kind_of_device_is_named_and_training_starts_afresh(
-        plugins: Plugins, tmp_path: Path) -> None:
-    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 3, "batch_size": 16,
-                     "precision": "fp32"}, plugins.registry)
+    plugins: Plugins, tmp_path: Path
+) -> None:
+    setup = resolve(
+        {"dataset": "tiny", "model": "tiny_mlp", "epochs": 3, "batch_size": 16, "precision": "fp32"},
+        plugins.registry,
+    )
     data = to_device(tiny_data(), CPU, 16)
     store = CheckpointStore(tmp_path / "ckpt", 2, lambda message: None)
     state = build_state(setup, 3, 0, CPU)
@@ -109,9 +122,14 @@ def test_a_checkpoint_from_another_kind_of_device_is_named_and_training_starts_a
 
 
 def test_backend_switches_follow_determinism_and_precision() -> None:
-    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-             torch.get_float32_matmul_precision(), torch.are_deterministic_algorithms_enabled())
+    saved = (
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.get_float32_matmul_precision(),
+        torch.are_deterministic_algorithms_enabled(),
+    )
     cuda = torch.device("cuda")
     try:
         chosen = backends.configure({"resume": "full", "deterministic": "auto"}, "fp32", cuda)
@@ -119,15 +137,20 @@ def test_backend_switches_follow_determinism_and_precision() -> None:
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
         assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
         assert torch.are_deterministic_algorithms_enabled()
-        chosen = backends.configure({"resume": "none", "deterministic": "auto",
-                                     "checkpoint_every": 0}, "bf16", cuda)
+        chosen = backends.configure(
+            {"resume": "none", "deterministic": "auto", "checkpoint_every": 0}, "bf16", cuda
+        )
         assert chosen == backends.Backends(deterministic=False, tf32=True)
         assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
         assert backends.configure({"deterministic": "on"}, "fp32", CPU).deterministic
         assert not backends.configure({"deterministic": "off"}, "bf16", CPU).tf32  # no TF32 on a CPU
     finally:
-        (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved[:4]
+        (
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cuda.matmul.allow_tf32,
+        ) = saved[:4]
         torch.set_float32_matmul_precision(saved[4])
         torch.use_deterministic_algorithms(saved[5])
 
@@ -141,8 +164,7 @@ def test_the_deterministic_pool_is_the_adaptive_pool(plugins: Plugins) -> None:
     torch.testing.assert_close(model(images), before)
 
 
-def test_evaluation_halves_its_batch_on_running_out_of_gpu_memory(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evaluation_halves_its_batch_on_running_out_of_gpu_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     data = to_device(tiny_data(), CPU, 16)
     sizes: list[int] = []
 
@@ -179,14 +201,26 @@ def test_color_jitter_builds_its_weights_once_per_device() -> None:
 
 # --- data larger than the device ---------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_stream_and_device_placement_give_the_same_metrics_trial_by_trial(tmp_path: Path) -> None:
     tables = {}
     for placement in ("device", "stream"):
-        result = CliRunner().invoke(app, [
-            "run", str(REPO / "studies" / "dropout_gap.py"), "--preset", "smoke",
-            "--results-dir", str(tmp_path / placement), "--set", f"data_placement={placement}",
-            "--set", "precision=fp32"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "run",
+                str(REPO / "studies" / "dropout_gap.py"),
+                "--preset",
+                "smoke",
+                "--results-dir",
+                str(tmp_path / placement),
+                "--set",
+                f"data_placement={placement}",
+                "--set",
+                "precision=fp32",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert f"data placement: {placement} (as set)" in result.output
         folder = tmp_path / placement / "dropout_gap"
@@ -195,7 +229,8 @@ def test_stream_and_device_placement_give_the_same_metrics_trial_by_trial(tmp_pa
         assert {row["data_placement"] for row in trials} == {placement}
         tables[placement] = (
             sorted((r["trial"], r["test_acc"], r["train_acc"], r["train_eval_acc"]) for r in trials),
-            sorted((r["trial"], r["epoch"], r["train_loss"], r["test_loss"]) for r in epochs))
+            sorted((r["trial"], r["epoch"], r["train_loss"], r["test_loss"]) for r in epochs),
+        )
     assert tables["stream"] == tables["device"]
     assert len(tables["device"][0]) == 18
 
@@ -213,7 +248,8 @@ def write_photo_folder(root: Path, per_class: int) -> None:
 
 
 def test_auto_streams_a_folder_larger_than_its_budget_and_says_so(
-        tmp_path: Path, private_cache: Path) -> None:
+    tmp_path: Path, private_cache: Path
+) -> None:
     photos = tmp_path / "photos"
     write_photo_folder(photos, 1500)  # 3,000 images: 9.2 MB as uint8, over a 2 MB budget
     study = tmp_path / "photos_study.py"
@@ -222,9 +258,11 @@ def test_auto_streams_a_folder_larger_than_its_budget_and_says_so(
         "study = Study(name='photos', question='Does it train from a stream?',\n"
         "              baseline=dict(dataset='imagefolder', model='simple_cnn', epochs=1,\n"
         "                            batch_size=64, data_budget_mb=2, train_eval_size=200),\n"
-        "              seeds=1)\n")
-    result = CliRunner().invoke(app, ["run", str(study), "--data-dir", str(photos),
-                                      "--results-dir", str(tmp_path / "results")])
+        "              seeds=1)\n"
+    )
+    result = CliRunner().invoke(
+        app, ["run", str(study), "--data-dir", str(photos), "--results-dir", str(tmp_path / "results")]
+    )
     assert result.exit_code == 0, result.output
     assert "data placement: stream (auto:" in result.output and "exceed the 2.0 MB budget" in result.output
     (row,) = ds.dataset(tmp_path / "results" / "photos" / "trials").to_table().to_pylist()
@@ -232,14 +270,17 @@ def test_auto_streams_a_folder_larger_than_its_budget_and_says_so(
 
 
 def test_a_streamed_trial_reads_images_from_the_memory_mapped_cache(
-        plugins: Plugins, private_cache: Path, tmp_path: Path) -> None:
+    plugins: Plugins, private_cache: Path, tmp_path: Path
+) -> None:
     photos = tmp_path / "photos"
     write_photo_folder(photos, 20)
     data = imagefolder_plugin.imagefolder(data_dir=photos)
     data = imagefolder_plugin.imagefolder(data_dir=photos)  # the second time from the cache
     assert _is_mapped(data.train_images)
-    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "data_placement": "stream",
-                     "train_size": 20}, plugins.registry)
+    setup = resolve(
+        {"dataset": "tiny", "model": "tiny_mlp", "data_placement": "stream", "train_size": 20},
+        plugins.registry,
+    )
     streamed = trial_data(data, setup.settings, CPU)
     assert streamed.placement == "stream" and streamed.train_x.data_ptr() == data.train_images.data_ptr()
     assert torch.equal(streamed.train_batch(torch.tensor([3, 1])), data.train_images[[3, 1]])
@@ -258,7 +299,8 @@ def _is_mapped(tensor: torch.Tensor) -> bool:
 
 
 def test_the_folder_fingerprint_reads_only_new_or_changed_files(
-        private_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    private_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     photos = tmp_path / "photos"
     write_photo_folder(photos, 5)
     train, test = imagefolder_plugin._split(imagefolder_plugin._layout(photos)[0], 0.2, 0)
@@ -274,7 +316,8 @@ def test_the_folder_fingerprint_reads_only_new_or_changed_files(
 
 
 def test_checkpoints_written_in_the_background_are_whole_and_failures_surface(
-        plugins: Plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugins: Plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ablate.base.atomic import WriteError
 
     setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 1}, plugins.registry)
@@ -300,15 +343,24 @@ def test_checkpoints_written_in_the_background_are_whole_and_failures_surface(
 
 
 def test_checkpoints_are_spaced_in_time_on_a_gpu_and_every_epoch_on_a_cpu(
-        plugins: Plugins, tmp_path: Path) -> None:
+    plugins: Plugins, tmp_path: Path
+) -> None:
     from ablate.train.trainer import checkpoint_spacing
 
     assert checkpoint_spacing(-1, torch.device("cuda")) == 60 and checkpoint_spacing(-1, CPU) == 0
     assert checkpoint_spacing(5, torch.device("cuda")) == 5
     data = to_device(tiny_data(), CPU, 16)
     for seconds, kept in ((0.0, [3, 4]), (3600.0, [4])):  # keep_checkpoints=2
-        setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 4, "batch_size": 16,
-                         "checkpoint_seconds": seconds}, plugins.registry)
+        setup = resolve(
+            {
+                "dataset": "tiny",
+                "model": "tiny_mlp",
+                "epochs": 4,
+                "batch_size": 16,
+                "checkpoint_seconds": seconds,
+            },
+            plugins.registry,
+        )
         store = CheckpointStore(tmp_path / f"every-{seconds}", 2, lambda message: None)
         fit(setup, data, 3, 0, CPU, checkpoints=store, checkpoint_meta={})
         assert [epoch for epoch, _ in store.files()] == kept
@@ -323,14 +375,28 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 @needs_gpu
 def test_on_a_gpu_a_deterministic_trial_resumes_bitwise(plugins: Plugins, tmp_path: Path) -> None:
     cuda = torch.device("cuda")
-    settings = {"dataset": "tiny", "model": "resnet18", "width": 4, "batch_size": 16,
-                "deterministic": "on", "augment": "crop_flip", "checkpoint_seconds": 0}
+    settings = {
+        "dataset": "tiny",
+        "model": "resnet18",
+        "width": 4,
+        "batch_size": 16,
+        "deterministic": "on",
+        "augment": "crop_flip",
+        "checkpoint_seconds": 0,
+    }
     setup = resolve({**settings, "epochs": 4}, plugins.registry)
     data = to_device(tiny_data(), cuda, 16)
     straight = fit(setup, data, 3, 0, cuda)
     store = CheckpointStore(tmp_path / "ckpt", 2, lambda message: None)
-    fit(resolve({**settings, "epochs": 2}, plugins.registry), data, 3, 0, cuda,
-        checkpoints=store, checkpoint_meta={})
+    fit(
+        resolve({**settings, "epochs": 2}, plugins.registry),
+        data,
+        3,
+        0,
+        cuda,
+        checkpoints=store,
+        checkpoint_meta={},
+    )
     resumed = fit(setup, data, 3, 0, cuda, checkpoints=store, checkpoint_meta={})
     assert resumed.resumed_from == 2 and resumed.backends.deterministic
     assert [e.test_acc for e in resumed.epochs] == [e.test_acc for e in straight.epochs]
@@ -343,9 +409,18 @@ def test_on_a_gpu_stream_and_device_placement_agree(plugins: Plugins) -> None:
     cuda = torch.device("cuda")
     results = {}
     for placement in ("device", "stream"):
-        setup = resolve({"dataset": "tiny", "model": "resnet18", "width": 4, "epochs": 2,
-                         "batch_size": 16, "deterministic": "on", "data_placement": placement},
-                        plugins.registry)
+        setup = resolve(
+            {
+                "dataset": "tiny",
+                "model": "resnet18",
+                "width": 4,
+                "epochs": 2,
+                "batch_size": 16,
+                "deterministic": "on",
+                "data_placement": placement,
+            },
+            plugins.registry,
+        )
         data = trial_data(tiny_data(), setup.settings, cuda)
         assert data.placement == placement
         results[placement] = [(e.train_loss, e.test_acc) for e in fit(setup, data, 3, 0, cuda).epochs]
@@ -363,13 +438,18 @@ def test_unmarked_tests_run_on_the_cpu_even_on_a_gpu_host() -> None:
 
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == ""
     assert not torch.cuda.is_available()
-    child = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
-                           capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.stdout.strip() == "False"
 
 
 def test_a_recorded_trial_writes_no_checkpoint_of_its_last_epoch(
-        tmp_path: Path, cli_plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, cli_plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The runner deletes a trial's checkpoints as soon as it is recorded: the last epoch's was
     a whole write of the state (hundreds of MB on a GPU) for nothing."""
     from typer.testing import CliRunner
@@ -386,7 +466,6 @@ def test_a_recorded_trial_writes_no_checkpoint_of_its_last_epoch(
         return real(self, epoch, payload, background)
 
     monkeypatch.setattr(CheckpointStore, "save", save)
-    result = CliRunner().invoke(app, ["run", str(tiny_study(tmp_path)), "--results-dir",
-                                      str(tmp_path)])
+    result = CliRunner().invoke(app, ["run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert saved == [1] * 4  # 4 trials of 2 epochs: epoch 1 each, never the last

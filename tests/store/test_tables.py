@@ -14,12 +14,16 @@ from ablate.store.tables import ResultsStore
 
 
 def record(writer: ResultsStore, trial: int, attempt: int, state: str) -> None:
-    writer.write(trial, attempt, pa.table({"trial": [trial], "attempt": [attempt], "state": [state],
-                                           "study_fingerprint": ["plan"]}))
+    writer.write(
+        trial,
+        attempt,
+        pa.table({"trial": [trial], "attempt": [attempt], "state": [state], "study_fingerprint": ["plan"]}),
+    )
 
 
 def test_attempts_are_listed_in_order_and_each_file_is_read_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reads: list[Path] = []
     read_table = pq.read_table
 
@@ -51,9 +55,14 @@ def test_an_unreadable_file_is_set_aside_with_its_attempt_and_named(tmp_path: Pa
     folder = StudyFolder(tmp_path)
     writer = ResultsStore(folder, log=logged.append)
     for trial in (0, 1):
-        writer.write(trial, 1, pa.table({"trial": [trial], "attempt": [1], "state": ["complete"],
-                                         "study_fingerprint": ["plan"]}),
-                     epochs=pa.table({"trial": [trial], "epoch": [1]}))
+        writer.write(
+            trial,
+            1,
+            pa.table(
+                {"trial": [trial], "attempt": [1], "state": ["complete"], "study_fingerprint": ["plan"]}
+            ),
+            epochs=pa.table({"trial": [trial], "epoch": [1]}),
+        )
     broken = writer.path("epochs", 1, 1)
     broken.write_bytes(broken.read_bytes()[:100])  # truncated, as by a full disk
     writer.check_files()

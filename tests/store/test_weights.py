@@ -28,17 +28,23 @@ CPU = torch.device("cpu")
 
 
 def test_kept_weights_rebuild_from_the_sidecar_alone_with_the_same_predictions(
-        tmp_path: Path, cli_plugins: Plugins) -> None:
-    study = tiny_study(tmp_path, TINY.replace("train_eval_size=32)", "train_eval_size=32, "
-                                              "keep_weights='both')"))
+    tmp_path: Path, cli_plugins: Plugins
+) -> None:
+    study = tiny_study(
+        tmp_path, TINY.replace("train_eval_size=32)", "train_eval_size=32, keep_weights='both')")
+    )
     result = CliRunner().invoke(app, ["run", str(study), "--results-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     folder = tmp_path / "tiny_study" / "weights"
     assert {p.name for p in folder.glob("*.safetensors")} >= {
-        "trial-00000-final.safetensors", "trial-00000-best.safetensors", "samples.safetensors"}
+        "trial-00000-final.safetensors",
+        "trial-00000-best.safetensors",
+        "samples.safetensors",
+    }
     trials = {t["trial"]: t for t in table(tmp_path / "tiny_study", "trials")}
-    classes = {(r["trial"], r["class_index"]): r["confusion"]
-               for r in table(tmp_path / "tiny_study", "classes")}
+    classes = {
+        (r["trial"], r["class_index"]): r["confusion"] for r in table(tmp_path / "tiny_study", "classes")
+    }
     data = tiny_data()
     for trial, row in trials.items():
         kept = weights.read(weights.weights_path(folder, trial, "final"))
@@ -61,15 +67,29 @@ def test_kept_weights_rebuild_from_the_sidecar_alone_with_the_same_predictions(
 @pytest.mark.slow
 def test_predict_names_a_cifar_class_and_a_garbage_file_in_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
-    assert runner.invoke(app, ["run", str(REPO / "studies" / "dropout_gap.py"), "--preset", "smoke",
-                               "--results-dir", str(tmp_path)]).exit_code == 0
+    assert (
+        runner.invoke(
+            app,
+            [
+                "run",
+                str(REPO / "studies" / "dropout_gap.py"),
+                "--preset",
+                "smoke",
+                "--results-dir",
+                str(tmp_path),
+            ],
+        ).exit_code
+        == 0
+    )
     from ablate_plugins.datasets import cifar10_mini
 
     picture = tmp_path / "ship.png"
     Image.fromarray(cifar10_mini(data_dir=None).test_images[1].permute(1, 2, 0).numpy()).save(picture)
     (tmp_path / "garbage.png").write_bytes(b"not an image")
-    result = runner.invoke(with_plugin_commands(), ["predict", str(tmp_path / "dropout_gap"),
-                                                    str(picture), str(tmp_path / "garbage.png")])
+    result = runner.invoke(
+        with_plugin_commands(),
+        ["predict", str(tmp_path / "dropout_gap"), str(picture), str(tmp_path / "garbage.png")],
+    )
     assert result.exit_code == 2, result.output
     lines = result.output.splitlines()
     (shown,) = [line for line in lines if line.startswith(str(picture))]
@@ -78,8 +98,10 @@ def test_predict_names_a_cifar_class_and_a_garbage_file_in_one_line(tmp_path: Pa
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1 and "garbage.png: not a readable image" in errors[0]
     assert "Traceback" not in result.output
-    as_json = runner.invoke(with_plugin_commands(), ["predict", str(tmp_path / "dropout_gap"),
-                                                     str(picture), "--trial", "3", "--json", "--top", "2"])
+    as_json = runner.invoke(
+        with_plugin_commands(),
+        ["predict", str(tmp_path / "dropout_gap"), str(picture), "--trial", "3", "--json", "--top", "2"],
+    )
     data = json.loads(as_json.stdout)
     assert data["weights"].endswith("trial-00003-final.safetensors")
     assert len(data["predictions"][0]["top"]) == 2
@@ -104,8 +126,18 @@ def test_starting_weights_load_the_backbone_and_a_new_head_for_other_classes(plu
 
 
 def test_freeze_backbone_trains_the_head_alone(plugins: Plugins) -> None:
-    setup = resolve({"dataset": "tiny", "model": "resnet18", "width": 2, "freeze": "backbone",
-                     "epochs": 1, "batch_size": 16, "train_eval_size": 16}, plugins.registry)
+    setup = resolve(
+        {
+            "dataset": "tiny",
+            "model": "resnet18",
+            "width": 2,
+            "freeze": "backbone",
+            "epochs": 1,
+            "batch_size": 16,
+            "train_eval_size": 16,
+        },
+        plugins.registry,
+    )
     state = build_state(setup, 3, seed=0, device=CPU)
     trainable = {name for name, p in state.model.named_parameters() if p.requires_grad}
     assert trainable == {"classifier.weight", "classifier.bias"}
@@ -132,14 +164,13 @@ def test_a_class_subset_is_relabelled_in_its_order_and_keeps_the_names() -> None
 
 
 def test_init_names_a_missing_source_and_imagenet_needs_a_pretrained_model(
-        tmp_path: Path, cli_plugins: Plugins) -> None:
-    study = tiny_study(tmp_path, TINY.replace("train_eval_size=32)", "train_eval_size=32, "
-                                              "init='nowhere')"))
+    tmp_path: Path, cli_plugins: Plugins
+) -> None:
+    study = tiny_study(tmp_path, TINY.replace("train_eval_size=32)", "train_eval_size=32, init='nowhere')"))
     result = CliRunner().invoke(app, ["run", str(study), "--results-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "init 'nowhere':" in result.output and "has no kept weights" in result.output
-    study = tiny_study(tmp_path, TINY.replace("train_eval_size=32)", "train_eval_size=32, "
-                                              "init='imagenet')"))
+    study = tiny_study(tmp_path, TINY.replace("train_eval_size=32)", "train_eval_size=32, init='imagenet')"))
     result = CliRunner().invoke(app, ["run", str(study), "--results-dir", str(tmp_path / "b")])
     assert result.exit_code == 2 and "model 'tiny_mlp' has no ImageNet weights" in result.output
 
@@ -147,22 +178,30 @@ def test_init_names_a_missing_source_and_imagenet_needs_a_pretrained_model(
 @pytest.mark.slow
 def test_the_pretraining_study_runs_the_study_it_requires_first_and_pairs_by_seed(tmp_path: Path) -> None:
     runner = CliRunner()
-    command = ["run", str(REPO / "studies" / "pretraining.py"), "--preset", "smoke",
-               "--results-dir", str(tmp_path)]
+    command = [
+        "run",
+        str(REPO / "studies" / "pretraining.py"),
+        "--preset",
+        "smoke",
+        "--results-dir",
+        str(tmp_path),
+    ]
     first = runner.invoke(app, command)
     assert first.exit_code == 0, first.output
     assert "needs the results of" in first.output and "pretrain_source.py (preset smoke)" in first.output
     source = table(tmp_path / "pretrain_source", "trials")
     assert sorted(t["seed"] for t in source) == [0, 1, 2]
-    pretrained = [t for t in table(tmp_path / "pretraining", "trials")
-                  if t["param_init"] == "pretrain_source"]
+    pretrained = [
+        t for t in table(tmp_path / "pretraining", "trials") if t["param_init"] == "pretrain_source"
+    ]
     assert len(pretrained) == 6
     # Each fine-tuning trial started from the source trial with its seed; the head afresh.
     assert "freshly initialised: classifier.weight, classifier.bias" in first.output
     again = runner.invoke(app, command)
     assert again.exit_code == 0 and "needs the results of" not in again.output
-    report = json.loads(runner.invoke(app, ["report", str(tmp_path / "pretraining"), "--format",
-                                            "json"]).stdout)
+    report = json.loads(
+        runner.invoke(app, ["report", str(tmp_path / "pretraining"), "--format", "json"]).stdout
+    )
     family = [f for f in report["findings"] if f["family"]]
     assert {f["factor"] for f in family} == {"init"}
     assert {f["metric"] for f in family} == {"test_acc", "gap_running_first"}
@@ -170,7 +209,8 @@ def test_the_pretraining_study_runs_the_study_it_requires_first_and_pairs_by_see
 
 
 def test_tensorboard_writes_one_scalar_per_epoch_that_tensorboard_reads_back(
-        tmp_path: Path, cli_plugins: Plugins) -> None:
+    tmp_path: Path, cli_plugins: Plugins
+) -> None:
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -180,8 +220,9 @@ def test_tensorboard_writes_one_scalar_per_epoch_that_tensorboard_reads_back(
     loaded = load_plugins(extra={"tests:tiny": TinyPlugin()})  # the built-in tensorboard plugin too
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("ablate.components.discovery.get_plugins", lambda: loaded)
-        result = CliRunner().invoke(app, ["run", str(tiny_study(tmp_path)), "--results-dir",
-                                          str(tmp_path), "--tensorboard"])
+        result = CliRunner().invoke(
+            app, ["run", str(tiny_study(tmp_path)), "--results-dir", str(tmp_path), "--tensorboard"]
+        )
     assert result.exit_code == 0, result.output
     logs = sorted((tmp_path / "tiny_study" / "tensorboard").iterdir())
     assert [p.name for p in logs] == [f"trial-{n:05d}" for n in range(4)]

@@ -9,9 +9,12 @@ from tests.conftest import REPO
 
 def make(**overrides: object) -> Study:
     fields = dict(
-        name="s", question="q?", baseline=dict(model="resnet18", dropout=0.0, augment="crop_flip"),
+        name="s",
+        question="q?",
+        baseline=dict(model="resnet18", dropout=0.0, augment="crop_flip"),
         factors=dict(dropout=choice(0.0, 0.25, 0.5), augment=choice("none", "crop_flip")),
-        seeds=3, presets=dict(small=Preset("small", dict(width=4), seeds=2)),
+        seeds=3,
+        presets=dict(small=Preset("small", dict(width=4), seeds=2)),
     )
     fields.update(overrides)
     return Study(**fields)  # type: ignore[arg-type]
@@ -24,15 +27,19 @@ def test_grid_is_every_combination_times_seeds_in_seed_major_order() -> None:
     assert [t.index for t in plan.trials] == list(range(18))
     cells = {t.cell for t in plan.trials}
     assert len(cells) == 6 and "dropout=0.25,augment=none" in cells
-    assert plan.trials[1].params == dict(model="resnet18", dropout=0.0, augment="crop_flip",
-                                         deterministic="on")  # auto, decided for the study
+    assert plan.trials[1].params == dict(
+        model="resnet18", dropout=0.0, augment="crop_flip", deterministic="on"
+    )  # auto, decided for the study
 
 
 def test_one_factor_at_a_time_varies_each_factor_alone_from_the_baseline() -> None:
     plan = make(design="oat", seeds=1).plan()
     assert [dict(t.levels) for t in plan.trials] == [
-        dict(dropout=0.0, augment="crop_flip"), dict(dropout=0.25, augment="crop_flip"),
-        dict(dropout=0.5, augment="crop_flip"), dict(dropout=0.0, augment="none")]
+        dict(dropout=0.0, augment="crop_flip"),
+        dict(dropout=0.25, augment="crop_flip"),
+        dict(dropout=0.5, augment="crop_flip"),
+        dict(dropout=0.0, augment="none"),
+    ]
 
 
 def test_preset_overrides_baseline_and_seeds_and_set_overrides_preset() -> None:
@@ -57,17 +64,20 @@ def test_fingerprint_changes_with_what_the_results_mean() -> None:
     assert study.plan().fingerprint() != study.plan("small").fingerprint()
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    (dict(metric="acc"), "metric 'acc'"),
-    (dict(design="random"), "design 'random'"),
-    (dict(factors=dict(lr=uniform(0.01, 0.1))), "needs design=sampler"),
-    (dict(design="oat", factors=dict(width=choice(4, 8))), "no 'width'"),
-    (dict(default_preset="huge"), "default_preset 'huge'"),
-    (dict(name="a b"), "study name"),
-    (dict(within=("width",)), "within must list factors of the study"),
-    (dict(within="augment"), "within must list factors of the study"),
-    (dict(factors=dict(dropout=choice(0.0, 0.5)), within=("dropout",)), "within needs two factors"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(metric="acc"), "metric 'acc'"),
+        (dict(design="random"), "design 'random'"),
+        (dict(factors=dict(lr=uniform(0.01, 0.1))), "needs design=sampler"),
+        (dict(design="oat", factors=dict(width=choice(4, 8))), "no 'width'"),
+        (dict(default_preset="huge"), "default_preset 'huge'"),
+        (dict(name="a b"), "study name"),
+        (dict(within=("width",)), "within must list factors of the study"),
+        (dict(within="augment"), "within must list factors of the study"),
+        (dict(factors=dict(dropout=choice(0.0, 0.5)), within=("dropout",)), "within needs two factors"),
+    ],
+)
 def test_inconsistent_declarations_fail_early(fields: dict, message: str) -> None:
     with pytest.raises(StudyError, match=message):
         make(**fields)
@@ -113,9 +123,14 @@ def test_deterministic_auto_is_decided_once_for_every_cell_of_a_study() -> None:
     plan = resume.plan("smoke")
     assert {t.params["deterministic"] for t in plan.trials} == {"on"}
     assert {t.params.get("resume", "none") for t in plan.trials} >= {"none", "full"}
-    quiet = Study(name="s", question="?", baseline=dict(checkpoint_every=0),
-                  factors=dict(dropout=choice(0.0, 0.5))).plan()
+    quiet = Study(
+        name="s", question="?", baseline=dict(checkpoint_every=0), factors=dict(dropout=choice(0.0, 0.5))
+    ).plan()
     assert {t.params["deterministic"] for t in quiet.trials} == {"off"}  # nothing to resume
-    asked = Study(name="s", question="?", baseline=dict(deterministic="off"),
-                  factors=dict(resume=choice("none", "full"))).plan()
+    asked = Study(
+        name="s",
+        question="?",
+        baseline=dict(deterministic="off"),
+        factors=dict(resume=choice("none", "full")),
+    ).plan()
     assert {t.params["deterministic"] for t in asked.trials} == {"off"}  # as set

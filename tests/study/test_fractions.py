@@ -31,8 +31,18 @@ def balanced(rows: list[tuple[int, ...]], columns: tuple[int, ...]) -> bool:
 
 
 # (factors, resolution, runs): the textbook minimum run counts of 2^(k-p) designs.
-KNOWN = [(3, 3, 4), (7, 3, 8), (8, 3, 16), (4, 4, 8), (5, 4, 16), (8, 4, 16), (9, 4, 32),
-         (5, 5, 16), (6, 5, 32), (8, 5, 64)]
+KNOWN = [
+    (3, 3, 4),
+    (7, 3, 8),
+    (8, 3, 16),
+    (4, 4, 8),
+    (5, 4, 16),
+    (8, 4, 16),
+    (9, 4, 32),
+    (5, 5, 16),
+    (6, 5, 32),
+    (8, 5, 64),
+]
 
 
 @pytest.mark.parametrize(("factors", "resolution", "runs"), KNOWN)
@@ -45,10 +55,17 @@ def test_the_smallest_fraction_of_the_resolution(factors: int, resolution: int, 
 
 
 def study(design: object, **factors: object) -> Study:
-    return Study(name="f", question="q", baseline=dict(a=1, b="x", c=0.0, d=True, e=8),
-                 factors=factors or dict(a=choice(0, 1), b=choice("x", "y"), c=choice(0.0, 0.5),
-                                         d=choice(False, True), e=choice(8, 16)),
-                 seeds=2, design=design)
+    return Study(
+        name="f",
+        question="q",
+        baseline=dict(a=1, b="x", c=0.0, d=True, e=8),
+        factors=factors
+        or dict(
+            a=choice(0, 1), b=choice("x", "y"), c=choice(0.0, 0.5), d=choice(False, True), e=choice(8, 16)
+        ),
+        seeds=2,
+        design=design,
+    )
 
 
 def test_plan_starts_at_the_baseline_and_balances_every_factor() -> None:
@@ -69,7 +86,7 @@ def test_fractional_design_rejects_factors_without_two_levels_and_bad_resolution
         fractional(2)
 
 
-FRACTIONAL = '''
+FRACTIONAL = """
 from ablate import Study, choice, fractional
 
 study = Study(
@@ -83,7 +100,7 @@ study = Study(
     seeds=2,
     design=fractional(4),
 )
-'''
+"""
 
 
 @pytest.mark.slow
@@ -139,13 +156,15 @@ def test_confounding_follows_the_generators_of_a_resolution_iii_fraction() -> No
     assert [len(a) for a in confounding(fraction_design(7, 3)).values()] == [3] * 7
     # The other half of the 2^(3-1) (f2 = not f0 x f1): the contrasts are mirror images.
     design = fraction_design(3, 3)
-    mirrored = CellGrid({name: {**levels, "f2": 1 - levels["f2"]} for name, levels in design.cells.items()},
-                      design.levels)
+    mirrored = CellGrid(
+        {name: {**levels, "f2": 1 - levels["f2"]} for name, levels in design.cells.items()}, design.levels
+    )
     aliases = confounding(mirrored)
     assert aliases["f2"] == ["f0 x f1"]
     (effect,) = [c for c in main_effects(mirrored, aliases) if c.factor == "f2"]
-    finding = Finding(effect, "test_acc", Estimate(0.05, 3, 1.0, 0.01, 4, 0.01, 0.25, (0.04, 0.05, 0.06)),
-                      None)
+    finding = Finding(
+        effect, "test_acc", Estimate(0.05, 3, 1.0, 0.01, 4, 0.01, 0.25, (0.04, 0.05, 0.06)), None
+    )
     assert "(vs 0), averaged over the other factors; confounded with f0 x f1 raises" in sentence(finding)
 
 
@@ -153,6 +172,8 @@ def test_no_confounding_at_resolution_iv_or_in_the_full_factorial() -> None:
     for factors, resolution in ((8, 4), (5, 5)):
         assert all(a == [] for a in confounding(fraction_design(factors, resolution)).values())
     names = ["a", "b", "c"]
-    full = CellGrid({str(row): dict(zip(names, row, strict=True))
-                   for row in itertools.product((0, 1), repeat=3)}, dict.fromkeys(names, (0, 1)))
+    full = CellGrid(
+        {str(row): dict(zip(names, row, strict=True)) for row in itertools.product((0, 1), repeat=3)},
+        dict.fromkeys(names, (0, 1)),
+    )
     assert confounding(full) == {"a": [], "b": [], "c": []}

@@ -8,7 +8,7 @@ import pytest
 from ablate.study import load as studyfile
 from tests.conftest import invoke as run_cli
 
-GOOD = '''
+GOOD = """
 from ablate import Preset, Study, choice
 
 study = Study(
@@ -19,7 +19,7 @@ study = Study(
     factors=dict(hidden=choice(4, 8)),
     seeds=2,
 )
-'''
+"""
 
 
 def write(tmp_path: Path, text: str, name: str = "study.py") -> Path:
@@ -61,22 +61,29 @@ def test_missing_study_is_reported(tmp_path: Path) -> None:
 
 
 def test_locate_finds_the_line_of_a_bad_value(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD.replace("factors=dict(hidden=choice(4, 8))",
-                                        'factors=dict(model=choice("tiny_mlp", "tiny_mpl"))'))
+    path = write(
+        tmp_path,
+        GOOD.replace(
+            "factors=dict(hidden=choice(4, 8))", 'factors=dict(model=choice("tiny_mlp", "tiny_mpl"))'
+        ),
+    )
     study = studyfile.load(path)
     assert studyfile.locate(study, "model", "tiny_mpl") == f"{path}:9"
     assert studyfile.locate(study, "hidden", None) == f"{path}:7"
 
 
-@pytest.mark.parametrize(("replace", "line", "message"), [
-    (('model="tiny_mlp"', 'model="tiny_mpl"'), 7, "unknown model 'tiny_mpl'; available: .*tiny_mlp"),
-    (("choice(4, 8)", 'choice(4, "8")'), 9, "parameter 'hidden' takes a int"),
-    (("lr=0.05", "lr=0.05, dropuot=0.1"), 8, "unknown parameter 'dropuot'"),
-    (("lr=0.05", "lr=0.05, dropout=0.1"), 8, "'dropout' applies to none of the components"),
-])
+@pytest.mark.parametrize(
+    ("replace", "line", "message"),
+    [
+        (('model="tiny_mlp"', 'model="tiny_mpl"'), 7, "unknown model 'tiny_mpl'; available: .*tiny_mlp"),
+        (("choice(4, 8)", 'choice(4, "8")'), 9, "parameter 'hidden' takes a int"),
+        (("lr=0.05", "lr=0.05, dropuot=0.1"), 8, "unknown parameter 'dropuot'"),
+        (("lr=0.05", "lr=0.05, dropout=0.1"), 8, "'dropout' applies to none of the components"),
+    ],
+)
 def test_bad_study_fails_before_training_naming_file_and_line(
-        tmp_path: Path, cli_plugins: object, replace: tuple[str, str], line: int,
-        message: str) -> None:
+    tmp_path: Path, cli_plugins: object, replace: tuple[str, str], line: int, message: str
+) -> None:
     path = write(tmp_path, GOOD.replace(*replace))
     code, output = run_cli("run", str(path), "--results-dir", str(tmp_path / "r"))
     assert code == 2, output

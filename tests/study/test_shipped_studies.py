@@ -33,33 +33,48 @@ def test_every_preset_of_every_study_passes_the_checks_of_ablate_run(path: Path)
 
 @pytest.mark.slow
 def test_architecture_study_crosses_four_models_with_augmentation(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "architecture.py"),
-                                      "--preset", "smoke", "--results-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(REPO / "studies" / "architecture.py"),
+            "--preset",
+            "smoke",
+            "--results-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     trials = ds.dataset(tmp_path / "architecture" / "trials").to_table().to_pylist()
     cells = {(t["param_model"], t["param_augment"]) for t in trials}
-    assert cells == {(m, a) for m in ("simple_cnn", "resnet9", "resnet18", "resnet_c3")
-                     for a in ("none", "crop_flip")}
+    assert cells == {
+        (m, a) for m in ("simple_cnn", "resnet9", "resnet18", "resnet_c3") for a in ("none", "crop_flip")
+    }
     assert len(trials) == 24 and all(t["state"] == "complete" for t in trials)
     # The answer speaks to both halves of the question: for each model, what crop + flip does
     # to the gap; with and without crop + flip, what each model gains over the tutorial CNN.
     # The cells show each model's size and speed.
-    report = json.loads(CliRunner().invoke(app, ["report", str(tmp_path / "architecture"),
-                                                 "--format", "json"]).stdout)
+    report = json.loads(
+        CliRunner().invoke(app, ["report", str(tmp_path / "architecture"), "--format", "json"]).stdout
+    )
     family = [f for f in report["findings"] if f["family"]]
-    within = {(f["factor"], *f["condition"].values(), f["metric"])
-              for f in family if f["kind"] == "within"}
+    within = {(f["factor"], *f["condition"].values(), f["metric"]) for f in family if f["kind"] == "within"}
     metrics = ("test_acc", "gap_eval")
-    assert within == ({("augment", m, metric) for m in ("simple_cnn", "resnet9", "resnet18",
-                                                         "resnet_c3") for metric in metrics}
-                      | {("model", a, metric) for a in ("none", "crop_flip") for metric in metrics})
+    assert within == (
+        {
+            ("augment", m, metric)
+            for m in ("simple_cnn", "resnet9", "resnet18", "resnet_c3")
+            for metric in metrics
+        }
+        | {("model", a, metric) for a in ("none", "crop_flip") for metric in metrics}
+    )
     gains = [f for f in family if f["kind"] == "within" and f["factor"] == "model"]
     assert {f["level"] for f in gains} == {"resnet9", "resnet18", "resnet_c3"}
     assert all(f["baseline_level"] == "simple_cnn" for f in gains) and len(gains) == 12
-    interactions = {(f["level"], f["other"][0], f["metric"])
-                    for f in family if f["kind"] == "interaction"}
-    assert interactions == {(m, "augment", metric) for m in ("resnet9", "resnet18", "resnet_c3")
-                            for metric in metrics}
+    interactions = {(f["level"], f["other"][0], f["metric"]) for f in family if f["kind"] == "interaction"}
+    assert interactions == {
+        (m, "augment", metric) for m in ("resnet9", "resnet18", "resnet_c3") for metric in metrics
+    }
     assert len(family) == 26 == report["family"]["size"]
     params = {c["levels"]["model"]: c["metrics"]["model_params"]["mean"] for c in report["cells"]}
     assert 0 < params["resnet_c3"] < params["resnet18"]  # about a third of ResNet-18's

@@ -21,10 +21,21 @@ from ablate.train.placement import to_device
 from ablate.train.trainer import fit
 from tests.conftest import TinyPlugin, tiny_data
 
-PARAMS = {"dataset": "tiny", "model": "resnet18", "width": 2, "dropout": 0.3,
-          "augment": "crop_flip+color_jitter", "lr": 0.05, "momentum": 0.9,
-          "scheduler": "multistep", "milestones": (3,), "epochs": 4, "batch_size": 16,
-          "eval_batch_size": 16, "train_eval_size": 16}
+PARAMS = {
+    "dataset": "tiny",
+    "model": "resnet18",
+    "width": 2,
+    "dropout": 0.3,
+    "augment": "crop_flip+color_jitter",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "scheduler": "multistep",
+    "milestones": (3,),
+    "epochs": 4,
+    "batch_size": 16,
+    "eval_batch_size": 16,
+    "train_eval_size": 16,
+}
 
 
 def main(folder: str, stop_after: int, out: str) -> int:
@@ -37,13 +48,15 @@ def main(folder: str, stop_after: int, out: str) -> int:
             raise KeyboardInterrupt
 
     try:
-        result = fit(setup, data, 3, 7, torch.device("cpu"), stop, CheckpointStore(Path(folder)),
-                     {"trial": 0})
+        result = fit(
+            setup, data, 3, 7, torch.device("cpu"), stop, CheckpointStore(Path(folder)), {"trial": 0}
+        )
     except KeyboardInterrupt:
         return 3
     epochs = [{k: v for k, v in asdict(e).items() if k != "seconds"} for e in result.epochs]
-    torch.save({"weights": result.model.state_dict(), "epochs": epochs,
-                "resumed_from": result.resumed_from}, out)
+    torch.save(
+        {"weights": result.model.state_dict(), "epochs": epochs, "resumed_from": result.resumed_from}, out
+    )
     return 0
 
 

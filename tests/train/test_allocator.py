@@ -36,8 +36,9 @@ glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes
 
 
 def faults_per_step(mode: str) -> float:
-    done = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True,
-                          check=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True, timeout=120
+    )
     return float(done.stdout.split()[-1])
 
 

@@ -36,8 +36,10 @@ def test_compiling_sets_inductor_s_determinism_and_refuses_a_silent_fall_back_to
 def test_an_op_without_a_deterministic_kernel_is_named_not_hidden() -> None:
     """torch's own wording under use_deterministic_algorithms(True, warn_only=True); a trial that
     ran such an op is recorded as not deterministic, with the op named."""
-    message = (f"adaptive_avg_pool2d_backward_cuda {NONDETERMINISTIC}, but you set "
-               "'torch.use_deterministic_algorithms(True, warn_only=True)'.")
+    message = (
+        f"adaptive_avg_pool2d_backward_cuda {NONDETERMINISTIC}, but you set "
+        "'torch.use_deterministic_algorithms(True, warn_only=True)'."
+    )
     for _ in range(2):  # every trial hears it, not only the first of the process
         with nondeterministic_ops() as found:
             warnings.warn(message, UserWarning, stacklevel=1)

@@ -11,12 +11,20 @@ from ablate.train.placement import SHARING_ENV, choose_placement, trial_data
 from tests.conftest import tiny_data
 
 CPU = torch.device("cpu")
-SETTINGS = {"classes": (), "val_size": 0, "train_size": 0, "test_size": 0, "train_eval_size": 16,
-            "data_placement": "auto", "data_budget_mb": 0}
+SETTINGS = {
+    "classes": (),
+    "val_size": 0,
+    "train_size": 0,
+    "test_size": 0,
+    "train_eval_size": 16,
+    "data_placement": "auto",
+    "data_budget_mb": 0,
+}
 
 
 def test_workers_sharing_a_device_each_budget_their_share_of_its_memory(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """K workers on one GPU once each budgeted half of the same free memory."""
     monkeypatch.setattr(placement, "free_memory", lambda device: 400 * 2**20)  # 400 MB free
     alone = choose_placement("auto", 150 * 2**20, CPU, 0)
@@ -27,7 +35,8 @@ def test_workers_sharing_a_device_each_budget_their_share_of_its_memory(
 
 
 def test_a_copy_to_the_device_that_runs_out_of_memory_streams_instead(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     real = placement.to_device
 
     def no_room(*args, **kwargs):  # type: ignore[no-untyped-def]

@@ -28,8 +28,11 @@ CPU = torch.device("cpu")
 
 
 def helper(folder: Path, stop_after: int, out: Path) -> int:
-    return subprocess.run([sys.executable, "-m", "tests.train.resume_helper", str(folder),
-                           str(stop_after), str(out)], cwd=REPO, timeout=300).returncode
+    return subprocess.run(
+        [sys.executable, "-m", "tests.train.resume_helper", str(folder), str(stop_after), str(out)],
+        cwd=REPO,
+        timeout=300,
+    ).returncode
 
 
 @pytest.mark.slow
@@ -89,13 +92,28 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
 
 
 def lrs_and_restarts(plugins: Plugins, mode: str) -> tuple[list[float], list[bool], list[float]]:
-    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 4, "batch_size": 16,
-                     "eval_batch_size": 16, "lr": 0.05, "scheduler": "multistep",
-                     "milestones": (1,), "gamma": 0.1, "resume": mode, "resume_every": 2},
-                    plugins.registry)
+    setup = resolve(
+        {
+            "dataset": "tiny",
+            "model": "tiny_mlp",
+            "epochs": 4,
+            "batch_size": 16,
+            "eval_batch_size": 16,
+            "lr": 0.05,
+            "scheduler": "multistep",
+            "milestones": (1,),
+            "gamma": 0.1,
+            "resume": mode,
+            "resume_every": 2,
+        },
+        plugins.registry,
+    )
     result = fit(setup, to_device(tiny_data(), CPU, 16), 3, 0, CPU)
-    return ([round(e.lr, 6) for e in result.epochs], [e.restart for e in result.epochs],
-            [e.test_loss for e in result.epochs])
+    return (
+        [round(e.lr, 6) for e in result.epochs],
+        [e.restart for e in result.epochs],
+        [e.test_loss for e in result.epochs],
+    )
 
 
 def test_restart_modes_keep_what_they_say(plugins: Plugins) -> None:
@@ -124,14 +142,26 @@ def epochs_of(results: Path) -> dict[tuple[int, int], dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_trial_then_rerun_gives_exact_rows_and_the_uninterrupted_metrics(
-        tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "ablate", "run", str(REPO / "studies" / "dropout_gap.py"),
-               "--preset", "smoke", "--set", "dropout=0.0", "--set", "epochs=4",
-               "--set", "milestones=(2,)"]
+def test_sigkill_mid_trial_then_rerun_gives_exact_rows_and_the_uninterrupted_metrics(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "ablate",
+        "run",
+        str(REPO / "studies" / "dropout_gap.py"),
+        "--preset",
+        "smoke",
+        "--set",
+        "dropout=0.0",
+        "--set",
+        "epochs=4",
+        "--set",
+        "milestones=(2,)",
+    ]
     killed = tmp_path / "killed"
-    process = subprocess.Popen([*command, "--results-dir", str(killed)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, "--results-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoints = killed / "dropout_gap" / "checkpoints"
     deadline = time.monotonic() + 120
     while not list(checkpoints.glob("trial-0000[1-4]/epoch-00002.pt")) and time.monotonic() < deadline:
@@ -143,13 +173,18 @@ def test_sigkill_mid_trial_then_rerun_gives_exact_rows_and_the_uninterrupted_met
     complete_before = len(list((killed / "dropout_gap" / "trials").glob("*.parquet")))
     assert complete_before < 6
 
-    rerun = subprocess.run([*command, "--results-dir", str(killed)], capture_output=True,
-                           text=True, timeout=300)
+    rerun = subprocess.run(
+        [*command, "--results-dir", str(killed)], capture_output=True, text=True, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"trial {trial} continued from its checkpoint after epoch" in rerun.stdout
     straight = tmp_path / "straight"
-    assert subprocess.run([*command, "--results-dir", str(straight)], capture_output=True,
-                          timeout=300).returncode == 0
+    assert (
+        subprocess.run(
+            [*command, "--results-dir", str(straight)], capture_output=True, timeout=300
+        ).returncode
+        == 0
+    )
 
     trials = ds.dataset(killed / "dropout_gap" / "trials").to_table().to_pylist()
     assert sorted(t["trial"] for t in trials) == list(range(6))  # one attempt each, all complete
@@ -164,21 +199,34 @@ def test_sigkill_mid_trial_then_rerun_gives_exact_rows_and_the_uninterrupted_met
 
 @pytest.mark.slow
 def test_resume_jump_smoke_marks_restarts_per_mode(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "resume_jump.py"), "--preset",
-                                      "smoke", "--results-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(REPO / "studies" / "resume_jump.py"),
+            "--preset",
+            "smoke",
+            "--results-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = ds.dataset(tmp_path / "resume_jump" / "trials").to_table().to_pylist()
     trials = {t["trial"]: t["param_resume"] for t in rows}
     # One determinism for every cell: the `none` cell once trained without it.
     assert {(t["param_deterministic"], t["deterministic"]) for t in rows} == {("on", True)}
-    assert sorted(set(trials.values())) == ["full", "none", "weights_only", "weights_optimizer",
-                                            "weights_scheduler"]
+    assert sorted(set(trials.values())) == [
+        "full",
+        "none",
+        "weights_only",
+        "weights_optimizer",
+        "weights_scheduler",
+    ]
     marks: dict[str, set[int]] = {}
     for row in ds.dataset(tmp_path / "resume_jump" / "epochs").to_table().to_pylist():
         if row["restart"]:
             marks.setdefault(trials[row["trial"]], set()).add(row["epoch"])
-    assert marks == {mode: {3} for mode in ("full", "weights_only", "weights_optimizer",
-                                            "weights_scheduler")}
+    assert marks == {mode: {3} for mode in ("full", "weights_only", "weights_optimizer", "weights_scheduler")}
     report = CliRunner().invoke(app, ["report", str(tmp_path / "resume_jump"), "--format", "json"])
     data = json.loads(report.stdout)
     assert "restarts" in data["plots"]
@@ -191,8 +239,7 @@ def test_resume_jump_smoke_marks_restarts_per_mode(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_of_another_trial_is_never_restored(plugins: Plugins, tmp_path: Path) -> None:
-    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 2, "batch_size": 16},
-                    plugins.registry)
+    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 2, "batch_size": 16}, plugins.registry)
     data = to_device(tiny_data(), CPU, 16)
     store = CheckpointStore(tmp_path / "trial")
 

@@ -61,8 +61,17 @@ def test_the_recorded_precision_is_the_one_training_ran_in(plugins: Plugins) -> 
     """Not the label alone: a hook sees bf16 activations in a bf16 trial, float32 in fp32."""
     cpu = torch.device("cpu")
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        setup = resolve({"dataset": "tiny", "model": "resnet18", "width": 2, "epochs": 1,
-                         "batch_size": 16, "precision": precision}, plugins.registry)
+        setup = resolve(
+            {
+                "dataset": "tiny",
+                "model": "resnet18",
+                "width": 2,
+                "epochs": 1,
+                "batch_size": 16,
+                "precision": precision,
+            },
+            plugins.registry,
+        )
         seen: list[torch.dtype] = []
 
         def watched(self, x, original=torch.nn.Conv2d.forward, seen=seen):  # type: ignore[no-untyped-def]
@@ -85,8 +94,9 @@ def test_precision_auto_measures_and_keeps_the_faster(plugins: Plugins, private_
     from torchvision.models import mobilenet_v3_small
 
     cpu = torch.device("cpu")
-    depthwise = choose_precision("auto", cpu, mobilenet_v3_small(num_classes=10), 64, (3, 32, 32),
-                                 10, "mobilenet_v3_small")
+    depthwise = choose_precision(
+        "auto", cpu, mobilenet_v3_small(num_classes=10), 64, (3, 32, 32), 10, "mobilenet_v3_small"
+    )
     assert depthwise.precision == "fp32"
     if not cpu_has_native_bf16():
         assert depthwise.step_ms is None  # nothing to measure: bf16 would be emulated
@@ -99,21 +109,23 @@ def test_precision_auto_measures_and_keeps_the_faster(plugins: Plugins, private_
     assert again is faster  # measured once per architecture and shape in a process
     # and kept for this machine: a later process (a later study) trains the same way
     kept = json.loads((private_cache / "precision.json").read_text())
-    assert any(k.endswith("'resnet18-16', 128, (3, 32, 32))") and v["precision"] == "bf16"
-               for k, v in kept.items())
+    assert any(
+        k.endswith("'resnet18-16', 128, (3, 32, 32))") and v["precision"] == "bf16" for k, v in kept.items()
+    )
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
-                    reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+    reason="torch.compile on CPU needs a C++ compiler",
+)
 def test_compile_happens_once_per_architecture_not_per_trial(plugins: Plugins) -> None:
     from torch._dynamo.utils import counters
 
     cpu = torch.device("cpu")
     data = to_device(tiny_data(), cpu, 16)
-    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 1, "compile": True},
-                    plugins.registry)
+    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 1, "compile": True}, plugins.registry)
     before = counters["stats"]["unique_graphs"]
     fit(setup, data, 3, 0, cpu)
     after_first = counters["stats"]["unique_graphs"]
@@ -150,12 +162,27 @@ def test_workers_and_precision_change_speed_not_the_results_schema(tmp_path: Pat
     base = [str(REPO / "studies" / "dropout_gap.py"), "--preset", "smoke", "--set", "dropout=0.0"]
     single = CliRunner().invoke(app, ["run", *base, "--results-dir", str(tmp_path / "one")])
     assert single.exit_code == 0, single.output
-    fp32 = CliRunner().invoke(app, ["run", *base, "--set", "precision='fp32'", "--results-dir",
-                                    str(tmp_path / "fp32")])
+    fp32 = CliRunner().invoke(
+        app, ["run", *base, "--set", "precision='fp32'", "--results-dir", str(tmp_path / "fp32")]
+    )
     assert fp32.exit_code == 0, fp32.output
-    workers = subprocess.run([sys.executable, "-m", "ablate", "run", *base, "--workers", "2",
-                              "--results-dir", str(tmp_path / "two")], capture_output=True,
-                             text=True, timeout=300, env={**os.environ})
+    workers = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ablate",
+            "run",
+            *base,
+            "--workers",
+            "2",
+            "--results-dir",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
     assert workers.returncode == 0, workers.stdout + workers.stderr
     trials = ds.dataset(tmp_path / "two" / "dropout_gap" / "trials").to_table().to_pylist()
     assert sorted(t["trial"] for t in trials) == list(range(6))  # each trained exactly once
@@ -163,19 +190,32 @@ def test_workers_and_precision_change_speed_not_the_results_schema(tmp_path: Pat
     assert one == two
     fp32_schema = schema(tmp_path / "fp32" / "dropout_gap")
     assert {k: v.names for k, v in fp32_schema.items()} == {k: v.names for k, v in one.items()}
-    precisions = {t["precision"] for t in
-                  ds.dataset(tmp_path / "fp32" / "dropout_gap" / "trials").to_table().to_pylist()}
+    precisions = {
+        t["precision"]
+        for t in ds.dataset(tmp_path / "fp32" / "dropout_gap" / "trials").to_table().to_pylist()
+    }
     assert precisions == {"fp32"}
 
 
 @pytest.mark.parametrize("bad", ["precision='fp16'", "resume='sometimes'"])
 def test_bad_settings_are_refused(tmp_path: Path, bad: str) -> None:
-    result = CliRunner().invoke(app, ["run", str(REPO / "studies" / "dropout_gap.py"), "--preset",
-                                      "smoke", "--set", bad, "--results-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(REPO / "studies" / "dropout_gap.py"),
+            "--preset",
+            "smoke",
+            "--set",
+            bad,
+            "--results-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 2 and "must be one of" in result.output
 
 
-SAMPLED = '''
+SAMPLED = """
 from ablate import Study, sampler
 
 study = Study(
@@ -190,16 +230,19 @@ study = Study(
 
 def configure(trial):
     return {"lr": trial.suggest_float("lr", 0.01, 0.1, log=True)}
-'''
+"""
 
 
 @pytest.mark.slow
 def test_workers_keep_a_sampled_design_to_its_trial_budget(tmp_path: Path) -> None:
     study = tmp_path / "sampled.py"
     study.write_text(SAMPLED)
-    done = subprocess.run([sys.executable, "-m", "ablate", "run", str(study), "--workers", "2",
-                           "--results-dir", str(tmp_path)], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "ablate", "run", str(study), "--workers", "2", "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     trials = ds.dataset(tmp_path / "sampled_budget" / "trials").to_table().to_pylist()
     complete = {t["trial"] for t in trials if t["state"] == "complete"}

@@ -19,8 +19,18 @@ CPU = torch.device("cpu")
 
 
 def train(plugins: Plugins, seed: int = 0, **params: object):  # type: ignore[no-untyped-def]
-    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 4, "batch_size": 16,
-                     "eval_batch_size": 10, "lr": 0.05, **params}, plugins.registry)
+    setup = resolve(
+        {
+            "dataset": "tiny",
+            "model": "tiny_mlp",
+            "epochs": 4,
+            "batch_size": 16,
+            "eval_batch_size": 10,
+            "lr": 0.05,
+            **params,
+        },
+        plugins.registry,
+    )
     data = to_device(tiny_data(), CPU, setup.settings["train_eval_size"])
     seen = []
     result = fit(setup, data, 3, seed, CPU, seen.append)
@@ -39,8 +49,7 @@ def test_every_epoch_is_measured_and_reported(plugins: Plugins) -> None:
 
 
 def test_piecewise_schedule_holds_each_factor_for_its_block(plugins: Plugins) -> None:
-    result, _ = train(plugins, epochs=5, scheduler="piecewise", lr_factors=(1.0, 0.1, 0.5),
-                      lr_period=2)
+    result, _ = train(plugins, epochs=5, scheduler="piecewise", lr_factors=(1.0, 0.1, 0.5), lr_period=2)
     assert [e.lr for e in result.epochs] == pytest.approx([0.05, 0.05, 0.005, 0.005, 0.025])
 
 
@@ -65,10 +74,24 @@ def test_plateau_schedule_watches_the_test_accuracy(plugins: Plugins) -> None:
 
 
 def test_with_a_validation_split_plateau_and_the_best_epoch_follow_validation_accuracy(
-        plugins: Plugins) -> None:
-    setup = resolve({"dataset": "tiny", "model": "tiny_mlp", "epochs": 8, "batch_size": 16,
-                     "eval_batch_size": 10, "lr": 0.05, "scheduler": "plateau", "factor": 0.5,
-                     "patience": 0, "val_size": 40, "precision": "fp32"}, plugins.registry)
+    plugins: Plugins,
+) -> None:
+    setup = resolve(
+        {
+            "dataset": "tiny",
+            "model": "tiny_mlp",
+            "epochs": 8,
+            "batch_size": 16,
+            "eval_batch_size": 10,
+            "lr": 0.05,
+            "scheduler": "plateau",
+            "factor": 0.5,
+            "patience": 0,
+            "val_size": 40,
+            "precision": "fp32",
+        },
+        plugins.registry,
+    )
     # Overlapping classes, so the accuracies differ (fp32: the same numbers on every CPU).
     hard = tiny_data(train=200, test=60, classes=10, seed=3)
     data = trial_data(hard, setup.settings, CPU)
@@ -96,8 +119,9 @@ def test_the_validation_split_is_stratified_fixed_and_disjoint_from_training() -
     with pytest.raises(ValueError, match="needs more than 100 training images"):
         stratified_holdout(labels, 100)
     data = tiny_data()
-    split = trial_data(data, {"classes": (), "val_size": 12, "train_size": 40, "test_size": 0,
-                              "train_eval_size": 8}, CPU)
+    split = trial_data(
+        data, {"classes": (), "val_size": 12, "train_size": 40, "test_size": 0, "train_eval_size": 8}, CPU
+    )
     assert len(split.val_y) == 12 and len(split.train_y) == 40  # train_size counts the rest
     val_rows = {tuple(x.flatten().tolist()) for x in split.val_x}
     assert not val_rows & {tuple(x.flatten().tolist()) for x in split.train_x}
@@ -129,8 +153,10 @@ def test_train_eval_subset_is_fixed_and_sized() -> None:
 
 
 def test_a_trailing_batch_of_one_is_dropped_for_batchnorm(plugins: Plugins) -> None:
-    setup = resolve({"dataset": "tiny", "model": "resnet18", "width": 2, "epochs": 1,
-                     "batch_size": 21, "train_size": 64}, plugins.registry)  # 64 = 3 * 21 + 1
+    setup = resolve(
+        {"dataset": "tiny", "model": "resnet18", "width": 2, "epochs": 1, "batch_size": 21, "train_size": 64},
+        plugins.registry,
+    )  # 64 = 3 * 21 + 1
     data = to_device(tiny_data().head(64, 0), CPU, 16)
     used: list[torch.Tensor] = []
     original = epoch.prepare_batch

@@ -13,11 +13,13 @@ def tiny_convnet(*, num_classes: int, channels: int = 16) -> nn.Module:
     layers: list[nn.Module] = []
     width_in = 3
     for width_out in (channels, channels * 2, channels * 4):
-        layers += [nn.Conv2d(width_in, width_out, 3, 2, 1, bias=False), nn.BatchNorm2d(width_out),
-                   nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(width_in, width_out, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(width_out),
+            nn.ReLU(inplace=True),
+        ]
         width_in = width_out
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(width_in, num_classes))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width_in, num_classes))
 
 
 class Cutout:
@@ -44,11 +46,19 @@ def cutout(*, size: int = 8) -> Cutout:
 
 @ablate.hookimpl
 def register_models(register) -> None:  # type: ignore[no-untyped-def]
-    register("tiny_convnet", tiny_convnet, "three strided conv layers, global pool, linear",
-             params={"channels": "channels of the first layer (doubles per layer)"})
+    register(
+        "tiny_convnet",
+        tiny_convnet,
+        "three strided conv layers, global pool, linear",
+        params={"channels": "channels of the first layer (doubles per layer)"},
+    )
 
 
 @ablate.hookimpl
 def register_augmentations(register) -> None:  # type: ignore[no-untyped-def]
-    register("cutout", cutout, "zero a random square of each image",
-             params={"size": "side of the square in pixels"})
+    register(
+        "cutout",
+        cutout,
+        "zero a random square of each image",
+        params={"size": "side of the square in pixels"},
+    )

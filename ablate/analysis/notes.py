@@ -1,0 +1,117 @@
+"""The lines a report adds beside its tables: what the folder is missing, why an adaptive seed
+rule stopped, and how many seeds of each cell reach the study's target."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ablate.analysis.answer import Finding
+from ablate.analysis.load import StudyResults, is_sampled
+from ablate.analysis.metrics import (
+    format_half_width,
+    format_value,
+    is_accuracy,
+)
+from ablate.analysis.stats import mean_ci
+
+if TYPE_CHECKING:
+    from ablate.analysis.findings import Cell
+
+__all__ = ["against_target", "missing", "seed_rule_line"]
+
+
+def missing(results: StudyResults, cells: list[Cell]) -> list[str]:
+    notes = list(results.unreadable)
+    for fingerprint, count in results.other_plans.items():
+        notes.append(
+            f"{count} trial attempts of another plan of this study (fingerprint "
+            f"{fingerprint}) are in this folder and left out of this report"
+        )
+    planned = results.description.get("trials")
+    with_result = results.complete + results.diverged + results.pruned
+    if planned and len(with_result) < planned:
+        notes.append(
+            f"{len(with_result)} of {planned} planned trials have a result; the rest are "
+            "missing (still running, interrupted, or failed)."
+        )
+    failed = sorted({r["trial"] for r in results.attempts} - {r["trial"] for r in with_result})
+    if failed:
+        notes.append(f"trials with only failed or interrupted attempts: {failed}")
+    without_epochs = sorted(t["trial"] for t in results.complete if not results.rows_of(results.epochs, t))
+    if without_epochs:
+        notes.append(
+            f"trials {without_epochs} have no epochs rows (a deleted or unreadable file): "
+            "left out of the swing, the restart jumps and the learning curves"
+        )
+    seeds = set(results.description.get("seeds", []))
+    for cell in cells:
+        lacking = sorted(seeds - {t["seed"] for t in cell.trials})
+        if lacking:
+            notes.append(f"cell {cell.name} lacks seeds {lacking}")
+    if cells and not any(c.baseline for c in cells) and not is_sampled(results.description):
+        notes.append("the baseline cell has no complete trial: comparisons with it cannot be made")
+    return notes
+
+
+def seed_rule_line(
+    rule: Mapping[str, Any], cells: list[Cell], findings: list[Finding], description: Mapping[str, Any]
+) -> str:
+    """How many seeds each cell got under ``seeds=until(...)`` and why the rule stopped."""
+    metric = description.get("metric", "test_acc")
+    seeds = sorted({len(c.trials) for c in cells})
+    widths = [
+        f.estimate.half_width(0.95)
+        for f in findings
+        if f.family and f.metric == metric and f.estimate is not None
+    ]
+    widest = max((w for w in widths if w is not None), default=None)
+    target = rule["halfwidth"] / 100 if is_accuracy(metric) else rule["halfwidth"]
+    count = "/".join(map(str, seeds))
+    shown = "not measurable" if widest is None else f"+-{format_half_width(metric, widest)}"
+    if widest is not None and widest <= target:
+        why = f"it stopped: the widest 95% interval on {metric} is {shown}, within +-{rule['halfwidth']:g}"
+    elif seeds and seeds[0] >= rule["max"]:
+        why = (
+            f"it stopped at the cap: every cell has the maximum of {rule['max']} seeds and the "
+            f"widest 95% interval on {metric} is still {shown} (target +-{rule['halfwidth']:g})"
+        )
+    else:
+        why = (
+            f"it is still adding seeds: the widest 95% interval on {metric} is {shown} (target "
+            f"+-{rule['halfwidth']:g})"
+        )
+    return (
+        f"Seeds: each cell has {count} seeds (until(halfwidth={rule['halfwidth']:g}, "
+        f"min={rule['min']}, max={rule['max']})); {why}. Intervals at the stop are 97.5% ones "
+        "(0.025 over the family), which keeps their coverage at 95% or more although the rule "
+        "stopped on a width the same data produced."
+    )
+
+
+def against_target(cells: list[Cell], description: Mapping[str, Any]) -> list[str]:
+    """With a study's ``target`` (a bar on its metric): each cell's mean, interval and seeds at
+    or past the bar."""
+    target, metric = description.get("target"), description.get("metric", "test_acc")
+    if target is None:
+        return []
+    bar = target / 100 if is_accuracy(metric) else target
+    above = description.get("direction", "maximize") == "maximize"
+    lines = []
+    for cell in cells:
+        values = list(cell.by_seed(metric).values())
+        if not values:
+            continue
+        passed = sum((v >= bar) if above else (v <= bar) for v in values)
+        interval = mean_ci(values)
+        span = (
+            ""
+            if interval.low is None
+            else f" [95% CI {format_value(metric, interval.low)}, {format_value(metric, interval.high)}]"
+        )
+        lines.append(
+            f"Target {metric} {'>=' if above else '<='} {target:g}: {cell.label} "
+            f"reaches it on {passed} of {len(values)} seeds, mean "
+            f"{format_value(metric, interval.mean)}{span}."
+        )
+    return lines
