@@ -3,7 +3,7 @@
     python benchmarks/compute_per_answer.py [--json] [--quick]
 
 - Seeds: the `dropout_gap` study (its `cpu` preset; `smoke` with --quick) with the fixed 3 seeds
-  and with ``seeds=until(halfwidth=H, min=5, max=10)``: seeds and trials each spent, and the
+  and with ``seeds=until(halfwidth=H, min=6, max=10)``: seeds and trials each spent, and the
   widest 95 % interval on the study's metric each ended with.
 - Pruning: a small TPE search of the learning rate on cifar10-mini, without a pruner and with
   ``pruner="median"``, in the same run: epochs trained and the best value each found.
@@ -63,7 +63,7 @@ def seeds(work: Path, preset: str, halfwidth: float) -> dict[str, Any]:
     figures: dict[str, Any] = {"preset": preset, "halfwidth_points": halfwidth}
     for name, spec in (
         ("fixed", "seeds=3"),
-        ("adaptive", f"seeds=until(halfwidth={halfwidth}, min=5, max=10)"),
+        ("adaptive", f"seeds=until(halfwidth={halfwidth}, min=6, max=10)"),
     ):
         path = work / f"dropout_gap_{name}.py"
         path.write_text(

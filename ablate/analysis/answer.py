@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 
 from ablate.analysis.contrasts import AGAINST_BASELINE, INTERACTION, MAIN, Contrast
 from ablate.analysis.metrics import format_difference, format_half_width, format_value, is_accuracy, is_ratio
-from ablate.analysis.stats import Estimate, PooledError, holm, seeds_needed
+from ablate.analysis.stats import SEEDS_CAP, Estimate, PooledError, holm, seeds_needed
+from ablate.study.factors import MIN_SEEDS  # below this, no verdict is more than provisional
 
 ALPHA = 0.05
-MIN_SEEDS = 6  # below this, no verdict is more than provisional (sign-flip p >= 2/2^n = 0.0625 at 5)
 
 DECIDED = "decided"
 LARGER = "larger than delta"
+NONZERO = "non-zero"  # with a delta: excludes zero, but not +-delta either way: relevance open
 EQUIVALENT = "equivalent"
 IDENTICAL = "identical"
 PROVISIONAL = "provisional"
@@ -45,7 +46,18 @@ UNDECIDED = "undecided"
 INCONCLUSIVE = "inconclusive"
 CANNOT = "cannot decide"
 EXPLORATORY = "exploratory"
-ORDER = (DECIDED, LARGER, EQUIVALENT, IDENTICAL, PROVISIONAL, UNDECIDED, INCONCLUSIVE, CANNOT, EXPLORATORY)
+ORDER = (
+    DECIDED,
+    LARGER,
+    NONZERO,
+    EQUIVALENT,
+    IDENTICAL,
+    PROVISIONAL,
+    UNDECIDED,
+    INCONCLUSIVE,
+    CANNOT,
+    EXPLORATORY,
+)
 
 
 @dataclass
@@ -120,7 +132,8 @@ def _decide(finding: Finding, m: int, delta_points: float | None, alpha: float) 
     beyond = delta is not None and (low > delta or high < -delta)
     agrees = estimate.p_sign_flip is not None and estimate.p_sign_flip < ALPHA
     if delta is not None:
-        finding.seeds_for_delta = seeds_needed(delta, estimate.unit, pooled, level)
+        needed = seeds_needed(delta, estimate.unit, pooled, level)
+        finding.seeds_for_delta = None if needed is None else max(MIN_SEEDS, needed)
     if estimate.n >= MIN_SEEDS and all(v == 0 for v in estimate.per_seed):
         finding.verdict = IDENTICAL
     elif estimate.n < MIN_SEEDS:
@@ -132,7 +145,8 @@ def _decide(finding: Finding, m: int, delta_points: float | None, alpha: float) 
     elif inside:
         finding.verdict = EQUIVALENT
     elif excludes and agrees:
-        finding.verdict = LARGER if beyond else DECIDED
+        # With a delta declared, "decided" alone would claim relevance the interval does not show.
+        finding.verdict = DECIDED if delta is None else LARGER if beyond else NONZERO
     elif delta is not None:
         finding.verdict = INCONCLUSIVE
     else:
@@ -145,6 +159,10 @@ def _decide(finding: Finding, m: int, delta_points: float | None, alpha: float) 
     if finding.verdict in (PROVISIONAL, UNDECIDED, INCONCLUSIVE) and estimate.value != 0:
         needed = seeds_needed(estimate.value, estimate.unit, pooled, level, power=0.5)
         finding.seeds_to_decide = max(MIN_SEEDS, needed) if needed else None
+
+
+def _about(seeds: int | None) -> str:
+    return f"about {seeds}" if seeds is not None else f"more than {SEEDS_CAP}"
 
 
 def _numbers(finding: Finding) -> str:
@@ -200,6 +218,8 @@ def _verdict_words(finding: Finding, delta: float | None) -> str:
     more = (
         f"; about {finding.seeds_to_decide} seeds would decide an effect this large"
         if finding.seeds_to_decide
+        else f"; more than {SEEDS_CAP} seeds would be needed to decide an effect this small"
+        if finding.verdict in (PROVISIONAL, UNDECIDED, INCONCLUSIVE) and estimate.value != 0
         else ""
     )
     detect = ""
@@ -207,7 +227,7 @@ def _verdict_words(finding: Finding, delta: float | None) -> str:
         detect = (
             f"; it could detect "
             f"{format_difference(finding.metric, finding.detectable, signed=False)}"
-            f" (80% power), and about {finding.seeds_for_delta or 'over 1000'} seeds would "
+            f" (80% power), and {_about(finding.seeds_for_delta)} seeds would "
             f"detect delta = {delta:g}"
         )
     note = f" ({finding.note})" if finding.note else ""
@@ -219,12 +239,17 @@ def _verdict_words(finding: Finding, delta: float | None) -> str:
         IDENTICAL: "a difference of exactly zero (the same computation), not an estimate",
         PROVISIONAL: f"provisional: {estimate.n} seeds are too few for the exact sign-flip test "
         f"(it needs {MIN_SEEDS}){more}",
-        UNDECIDED: f"undecided: the interval covers {no_change}{note}{more}",
+        NONZERO: f"non-zero, relevance undetermined: the interval excludes {no_change} but not +-{delta}",
+        UNDECIDED: (
+            f"undecided: {finding.note}{more}"  # never "covers zero" under one that does not
+            if finding.note.startswith("the t-interval excludes zero")
+            else f"undecided: the interval covers {no_change}{note}{more}"
+        ),
         INCONCLUSIVE: f"inconclusive for delta = {delta}{note}{detect}",
         EXPLORATORY: "exploratory (corrected within its metric)",
     }
     return words[finding.verdict] + (
-        detect if finding.verdict in (DECIDED, LARGER, EQUIVALENT, PROVISIONAL) and delta else ""
+        detect if finding.verdict in (DECIDED, LARGER, NONZERO, EQUIVALENT, PROVISIONAL) and delta else ""
     )
 
 

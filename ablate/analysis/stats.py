@@ -99,7 +99,7 @@ def sign_flip_p(values: Sequence[float]) -> float | None:
     Under "no effect" each value's sign is as likely flipped as not: the p-value is the share
     of the 2^n sign patterns whose mean is at least as far from zero as the observed one. It
     needs no normality, but cannot go below 2 / 2^n (0.25 at 3 seeds, 0.031 at 6). Beyond
-    ``EXACT_SIGN_FLIP`` values, 2^16 random patterns (seeded) estimate it."""
+    ``EXACT_SIGN_FLIP`` values, 2^16 random patterns (seeded) estimate it, never as 0."""
     data = np.asarray(values, dtype=float)
     n = len(data)
     if n == 0:
@@ -110,7 +110,11 @@ def sign_flip_p(values: Sequence[float]) -> float | None:
     else:
         signs = np.random.default_rng(0).choice((1.0, -1.0), size=(1 << 16, n))
     sums = np.abs(signs @ data)
-    return float(np.mean(sums >= observed - 1e-12 * max(1.0, observed)))
+    extreme = int(np.sum(sums >= observed - 1e-12 * max(1.0, observed)))
+    if n <= EXACT_SIGN_FLIP:  # every pattern, the observed one among them
+        return extreme / len(signs)
+    # Sampled patterns: the observed one counts too, so an estimate is never 0 (Phipson & Smyth).
+    return (extreme + 1) / (len(signs) + 1)
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,11 @@ def contrast(
     return Estimate(value, n, unit, se, df, p, sign_flip_p(per_seed.tolist()), tuple(per_seed.tolist()))
 
 
+SEEDS_CAP = 100  # seeds per cell beyond which "seeds needed" is said as "more than this"
+
+
 def seeds_needed(
-    effect: float, unit: float, pooled: PooledError, alpha: float, power: float = POWER, cap: int = 1000
+    effect: float, unit: float, pooled: PooledError, alpha: float, power: float = POWER, cap: int = SEEDS_CAP
 ) -> int | None:
     """Seeds per cell for a contrast of variance ``unit`` x the pooled variance to detect a true
     ``effect`` at level ``alpha`` (two-sided) with ``power``; with ``power`` 0.5, the seeds at

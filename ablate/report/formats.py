@@ -14,10 +14,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ablate.analysis.answer import MIN_SEEDS, Finding
+from ablate.analysis.answer import Finding
 from ablate.analysis.findings import DESCRIPTIONS, Report
 from ablate.analysis.metrics import is_ratio
 from ablate.report.render import legend, tables
+from ablate.study.factors import MIN_SEEDS
 
 
 def _finding_dict(finding: Finding) -> dict[str, Any]:

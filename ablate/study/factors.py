@@ -125,8 +125,14 @@ class Until:
     max: int = 10
 
 
-def until(halfwidth: float, min: int = 5, max: int = 10) -> Until:
-    """``seeds=until(halfwidth=1.0, min=5, max=10)``: add seeds while the widest 95 % interval
+# The fewest seeds a verdict rests on: the exact sign-flip test cannot go below 2/2^n, which is
+# under 0.05 only from 6 seeds (0.031). The report decides nothing on fewer, and until()
+# starts there.
+MIN_SEEDS = 6
+
+
+def until(halfwidth: float, min: int = MIN_SEEDS, max: int = 10) -> Until:
+    """``seeds=until(halfwidth=1.0, min=6, max=10)``: add seeds while the widest 95 % interval
     on the study's metric is wider than +-halfwidth points. The rule looks at the intervals'
     width only, never at whether an effect looks significant (stopping on significance would
     bias the p-values); the report's intervals at the stop are 97.5 % ones, which keeps their
@@ -135,12 +141,11 @@ def until(halfwidth: float, min: int = 5, max: int = 10) -> Until:
         raise StudyError(
             f"until(halfwidth=...) must be a positive number of points, got {halfwidth!r}", "seeds"
         )
-    if not (_is_int(min) and _is_int(max)) or min < 5 or max < min:
+    if not (_is_int(min) and _is_int(max)) or min < MIN_SEEDS or max < min:
         raise StudyError(
-            f"until(min={min!r}, max={max!r}): start from at least 5 seeds (with "
-            "fewer, stopping when an interval looks narrow reuses a spread that came "
-            "out small by chance, and coverage falls below 95 %) and cap at min or "
-            "more",
+            f"until(min={min!r}, max={max!r}): start from at least {MIN_SEEDS} seeds (the "
+            f"report decides nothing on fewer, so a rule that stopped there would leave every "
+            "verdict provisional) and cap at min or more",
             "seeds",
         )
     return Until(float(halfwidth), min, max)

@@ -171,6 +171,9 @@ def test_the_sign_flip_p_value_is_the_exact_enumeration() -> None:
     assert sign_flip_p(values) == pytest.approx(at_least / len(patterns))
     assert sign_flip_p([0.01, 0.02, 0.03]) == pytest.approx(0.25)  # the floor at 3 seeds: 2 / 2^3
     assert sign_flip_p([0.01] * 6) == pytest.approx(2 / 64)
+    # Past 16 seeds random patterns estimate it: the observed pattern counts, so never p = 0.
+    many = sign_flip_p([0.01] * 20)
+    assert many is not None and 0 < many <= 3 / (2**16 + 1)
 
 
 def test_an_undefined_variance_is_cannot_decide_never_p_zero(tmp_path: Path) -> None:
@@ -212,6 +215,32 @@ def test_the_sign_flip_test_must_agree_with_the_t_interval(tmp_path: Path) -> No
     assert finding.verdict == "undecided"
     low, high = finding.interval
     assert low > 0 and "sign-flip test does not agree" in finding.note
+    # Its words say why it is undecided, never "the interval covers zero" under one that does not.
+    (said,) = [line for line in report.answer if "raises" in line or "lowers" in line]
+    assert "covers zero" not in said and "sign-flip test does not agree (p = 0.062)" in said
+
+
+def test_with_a_delta_an_effect_that_excludes_zero_but_not_delta_is_non_zero_not_decided(
+    tmp_path: Path,
+) -> None:
+    """With delta = 2 points, an effect of about 2 points whose interval excludes zero but
+    reaches below +2 is not "decided" (that would claim it matters): its relevance is open."""
+    report = build(make_study(tmp_path, seeds_of(0.02, 0.002, 8), study={"delta": 2.0})).report
+    (finding,) = [f for f in report.findings if f.family]
+    low, high = finding.interval
+    assert 0 < low < 0.02 < high and finding.verdict == "non-zero"
+    assert any("non-zero, relevance undetermined" in line for line in report.answer)
+
+
+def test_an_effect_too_small_to_decide_says_so_instead_of_a_seed_count_nobody_can_run(
+    tmp_path: Path,
+) -> None:
+    base = 0.6 + np.random.default_rng(3).normal(0, 0.01, 6)
+    wobble = np.array([0.001, -0.001, 0.0012, -0.0008, 0.001, -0.0011])  # a mean of 0.00005
+    report = build(make_study(tmp_path, {0.0: list(base), 0.5: list(base + wobble)})).report
+    (finding,) = [f for f in report.findings if f.family]
+    assert finding.verdict == "undecided" and finding.seeds_to_decide is None
+    assert any("more than 100 seeds would be needed" in line for line in report.answer)
 
 
 def test_a_smallest_effect_of_interest_gives_equivalence_or_larger(tmp_path: Path) -> None:
