@@ -158,6 +158,8 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
     text = page.read_text()
     gap = text.split("## ")[1]  # dropout_gap's section: measured, with its Answer and figures
     assert "Measured: 18 of 18 planned trials" in gap and "**Answer**" in gap
+    # The short answer and the forest plot come before the Answer's list and the tables.
+    assert gap.index("**Short answer.** ") < gap.index("dropout_gap-forest.png") < gap.index("**Answer**")
     assert f"Ran on cpu with torch {torch.__version__}, in " in gap  # precision differs by machine
     assert "ablate run studies/dropout_gap.py --preset smoke" in gap
     drawn = sorted(figures.glob("dropout_gap-*.png"))

@@ -38,6 +38,7 @@ from ablate.analysis.metrics import (
 from ablate.analysis.notes import against_target, missing, seed_rule_line
 from ablate.analysis.provenance import ran_on
 from ablate.analysis.stats import Interval, PooledError, contrast, mean_ci, pooled_error
+from ablate.analysis.summary import short_answer
 
 __all__ = ["CELL_METRICS", "DESCRIPTIONS", "DIVERGED", "Cell", "Report", "analyse"]
 
@@ -111,6 +112,7 @@ class Report:
     swing_epochs: tuple[int, int] | None = None
     best_on: str = "test"  # the split the best epoch was chosen on
     ran_on: str = ""  # the devices, torch and precisions the trials ran in (one sentence)
+    summary: list[str] = field(default_factory=list)  # the short answer, before any table
 
 
 def _cells(results: StudyResults, metrics: tuple[str, ...]) -> list[Cell]:
@@ -271,4 +273,5 @@ def analyse(
         swing_window(epochs) if epochs else None,
         "val" if validated else "test",
         ran_on(results.complete + results.diverged, factor_column(description, "model")),
+        short_answer(findings, delta),
     )

@@ -66,6 +66,7 @@ def to_dict(report: Report, plots: dict[str, Path] | None = None) -> dict[str, A
     return {
         "study": report.study,
         "question": report.question,
+        "summary": report.summary,
         "preset": report.preset,
         "metric": report.metric,
         "metrics": list(report.metrics),
@@ -121,6 +122,9 @@ def _headline(report: Report) -> list[str]:
 def print_text(report: Report, console: Console) -> None:
     for line in _headline(report):
         console.print(line, highlight=False)
+    console.print("\n[bold]Short answer[/]")
+    for line in report.summary:
+        console.print(f"  {line}", highlight=False)
     console.print("\n[bold]Answer[/]")
     for line in report.answer:
         console.print(f"  - {line}", highlight=False)
@@ -152,7 +156,11 @@ def markdown_table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
 
 
 def markdown(report: Report, plots: dict[str, Path] | None = None) -> str:
-    parts = [f"# {report.study}", *_headline(report)[1:], "", "## Answer", ""]
+    parts = [f"# {report.study}", *_headline(report)[1:], "", "## Short answer", ""]
+    parts += [" ".join(report.summary)]
+    if plots and "forest" in plots:
+        parts += ["", f"![forest]({plots['forest'].name})"]
+    parts += ["", "## Answer", ""]
     parts += [f"- {line}" for line in report.answer]
     parts += [f"- missing: {note}" for note in report.missing]
     for title, headers, rows in tables(report):
@@ -162,7 +170,9 @@ def markdown(report: Report, plots: dict[str, Path] | None = None) -> str:
         parts += ["", "## Parameter importance", ""]
         parts += [f"- {k}: {v:.3f}" for k, v in report.importance.items()]
     if plots:
-        parts += ["", "## Plots", ""] + [f"![{name}]({path.name})" for name, path in plots.items()]
+        parts += ["", "## Plots", ""] + [
+            f"![{name}]({path.name})" for name, path in plots.items() if name != "forest"
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -174,7 +184,8 @@ def _html_table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;
-padding:4px 8px;text-align:left}th{background:#f3f3f3}img{max-width:100%}li{margin:.3em 0}"""
+padding:4px 8px;text-align:left}th{background:#f3f3f3}img{max-width:100%}li{margin:.3em 0}
+details{margin:.6em 0}summary{font-weight:600;font-size:110%;cursor:pointer}"""
 
 
 def html_page(report: Report, plots: dict[str, Path]) -> str:
@@ -182,19 +193,27 @@ def html_page(report: Report, plots: dict[str, Path]) -> str:
     escape = html.escape
     answer = "".join(f"<li>{escape(line)}</li>" for line in report.answer)
     missing = "".join(f"<li>missing: {escape(note)}</li>" for note in report.missing)
+
+    def image(name: str, path: Path) -> str:
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"<img alt='{escape(name)}' src='data:image/png;base64,{data}'>"
+
     images = "".join(
-        f"<h3>{escape(name.replace('_', ' '))}</h3><img alt='{escape(name)}' "
-        f"src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
+        f"<h3>{escape(name.replace('_', ' '))}</h3>{image(name, path)}"
         for name, path in plots.items()
+        if name != "forest"
     )
+    forest = image("forest", plots["forest"]) if "forest" in plots else ""
+    summary = "".join(f"<p>{escape(line)}</p>" for line in report.summary)
     importance = "".join(f"<li>{escape(k)}: {v:.3f}</li>" for k, v in (report.importance or {}).items())
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(report.study)}</title>"
         f"<style>{STYLE}</style></head><body><h1>{escape(report.study)}</h1>"
         + "".join(f"<p>{escape(line)}</p>" for line in _headline(report))
+        + f"<h2>Short answer</h2>{summary}{forest}"
         + f"<h2>Answer</h2><ul>{answer}{missing}</ul>"
-        + "".join(
-            f"<h2>{escape(title)}</h2>" + _html_table(headers, rows)
+        + "".join(  # the tables folded: the answer comes first, the evidence on request
+            f"<details><summary>{escape(title)}</summary>" + _html_table(headers, rows) + "</details>"
             for title, headers, rows in tables(report)
         )
         + f"<p><small>{escape(legend(report))}</small></p>"

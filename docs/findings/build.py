@@ -208,9 +208,15 @@ def measured_section(
         + (f" {report.ran_on}" if report.ran_on else "")
         + ("" if complete >= plan.size else " **The run is not finished: the answer below is provisional.**"),
         "",
-        "**Answer**",
+        "**Short answer.** " + " ".join(report.summary),
         "",
     ]
+    forest = PLOTS["forest"](report, results)
+    if forest is not None:
+        path = figures / f"{question.study}-forest.png"
+        save_figure(forest, path)
+        lines += [f"![{question.study}: the question's comparisons]({figures.name}/{path.name})", ""]
+    lines += ["**Answer**", ""]
     lines += [f"- {line}" for line in report.answer]
     shown = tables(report)
     family = [t for t in shown if t[0].startswith("The Answer's family")]

@@ -481,7 +481,7 @@ def test_cli_formats_and_self_contained_html(tmp_path: Path) -> None:
     assert "seed-to-seed variation on this one test set" in markdown
     assert runner.invoke(app, ["report", str(study), "--format", "pdf"]).exit_code == 2
 
-    expected = {"learning_curves", "gaps", "final_metric", "per_class", "confusion"}
+    expected = {"forest", "learning_curves", "gaps", "final_metric", "per_class", "confusion"}
     assert set(data["plots"]) == expected
     page = (study / "report" / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
@@ -536,6 +536,7 @@ def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     assert len(precisions) == 1
     assert data["ran_on"] == f"Ran on cpu with torch {torch.__version__}, in {precisions.pop()}."
     assert {p.stem for p in (tmp_path / "dropout_gap" / "report").glob("*.png")} == {
+        "forest",
         "learning_curves",
         "gaps",
         "final_metric",
@@ -607,3 +608,54 @@ def test_the_report_says_where_and_in_which_precision_each_model_ran() -> None:
     # What the trials table does not record is left out, not printed as a placeholder.
     assert ran_on([{"seed": 0}], "param_model") == ""
     assert ran_on([{"precision": "fp32", "param_model": "resnet18"}], "param_model") == "Ran in fp32."
+
+
+def test_every_format_opens_with_the_short_answer_and_the_forest_plot(tmp_path: Path) -> None:
+    """The answer before any table: its sentences come from the family's verdicts (the numbers
+    are the findings' own), and the forest plot draws each comparison in its verdict's colour."""
+    from ablate.report.forest import COLOURS, forest
+
+    study = make_study(tmp_path, seeds_of(0.05, 0.005, 6))
+    files = build(study)
+    report = files.report
+    (finding,) = [f for f in report.findings if f.family]
+    low, high = finding.interval
+    assert finding.verdict == "decided"
+    assert report.summary[0] == (
+        f"Decided: dropout = 0.5 (vs 0.0) raises test_acc by {abs(finding.estimate.value) * 100:.1f} "
+        f"points [{finding.confidence * 100:.4g} % interval {low * 100:+.1f} to {high * 100:+.1f}]."
+    )
+    runner = CliRunner()
+    text = runner.invoke(app, ["report", str(study), "--no-files"]).output
+    assert text.index("Short answer") < text.index("Answer\n") < text.index("Cells")
+    assert report.summary[0] in " ".join(text.split())
+    markdown = runner.invoke(app, ["report", str(study), "--format", "markdown"]).stdout
+    assert (
+        markdown.index("## Short answer")
+        < markdown.index("![forest](forest.png)")
+        < (markdown.index("## Answer"))
+    )
+    data = json.loads(runner.invoke(app, ["report", str(study), "--format", "json"]).stdout)
+    assert data["summary"] == report.summary
+    page = (study / "report" / "report.html").read_text()
+    assert page.index("Short answer") < page.index("alt='forest'") < page.index("<h2>Answer")
+    assert "<details><summary>Cells" in page  # the tables folded under their headings
+    figure = forest(report, files.results)
+    (axis,) = figure.axes
+    colours = {line.get_color() for line in axis.get_lines() if line.get_linewidth() == 2.5}
+    assert colours == {COLOURS["decided"]}
+    assert forest(build(make_study(tmp_path / "none", {0.0: [0.6] * 3})).report, files.results) is None
+
+
+def test_the_short_answer_names_what_is_open_and_what_is_negligible(tmp_path: Path) -> None:
+    from ablate.analysis.summary import short_answer
+
+    small = build(make_study(tmp_path / "a", seeds_of(0.001, 0.002, 8), study={"delta": 2.0})).report
+    assert small.summary[0].startswith("Nothing the question asks is decided yet (1 comparisons)")
+    assert small.summary[1].startswith("Shown negligible (within +-2): dropout = 0.5 (vs 0.0) on test_acc")
+    few = build(make_study(tmp_path / "b", seeds_of(0.05, 0.005, 3))).report
+    assert few.summary[-1].startswith("Still open: 1 comparison, the largest dropout = 0.5")
+    assert "(provisional)" in few.summary[-1]
+    assert short_answer([], None) == [
+        "No comparison the question asks for has results in both of its cells yet."
+    ]
