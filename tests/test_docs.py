@@ -125,8 +125,37 @@ def test_the_readme_is_the_front_door() -> None:
 
 
 @pytest.mark.slow
-def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -> None:
+def findings_builder() -> types.ModuleType:
+    """docs/findings/build.py, loaded as a module."""
     import importlib.util
+
+    spec = importlib.util.spec_from_file_location("findings_build", REPO / "docs" / "findings" / "build.py")
+    assert spec is not None and spec.loader is not None
+    findings = importlib.util.module_from_spec(spec)
+    sys.modules["findings_build"] = findings  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(findings)
+    finally:
+        del sys.modules["findings_build"]
+    return findings
+
+
+def test_a_section_kept_from_before_the_current_rules_says_so() -> None:
+    findings = findings_builder()
+    old = ["## Q", "", "Measured: 30 of 30 planned trials.", "", "**Answer**", "- decided"]
+    marked = findings.mark_earlier_rules(old)
+    assert marked[:4] == [*old[:3], ""] and marked[4] == findings.EARLIER_RULES
+    assert findings.mark_earlier_rules(marked) == marked  # once
+    current = ["## Q", "Measured: 1 of 1.", "", "**Short answer.** Decided: ..."]
+    assert findings.mark_earlier_rules(current) == current
+    page = (REPO / "docs" / "findings.md").read_text()
+    sections = page.split("\n## ")[1:]
+    assert all(
+        ("**Short answer.**" in s) != (findings.EARLIER_RULES in s) for s in sections if "Measured:" in s
+    )
+
+
+def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -> None:
 
     import torch
     from typer.testing import CliRunner
@@ -145,14 +174,7 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
         ],
     )
     assert result.exit_code == 0, result.output
-    spec = importlib.util.spec_from_file_location("findings_build", REPO / "docs" / "findings" / "build.py")
-    assert spec is not None and spec.loader is not None
-    findings = importlib.util.module_from_spec(spec)
-    sys.modules["findings_build"] = findings  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(findings)
-    finally:
-        del sys.modules["findings_build"]
+    findings = findings_builder()
     page, figures = tmp_path / "findings.md", tmp_path / "figures"
     findings.build(tmp_path / "results", "smoke", page, figures)
     text = page.read_text()

@@ -25,12 +25,17 @@ an honest small-n policy, and sentences that say what was decided and what was n
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ablate.analysis.contrasts import AGAINST_BASELINE, INTERACTION, MAIN, Contrast
-from ablate.analysis.metrics import format_difference, format_half_width, format_value, is_accuracy, is_ratio
+from ablate.analysis.metrics import (
+    format_difference,
+    format_endpoint,
+    format_half_width,
+    is_accuracy,
+    is_ratio,
+)
 from ablate.analysis.stats import SEEDS_CAP, Estimate, PooledError, holm, seeds_needed
 from ablate.study.factors import MIN_SEEDS  # below this, no verdict is more than provisional
 
@@ -175,17 +180,18 @@ def _numbers(finding: Finding) -> str:
         low, high = interval
         level = f"{finding.confidence * 100:.4g}% {'simultaneous ' if finding.family else ''}CI"
         if is_ratio(metric):
-            span = f" [{level} x{math.exp(low):.2f}, x{math.exp(high):.2f}]"
+            span = f" [{level} {format_endpoint(metric, low)}, {format_endpoint(metric, high)}]"
         else:
             half = format_half_width(metric, (high - low) / 2)
-            span = (
-                f" [{level} {format_value(metric, low, True)}, {format_value(metric, high, True)}; +-{half}]"
-            )
+            span = f" [{level} {format_endpoint(metric, low)}, {format_endpoint(metric, high)}; +-{half}]"
     tests = []
     if finding.p_adjusted is not None:
         tests.append(f"{'adjusted' if finding.family else 'Holm'} p = {finding.p_adjusted:.2g}")
     if estimate.p_sign_flip is not None:
         tests.append(f"sign-flip p = {estimate.p_sign_flip:.2g}")
+    if estimate.value != 0 and estimate.per_seed:  # information, not a gate of its own
+        agree = sum(v * estimate.value > 0 for v in estimate.per_seed)
+        tests.append(f"{agree} of {len(estimate.per_seed)} seeds agree")
     tests.append(f"n = {estimate.n}")
     # After "raises"/"lowers" the size, not the sign ("lowers it by 4.2 points", never "-4.2").
     size = (

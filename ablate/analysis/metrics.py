@@ -170,6 +170,20 @@ def format_value(metric: str, value: float | None, signed: bool = False) -> str:
     return f"{value:{sign}.3g}"
 
 
+def format_endpoint(metric: str, value: float) -> str:
+    """An interval's end, signed, with the digits it takes to show its side of zero (or of x1):
+    an end of +0.004 points prints "+0.004", never "+0.0", so a reader can check the verdict."""
+    if is_ratio(metric):
+        ratio = math.exp(value)
+        shown = f"x{ratio:.2f}"
+        return shown if shown != "x1.00" or ratio == 1.0 else f"x{ratio:.4f}"
+    shown = format_value(metric, value, signed=True)
+    scaled = value * 100 if is_accuracy(metric) else value
+    if value != 0 and float(shown.replace(",", "")) == 0:
+        return f"{scaled:+.2g}"
+    return shown
+
+
 def format_difference(metric: str, value: float, signed: bool = True) -> str:
     """A difference between cells: points for accuracies, a ratio for ratio metrics."""
     if is_ratio(metric):

@@ -9,7 +9,6 @@ computed anew: every number is a finding's, as its own sentence in the Answer st
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from ablate.analysis.answer import (
@@ -23,7 +22,7 @@ from ablate.analysis.answer import (
     UNDECIDED,
     Finding,
 )
-from ablate.analysis.metrics import format_difference, format_value, is_ratio
+from ablate.analysis.metrics import format_difference, format_endpoint, is_ratio
 
 __all__ = ["short_answer"]
 
@@ -44,10 +43,7 @@ def _effect(finding: Finding) -> str:
         return f"{finding.contrast.label} {size}"
     low, high = interval
     level = f"{finding.confidence * 100:.4g} % interval"
-    if is_ratio(metric):
-        span = f"x{math.exp(low):.2f} to x{math.exp(high):.2f}"
-    else:
-        span = f"{format_value(metric, low, True)} to {format_value(metric, high, True)}"
+    span = f"{format_endpoint(metric, low)} to {format_endpoint(metric, high)}"
     return f"{finding.contrast.label} {size} [{level} {span}]"
 
 

@@ -3,12 +3,15 @@ headers and the legend that explains them (the formats themselves: :mod:`.format
 
 from __future__ import annotations
 
-import math
-
-from ablate.analysis.answer import Finding
+from ablate.analysis.answer import IDENTICAL, Finding
 from ablate.analysis.contrasts import AGAINST_BASELINE, INTERACTION, MAIN, WITHIN
 from ablate.analysis.findings import ARCHITECTURE_METRICS, CELL_METRICS, DIVERGED, Report
-from ablate.analysis.metrics import format_difference, format_half_width, format_value, is_ratio
+from ablate.analysis.metrics import (
+    format_difference,
+    format_endpoint,
+    format_half_width,
+    format_value,
+)
 from ablate.analysis.stats import Interval
 
 CELL_HEADERS = {
@@ -111,11 +114,11 @@ def _interval_cell(finding: Finding) -> str:
     interval = finding.interval
     if interval is None:
         return "n/a"
+    if finding.verdict == IDENTICAL:  # no estimate: the same computation, zero on every seed
+        return "none: 0 on every seed"
     low, high = interval
     level = f"{finding.confidence * 100:.4g}%"
-    if is_ratio(finding.metric):
-        return f"{level}: x{math.exp(low):.2f} to x{math.exp(high):.2f}"
-    return f"{level}: {format_value(finding.metric, low, True)} to {format_value(finding.metric, high, True)}"
+    return f"{level}: {format_endpoint(finding.metric, low)} to {format_endpoint(finding.metric, high)}"
 
 
 def finding_row(finding: Finding) -> list[str]:
@@ -134,7 +137,7 @@ def finding_row(finding: Finding) -> list[str]:
         ]
     detectable = (
         "n/a"
-        if finding.detectable is None
+        if finding.detectable is None or finding.verdict == IDENTICAL
         else format_difference(finding.metric, finding.detectable, signed=False)
     )
     return [

@@ -233,6 +233,23 @@ def measured_section(
     return lines + [f"*What it means for your script.* {question.meaning}", ""]
 
 
+EARLIER_RULES = (
+    "*Built under earlier verdict rules: this section predates the short answer, the "
+    '"non-zero, relevance undetermined" verdict under a delta (it may say "decided" where the '
+    "interval reaches inside +-delta) and the wording fixes listed in CHANGELOG.md. Its numbers stand; "
+    "the command above re-runs it under the current rules.*"
+)
+
+
+def mark_earlier_rules(lines: list[str]) -> list[str]:
+    """A kept section built before the short answer existed, marked as such below its
+    Measured line (once): its verdict words may differ from what a re-run would print."""
+    if any(line.startswith("**Short answer.**") for line in lines) or EARLIER_RULES in lines:
+        return lines
+    at = next((i for i, line in enumerate(lines) if line.startswith("Measured:")), 1)
+    return [*lines[: at + 1], "", EARLIER_RULES, *lines[at + 1 :]]
+
+
 def not_run_section(head: list[str], plan) -> list[str]:  # type: ignore[no-untyped-def]
     return head + [
         f"**Not run yet at this scale** ({plan.size} trials planned). The command above runs it "
@@ -267,8 +284,12 @@ def build(
         f"`{preset}` presets, on CIFAR-10 (`--data-dir {DATA}`). Every number and figure "
         "below is regenerated from the results folders by `python docs/findings/build.py` "
         "(the same analysis as `ablate report`); a section without a run says so. Effects "
-        'are differences in percentage points with 95 % intervals; "decided" follows the '
-        "rules in [Reports and how verdicts are made](verdicts.md).",
+        "are differences in percentage points; each verdict of a study's family rests on its "
+        "simultaneous interval (level 1 - 0.05/m for a family of m, printed beside it), the "
+        "cells' intervals are 95 % ones, and each study is a family of its own: the page holds "
+        'several families, not one. "decided" follows the rules in '
+        "[Reports and how verdicts are made](verdicts.md). Sections built before a change of those "
+        "rules say so.",
         "",
     ]
     for question, study, plan in studies:
@@ -280,7 +301,7 @@ def build(
             kept.write_text("\n".join(lines), encoding="utf-8")
             sources[question.study] = "measured"
         elif study_line(question, plan) in earlier:  # a section of another preset never mixes in
-            lines = earlier.split("\n")
+            lines = mark_earlier_rules(earlier.split("\n"))
             sources[question.study] = "kept"
         else:
             lines = not_run_section(head, plan)

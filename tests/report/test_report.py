@@ -270,10 +270,31 @@ def test_a_control_identical_on_every_seed_is_identical_not_inconclusive(tmp_pat
         "identical on test_acc on all 6 paired seeds: a difference of exactly zero" in line
         for line in report.answer
     )
+    # An identical row is no estimate: it prints no interval and no detectable effect.
+    from ablate.report.render import finding_row
+
+    row = finding_row(control)
+    assert row[3] == "none: 0 on every seed" and row[7] == "n/a"
     few = {level: values[:3] for level, values in cells.items()}
     report = build(make_study(tmp_path / "b", few, study={"delta": 1.0})).report
     control = next(f for f in report.findings if f.family and f.contrast.level == 0.25)
     assert control.verdict != "identical"  # three seeds could agree by chance on a small test set
+
+
+def test_interval_ends_keep_the_digits_that_show_their_side_of_zero() -> None:
+    from ablate.analysis.metrics import format_endpoint
+
+    assert format_endpoint("test_acc", 0.00004) == "+0.004"  # never "+0.0" beside a verdict
+    assert format_endpoint("test_acc", -0.0213) == "-2.1"
+    assert format_endpoint("swing_test", math.log(1.003)) == "x1.0030"  # never "x1.00"
+    assert format_endpoint("swing_test", math.log(0.5)) == "x0.50"
+    assert format_endpoint("test_acc", 0.0) == "+0.0"
+
+
+def test_each_verdict_says_how_many_seeds_agree_in_sign(tmp_path: Path) -> None:
+    report = build(make_study(tmp_path, seeds_of(0.04, 0.002, 6, flip=2))).report
+    (said,) = [line for line in report.answer if "raises" in line]
+    assert "5 of 6 seeds agree" in said
 
 
 @pytest.mark.slow
