@@ -186,3 +186,26 @@ def test_the_version_is_written_in_one_place() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert "version" not in project and "version" in project["dynamic"]
     assert importlib.metadata.version("ablate") == ablate.__version__
+
+
+def test_every_cross_reference_in_a_docstring_names_something_that_exists() -> None:
+    """``:mod:`ablate.x.y``` and the like in comments and docstrings: a module that moves leaves
+    none pointing at its old place."""
+    import importlib
+    import re
+
+    broken = []
+    for path in sources("ablate") + sources("ablate_plugins"):
+        for name in set(re.findall(r":(?:mod|class|func):`~?(ablate[\w.]*)`", path.read_text())):
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):
+                try:
+                    found: object = importlib.import_module(".".join(parts[:cut]))
+                    break
+                except ImportError:
+                    continue
+            for part in parts[cut:]:
+                found = getattr(found, part, None)
+            if found is None:
+                broken.append(f"{path.relative_to(REPO)}: {name}")
+    assert not broken, "\n".join(broken)

@@ -1,5 +1,5 @@
 """From stored trials to answers: per-cell summaries, every comparison the design allows, and
-the Answer (see :mod:`ablate.report.answer` for the rules behind each verdict)."""
+the Answer (see :mod:`ablate.analysis.answer` for the rules behind each verdict)."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def _cells(results: StudyResults, metrics: tuple[str, ...]) -> list[Cell]:
 def _contrasts(
     cells: list[Cell], description: Mapping[str, Any], held: tuple[str, ...]
 ) -> tuple[dict[str, list[Contrast]], list[Contrast]]:
-    """Every comparison the design allows, by kind (see :mod:`ablate.report.contrasts`), and the
+    """Every comparison the design allows, by kind (see :mod:`ablate.analysis.contrasts`), and the
     ones the Answer states (its family)."""
     kind = design_kind(description)
     factors = {f: levels for f, levels in description.get("factors", {}).items() if isinstance(levels, list)}

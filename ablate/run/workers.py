@@ -54,7 +54,7 @@ def run_workers(
     pinned: Sequence[str] | None = None,
 ) -> int:
     """Start ``workers`` processes of ``ablate run ARGUMENTS``; returns the worst exit status.
-    ``pinned``: each worker's ``CUDA_VISIBLE_DEVICES`` (see :mod:`ablate.gpus`)."""
+    ``pinned``: each worker's ``CUDA_VISIBLE_DEVICES`` (see :mod:`ablate.run.gpus`)."""
     threads = threads or threads_per_worker(workers)
     command = [
         sys.executable,

@@ -5,8 +5,9 @@ deterministic: two runs of one seed differ, so run-to-run noise would be reporte
 a continued trial would not match one that never stopped, and ``resume_jump``'s ``full`` control
 would not equal ``none``. ``deterministic`` makes every kernel deterministic, at some speed;
 ``auto`` is decided once per study (on whenever it writes checkpoints or restarts, which it does
-by default: see :func:`ablate.study.one_determinism`), so all its cells compute alike. Exactness then holds
-on the same GPU model with the same CUDA, cuDNN and torch versions, not across them.
+by default: see :func:`ablate.study.plan.one_determinism`), so all its cells compute alike.
+Exactness then holds on the same GPU model with the same CUDA, cuDNN and torch versions, not
+across them.
 
 TF32 (10-bit mantissa matrix products on Ampere and newer) is on by default for cuDNN
 convolutions, so ``precision=fp32`` would not be fp32: here fp32 means TF32 off, and the trials
@@ -51,7 +52,7 @@ def prepare_process() -> None:
 
 def wants_determinism(settings: Mapping[str, Any]) -> bool:
     """``deterministic=on``; a study decides ``auto`` once for all its trials
-    (:func:`ablate.study.one_determinism`), and a lone trial the same way: on when it writes
+    (:func:`ablate.study.plan.one_determinism`), and a lone trial the same way: on when it writes
     checkpoints or restarts."""
     setting = settings.get("deterministic", "auto")
     if setting == "auto":
