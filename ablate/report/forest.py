@@ -1,6 +1,7 @@
 """The forest plot a report opens with: each comparison of the question's family as its
 difference with the simultaneous interval it is judged on, coloured by verdict, zero and +-delta
-marked. One panel per metric: differences on different metrics share no axis."""
+marked (an identical control, zero on every seed, is a diamond without an interval). One panel
+per metric: differences on different metrics share no axis."""
 
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def forest(report: Report, results: StudyResults) -> Any | None:
             value = finding.estimate.value  # type: ignore[union-attr]
             colour = COLOURS.get(finding.verdict, "#999999")
             scaled = [_scale(metric, v) for v in (low, value, high)]
+            if finding.verdict == IDENTICAL:  # zero on every seed: no estimate, so no interval
+                axis.plot(scaled[1], y, "D", color=colour, ms=6)
+                continue
             axis.plot([scaled[0], scaled[2]], [y, y], color=colour, lw=2.5)
             axis.plot(scaled[1], y, "o", color=colour, ms=6)
         axis.set_yticks(range(len(findings)))

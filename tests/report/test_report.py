@@ -275,6 +275,12 @@ def test_a_control_identical_on_every_seed_is_identical_not_inconclusive(tmp_pat
 
     row = finding_row(control)
     assert row[3] == "none: 0 on every seed" and row[7] == "n/a"
+    from ablate.report.forest import forest
+
+    files = build(make_study(tmp_path / "c", cells, study={"delta": 1.0}))
+    drawn = [line for axis in forest(files.report, files.results).axes for line in axis.get_lines()]
+    identical = sum(f.family and f.verdict == "identical" for f in files.report.findings)
+    assert sum(line.get_marker() == "D" for line in drawn) == identical > 0  # a point, no interval
     few = {level: values[:3] for level, values in cells.items()}
     report = build(make_study(tmp_path / "b", few, study={"delta": 1.0})).report
     control = next(f for f in report.findings if f.family and f.contrast.level == 0.25)
