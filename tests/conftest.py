@@ -154,3 +154,12 @@ def invoke(*args: str) -> tuple[int, str]:
 
     result = CliRunner().invoke(app, list(args))
     return result.exit_code, result.output
+
+
+def run_smoke(results: Path) -> None:
+    """Run ``dropout_gap``'s smoke preset into ``results`` (18 one-epoch trials on the shipped
+    subset), in this process; it must succeed."""
+    code, output = invoke(
+        "run", str(REPO / "studies" / "dropout_gap.py"), "--preset", "smoke", "--results-dir", str(results)
+    )
+    assert code == 0, output

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ablate import hookspecs
-from tests.conftest import REPO
+from tests.conftest import REPO, run_smoke
 
 README = REPO / "README.md"
 DOCS = REPO / "docs"
@@ -158,22 +158,8 @@ def test_a_section_kept_from_before_the_current_rules_says_so() -> None:
 def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -> None:
 
     import torch
-    from typer.testing import CliRunner
 
-    from ablate.cli.app import app
-
-    result = CliRunner().invoke(
-        app,
-        [
-            "run",
-            str(REPO / "studies" / "dropout_gap.py"),
-            "--preset",
-            "smoke",
-            "--results-dir",
-            str(tmp_path / "results"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    run_smoke(tmp_path / "results")
     findings = findings_builder()
     page, figures = tmp_path / "findings.md", tmp_path / "figures"
     findings.build(tmp_path / "results", "smoke", page, figures)

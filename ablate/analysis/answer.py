@@ -193,13 +193,18 @@ def _numbers(finding: Finding) -> str:
         agree = sum(v * estimate.value > 0 for v in estimate.per_seed)
         tests.append(f"{agree} of {len(estimate.per_seed)} seeds agree")
     tests.append(f"n = {estimate.n}")
+    return f"{span}, {', '.join(tests)}"
+
+
+def change(finding: Finding) -> str:
+    """The effect in words: "raises test_acc by 5.0 points", "multiplies swing_test by x0.45"."""
+    estimate, metric = finding.estimate, finding.metric
+    assert estimate is not None
+    if is_ratio(metric):
+        return f"multiplies {metric} by {format_difference(metric, estimate.value)}"
     # After "raises"/"lowers" the size, not the sign ("lowers it by 4.2 points", never "-4.2").
-    size = (
-        format_difference(metric, estimate.value)
-        if is_ratio(metric)
-        else format_difference(metric, abs(estimate.value), signed=False)
-    )
-    return f"{size}{span}, {', '.join(tests)}"
+    verb = "raises" if estimate.value > 0 else "lowers"
+    return f"{verb} {metric} by {format_difference(metric, abs(estimate.value), signed=False)}"
 
 
 def sentence(finding: Finding, delta: float | None = None) -> str:
@@ -213,8 +218,7 @@ def sentence(finding: Finding, delta: float | None = None) -> str:
     if estimate.n >= 1 and all(v == 0 for v in estimate.per_seed):
         head = f"{what}: identical on {finding.metric} on all {estimate.n} paired seeds"
     else:
-        verb = "multiplies" if is_ratio(finding.metric) else "raises" if estimate.value > 0 else "lowers"
-        head = f"{what} {verb} {finding.metric} by {_numbers(finding)}"
+        head = f"{what} {change(finding)}{_numbers(finding)}"
     return f"{head}: {_verdict_words(finding, delta)}."
 
 

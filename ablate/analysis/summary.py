@@ -21,8 +21,9 @@ from ablate.analysis.answer import (
     PROVISIONAL,
     UNDECIDED,
     Finding,
+    change,
 )
-from ablate.analysis.metrics import format_difference, format_endpoint, is_ratio
+from ablate.analysis.metrics import format_endpoint
 
 __all__ = ["short_answer"]
 
@@ -31,13 +32,7 @@ SHOWN = 3  # decided effects named one by one; the rest are counted
 
 def _effect(finding: Finding) -> str:
     """'dropout = 0.5 (vs 0.0) raises gap_running by 2.6 points [99.2 % interval +0.9 to +4.3]'."""
-    estimate, metric = finding.estimate, finding.metric
-    assert estimate is not None
-    if is_ratio(metric):
-        size = f"multiplies {metric} by {format_difference(metric, estimate.value)}"
-    else:
-        verb = "raises" if estimate.value > 0 else "lowers"
-        size = f"{verb} {metric} by {format_difference(metric, abs(estimate.value), signed=False)}"
+    metric, size = finding.metric, change(finding)
     interval = finding.interval
     if interval is None:
         return f"{finding.contrast.label} {size}"

@@ -29,7 +29,7 @@ from ablate.report import build
 from ablate.store.folder import StudyFolder
 from ablate.store.tables import ResultsStore, class_table, epoch_table, trial_table
 from ablate.study.plan import fingerprint_of
-from tests.conftest import REPO
+from tests.conftest import run_smoke
 
 # Known answers: test accuracy per (dropout level, seed). Baseline is dropout 0.0.
 ACCURACY = {0.0: [0.60, 0.62, 0.61, 0.65], 0.25: [0.64, 0.65, 0.66, 0.70], 0.5: [0.59, 0.63, 0.60, 0.64]}
@@ -532,20 +532,7 @@ def test_report_without_argument_lists_studies(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     runner = CliRunner()
-    assert (
-        runner.invoke(
-            app,
-            [
-                "run",
-                str(REPO / "studies" / "dropout_gap.py"),
-                "--preset",
-                "smoke",
-                "--results-dir",
-                str(tmp_path),
-            ],
-        ).exit_code
-        == 0
-    )
+    run_smoke(tmp_path)
     result = runner.invoke(app, ["report", str(tmp_path / "dropout_gap"), "--format", "json"])
     data = json.loads(result.stdout)
     assert len(data["cells"]) == 6 and sum(c["baseline"] for c in data["cells"]) == 1

@@ -21,7 +21,7 @@ from ablate.train.init import StartingPoint
 from ablate.train.placement import to_device
 from ablate.train.state import build_state
 from ablate.train.trainer import fit
-from tests.conftest import REPO, tiny_data
+from tests.conftest import REPO, run_smoke, tiny_data
 from tests.run.test_runner import TINY, table, tiny_study
 
 CPU = torch.device("cpu")
@@ -67,20 +67,7 @@ def test_kept_weights_rebuild_from_the_sidecar_alone_with_the_same_predictions(
 @pytest.mark.slow
 def test_predict_names_a_cifar_class_and_a_garbage_file_in_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
-    assert (
-        runner.invoke(
-            app,
-            [
-                "run",
-                str(REPO / "studies" / "dropout_gap.py"),
-                "--preset",
-                "smoke",
-                "--results-dir",
-                str(tmp_path),
-            ],
-        ).exit_code
-        == 0
-    )
+    run_smoke(tmp_path)
     from ablate_plugins.datasets import cifar10_mini
 
     picture = tmp_path / "ship.png"
