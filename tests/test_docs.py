@@ -146,12 +146,20 @@ def test_a_section_kept_from_before_the_current_rules_says_so() -> None:
     marked = findings.mark_earlier_rules(old)
     assert marked[:4] == [*old[:3], ""] and marked[4] == findings.EARLIER_RULES
     assert findings.mark_earlier_rules(marked) == marked  # once
-    current = ["## Q", "Measured: 1 of 1.", "", "**Short answer.** Decided: ..."]
+    current = [
+        "## Q",
+        "Measured: 1 of 1.",
+        "",
+        "- Family: 2 hypotheses (...), decided together at family-wise level 0.05 by ...",
+    ]
     assert findings.mark_earlier_rules(current) == current
+    # A mark of older rules gives way to the current one, with no blank lines left behind.
+    older = [*old[:3], "", "*Built under earlier verdict rules: before the short answer.*", *old[3:]]
+    assert findings.mark_earlier_rules(older) == marked
     page = (REPO / "docs" / "findings.md").read_text()
     sections = page.split("\n## ")[1:]
     assert all(
-        ("**Short answer.**" in s) != (findings.EARLIER_RULES in s) for s in sections if "Measured:" in s
+        (findings.CURRENT_RULES in s) != (findings.EARLIER_RULES in s) for s in sections if "Measured:" in s
     )
 
 
@@ -166,6 +174,7 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
     text = page.read_text()
     gap = text.split("## ")[1]  # dropout_gap's section: measured, with its Answer and figures
     assert "Measured: 18 of 18 planned trials" in gap and "**Answer**" in gap
+    assert findings.CURRENT_RULES in gap and findings.EARLIER_RULES not in gap  # made by these rules
     # The short answer and the forest plot come before the Answer's list and the tables.
     assert gap.index("**Short answer.** ") < gap.index("dropout_gap-forest.png") < gap.index("**Answer**")
     assert f"Ran on cpu with torch {torch.__version__}, in " in gap  # precision differs by machine

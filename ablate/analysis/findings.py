@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ablate.analysis.answer import ALPHA, ORDER, Finding, describe_family, family_contrasts, judge, sentence
+from ablate.analysis.answer import ALPHA, ORDER, Finding, describe_family, family_contrasts, sentence
 from ablate.analysis.contrasts import (
     AGAINST_BASELINE,
     INTERACTION,
@@ -23,6 +23,7 @@ from ablate.analysis.contrasts import (
     within,
 )
 from ablate.analysis.contrasts import against_baseline as baseline_contrasts
+from ablate.analysis.judge import judge
 from ablate.analysis.load import StudyResults, design_kind, factor_column, is_sampled
 from ablate.analysis.metrics import (
     DESCRIPTIONS,
@@ -37,7 +38,7 @@ from ablate.analysis.metrics import (
 )
 from ablate.analysis.notes import against_target, missing, seed_rule_line
 from ablate.analysis.provenance import ran_on
-from ablate.analysis.stats import Interval, PooledError, contrast, mean_ci, pooled_error
+from ablate.analysis.stats import Interval, contrast, mean_ci
 from ablate.analysis.summary import short_answer
 
 __all__ = ["CELL_METRICS", "DESCRIPTIONS", "DIVERGED", "Cell", "Report", "analyse"]
@@ -108,7 +109,6 @@ class Report:
     delta: float | None = None
     family_size: int = 0
     jumps: tuple[str, ...] = ()
-    pooled: dict[str, PooledError | None] = field(default_factory=dict)
     swing_epochs: tuple[int, int] | None = None
     best_on: str = "test"  # the split the best epoch was chosen on
     ran_on: str = ""  # the devices, torch and precisions the trials ran in (one sentence)
@@ -197,7 +197,6 @@ def analyse(
         ),
     )
     compared = tuple(dict.fromkeys(questions + EFFECT_METRICS + tuple(jumps) + diverged))
-    pooled = {m: pooled_error({c.name: c.compared(m) for c in cells}) for m in compared}
     within_factors = tuple(description.get("within") or ())
     kinds, family = _contrasts(cells, description, within_factors)
     by_name = {c.name: c for c in cells}
@@ -212,8 +211,7 @@ def analyse(
                     Finding(
                         item,
                         name,
-                        contrast(by_cell, item.weights, pooled[name]),
-                        pooled[name],
+                        contrast(by_cell, item.weights),
                         family=item in family and name in questions,
                         left_out=() if name == DIVERGED else left_out,
                     )
@@ -231,7 +229,6 @@ def analyse(
                 questions,
                 design_kind(description),
                 within_factors,
-                {m: pooled[m] for m in questions},
                 alpha,
             ),
         )
@@ -269,9 +266,10 @@ def analyse(
         delta,
         size,
         tuple(jumps),
-        pooled,
         swing_window(epochs) if epochs else None,
         "val" if validated else "test",
         ran_on(results.complete + results.diverged, factor_column(description, "model")),
-        short_answer(findings, delta),
+        short_answer(
+            findings, delta, description.get("preset", ""), description.get("preset_description", "")
+        ),
     )

@@ -3,8 +3,12 @@ rule stopped, and how many seeds of each cell reach the study's target."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import stats
 
 from ablate.analysis.answer import Finding
 from ablate.analysis.load import StudyResults, is_sampled
@@ -12,13 +16,31 @@ from ablate.analysis.metrics import (
     format_half_width,
     format_value,
     is_accuracy,
+    is_ratio,
 )
 from ablate.analysis.stats import mean_ci
 
 if TYPE_CHECKING:
     from ablate.analysis.findings import Cell
 
-__all__ = ["against_target", "missing", "seed_rule_line"]
+__all__ = ["against_target", "missing", "seed_rule_line", "widest_half_width"]
+
+
+def widest_half_width(findings: list[Finding], metric: str) -> float | None:
+    """The widest half-width of the simultaneous intervals the report prints for the question's
+    family, on the metrics measured in ``metric``'s unit (points for accuracies and gaps; a
+    ratio compares only with itself); None while one of them has no interval yet. This is the
+    width ``seeds=until(halfwidth=...)`` aims at: the interval a reader sees."""
+    same_unit = [
+        f
+        for f in findings
+        if f.family
+        and f.verdict != "identical"  # no estimate, nothing to narrow
+        and (f.metric == metric or (is_accuracy(f.metric) and is_accuracy(metric) and not is_ratio(f.metric)))
+    ]
+    widths = [f.half_width for f in same_unit]
+    known = [w for w in widths if w is not None]
+    return max(known) if known and len(known) == len(widths) else None
 
 
 def missing(results: StudyResults, cells: list[Cell]) -> list[str]:
@@ -60,32 +82,33 @@ def seed_rule_line(
     """How many seeds each cell got under ``seeds=until(...)`` and why the rule stopped."""
     metric = description.get("metric", "test_acc")
     seeds = sorted({len(c.trials) for c in cells})
-    widths = [
-        f.estimate.half_width(0.95)
-        for f in findings
-        if f.family and f.metric == metric and f.estimate is not None
-    ]
-    widest = max((w for w in widths if w is not None), default=None)
+    widest = widest_half_width(findings, metric)
     target = rule["halfwidth"] / 100 if is_accuracy(metric) else rule["halfwidth"]
     count = "/".join(map(str, seeds))
+    unit = "metrics in points" if is_accuracy(metric) and not is_ratio(metric) else metric
     shown = "not measurable" if widest is None else f"+-{format_half_width(metric, widest)}"
     if widest is not None and widest <= target:
-        why = f"it stopped: the widest 95% interval on {metric} is {shown}, within +-{rule['halfwidth']:g}"
+        why = (
+            f"it stopped: the widest simultaneous interval on the question's "
+            f"{unit} is {shown}, within +-{rule['halfwidth']:g}"
+        )
     elif seeds and seeds[0] >= rule["max"]:
         why = (
             f"it stopped at the cap: every cell has the maximum of {rule['max']} seeds and the "
-            f"widest 95% interval on {metric} is still {shown} (target +-{rule['halfwidth']:g})"
+            f"widest simultaneous interval on the question's {unit} is still {shown} "
+            f"(target +-{rule['halfwidth']:g})"
         )
     else:
         why = (
-            f"it is still adding seeds: the widest 95% interval on {metric} is {shown} (target "
+            f"it is still adding seeds: the widest simultaneous interval on the question's "
+            f"{unit} is {shown} (target "
             f"+-{rule['halfwidth']:g})"
         )
     return (
         f"Seeds: each cell has {count} seeds (until(halfwidth={rule['halfwidth']:g}, "
-        f"min={rule['min']}, max={rule['max']})); {why}. Intervals at the stop are 97.5% ones "
-        "(0.025 over the family), which keeps their coverage at 95% or more although the rule "
-        "stopped on a width the same data produced."
+        f"min={rule['min']}, max={rule['max']})); {why}. Under the rule the family's level is "
+        "0.025 (97.5 % simultaneous intervals), which keeps their coverage at 95 % or more "
+        "although the rule stopped on a width the same data produced."
     )
 
 
@@ -104,14 +127,19 @@ def against_target(cells: list[Cell], description: Mapping[str, Any]) -> list[st
             continue
         passed = sum((v >= bar) if above else (v <= bar) for v in values)
         interval = mean_ci(values)
-        span = (
-            ""
-            if interval.low is None
-            else f" [95% CI {format_value(metric, interval.low)}, {format_value(metric, interval.high)}]"
-        )
+        # The mean's interval says where the average run lies; a reader asking "will my run
+        # reach it?" needs where one new run lies: the 95 % prediction interval.
+        span = ""
+        if len(values) >= 2:
+            sd = float(np.std(values, ddof=1))
+            half = float(stats.t.ppf(0.975, len(values) - 1)) * sd * math.sqrt(1 + 1 / len(values))
+            span = (
+                f"; one new run lies in {format_value(metric, interval.mean - half)} to "
+                f"{format_value(metric, interval.mean + half)} (95 % prediction interval)"
+            )
         lines.append(
             f"Target {metric} {'>=' if above else '<='} {target:g}: {cell.label} "
-            f"reaches it on {passed} of {len(values)} seeds, mean "
+            f"reaches it on {passed} of {len(values)} runs (seeds), mean "
             f"{format_value(metric, interval.mean)}{span}."
         )
     return lines

@@ -1,12 +1,14 @@
-"""Small, exact statistics over seeds: intervals, contrasts with a pooled error, the exact
-sign-flip test, multiplicity corrections and power.
+"""Small, exact statistics over seeds: intervals, paired contrasts, the exact sign-flip test,
+Holm's correction.
 
 A study's trials form a table of cells x seeds. Every comparison the report makes is a
 *contrast*: per seed, a weighted sum of cell values whose weights add to zero (a cell minus the
 baseline cell; a difference of differences; a mean over some cells minus a mean over others).
-Its error comes from all cells together, with the seed as a block (the residual of the additive
-model cell + seed): 6 cells x 3 seeds give 10 degrees of freedom instead of the 2 a single paired
-difference has. Cells with too few seeds for the block are left out of the pooled estimate.
+The seed's own effect cancels in it, and its error is the spread of its per-seed values: each
+comparison has its own variance. Pooling one variance over all cells would give every
+comparison the same error, and cells differ: the published tables held cell SDs 13 to 41 times
+apart in variance, so comparisons among noisy cells erred at several times their share of alpha
+and quiet ones lost power (issue 26). The family's decisions are in :mod:`ablate.analysis.family`.
 """
 
 from __future__ import annotations
@@ -50,49 +52,6 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Interval:
     return Interval(mean, mean - float(half), mean + float(half), n)
 
 
-@dataclass(frozen=True)
-class PooledError:
-    """The residual variance of the additive model value = cell + seed, and its degrees of
-    freedom, from the cells that share a block of seeds."""
-
-    variance: float
-    df: int
-    cells: int
-    seeds: int
-
-
-def pooled_error(by_cell: Mapping[str, Mapping[int, float]]) -> PooledError | None:
-    """From {cell: {seed: value}}: the largest block of seeds that all but sparse cells share.
-
-    None when fewer than two cells or two seeds share a block, or the residual is exactly zero
-    (an undefined error is "cannot decide", never p = 0).
-    """
-    filled = {cell: values for cell, values in by_cell.items() if len(values) >= 2}
-    if len(filled) < 2:
-        return None
-    # Seeds that most cells have; the cells having all of them form the block.
-    counts: dict[int, int] = {}
-    for values in filled.values():
-        for seed in values:
-            counts[seed] = counts.get(seed, 0) + 1
-    best: tuple[int, list[str], list[int]] = (0, [], [])
-    for threshold in sorted(set(counts.values()), reverse=True):
-        seeds = sorted(s for s, c in counts.items() if c >= threshold)
-        cells = [c for c, values in filled.items() if all(s in values for s in seeds)]
-        df = (len(cells) - 1) * (len(seeds) - 1)
-        if df > best[0]:
-            best = (df, cells, seeds)
-    df, cells, seeds = best
-    if df < 1:
-        return None
-    table = np.array([[filled[c][s] for s in seeds] for c in cells], dtype=float)
-    residual = table - table.mean(1, keepdims=True) - table.mean(0, keepdims=True) + table.mean()
-    variance = float((residual**2).sum() / df)
-    if not variance > 0:
-        return None
-    return PooledError(variance, df, len(cells), len(seeds))
-
-
 def sign_flip_p(values: Sequence[float]) -> float | None:
     """Exact two-sided sign-flip (randomisation) p-value of the mean of paired ``values``.
 
@@ -119,79 +78,68 @@ def sign_flip_p(values: Sequence[float]) -> float | None:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A contrast's estimate (the mean over seeds of its per-seed value) and its tests.
+    """A contrast's estimate (the mean over seeds of its per-seed values) with its own error.
 
-    ``se`` and ``df`` come from the pooled error; ``p`` is the two-sided t-test, ``p_sign_flip``
-    the exact sign-flip test of the per-seed values. ``unit`` is the contrast's variance per
-    seed in units of the pooled variance (the sum of its squared weights)."""
+    ``se`` is the per-seed values' standard deviation over sqrt(n) (None below 2 seeds), with
+    n - 1 degrees of freedom; ``p`` is the paired two-sided t-test (None without spread),
+    ``p_sign_flip`` the exact sign-flip test of the per-seed values alone. ``seeds`` name the
+    seeds of ``per_seed``, in order."""
 
     value: float
     n: int
-    unit: float
     se: float | None
-    df: int | None
     p: float | None
     p_sign_flip: float | None
     per_seed: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def df(self) -> int:
+        return self.n - 1
+
+    @property
+    def spread(self) -> bool:
+        """Whether the per-seed values differ at all (else no t, no interval)."""
+        return self.se is not None and self.se > 0
 
     def half_width(self, confidence: float) -> float | None:
-        if self.se is None or self.df is None:
+        """Of the plain t interval at ``confidence`` (exploratory comparisons)."""
+        if self.se is None or self.n < 2:
             return None
         return float(stats.t.ppf(0.5 + confidence / 2, self.df) * self.se)
 
-    def interval(self, confidence: float) -> tuple[float, float] | None:
-        half = self.half_width(confidence)
-        return None if half is None else (self.value - half, self.value + half)
-
     def detectable(self, alpha: float) -> float | None:
-        """The smallest true effect this comparison detects with 80 % power at level ``alpha``."""
-        if self.se is None or self.df is None:
+        """The smallest true effect the paired t-test at level ``alpha`` finds with 80 % power."""
+        if self.se is None or self.n < 2:
             return None
         return float((stats.t.ppf(1 - alpha / 2, self.df) + stats.t.ppf(POWER, self.df)) * self.se)
 
+    def restricted(self, seeds: Sequence[int]) -> Estimate:
+        """The same comparison on ``seeds`` only (a family is judged on the seeds it shares)."""
+        keep = set(seeds)
+        return estimate_of([v for s, v in zip(self.seeds, self.per_seed, strict=True) if s in keep], seeds)
 
-def contrast(
-    by_cell: Mapping[str, Mapping[int, float]], weights: Mapping[str, float], pooled: PooledError | None
-) -> Estimate | None:
-    """The contrast ``weights`` over the seeds that all its cells have, tested against the
-    pooled error. None when no seed has every cell of the contrast."""
+
+def estimate_of(per_seed: Sequence[float], seeds: Sequence[int]) -> Estimate:
+    """The estimate of a contrast from its per-seed values."""
+    values = np.asarray(per_seed, dtype=float)
+    n = len(values)
+    value = float(values.mean()) if n else math.nan
+    se = float(values.std(ddof=1) / math.sqrt(n)) if n >= 2 else None
+    p = float(2 * stats.t.sf(abs(value) / se, n - 1)) if se else None
+    return Estimate(value, n, se, p, sign_flip_p(values.tolist()), tuple(values.tolist()), tuple(seeds))
+
+
+def contrast(by_cell: Mapping[str, Mapping[int, float]], weights: Mapping[str, float]) -> Estimate | None:
+    """The contrast ``weights`` over the seeds that all its cells have. None when no seed has
+    every cell of the contrast."""
     cells = [c for c, w in weights.items() if w != 0]
     if not cells or any(c not in by_cell for c in cells):
         return None
     seeds = sorted(set.intersection(*(set(by_cell[c]) for c in cells)))
     if not seeds:
         return None
-    per_seed = np.array([sum(weights[c] * by_cell[c][s] for c in cells) for s in seeds])
-    unit = float(sum(weights[c] ** 2 for c in cells))
-    value, n = float(per_seed.mean()), len(seeds)
-    se = df = p = None
-    if pooled is not None:
-        se = math.sqrt(pooled.variance * unit / n)
-        df = pooled.df
-        p = float(2 * stats.t.sf(abs(value) / se, df))
-    return Estimate(value, n, unit, se, df, p, sign_flip_p(per_seed.tolist()), tuple(per_seed.tolist()))
-
-
-SEEDS_CAP = 100  # seeds per cell beyond which "seeds needed" is said as "more than this"
-
-
-def seeds_needed(
-    effect: float, unit: float, pooled: PooledError, alpha: float, power: float = POWER, cap: int = SEEDS_CAP
-) -> int | None:
-    """Seeds per cell for a contrast of variance ``unit`` x the pooled variance to detect a true
-    ``effect`` at level ``alpha`` (two-sided) with ``power``; with ``power`` 0.5, the seeds at
-    which an effect of the measured size would just be decided. The error's degrees of freedom
-    grow with the seeds as the pooled block's do. None beyond ``cap``."""
-    if effect == 0:
-        return None
-    for n in range(2, cap + 1):
-        df = max(1, (pooled.cells - 1) * (n - 1))
-        needed = (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * math.sqrt(
-            pooled.variance * unit / n
-        )
-        if needed <= abs(effect):
-            return n
-    return None
+    return estimate_of([sum(weights[c] * by_cell[c][s] for c in cells) for s in seeds], seeds)
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:

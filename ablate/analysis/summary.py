@@ -48,8 +48,16 @@ def _largest_first(findings: Sequence[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (order[f.metric], -abs(f.estimate.value if f.estimate else 0.0)))
 
 
-def short_answer(findings: Sequence[Finding], delta: float | None) -> list[str]:
-    """Two to five sentences from the family's verdicts (an empty family says so in one)."""
+def short_answer(
+    findings: Sequence[Finding], delta: float | None, preset: str = "", scale: str = ""
+) -> list[str]:
+    """Two to five sentences from the family's verdicts (an empty family says so in one), and
+    what the preset measured (its description says what a larger one adds)."""
+    ran = [f"Preset `{preset}`: {scale.rstrip('.')}."] if preset and scale else []
+    return _verdicts(findings, delta)[: 5 - len(ran)] + ran
+
+
+def _verdicts(findings: Sequence[Finding], delta: float | None) -> list[str]:
     family = [f for f in findings if f.family and f.estimate is not None]
     if not family:
         return ["No comparison the question asks for has results in both of its cells yet."]

@@ -124,4 +124,7 @@ def selects_on_test_set(plan: StudyPlan, setups: Sequence[TrialSetup]) -> str | 
         chooses.append(f"the {plan.design.name} sampler tunes on test accuracy")  # type: ignore[union-attr]
     if any(setup.scheduler.component.name == "plateau" for setup in setups):
         chooses.append("the plateau scheduler steps on test accuracy")
+    best = sorted({str(s.settings["keep_weights"]) for s in setups} & {"best", "both"})
+    if best:
+        chooses.append(f"keep_weights={best[0]} keeps the weights of the best test epoch")
     return "; ".join(chooses) or None

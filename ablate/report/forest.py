@@ -54,7 +54,7 @@ def _scale(metric: str, value: float) -> float:
 
 def forest(report: Report, results: StudyResults) -> Any | None:
     """The figure, or None when no comparison of the family has an interval."""
-    family = [f for f in report.findings if f.family and f.interval is not None]
+    family = [f for f in report.findings if f.family and (f.interval is not None or f.verdict == IDENTICAL)]
     if not family:
         return None
     metrics = list(dict.fromkeys(f.metric for f in family))
@@ -71,13 +71,13 @@ def forest(report: Report, results: StudyResults) -> Any | None:
     )
     for axis, metric, findings in zip(axes[:, 0], metrics, rows, strict=True):
         for y, finding in enumerate(reversed(findings)):
-            low, high = finding.interval  # type: ignore[misc]
             value = finding.estimate.value  # type: ignore[union-attr]
             colour = COLOURS.get(finding.verdict, "#999999")
-            scaled = [_scale(metric, v) for v in (low, value, high)]
             if finding.verdict == IDENTICAL:  # zero on every seed: no estimate, so no interval
-                axis.plot(scaled[1], y, "D", color=colour, ms=6)
+                axis.plot(_scale(metric, value), y, "D", color=colour, ms=6)
                 continue
+            low, high = finding.interval  # type: ignore[misc]
+            scaled = [_scale(metric, v) for v in (low, value, high)]
             axis.plot([scaled[0], scaled[2]], [y, y], color=colour, lw=2.5)
             axis.plot(scaled[1], y, "o", color=colour, ms=6)
         axis.set_yticks(range(len(findings)))
@@ -89,7 +89,7 @@ def forest(report: Report, results: StudyResults) -> Any | None:
         unit = "ratio" if is_ratio(metric) else "points" if is_accuracy(metric) else ""
         axis.set_xlabel(f"{metric} ({unit})" if unit else metric, fontsize=9)
         axis.set_ylim(-0.7, len(findings) - 0.3)
-    level = family[0].confidence * 100
+    level = max(f.confidence for f in family) * 100
     figure.suptitle(
         f"The question's {len(family)} comparisons: difference and {level:.4g} % simultaneous "
         "interval" + (f" (dashed: +-delta = {report.delta:g})" if report.delta is not None else ""),

@@ -35,7 +35,7 @@ FINDING_HEADERS = (
     "difference",
     "interval",
     "p (adj.)",
-    "sign-flip p",
+    "seeds agree",
     "n",
     "detectable",
     "verdict",
@@ -71,10 +71,10 @@ def legend(report: Report) -> str:
             else "'best ep': the best epoch by test accuracy, a description only (the study has no "
             "validation split: choosing on the test set would bias it). "
         )
-        + "Comparisons: errors pooled "
-        "over all cells with the seed as block; 'detectable': the smallest true effect found "
-        "with 80 % power at the comparison's level. Every interval describes seed-to-seed "
-        "variation on this one test set."
+        + "Comparisons: paired by seed, each with its own seed-to-seed variance; the family's "
+        "'p (adj.)' from the max-T sign-flip test, the others' from Holm; 'detectable': the "
+        "smallest true effect the comparison's rule finds with 80 % power. Every interval "
+        "describes seed-to-seed variation on this one test set."
     )
 
 
@@ -84,6 +84,13 @@ def _interval_text(metric: str, interval: Interval, signed: bool = False) -> str
     if interval.low is None or interval.high is None or interval.high == interval.low:
         return text
     return f"{text} ± {format_half_width(metric, (interval.high - interval.low) / 2)}"
+
+
+def _agree(value: float, per_seed: tuple[float, ...]) -> str:
+    """How many seeds point the way the mean does: information beside the test, not a test."""
+    if value == 0 or not per_seed:
+        return "n/a"
+    return f"{sum(v * value > 0 for v in per_seed)} of {len(per_seed)}"
 
 
 def _p(value: float | None) -> str:
@@ -111,11 +118,11 @@ def cell_rows(report: Report) -> list[list[str]]:
 
 
 def _interval_cell(finding: Finding) -> str:
+    if finding.verdict == IDENTICAL:  # no estimate: the same computation, zero on every seed
+        return "none: 0 on every seed"
     interval = finding.interval
     if interval is None:
         return "n/a"
-    if finding.verdict == IDENTICAL:  # no estimate: the same computation, zero on every seed
-        return "none: 0 on every seed"
     low, high = interval
     level = f"{finding.confidence * 100:.4g}%"
     return f"{level}: {format_endpoint(finding.metric, low)} to {format_endpoint(finding.metric, high)}"
@@ -146,7 +153,7 @@ def finding_row(finding: Finding) -> list[str]:
         format_difference(finding.metric, estimate.value),
         _interval_cell(finding),
         _p(finding.p_adjusted),
-        _p(estimate.p_sign_flip),
+        _agree(estimate.value, estimate.per_seed),
         str(estimate.n),
         detectable,
         finding.verdict,

@@ -90,8 +90,19 @@ class Runner:
     def validate(self) -> CheckedPlan:
         """Resolve every planned trial before any training, so a typo fails in seconds; each
         trial's setup is kept and handed to the attempt that trains it."""
-        self.checked = validate_plan(self.plan, self.plugins.registry, self.locate)
-        return self.checked
+        checked = validate_plan(self.plan, self.plugins.registry, self.locate)
+        on_test = selects_on_test_set(self.plan, list(checked.samples))
+        if on_test:
+            # A choice made on the test set biases every test number after it: refuse rather
+            # than report it (issue 26, item 5).
+            raise RunError(
+                f"study {self.plan.name}: {on_test}, and there is no validation split: set "
+                "val_size in its baseline or with --set val_size=N (images held out of the "
+                "training split, the same for every trial) so that it selects on validation "
+                "accuracy, never on the test set"
+            )
+        self.checked = checked
+        return checked
 
     def prepare(self, checked: CheckedPlan) -> TrialQueue:
         """Make the folder ready for this plan: writable, holding no other plan, its damaged
@@ -199,12 +210,6 @@ class Runner:
                 f"{self.plan.metric} is wider than +-{rule.halfwidth:g}, up to {rule.max}"
             )
         self.log(f"device: {why}")
-        on_test = selects_on_test_set(self.plan, list(checked.samples))
-        if on_test:
-            self.log(
-                f"note: no validation split, so {on_test}; set val_size (images held out of "
-                "the training split) to select on validation accuracy instead"
-            )
         if device.type == "cpu":
             keep_freed_memory()
             self.fix_threads(torch.get_num_threads())

@@ -55,18 +55,17 @@ class SeedSchedule:
         return max(rule.min, max((t // self.cells for t in used), default=-1) + 1)
 
     def widest_interval(self) -> float | None:
-        """The widest 95 % half-width of the comparisons the study's question makes on its
-        metric, from the results so far (in the metric's own units); None when none can be
-        measured yet."""
+        """The widest half-width of the simultaneous intervals the report prints for the
+        study's question (in its metric's units), from the results so far; None when one
+        cannot be measured yet."""
         from ablate.analysis import ReportError, analyse_folder
+        from ablate.analysis.notes import widest_half_width
 
         try:
-            report, _ = analyse_folder(self.root, self.plan.metric)
+            report, _ = analyse_folder(self.root)
         except ReportError:
             return None
-        widths = [f.estimate.half_width(0.95) for f in report.findings if f.family and f.estimate is not None]
-        known = [w for w in widths if w is not None]
-        return max(known) if known and len(known) == len(widths) else None
+        return widest_half_width(report.findings, self.plan.metric)
 
     def add_seed(self, queue: TrialQueue, finished: Callable[[], set[int]]) -> bool:
         """With every trial of the seeds in play finished: queue one more seed of every cell
@@ -84,7 +83,7 @@ class SeedSchedule:
             target = rule.halfwidth / 100 if is_accuracy(metric) else rule.halfwidth
             if widest is not None and widest <= target:
                 self.log(
-                    f"seeds: the widest 95% interval on {metric} is "
+                    f"seeds: the widest simultaneous interval on {metric} is "
                     f"+-{format_half_width(metric, widest)}, within the target "
                     f"+-{rule.halfwidth:g}, after {active} seeds: done"
                 )
@@ -96,7 +95,7 @@ class SeedSchedule:
             )
             shown = "not measurable yet" if widest is None else (f"+-{format_half_width(metric, widest)}")
             self.log(
-                f"seeds: the widest 95% interval on {metric} is {shown} (target "
+                f"seeds: the widest simultaneous interval on {metric} is {shown} (target "
                 f"+-{rule.halfwidth:g}) after {active} seeds: adding seed {active + 1} of at "
                 f"most {rule.max}"
             )

@@ -239,6 +239,7 @@ class Study:
             None if self.target is None else float(self.target),
             rule,
             self.pruner,
+            chosen.description,
         )
 
     @staticmethod

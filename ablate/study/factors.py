@@ -117,35 +117,38 @@ def sampler(name: str = "tpe", trials: int = 20) -> Sampler:
 @dataclass(frozen=True)
 class Until:
     """Seeds until the answer is precise enough: after ``min`` seeds of every cell, one more seed
-    of every cell at a time while the widest 95 % interval of the study's comparisons on its
-    metric is wider than +-``halfwidth`` (points for accuracies), up to ``max`` seeds."""
+    of every cell at a time while the widest simultaneous interval of the study's question is
+    wider than +-``halfwidth`` (points for accuracies), up to ``max`` seeds."""
 
     halfwidth: float
-    min: int = 5
+    min: int = 7
     max: int = 10
 
 
 # The fewest seeds a verdict rests on: the exact sign-flip test cannot go below 2/2^n, which is
-# under 0.05 only from 6 seeds (0.031). The report decides nothing on fewer, and until()
-# starts there.
+# under 0.05 only from 6 seeds (0.031), and under the 0.025 a seed rule decides at only from 7
+# (0.016). The report decides nothing on fewer, and until() starts there
+# (ablate.analysis.family.exact_floor computes both; a test holds them equal).
 MIN_SEEDS = 6
+UNTIL_MIN_SEEDS = 7
 
 
-def until(halfwidth: float, min: int = MIN_SEEDS, max: int = 10) -> Until:
-    """``seeds=until(halfwidth=1.0, min=6, max=10)``: add seeds while the widest 95 % interval
-    on the study's metric is wider than +-halfwidth points. The rule looks at the intervals'
-    width only, never at whether an effect looks significant (stopping on significance would
-    bias the p-values); the report's intervals at the stop are 97.5 % ones, which keeps their
-    coverage at 95 % or more (a simulation in the tests checks it)."""
+def until(halfwidth: float, min: int = UNTIL_MIN_SEEDS, max: int = 10) -> Until:
+    """``seeds=until(halfwidth=1.0, min=7, max=10)``: add seeds while the widest simultaneous
+    interval the report prints for the study's question is wider than +-halfwidth points. The
+    rule looks at the intervals' width only, never at whether an effect looks significant
+    (stopping on significance would bias the p-values); under the rule the family's level is
+    0.025, which keeps the intervals' coverage at 95 % or more (a simulation in the tests checks
+    it), and the exact test needs 7 seeds at that level."""
     if isinstance(halfwidth, bool) or not isinstance(halfwidth, (int, float)) or not halfwidth > 0:
         raise StudyError(
             f"until(halfwidth=...) must be a positive number of points, got {halfwidth!r}", "seeds"
         )
-    if not (_is_int(min) and _is_int(max)) or min < MIN_SEEDS or max < min:
+    if not (_is_int(min) and _is_int(max)) or min < UNTIL_MIN_SEEDS or max < min:
         raise StudyError(
-            f"until(min={min!r}, max={max!r}): start from at least {MIN_SEEDS} seeds (the "
-            f"report decides nothing on fewer, so a rule that stopped there would leave every "
-            "verdict provisional) and cap at min or more",
+            f"until(min={min!r}, max={max!r}): start from at least {UNTIL_MIN_SEEDS} seeds (under "
+            "a seed rule the report decides nothing on fewer, so a rule that stopped there would "
+            "leave every verdict provisional) and cap at min or more",
             "seeds",
         )
     return Until(float(halfwidth), min, max)

@@ -48,6 +48,7 @@ class StudyPlan:
     target: float | None = None
     seed_rule: Until | None = None  # seeds added as the answer needs them (``trials`` plans the cap)
     pruner: str = "none"
+    preset_description: str = ""  # what this size measures and what a larger one adds
 
     @property
     def sampled(self) -> bool:
@@ -69,6 +70,7 @@ class StudyPlan:
             "name": self.name,
             "question": self.question,
             "preset": self.preset,
+            "preset_description": self.preset_description,
             "metric": self.metric,
             "direction": self.direction,
             "design": self.design if isinstance(self.design, str) else vars(self.design),

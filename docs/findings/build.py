@@ -234,18 +234,25 @@ def measured_section(
 
 
 EARLIER_RULES = (
-    "*Built under earlier verdict rules: this section predates the short answer, the "
-    '"non-zero, relevance undetermined" verdict under a delta (it may say "decided" where the '
-    "interval reaches inside +-delta) and the wording fixes listed in CHANGELOG.md. Its numbers stand; "
-    "the command above re-runs it under the current rules.*"
+    "*Built under earlier verdict rules: this section's intervals use one error pooled over all "
+    "cells and Bonferroni over the family (with the sign-flip test of each comparison alone as a "
+    "gate). The current rules give each comparison its own variance and decide the family with "
+    "one max-T sign-flip test (CHANGELOG.md, docs/verdicts.md); where cells differ in noise, "
+    "some verdicts here would change. Its measurements stand; the command above re-runs it under "
+    "the current rules.*"
 )
+CURRENT_RULES = "decided together at family-wise level"  # in every family line the current rules write
 
 
 def mark_earlier_rules(lines: list[str]) -> list[str]:
-    """A kept section built before the short answer existed, marked as such below its
-    Measured line (once): its verdict words may differ from what a re-run would print."""
-    if any(line.startswith("**Short answer.**") for line in lines) or EARLIER_RULES in lines:
+    """A kept section whose verdicts were made before the current rules, marked as such below
+    its Measured line (once, replacing an older mark): its verdict words may differ from what a
+    re-run would print."""
+    if any(CURRENT_RULES in line for line in lines) or EARLIER_RULES in lines:
         return lines
+    for i in reversed(range(len(lines))):  # an older mark, with the blank line set before it
+        if lines[i].startswith("*Built under earlier verdict rules"):
+            del lines[i - 1 if i and lines[i - 1] == "" else i : i + 1]
     at = next((i for i, line in enumerate(lines) if line.startswith("Measured:")), 1)
     return [*lines[: at + 1], "", EARLIER_RULES, *lines[at + 1 :]]
 
@@ -285,7 +292,7 @@ def build(
         "below is regenerated from the results folders by `python docs/findings/build.py` "
         "(the same analysis as `ablate report`); a section without a run says so. Effects "
         "are differences in percentage points; each verdict of a study's family rests on its "
-        "simultaneous interval (level 1 - 0.05/m for a family of m, printed beside it), the "
+        "simultaneous interval (95 % over the family, printed beside it), the "
         "cells' intervals are 95 % ones, and each study is a family of its own: the page holds "
         'several families, not one. "decided" follows the rules in '
         "[Reports and how verdicts are made](verdicts.md). Sections built before a change of those "

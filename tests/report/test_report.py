@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from ablate.analysis.load import StudyResults, read_table
 from ablate.analysis.metrics import add_derived, format_half_width, format_value, swing
 from ablate.analysis.provenance import ran_on
-from ablate.analysis.stats import holm, mean_ci, pooled_error, sign_flip_p
+from ablate.analysis.stats import holm, mean_ci, sign_flip_p
 from ablate.cli.app import app
 from ablate.events import EpochRecord
 from ablate.params import param_type
@@ -113,15 +113,16 @@ def make_study(folder: Path, accuracy: dict[float, list[float]] = ACCURACY, **kw
     )  # type: ignore[arg-type]
 
 
-def residual_variance(table: np.ndarray) -> tuple[float, int]:
-    """The two-way (cells x seeds) residual mean square from sums of squares, computed
-    independently of ablate: SS_total - SS_cells - SS_seeds."""
-    grand = table.mean()
-    total = ((table - grand) ** 2).sum()
-    cells = table.shape[1] * ((table.mean(1) - grand) ** 2).sum()
-    seeds = table.shape[0] * ((table.mean(0) - grand) ** 2).sum()
-    df = (table.shape[0] - 1) * (table.shape[1] - 1)
-    return (total - cells - seeds) / df, df
+def max_t_critical(columns: list[np.ndarray], alpha: float) -> float:
+    """The family's critical value, computed independently of ablate: over every pattern of
+    whole-seed sign flips, the largest paired |t| of the family; the value at most alpha of
+    the patterns exceed."""
+    n = len(columns[0])
+    maxima = []
+    for signs in itertools.product((1.0, -1.0), repeat=n):
+        flipped = [np.array(signs) * c for c in columns]
+        maxima.append(max(abs(f.mean() / (f.std(ddof=1) / math.sqrt(n))) for f in flipped))
+    return float(sorted(maxima, reverse=True)[int(alpha * len(maxima))])
 
 
 def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
@@ -134,31 +135,47 @@ def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
         assert (interval.low, interval.high) == pytest.approx((values.mean() - half, values.mean() + half))
         assert cell.summary["gap_running"].mean == pytest.approx(0.04)
         assert cell.summary["gap_eval"].mean == pytest.approx(0.02)
-    table = np.array([ACCURACY[level] for level in (0.0, 0.25, 0.5)])
-    variance, df = residual_variance(table)
-    assert report.pooled["test_acc"].variance == pytest.approx(variance)
-    assert report.pooled["test_acc"].df == df == 6
     family = [f for f in report.findings if f.family]
     assert report.family_size == 2 and {f.contrast.level for f in family} == {0.25, 0.5}
-    for finding in family:
-        differences = np.array(ACCURACY[finding.contrast.level]) - np.array(ACCURACY[0.0])
-        se = math.sqrt(2 * variance / 4)
-        p = 2 * stats.t.sf(abs(differences.mean()) / se, df)
+    # Each comparison has its own variance: the spread of its per-seed differences.
+    columns = [np.array(ACCURACY[f.contrast.level]) - np.array(ACCURACY[0.0]) for f in family]
+    for finding, differences in zip(family, columns, strict=True):
+        se = differences.std(ddof=1) / math.sqrt(4)
         assert finding.estimate.value == pytest.approx(differences.mean())
-        assert finding.estimate.p == pytest.approx(p)
-        assert finding.p_adjusted == pytest.approx(min(1, 2 * p))  # Bonferroni over the family
-        assert finding.confidence == pytest.approx(1 - 0.05 / 2)
-        half = stats.t.ppf(1 - 0.05 / 4, df) * se
-        assert finding.interval == pytest.approx((differences.mean() - half, differences.mean() + half))
+        assert finding.estimate.se == pytest.approx(se)
+        assert finding.estimate.p == pytest.approx(2 * stats.t.sf(abs(differences.mean()) / se, 3))
+        assert finding.confidence == pytest.approx(0.95)  # simultaneous over the family
+        assert finding.p_adjusted is None  # 4 seeds: no exact test at 0.05
+    # Below 6 seeds the printed interval uses the continuous max-t critical value: wider than
+    # one comparison's own 95 % t interval, narrower than Bonferroni's would be at 3 df.
+    half = family[0].half_width / family[0].estimate.se
+    assert stats.t.ppf(0.975, 3) < half < stats.t.ppf(1 - 0.05 / 4, 3)
     # dropout 0.25 gains 3 to 5 points on every seed, but 4 seeds are below the small-n rule.
     answer = " ".join(report.answer)
-    assert "Family: 2 hypotheses" in answer
+    assert "Family: 2 hypotheses" in answer and "max-T sign-flip test" in answer
     gain = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.25]) - np.array(ACCURACY[0.0]))))
-    assert f"dropout = 0.25 (vs 0.0) raises test_acc by {gain} points [97.5% simultaneous CI" in answer
+    assert f"dropout = 0.25 (vs 0.0) raises test_acc by {gain} points [95% simultaneous CI" in answer
     loss = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.0]) - np.array(ACCURACY[0.5]))))
-    assert f"dropout = 0.5 (vs 0.0) lowers test_acc by {loss} points [97.5%" in answer  # no "-"
-    assert "provisional: 4 seeds are too few for the exact sign-flip test" in answer
-    assert "dropout = 0.5 (vs 0.0) lowers test_acc" not in answer or "undecided" in answer
+    assert f"dropout = 0.5 (vs 0.0) lowers test_acc by {loss} points [95%" in answer  # no "-"
+    assert (
+        "provisional: 4 seeds are too few for the exact sign-flip test at this level (it needs 6)" in answer
+    )
+
+
+def test_six_seeds_use_the_exact_critical_value(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    accuracy = {
+        level: list(0.6 + shift + rng.normal(0, 0.01, 6))
+        for level, shift in ((0.0, 0), (0.25, 0.03), (0.5, 0))
+    }
+    report = build(make_study(tmp_path, accuracy)).report
+    family = [f for f in report.findings if f.family]
+    columns = [np.array(accuracy[f.contrast.level]) - np.array(accuracy[0.0]) for f in family]
+    critical = max_t_critical(columns, 0.05)
+    for finding, differences in zip(family, columns, strict=True):
+        half = critical * differences.std(ddof=1) / math.sqrt(6)
+        assert finding.interval == pytest.approx((differences.mean() - half, differences.mean() + half))
+        assert (finding.verdict == "decided") == (abs(differences.mean()) > half)
 
 
 def test_the_sign_flip_p_value_is_the_exact_enumeration() -> None:
@@ -177,13 +194,15 @@ def test_the_sign_flip_p_value_is_the_exact_enumeration() -> None:
 
 
 def test_an_undefined_variance_is_cannot_decide_never_p_zero(tmp_path: Path) -> None:
-    """Every seed moves by exactly the same step in every cell: no spread, no test."""
+    """Every seed moves by exactly the same step: no spread, no test."""
     shifted = {0.0: [0.60, 0.61, 0.62], 0.25: [0.63, 0.64, 0.65], 0.5: [0.60, 0.61, 0.62]}
     report = build(make_study(tmp_path, shifted)).report
-    assert report.pooled["test_acc"] is None
     family = [f for f in report.findings if f.family]
-    assert all(f.verdict == "cannot decide" and f.estimate.p is None for f in family)
-    assert all(f.p_adjusted is None for f in family)
+    moved = next(f for f in family if f.contrast.level == 0.25)
+    assert moved.verdict == "cannot decide" and moved.estimate.p is None and moved.p_adjusted is None
+    assert "the same on every seed" in moved.note
+    same = next(f for f in family if f.contrast.level == 0.5)  # zero on 3 seeds: too few to call it
+    assert same.verdict == "provisional" and "identical on all 3 seeds" in same.note
 
 
 def seeds_of(effect: float, noise: float, seeds: int, flip: int | None = None) -> dict[float, list[float]]:
@@ -206,18 +225,20 @@ def test_a_large_effect_on_six_seeds_is_decided_and_on_three_only_provisional(tm
     assert finding.seeds_to_decide is not None and finding.seeds_to_decide >= 6
 
 
-def test_the_sign_flip_test_must_agree_with_the_t_interval(tmp_path: Path) -> None:
-    """One seed of six goes the other way: the t-interval may exclude zero, the exact test
-    (p = 4/64) does not, so the effect is not called decided."""
-    report = build(make_study(tmp_path, seeds_of(0.04, 0.002, 6, flip=2))).report
+def test_one_seed_against_the_others_is_not_decided_and_its_interval_says_so(tmp_path: Path) -> None:
+    """One seed of six goes the other way: a plain t-interval would exclude zero, the exact
+    test (p = 4/64) does not decide, and the interval printed beside the verdict, the one it
+    is decided on, covers zero: the words and the numbers agree."""
+    values = seeds_of(0.04, 0.002, 6, flip=2)
+    report = build(make_study(tmp_path, values)).report
     (finding,) = [f for f in report.findings if f.family]
-    assert finding.estimate.p_sign_flip == pytest.approx(4 / 64)
-    assert finding.verdict == "undecided"
+    assert finding.p_adjusted == pytest.approx(4 / 64) and finding.verdict == "undecided"
+    plain = mean_ci(list(np.array(values[0.5]) - np.array(values[0.0])))
+    assert plain.low > 0  # what the old rule printed
     low, high = finding.interval
-    assert low > 0 and "sign-flip test does not agree" in finding.note
-    # Its words say why it is undecided, never "the interval covers zero" under one that does not.
+    assert low <= 0 < high  # here the observed pattern is the critical one: the end is zero
     (said,) = [line for line in report.answer if "raises" in line or "lowers" in line]
-    assert "covers zero" not in said and "sign-flip test does not agree (p = 0.062)" in said
+    assert "undecided: the interval covers zero" in said and "5 of 6 seeds agree" in said
 
 
 def test_with_a_delta_an_effect_that_excludes_zero_but_not_delta_is_non_zero_not_decided(
@@ -256,15 +277,15 @@ def test_a_smallest_effect_of_interest_gives_equivalence_or_larger(tmp_path: Pat
 
 
 def test_a_control_identical_on_every_seed_is_identical_not_inconclusive(tmp_path: Path) -> None:
-    """resume_jump's ``full`` control equals continuous training bitwise on every seed. The
-    other cells' spread widens the pooled interval past +-delta, but a difference that is zero
-    on every paired seed is no estimate: it is its own verdict, on six seeds or more."""
+    """resume_jump's ``full`` control equals continuous training bitwise on every seed: a
+    difference that is zero on every paired seed is no estimate (it has no spread, and takes
+    no place in the family's test): it is its own verdict, on six seeds or more."""
     rng = np.random.default_rng(5)
     base = list(0.6 + rng.normal(0, 0.02, 6))
     cells = {0.0: base, 0.25: list(base), 0.5: list(np.array(base) + rng.normal(0, 0.03, 6))}
     report = build(make_study(tmp_path / "a", cells, study={"delta": 1.0})).report
     control = next(f for f in report.findings if f.family and f.contrast.level == 0.25)
-    assert control.interval[1] > 0.01  # the pooled interval alone would not show equivalence
+    assert control.interval is None and control.p_adjusted is None
     assert control.verdict == "identical"
     assert any(
         "identical on test_acc on all 6 paired seeds: a difference of exactly zero" in line
@@ -322,18 +343,18 @@ def test_simple_effects_interactions_and_main_effects_match_an_independent_compu
     )
     report = build(folder).report
     table = np.array([cells[key] for key in means])
-    variance, df = residual_variance(table)
-    assert df == 3 * (seeds - 1)
     by_label = {f.contrast.label: f for f in report.findings if f.metric == "test_acc"}
+    columns = []
     for model, index in (("cnn", 0), ("resnet", 2)):
         finding = by_label[f"augment = crop (vs none) within model = {model}"]
         differences = table[index + 1] - table[index]
+        columns.append(differences)
         assert finding.family and finding.estimate.value == pytest.approx(differences.mean())
-        assert finding.estimate.se == pytest.approx(math.sqrt(2 * variance / seeds))
+        assert finding.estimate.se == pytest.approx(differences.std(ddof=1) / math.sqrt(seeds))
     interaction = by_label["augment = crop (vs none) x model = resnet (vs cnn)"]
     contrast = table[3] - table[2] - table[1] + table[0]
-    se = math.sqrt(4 * variance / seeds)
-    half = stats.t.ppf(1 - 0.05 / (2 * report.family_size), df) * se
+    columns.append(contrast)
+    half = max_t_critical(columns, 0.05) * contrast.std(ddof=1) / math.sqrt(seeds)
     assert interaction.family and report.family_size == 3
     assert interaction.estimate.value == pytest.approx(contrast.mean())
     assert interaction.interval == pytest.approx((contrast.mean() - half, contrast.mean() + half))
@@ -441,17 +462,6 @@ def test_jumps_are_reported_at_each_restart_point() -> None:
     assert trial["jump_test@2"] == pytest.approx(0.7 - 0.55)
 
 
-def test_pooled_error_uses_the_block_of_seeds_the_cells_share() -> None:
-    by_cell = {
-        "a": {0: 0.5, 1: 0.6, 2: 0.55},
-        "b": {0: 0.6, 1: 0.68, 2: 0.66},
-        "c": {0: 0.4},
-    }  # c has one seed: left out of the block
-    pooled = pooled_error(by_cell)
-    variance, df = residual_variance(np.array([[0.5, 0.6, 0.55], [0.6, 0.68, 0.66]]))
-    assert (pooled.variance, pooled.df, pooled.cells) == (pytest.approx(variance), df, 2)
-
-
 def test_half_widths_keep_two_significant_digits() -> None:
     assert format_half_width("test_acc", 0.0204) == "2.0"
     assert format_half_width("test_acc", 0.00043) == "0.043"  # never "0.0"
@@ -468,7 +478,7 @@ def test_holm_and_intervals_edge_cases() -> None:
 def test_too_few_seeds_are_stated_plainly(tmp_path: Path) -> None:
     study = make_study(tmp_path, {0.0: [0.6], 0.25: [0.7]})
     answer = build(study).report.answer
-    assert any("cannot decide: no error estimate" in line for line in answer)
+    assert any("cannot decide: only one seed has both cells" in line for line in answer)
 
 
 def test_partial_study_reports_what_exists_and_what_is_missing(tmp_path: Path) -> None:
@@ -500,9 +510,10 @@ def test_cli_formats_and_self_contained_html(tmp_path: Path) -> None:
     assert {f["metric"] for f in data["findings"]} == {"test_acc", "gap_running", "gap_eval", "swing_test"}
     family = [f for f in data["findings"] if f["family"]]
     assert data["family"]["size"] == len(family) == 2
-    assert all(f["interval"]["confidence"] == pytest.approx(0.975) for f in family)
-    assert all(f["estimate"]["p_sign_flip"] is not None and f["detectable"] for f in family)
-    assert data["pooled_error"]["test_acc"]["df"] == 6
+    assert all(f["interval"]["confidence"] == pytest.approx(0.95) for f in family)
+    # Four seeds: no exact test at 0.05, so nothing is detectable yet; the seeds it takes are said.
+    assert all(f["detectable"] is None and f["seeds_to_decide"] >= 6 for f in family)
+    assert data["family"]["procedure"].startswith("max-T sign-flip")
     markdown = runner.invoke(app, ["report", str(study), "--format", "markdown"]).stdout
     assert "| cell |" in markdown and "## Answer" in markdown and "exploratory" in markdown
     assert "seed-to-seed variation on this one test set" in markdown
@@ -569,7 +580,7 @@ from ablate import Study, integer, sampler, uniform
 study = Study(
     name="sampled", question="Which matters more, width or learning rate?",
     baseline=dict(dataset="tiny", model="tiny_mlp", epochs=1, batch_size=16, eval_batch_size=16,
-                  train_eval_size=16),
+                  train_eval_size=16, val_size=16),
     factors=dict(hidden=integer(2, 32), lr=uniform(0.001, 0.5, log=True)),
     design=sampler("random", trials=6), seeds=1,
 )
@@ -588,9 +599,9 @@ def test_an_undecided_ratio_says_its_interval_covers_no_change_not_zero() -> Non
     from ablate.analysis.stats import Estimate
 
     contrast = Contrast("within", "batch_size", 16, 8, {"a": 1.0, "b": -1.0}, {"scheduler": "none"})
-    estimate = Estimate(math.log(0.87), 6, 2.0, 0.3, 10, 0.6, 0.97, (0.1, -0.2, 0.0, -0.1, -0.3, 0.05))
+    estimate = Estimate(math.log(0.87), 6, 0.3, 0.6, 0.97, (0.1, -0.2, 0.0, -0.1, -0.3, 0.05))
     for metric, covers in (("swing_test", "covers x1 (no change)"), ("test_acc", "covers zero")):
-        finding = Finding(contrast, metric, estimate, None, family=True, verdict=UNDECIDED)
+        finding = Finding(contrast, metric, estimate, family=True, half_width=0.9, verdict=UNDECIDED)
         assert covers in sentence(finding)
 
 
@@ -673,3 +684,20 @@ def test_the_short_answer_names_what_is_open_and_what_is_negligible(tmp_path: Pa
     assert short_answer([], None) == [
         "No comparison the question asks for has results in both of its cells yet."
     ]
+
+
+def test_a_family_is_judged_on_the_seeds_all_its_comparisons_share(tmp_path: Path) -> None:
+    """Seed 5 of dropout 0.5 is missing: both comparisons are tested together on seeds 0-4, and
+    the one that had seed 5 says so (its estimate is over the shared seeds, like the test)."""
+    rng = np.random.default_rng(9)
+    accuracy = {
+        level: list(0.6 + shift + rng.normal(0, 0.01, 6))
+        for level, shift in ((0.0, 0), (0.25, 0.05), (0.5, 0))
+    }
+    report = build(make_study(tmp_path, accuracy, skip={(0.5, 5)})).report
+    family = {f.contrast.level: f for f in report.findings if f.family}
+    assert family[0.25].estimate.seeds == family[0.5].estimate.seeds == (0, 1, 2, 3, 4)
+    assert "judged on the 5 seeds every comparison of the family has" in family[0.25].note
+    expected = np.mean(np.array(accuracy[0.25][:5]) - np.array(accuracy[0.0][:5]))
+    assert family[0.25].estimate.value == pytest.approx(expected)
+    assert family[0.25].verdict == "provisional"  # 5 seeds: no exact test at 0.05

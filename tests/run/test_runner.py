@@ -212,6 +212,7 @@ def test_a_plugin_raising_in_an_event_hook_does_not_stop_the_study(
 
 def test_sampler_design_with_configure_and_an_sqlite_storage(tmp_path: Path, cli_plugins: Plugins) -> None:
     text = TINY.replace("factors=dict(hidden=choice(4, 8)),", 'design=sampler("random", trials=3),')
+    text = text.replace("train_eval_size=32)", "train_eval_size=32, val_size=16)")  # a sampler selects
     text += "\n\ndef configure(trial):\n    return {'hidden': trial.suggest_int('hidden', 2, 16)}\n"
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     code, output = invoke(
@@ -316,8 +317,10 @@ def test_a_sampled_design_whose_every_trial_fails_ends(
         extra={"tests:tiny": plugins.manager.get_plugin("tests:tiny"), "tests:flaky": FailingModel(100)}
     )
     monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: loaded)
-    text = TINY.replace('model="tiny_mlp", hidden=8', 'model="flaky"').replace(
-        "factors=dict(hidden=choice(4, 8)),", 'design=sampler("random", trials=2),'
+    text = (
+        TINY.replace('model="tiny_mlp", hidden=8', 'model="flaky"')
+        .replace("factors=dict(hidden=choice(4, 8)),", 'design=sampler("random", trials=2),')
+        .replace("train_eval_size=32)", "train_eval_size=32, val_size=16)")
     )
     text += "\n\ndef configure(trial):\n    return {'lr': trial.suggest_float('lr', 0.01, 0.1)}\n"
     code, output = invoke(
@@ -393,9 +396,11 @@ def test_a_sampler_tunes_on_validation_accuracy_when_there_is_a_split(
     text = TINY.replace("factors=dict(hidden=choice(4, 8)),", 'design=sampler("random", trials=3),')
     text += "\n\ndef configure(trial):\n    return {'hidden': trial.suggest_int('hidden', 2, 16)}\n"
     code, output = invoke("run", str(tiny_study(tmp_path, text)), "--results-dir", str(tmp_path / "a"))
-    assert code == 0 and "no validation split, so the random sampler tunes on test accuracy" in (
-        " ".join(output.split())
-    )
+    said = " ".join(output.split())
+    # Tuning on the test set would bias every test number after it: refused before training.
+    assert code == 2 and "the random sampler tunes on test accuracy, and there is no validation split" in said
+    assert "--set val_size=N" in said and "Traceback" not in output
+    assert not list((tmp_path / "a").rglob("*.parquet"))
     validated = text.replace("train_eval_size=32)", "train_eval_size=32, val_size=16)")
     code, output = invoke("run", str(tiny_study(tmp_path, validated)), "--results-dir", str(tmp_path / "b"))
     assert code == 0 and "no validation split" not in output
@@ -443,9 +448,13 @@ def test_a_file_uri_results_location_gives_the_tables_a_plain_path_gives(
 def test_a_pruned_search_records_pruned_trials_once_and_every_trial_reports_each_epoch(
     tmp_path: Path, cli_plugins: Plugins
 ) -> None:
-    text = TINY.replace(
-        "factors=dict(hidden=choice(4, 8)),", 'design=sampler("tpe", trials=12), pruner="median",'
-    ).replace("epochs=2,", "epochs=4,")
+    text = (
+        TINY.replace(
+            "factors=dict(hidden=choice(4, 8)),", 'design=sampler("tpe", trials=12), pruner="median",'
+        )
+        .replace("epochs=2,", "epochs=4,")
+        .replace("train_eval_size=32)", "train_eval_size=32, val_size=16)")
+    )
     text += "\n\ndef configure(trial):\n    return {'lr': trial.suggest_float('lr', 1e-4, 0.5, log=True)}\n"
     code, output = invoke("run", str(tiny_study(tmp_path, text)), "--results-dir", str(tmp_path))
     assert code == 0, output

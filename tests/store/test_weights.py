@@ -31,7 +31,7 @@ def test_kept_weights_rebuild_from_the_sidecar_alone_with_the_same_predictions(
     tmp_path: Path, cli_plugins: Plugins
 ) -> None:
     study = tiny_study(
-        tmp_path, TINY.replace("train_eval_size=32)", "train_eval_size=32, keep_weights='both')")
+        tmp_path, TINY.replace("train_eval_size=32)", "train_eval_size=32, val_size=16, keep_weights='both')")
     )
     result = CliRunner().invoke(app, ["run", str(study), "--results-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output

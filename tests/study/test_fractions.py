@@ -162,9 +162,7 @@ def test_confounding_follows_the_generators_of_a_resolution_iii_fraction() -> No
     aliases = confounding(mirrored)
     assert aliases["f2"] == ["f0 x f1"]
     (effect,) = [c for c in main_effects(mirrored, aliases) if c.factor == "f2"]
-    finding = Finding(
-        effect, "test_acc", Estimate(0.05, 3, 1.0, 0.01, 4, 0.01, 0.25, (0.04, 0.05, 0.06)), None
-    )
+    finding = Finding(effect, "test_acc", Estimate(0.05, 3, 0.01, 0.01, 0.25, (0.04, 0.05, 0.06)))
     assert "(vs 0), averaged over the other factors; confounded with f0 x f1 raises" in sentence(finding)
 
 

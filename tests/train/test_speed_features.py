@@ -222,7 +222,7 @@ study = Study(
     name="sampled_budget",
     question="Does a sampled design keep its trial budget with several workers?",
     baseline=dict(dataset="cifar10-mini", model="simple_cnn", epochs=1, batch_size=64,
-                  train_size=128, test_size=64, train_eval_size=64),
+                  train_size=128, test_size=64, train_eval_size=64, val_size=64),
     design=sampler("random", trials=3),
     seeds=1,
 )
