@@ -42,6 +42,8 @@ study = Study(
     # crop + flip), and how much of the gap crop + flip closes for each model.
     metrics=("test_acc", "gap_eval"),
     within=("model", "augment"),
+    # Their other question, asked directly: does the C3 block beat the ResNet-18 it replaces?
+    contrasts=[("model", "resnet_c3", "resnet18")],
     design="grid",
     presets=dict(
         full=Preset(

@@ -32,9 +32,11 @@ study = Study(
     factors=dict(dropout=choice(0.0, 0.25, 0.5), augment=choice("none", "crop_flip")),
     seeds=3,
     metric="test_acc",
-    # The question is about the gaps, and whether dropout matters with and without augmentation.
-    metrics=("gap_running", "gap_eval"),
+    # The question is about the gaps, early on (after the first epoch) and at the end, and
+    # whether dropout matters with and without augmentation; and augmentation's own effect.
+    metrics=("gap_running_first", "gap_running", "gap_eval"),
     within=("augment",),
+    contrasts=[("augment", "none", "crop_flip")],
     design="grid",
     presets=dict(
         full=Preset("the users' scale: all of CIFAR-10, width 64, 15 epochs (GPU advised)"),

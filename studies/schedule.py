@@ -37,6 +37,12 @@ study = Study(
     factors=dict(scheduler=choice("multistep", "plateau", "cosine", "none")),
     seeds=3,
     metric="test_acc",
+    # "Which schedule?" ranks them: every pair, not only each against the step schedule.
+    contrasts=[
+        ("scheduler", "plateau", "cosine"),
+        ("scheduler", "cosine", "none"),
+        ("scheduler", "plateau", "none"),
+    ],
     design="grid",
     presets=dict(
         full=Preset(

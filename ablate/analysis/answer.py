@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ablate.analysis.contrasts import AGAINST_BASELINE, INTERACTION, MAIN, Contrast
+from ablate.analysis.contrasts import AGAINST_BASELINE, ASKED, INTERACTION, MAIN, Contrast
 from ablate.analysis.family import SEEDS_CAP, exact_floor
 from ablate.analysis.metrics import (
     format_difference,
@@ -182,23 +182,38 @@ def _verdict_words(finding: Finding, delta: float | None) -> str:
 def family_contrasts(
     kinds: Mapping[str, Sequence[Contrast]], design: str, asked_within: Sequence[Contrast]
 ) -> list[Contrast]:
-    """The comparisons the Answer states for a design (see the module docstring).
+    """The comparisons the Answer states for a design (see the module docstring), and the ones
+    the study names (``contrasts=``) that are not among them already.
 
     ``asked_within`` are the effects within each level of the study's ``within`` factors; with
     them come the interactions of those effects' factors with the ``within`` factors."""
     if design == "fractional":
-        return list(kinds.get(MAIN, ()))
-    if asked_within:
+        default = list(kinds.get(MAIN, ()))
+    elif asked_within:
         factors = {c.factor for c in asked_within}
         held = {f for c in asked_within for f in c.condition}
-        return list(asked_within) + [
+        default = list(asked_within) + [
             c for c in kinds.get(INTERACTION, ()) if c.factor in factors and c.other and c.other[0] in held
         ]
-    return list(kinds.get(AGAINST_BASELINE, ()))
+    else:
+        default = list(kinds.get(AGAINST_BASELINE, ()))
+    # A named pair that is a default comparison or its mirror image adds nothing.
+    seen = [dict(c.weights) for c in default]
+    named = [
+        c
+        for c in kinds.get(ASKED, ())
+        if dict(c.weights) not in seen and {k: -w for k, w in c.weights.items()} not in seen
+    ]
+    return default + named
 
 
 def describe_family(
-    size: int, metrics: Sequence[str], design: str, within: Sequence[str], alpha: float = ALPHA
+    size: int,
+    metrics: Sequence[str],
+    design: str,
+    within: Sequence[str],
+    alpha: float = ALPHA,
+    named: int = 0,
 ) -> str:
     """The family in one sentence: what it holds, its size, the rule."""
     if design == "fractional":
@@ -210,6 +225,8 @@ def describe_family(
         )
     else:
         what = "each factor level against the baseline"
+    if named:
+        what += f"; and the {named} comparison{'s' if named > 1 else ''} the study names"
     return (
         f"Family: {size} hypotheses ({what}, on {', '.join(metrics)}), decided together at "
         f"family-wise level {alpha:g} by the max-T sign-flip test: each comparison with its own "

@@ -6,7 +6,9 @@
 - *interaction*: for two factors, the difference of differences: does the effect of one depend
   on the level of the other? (the remaining factors at their baseline levels);
 - *main effect*: a factor's level minus its baseline level, averaged over the other factors'
-  levels (a grid's, or a two-level fraction's, "on average").
+  levels (a grid's, or a two-level fraction's, "on average");
+- *asked*: a pair of levels the study names (``contrasts=[("model", "resnet_c3", "resnet18")]``),
+  within each combination of its ``within`` factors' levels, the rest at their baseline levels.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ AGAINST_BASELINE = "against the baseline"
 WITHIN = "within"
 INTERACTION = "interaction"
 MAIN = "main effect"
-KINDS = (AGAINST_BASELINE, WITHIN, INTERACTION, MAIN)
+ASKED = "asked"
+KINDS = (ASKED, AGAINST_BASELINE, WITHIN, INTERACTION, MAIN)
 
 
 def same(a: Any, b: Any) -> bool:
@@ -120,6 +123,25 @@ def against_baseline(design: CellGrid) -> list[Contrast]:
             made = _pair(design, AGAINST_BASELINE, factor, level, held, {})
             if made is not None:
                 found.append(made)
+    return found
+
+
+def asked(design: CellGrid, pairs: Sequence[Sequence[Any]], held: Sequence[str]) -> list[Contrast]:
+    """Each named pair (factor, level, versus): level minus versus within each combination of
+    the ``held`` factors' levels (other than its own), the other factors at baseline."""
+    found = []
+    for factor, level, versus in pairs:
+        if factor not in design.levels:
+            continue
+        varied = [f for f in held if f != factor and f in design.levels]
+        fixed = {f: v[0] for f, v in design.levels.items() if f != factor and f not in varied}
+        for combination in itertools.product(*(design.levels[f] for f in varied)):
+            condition = dict(zip(varied, combination, strict=True))
+            treated = design.cell({**fixed, **condition, factor: level})
+            control = design.cell({**fixed, **condition, factor: versus})
+            if treated is not None and control is not None and treated != control:
+                weights = {treated: 1.0, control: -1.0}
+                found.append(Contrast(ASKED, factor, level, versus, weights, condition))
     return found
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from ablate.analysis.answer import ALPHA, ORDER, Finding, describe_family, family_contrasts, sentence
 from ablate.analysis.contrasts import (
     AGAINST_BASELINE,
+    ASKED,
     INTERACTION,
     MAIN,
     WITHIN,
@@ -23,6 +24,7 @@ from ablate.analysis.contrasts import (
     within,
 )
 from ablate.analysis.contrasts import against_baseline as baseline_contrasts
+from ablate.analysis.contrasts import asked as asked_contrasts
 from ablate.analysis.judge import judge
 from ablate.analysis.load import StudyResults, design_kind, factor_column, is_sampled
 from ablate.analysis.metrics import (
@@ -36,7 +38,7 @@ from ablate.analysis.metrics import (
     metric_value,
     swing_window,
 )
-from ablate.analysis.notes import against_target, missing, seed_rule_line
+from ablate.analysis.notes import against_target, missing, seed_rule_line, variation
 from ablate.analysis.provenance import ran_on
 from ablate.analysis.stats import Interval, contrast, mean_ci
 from ablate.analysis.summary import short_answer
@@ -149,6 +151,9 @@ def _contrasts(
         found = {MAIN: main_effects(design, confounding(design))}
         return found, family_contrasts(found, kind, [])
     found = {AGAINST_BASELINE: baseline_contrasts(design)}
+    named = asked_contrasts(design, description.get("contrasts") or (), held)
+    if named:
+        found[ASKED] = named
     asked: list[Contrast] = []
     if kind == "grid" and len(factors) > 1:
         # Interactions name the factor whose effect is asked about first, the held one second.
@@ -230,8 +235,10 @@ def analyse(
                 design_kind(description),
                 within_factors,
                 alpha,
+                sum(f.family and f.contrast.kind == ASKED for f in findings) // max(1, len(questions)),
             ),
         )
+        answer.insert(1, variation(description))
     if rule:
         answer.insert(0, seed_rule_line(rule, cells, findings, description))
     if not stated and not is_sampled(description):

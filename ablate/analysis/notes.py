@@ -23,7 +23,32 @@ from ablate.analysis.stats import mean_ci
 if TYPE_CHECKING:
     from ablate.analysis.findings import Cell
 
-__all__ = ["against_target", "missing", "seed_rule_line", "widest_half_width"]
+__all__ = ["against_target", "missing", "seed_rule_line", "variation", "widest_half_width"]
+
+
+def variation(description: Mapping[str, Any]) -> str:
+    """Which sources of variation the seed covers and which every seed shares: an interval
+    over seeds says nothing about the second kind (another test set, other training images)."""
+    baseline, factors = description.get("baseline", {}), description.get("factors", {})
+
+    def images(setting: str, split: str) -> str | None:
+        if setting in factors:
+            return None  # varied by the design, not fixed
+        count = baseline.get(setting) or 0
+        return f"the first {int(count):,} {split} images" if count else f"all the {split} images"
+
+    fixed = [
+        images("train_size", "training"),
+        images("test_size", "test"),
+        f"the {int(baseline['val_size']):,} validation images" if baseline.get("val_size") else None,
+    ]
+    return (
+        "What the intervals cover: the seed varies the initialisation, the order of the training "
+        "images and every augmentation draw and dropout mask; every seed shares "
+        + ", ".join(f for f in fixed if f)
+        + " (another test set or other training images would add their own variation, which "
+        "these intervals do not include)."
+    )
 
 
 def widest_half_width(findings: list[Finding], metric: str) -> float | None:

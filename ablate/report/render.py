@@ -4,7 +4,7 @@ headers and the legend that explains them (the formats themselves: :mod:`.format
 from __future__ import annotations
 
 from ablate.analysis.answer import IDENTICAL, Finding
-from ablate.analysis.contrasts import AGAINST_BASELINE, INTERACTION, MAIN, WITHIN
+from ablate.analysis.contrasts import AGAINST_BASELINE, ASKED, INTERACTION, MAIN, WITHIN
 from ablate.analysis.findings import ARCHITECTURE_METRICS, CELL_METRICS, DIVERGED, Report
 from ablate.analysis.metrics import (
     format_difference,
@@ -41,6 +41,8 @@ FINDING_HEADERS = (
     "verdict",
 )
 KIND_TITLES = {
+    ASKED: "Asked by the study: each pair of levels it names, within each level of its "
+    "'within' factors, paired by seed",
     AGAINST_BASELINE: "Against the baseline: each cell that changes one factor, minus the "
     "baseline cell, paired by seed",
     WITHIN: "Within: each factor's level against its baseline level, with the other factors "

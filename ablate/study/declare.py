@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ablate.params import column_value
 from ablate.study.factors import (
     DESIGNS,
     METRICS,
@@ -87,6 +88,9 @@ class Study:
     direction: str = "maximize"
     metrics: Sequence[str] = ()  # the question's metrics (default: metric)
     within: Sequence[str] = ()  # factors the question asks "for each level of"
+    # Comparisons the question asks beside the default ones: (factor, level, versus level),
+    # e.g. ("model", "resnet_c3", "resnet18"); within each level of ``within``'s factors.
+    contrasts: Sequence[tuple[str, Any, Any]] = ()
     delta: float | None = None  # smallest effect of interest, in points for accuracies
     target: float | None = None  # a bar each cell's metric should pass (points for accuracies)
     pruner: str = "none"  # sampler designs: stop trials whose curves fall behind (median, hyperband)
@@ -145,6 +149,7 @@ class Study:
             raise StudyError(
                 "within needs two factors or more: the effect of one within each level of another", "within"
             )
+        self._check_contrasts()
         if self.delta is not None and (
             isinstance(self.delta, bool) or not isinstance(self.delta, (int, float)) or not self.delta > 0
         ):
@@ -183,6 +188,28 @@ class Study:
                 )
         if self.default_preset is not None and self.default_preset not in self.presets:
             raise StudyError(f"default_preset {self.default_preset!r} is not among the presets")
+
+    def _check_contrasts(self) -> None:
+        """Each asked contrast names a factor with listed levels and two different levels of it."""
+        if isinstance(self.contrasts, (str, tuple)) and self.contrasts and isinstance(self.contrasts[0], str):
+            raise StudyError("contrasts must be a list of (factor, level, versus) tuples", "contrasts")
+        for item in self.contrasts:
+            factor = item[0] if isinstance(item, (tuple, list)) and len(item) == 3 else None
+            levels = self.factors.get(factor) if isinstance(factor, str) else None
+            if not isinstance(levels, Choice):
+                raise StudyError(
+                    f"contrasts: {item!r} must be (factor, level, versus level) for a factor "
+                    f"given as choice(...) ({', '.join(self.factors) or 'none'})",
+                    "contrasts",
+                )
+            _, level, versus = item
+            listed = [column_value(v) for v in levels.values]
+            if column_value(level) not in listed or column_value(versus) not in listed or level == versus:
+                raise StudyError(
+                    f"contrasts: {item!r} must compare two different levels of {factor} "
+                    f"({', '.join(map(str, levels.values))})",
+                    "contrasts",
+                )
 
     def preset_names(self) -> list[str]:
         return list(self.presets)
@@ -235,6 +262,7 @@ class Study:
             self.configure,
             tuple(self.metrics),
             tuple(f for f in self.within if f in factors),
+            tuple(_asked(self.contrasts, factors)),
             None if self.delta is None else float(self.delta),
             None if self.target is None else float(self.target),
             rule,
@@ -270,3 +298,16 @@ class Study:
                     PlannedTrial(len(planned), cell_name(levels), levels, {**baseline, **levels}, seed)
                 )
         return tuple(planned)
+
+
+def _asked(
+    contrasts: Sequence[tuple[str, Any, Any]], factors: Mapping[str, Factor]
+) -> list[tuple[str, Any, Any]]:
+    """The asked contrasts a preset's levels allow (a smaller preset may drop a level)."""
+    kept = []
+    for factor, level, versus in contrasts:
+        levels = factors.get(factor)
+        listed = [column_value(v) for v in levels.values] if isinstance(levels, Choice) else []
+        if column_value(level) in listed and column_value(versus) in listed:
+            kept.append((factor, column_value(level), column_value(versus)))
+    return kept

@@ -44,6 +44,7 @@ class StudyPlan:
     # part of the fingerprint.
     metrics: tuple[str, ...] = ()
     within: tuple[str, ...] = ()
+    contrasts: tuple[tuple[str, Any, Any], ...] = ()  # (factor, level, versus) the question asks
     delta: float | None = None
     target: float | None = None
     seed_rule: Until | None = None  # seeds added as the answer needs them (``trials`` plans the cap)
@@ -83,6 +84,7 @@ class StudyPlan:
             "configure": getattr(self.configure, "__qualname__", None),
             "metrics": list(self.metrics or (self.metric,)),
             "within": list(self.within),
+            "contrasts": [list(c) for c in self.contrasts],
             "delta": self.delta,
             "target": self.target,
         }

@@ -153,6 +153,16 @@ def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
     # dropout 0.25 gains 3 to 5 points on every seed, but 4 seeds are below the small-n rule.
     answer = " ".join(report.answer)
     assert "Family: 2 hypotheses" in answer and "max-T sign-flip test" in answer
+    # What the seed varies and what every seed shares, which no interval over seeds covers.
+    assert "every seed shares all the training images, all the test images (another test set" in answer
+    fixed = build(
+        make_study(
+            tmp_path / "sized", study={"baseline": {"dropout": 0.0, "train_size": 3000, "val_size": 500}}
+        )
+    )
+    assert "the first 3,000 training images, all the test images, the 500 validation images" in " ".join(
+        fixed.report.answer
+    )
     gain = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.25]) - np.array(ACCURACY[0.0]))))
     assert f"dropout = 0.25 (vs 0.0) raises test_acc by {gain} points [95% simultaneous CI" in answer
     loss = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.0]) - np.array(ACCURACY[0.5]))))
@@ -549,12 +559,14 @@ def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     assert len(data["cells"]) == 6 and sum(c["baseline"] for c in data["cells"]) == 1
     # The question is about the gaps, for each augmentation: the family says so.
     family = [f for f in data["findings"] if f["family"]]
-    assert {f["metric"] for f in family} == {"gap_running", "gap_eval"}
+    assert {f["metric"] for f in family} == {"gap_running_first", "gap_running", "gap_eval"}
     assert {(f["factor"], json.dumps(f["condition"])) for f in family if f["kind"] == "within"} == {
         ("dropout", '{"augment": "crop_flip"}'),
         ("dropout", '{"augment": "none"}'),
     }
-    assert len(data["answer"]) == 1 + len(family)
+    # Augmentation's own effect, which the question names beside dropout's.
+    assert {(f["factor"], f["level"]) for f in family if f["kind"] == "asked"} == {("augment", "none")}
+    assert len(data["answer"]) == 2 + len(family)  # the family's rule, what the seed covers
     assert (tmp_path / "dropout_gap" / "report" / "report.html").is_file()
     # Where and how the trials ran, from the trials table: one model, so one precision, unnamed.
     precisions = {row["precision"] for row in read_table(tmp_path / "dropout_gap" / "trials")}
@@ -701,3 +713,35 @@ def test_a_family_is_judged_on_the_seeds_all_its_comparisons_share(tmp_path: Pat
     expected = np.mean(np.array(accuracy[0.25][:5]) - np.array(accuracy[0.0][:5]))
     assert family[0.25].estimate.value == pytest.approx(expected)
     assert family[0.25].verdict == "provisional"  # 5 seeds: no exact test at 0.05
+
+
+def test_a_comparison_the_study_names_joins_the_family(tmp_path: Path) -> None:
+    """architecture's question is C3 against ResNet-18, not each against the tutorial CNN: the
+    study names the pair, and the family holds it within each level of its within factor."""
+    rng = np.random.default_rng(12)
+    means = {"cnn": 0.50, "r18": 0.70, "c3": 0.74}
+    cells = {
+        (model, augment): list(means[model] + (0.05 if augment == "crop" else 0) + rng.normal(0, 0.005, 6))
+        for model in means
+        for augment in ("none", "crop")
+    }
+    report = build(
+        write_study(
+            tmp_path,
+            cells,
+            {"model": ["cnn", "r18", "c3"], "augment": ["none", "crop"]},
+            {"model": "cnn", "augment": "none"},
+            study={"within": ["augment"], "contrasts": [["model", "c3", "r18"]]},
+        )
+    ).report
+    named = [f for f in report.findings if f.family and f.contrast.kind == "asked"]
+    assert {f.contrast.label for f in named} == {
+        "model = c3 (vs r18) within augment = none",
+        "model = c3 (vs r18) within augment = crop",
+    }
+    for finding in named:
+        augment = finding.contrast.condition["augment"]
+        expected = np.mean(np.array(cells[("c3", augment)]) - np.array(cells[("r18", augment)]))
+        assert finding.estimate.value == pytest.approx(expected) and finding.verdict == "decided"
+    assert "and the 2 comparisons the study names" in report.answer[0]
+    assert report.family_size == 6 + 2  # 4 effects within augment, 2 interactions, 2 named

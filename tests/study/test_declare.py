@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ablate import Preset, Study, choice, sampler, uniform
@@ -134,3 +136,19 @@ def test_deterministic_auto_is_decided_once_for_every_cell_of_a_study() -> None:
         factors=dict(resume=choice("none", "full")),
     ).plan()
     assert {t.params["deterministic"] for t in asked.trials} == {"off"}  # as set
+
+
+def test_named_contrasts_must_compare_two_levels_of_a_listed_factor() -> None:
+    base = dict(name="named", question="?", baseline={"model": "a"}, factors={"model": choice("a", "b", "c")})
+    plan = Study(**base, contrasts=[("model", "c", "b")]).plan()  # type: ignore[arg-type]
+    assert plan.contrasts == (("model", "c", "b"),) and plan.describe()["contrasts"] == [["model", "c", "b"]]
+    # The contrasts change no trial: the fingerprint stays.
+    assert plan.fingerprint() == Study(**base).plan().fingerprint()  # type: ignore[arg-type]
+    for bad, words in (
+        ([("width", 1, 2)], "for a factor given as choice"),
+        ([("model", "c", "c")], "two different levels of model"),
+        ([("model", "c", "z")], "two different levels of model"),
+        (("model", "c", "b"), "a list of (factor, level, versus) tuples"),
+    ):
+        with pytest.raises(StudyError, match=re.escape(words)):
+            Study(**base, contrasts=bad)  # type: ignore[arg-type]

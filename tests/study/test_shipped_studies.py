@@ -75,7 +75,16 @@ def test_architecture_study_crosses_four_models_with_augmentation(tmp_path: Path
     assert interactions == {
         (m, "augment", metric) for m in ("resnet9", "resnet18", "resnet_c3") for metric in metrics
     }
-    assert len(family) == 26 == report["family"]["size"]
+    # C3 against the ResNet-18 it replaces, asked directly, within each augmentation.
+    named = {
+        (f["level"], f["baseline_level"], *f["condition"].values(), f["metric"])
+        for f in family
+        if f["kind"] == "asked"
+    }
+    assert named == {
+        ("resnet_c3", "resnet18", a, metric) for a in ("none", "crop_flip") for metric in metrics
+    }
+    assert len(family) == 26 + 4 == report["family"]["size"]
     params = {c["levels"]["model"]: c["metrics"]["model_params"]["mean"] for c in report["cells"]}
     assert 0 < params["resnet_c3"] < params["resnet18"]  # about a third of ResNet-18's
     assert all(c["metrics"]["epoch_seconds"]["mean"] > 0 for c in report["cells"])
