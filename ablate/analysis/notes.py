@@ -31,9 +31,11 @@ def variation(description: Mapping[str, Any]) -> str:
     over seeds says nothing about the second kind (another test set, other training images)."""
     baseline, factors = description.get("baseline", {}), description.get("factors", {})
 
+    drawn = baseline.get("train_subset") == "per_seed" and bool(baseline.get("train_size"))
+
     def images(setting: str, split: str) -> str | None:
-        if setting in factors:
-            return None  # varied by the design, not fixed
+        if setting in factors or (drawn and setting == "train_size"):
+            return None  # varied by the design or drawn by the seed, not fixed
         count = baseline.get(setting) or 0
         return f"the first {int(count):,} {split} images" if count else f"all the {split} images"
 
@@ -43,11 +45,17 @@ def variation(description: Mapping[str, Any]) -> str:
         f"the {int(baseline['val_size']):,} validation images" if baseline.get("val_size") else None,
     ]
     return (
-        "What the intervals cover: the seed varies the initialisation, the order of the training "
-        "images and every augmentation draw and dropout mask; every seed shares "
+        "What the intervals cover: the seed varies the initialisation, "
+        + ("which training images are drawn, " if drawn else "")
+        + "the order of the training images and every augmentation draw and dropout mask; every "
+        "seed shares "
         + ", ".join(f for f in fixed if f)
-        + " (another test set or other training images would add their own variation, which "
-        "these intervals do not include)."
+        + (
+            " (another test set would add its own variation, which these intervals do not include)."
+            if drawn
+            else " (another test set or other training images would add their own variation, "
+            "which these intervals do not include)."
+        )
     )
 
 

@@ -163,7 +163,7 @@ def run_attempt(
     ctx.plugins.emit("on_trial_start", trial=info)
     keep = weights.kept(setup.settings["keep_weights"])
     try:
-        data, device_data = ctx.data.get(setup)
+        data, device_data = ctx.data.get(setup, planned.seed)
         classes = trial_classes(data, setup.settings)
         start = starting_weights(
             setup.settings["init"], setup.model.component.name, planned.seed, ctx.results_dir, classes

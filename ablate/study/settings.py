@@ -37,7 +37,14 @@ SETTINGS: tuple[Param, ...] = (
         "images at 32 x 32, fewer for larger images, halved on running out of GPU memory)",
         ge=0,
     ),
-    Param("train_size", 0, "train on the first N training images only (0: all)", ge=0),
+    Param("train_size", 0, "train on N training images only (0: all); which ones: train_subset", ge=0),
+    Param(
+        "train_subset",
+        "first",
+        "which train_size images a trial trains on: the first N for every seed, or a subset "
+        "drawn by each seed (per_seed: intervals then also cover which images were drawn)",
+        choices=("first", "per_seed"),
+    ),
     Param("test_size", 0, "test on the first N test images only (0: all)", ge=0),
     Param(
         "val_size",

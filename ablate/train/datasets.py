@@ -32,8 +32,9 @@ class DatasetCache:
         self._built: dict[Any, Any] = {}
         self._on_device: dict[Any, Any] = {}
 
-    def get(self, setup: TrialSetup) -> tuple[Any, Any]:
-        """The trial's dataset (``ImageData``) and its images on the device (``DeviceData``)."""
+    def get(self, setup: TrialSetup, seed: int = 0) -> tuple[Any, Any]:
+        """The trial's dataset (``ImageData``) and its images on the device (``DeviceData``);
+        ``seed`` draws the training subset when ``train_subset`` is ``per_seed``."""
         from ablate.train.placement import trial_data
 
         dataset = setup.dataset
@@ -61,9 +62,10 @@ class DatasetCache:
                 "train_eval_size",
                 "data_placement",
                 "data_budget_mb",
+                "train_subset",
             )
-        )
+        ) + ((seed,) if setup.settings.get("train_subset") == "per_seed" else ())
         if (key, sizes) not in self._on_device:
             self._on_device.clear()  # keep one dataset on the device at a time
-            self._on_device[(key, sizes)] = trial_data(data, setup.settings, self.device, self.log)
+            self._on_device[(key, sizes)] = trial_data(data, setup.settings, self.device, self.log, seed)
         return data, self._on_device[(key, sizes)]

@@ -223,10 +223,12 @@ def trial_data(
     settings: Mapping[str, Any],
     device: torch.device,
     log: Callable[[str], None] | None = None,
+    seed: int = 0,
 ) -> DeviceData:
     """What a trial trains and tests on, for ``device``: ``val_size`` images held out of the
-    training split (stratified, the same for every trial), then the first ``train_size`` of
-    the rest and the first ``test_size`` test images (0: all), and a fixed ``train_eval_size``
+    training split (stratified, the same for every trial), then ``train_size`` of the rest
+    (the first ones, or with ``train_subset="per_seed"`` a subset drawn by ``seed``) and the
+    first ``test_size`` test images (0: all), and a fixed ``train_eval_size``
     subset of the training images. ``data_placement`` decides whether the images move to the
     device or stream from host memory; ``log`` hears the choice."""
     data = data.select_classes(tuple(settings["classes"]))
@@ -238,7 +240,12 @@ def trial_data(
         except ValueError as error:
             raise SetupError(f"val_size: {error} in {data.name}") from None
         val = (data.train_images[held], data.train_labels[held])
-    if settings["train_size"]:
+    if settings["train_size"] and settings.get("train_subset", "first") == "per_seed":
+        # Each seed draws its own images (kept in dataset order), so seed-to-seed variation
+        # includes which images were drawn; the draw depends on the seed alone.
+        drawn = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
+        rows = rows[drawn[: settings["train_size"]].sort().values]
+    elif settings["train_size"]:
         rows = rows[: settings["train_size"]]
     if settings["test_size"]:
         data = replace(

@@ -47,7 +47,9 @@ QUESTIONS = (
         "augmentation on and the weights still moving; `gap_eval` compares like with like "
         "(train images measured in eval mode, unaugmented). An effect on `gap_running` that "
         "is absent from `gap_eval` is a measurement artefact of the running average, not a "
-        "property of the model.",
+        "property of the model. Dropout that narrows the gap does it by lowering the running "
+        "train accuracy it is measured with; whether it helps is its effect on `test_acc`, in "
+        "the tables below.",
     ),
     Question(
         "resume_jump",
@@ -86,8 +88,10 @@ QUESTIONS = (
         "schedule",
         "Which learning-rate schedule should I use?",
         ("learning_curves",),
-        "Compare final test accuracy at the same epoch budget; a schedule that wins only "
-        "at the budget of this run may lose at yours.",
+        "Every pair of schedules is compared on final test accuracy at the same epoch "
+        "budget; the plateau schedule steps on a validation split held out of the training "
+        "images, never on the test set. A schedule that wins only at the budget of this run "
+        "may lose at yours.",
     ),
     Question(
         "architecture",
@@ -96,9 +100,9 @@ QUESTIONS = (
         ("interaction", "final_metric"),
         "Each model's gain over the tutorial CNN is given with and without crop + flip, and "
         "what crop + flip does for each model: a gap that closes for one model and not "
-        "another is an interaction, reported as such. C3 against the residual block is not "
-        "a tested comparison: set resnet_c3's gain beside resnet18's (the same layout) and "
-        "its parameters and seconds per epoch in the cell table.",
+        "another is an interaction, reported as such. C3 against the residual block it "
+        "replaces (resnet_c3 against resnet18, the same layout) is asked directly, within "
+        "each augmentation; its parameters and seconds per epoch are in the cell table.",
     ),
     Question(
         "five_epochs",

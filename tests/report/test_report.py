@@ -163,6 +163,10 @@ def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
     assert "the first 3,000 training images, all the test images, the 500 validation images" in " ".join(
         fixed.report.answer
     )
+    drawn = {"baseline": {"dropout": 0.0, "train_size": 3000, "train_subset": "per_seed"}}
+    said = " ".join(build(make_study(tmp_path / "drawn", study=drawn)).report.answer)
+    assert "the seed varies the initialisation, which training images are drawn," in said
+    assert "every seed shares all the test images (another test set would add" in said
     gain = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.25]) - np.array(ACCURACY[0.0]))))
     assert f"dropout = 0.25 (vs 0.0) raises test_acc by {gain} points [95% simultaneous CI" in answer
     loss = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.0]) - np.array(ACCURACY[0.5]))))

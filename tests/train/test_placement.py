@@ -51,3 +51,21 @@ def test_a_copy_to_the_device_that_runs_out_of_memory_streams_instead(
     assert said[-1] == "data placement: stream (the copy to the device ran out of memory)"
     streamed = real(tiny_data(), CPU, 16, None, None, "stream")
     assert torch.equal(data.train_y, streamed.train_y)
+
+
+def test_a_training_subset_drawn_per_seed_depends_on_the_seed_alone() -> None:
+    """train_subset="per_seed" lets the seed draw which images a trial trains on (so intervals
+    over seeds cover that draw too); the default keeps the first N for every seed."""
+    data = tiny_data()
+    first = trial_data(data, {**SETTINGS, "train_size": 10, "data_placement": "device"}, CPU, seed=3)
+    assert torch.equal(first.train_x, data.train_images[:10])
+    drawn = {**SETTINGS, "train_size": 10, "train_subset": "per_seed", "data_placement": "device"}
+    one, again, other = (trial_data(data, drawn, CPU, seed=s) for s in (1, 1, 2))
+    assert len(one.train_y) == 10 and torch.equal(one.train_x, again.train_x)
+    assert not torch.equal(one.train_x, other.train_x) and not torch.equal(one.train_x, first.train_x)
+    # The drawn images are the dataset's own, in its order.
+    rows = [
+        next(i for i in range(len(data.train_images)) if torch.equal(data.train_images[i], x))
+        for x in one.train_x
+    ]
+    assert rows == sorted(rows)
