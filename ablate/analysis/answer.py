@@ -111,7 +111,10 @@ def _numbers(finding: Finding) -> str:
         tests.append(f"{'max-T adjusted' if finding.family else 'Holm'} p = {finding.p_adjusted:.2g}")
     if estimate.value != 0 and estimate.per_seed:  # information, not a gate of its own
         agree = sum(v * estimate.value > 0 for v in estimate.per_seed)
-        tests.append(f"{agree} of {len(estimate.per_seed)} seeds agree")
+        tied = sum(v == 0 for v in estimate.per_seed)  # the same result in both cells
+        tests.append(
+            f"{agree} of {len(estimate.per_seed)} seeds agree" + (f" ({tied} identical)" if tied else "")
+        )
     tests.append(f"n = {estimate.n}")
     return f"{span}, {', '.join(tests)}"
 
@@ -226,7 +229,11 @@ def describe_family(
     else:
         what = "each factor level against the baseline"
     if named:
-        what += f"; and the {named} comparison{'s' if named > 1 else ''} the study names"
+        what += (
+            "; and the comparison the study names"
+            if named == 1
+            else f"; and the {named} comparisons the study names"
+        )
     return (
         f"Family: {size} hypotheses ({what}, on {', '.join(metrics)}), decided together at "
         f"family-wise level {alpha:g} by the max-T sign-flip test: each comparison with its own "

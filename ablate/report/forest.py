@@ -61,7 +61,7 @@ def forest(report: Report, results: StudyResults) -> Any | None:
     rows = [[f for f in family if f.metric == m] for m in metrics]
     heights = [max(1.2, 0.32 * len(r) + 0.6) for r in rows]
     labels = [f.contrast.label for f in family]
-    width = 6.5 + 0.06 * max(len(label) for label in labels)
+    width = 7.5 + 0.06 * max(len(label) for label in labels)  # room for the legend on the right
     figure, axes = plt.subplots(
         len(metrics),
         1,
@@ -96,5 +96,8 @@ def forest(report: Report, results: StudyResults) -> Any | None:
         fontsize=10,
     )
     handles = [Line2D([0], [0], color=COLOURS[v], lw=2.5, label=name) for name, v in LEGEND]
-    axes[0, 0].legend(handles=handles, loc="best", fontsize=7, framealpha=0.8)
+    # Beside the plot, never over an interval.
+    axes[0, 0].legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.8
+    )
     return figure

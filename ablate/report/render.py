@@ -92,7 +92,8 @@ def _agree(value: float, per_seed: tuple[float, ...]) -> str:
     """How many seeds point the way the mean does: information beside the test, not a test."""
     if value == 0 or not per_seed:
         return "n/a"
-    return f"{sum(v * value > 0 for v in per_seed)} of {len(per_seed)}"
+    tied = sum(v == 0 for v in per_seed)
+    return f"{sum(v * value > 0 for v in per_seed)} of {len(per_seed)}" + (f" ({tied} tied)" if tied else "")
 
 
 def _p(value: float | None) -> str:
