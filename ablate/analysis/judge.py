@@ -138,5 +138,7 @@ def _decide(
     else:
         finding.verdict = INCONCLUSIVE if delta is not None else UNDECIDED
     if finding.verdict in (PROVISIONAL, UNDECIDED, INCONCLUSIVE) and estimate.value != 0:
-        # The seeds at which half the studies of an effect this large would decide it.
-        finding.seeds_to_decide = power.seeds_needed(column, estimate.value / sd, power=0.5)
+        # The seeds at which half the studies of an effect this large would decide it; never
+        # the seeds it already has (this study is one that did not): at least one more.
+        needed = power.seeds_needed(column, estimate.value / sd, power=0.5)
+        finding.seeds_to_decide = None if needed is None else max(needed, estimate.n + 1)

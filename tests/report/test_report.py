@@ -247,6 +247,7 @@ def test_one_seed_against_the_others_is_not_decided_and_its_interval_says_so(tmp
     report = build(make_study(tmp_path, values)).report
     (finding,) = [f for f in report.findings if f.family]
     assert finding.p_adjusted == pytest.approx(4 / 64) and finding.verdict == "undecided"
+    assert finding.seeds_to_decide is not None and finding.seeds_to_decide >= 7  # never the 6 it has
     plain = mean_ci(list(np.array(values[0.5]) - np.array(values[0.0])))
     assert plain.low > 0  # what the old rule printed
     low, high = finding.interval
