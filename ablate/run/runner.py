@@ -206,8 +206,8 @@ class Runner:
         if self.plan.seed_rule is not None:
             rule = self.plan.seed_rule
             self.log(
-                f"seeds: from {rule.min}, one more at a time while the widest 95% interval on "
-                f"{self.plan.metric} is wider than +-{rule.halfwidth:g}, up to {rule.max}"
+                f"seeds: from {rule.min}, one more at a time while the widest simultaneous "
+                f"interval on {self.plan.metric} is wider than +-{rule.halfwidth:g}, up to {rule.max}"
             )
         self.log(f"device: {why}")
         if device.type == "cpu":

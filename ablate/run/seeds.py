@@ -1,10 +1,11 @@
 """The adaptive seed rule (``until=``): which seeds are in play, and when to add one more.
 
 A study with a seed rule starts with ``rule.min`` seeds of every cell; once every trial of the
-seeds in play is finished, one more seed of every cell is queued while the widest 95 % interval
-of the study's comparisons is wider than the target, up to ``rule.max``. The rule looks at
-widths only, never at whether an effect looks significant, so adding seeds cannot bias a
-verdict. The intervals come from :mod:`ablate.analysis`, the same code the report uses.
+seeds in play is finished, one more seed of every cell is queued while the widest simultaneous
+interval the report prints for the study's question is wider than the target, up to
+``rule.max``. The rule looks at widths only, never at whether an effect looks significant, so
+adding seeds cannot bias a verdict. The intervals come from :mod:`ablate.analysis`, the same
+code the report uses.
 """
 
 from __future__ import annotations
