@@ -61,6 +61,10 @@ ORDER = (
     CANNOT,
     EXPLORATORY,
 )
+# The verdicts as a reader groups them (the short answer's sentences, the forest plot's colours).
+SETTLED = (DECIDED, LARGER)  # shown to matter
+NEGLIGIBLE = (EQUIVALENT, IDENTICAL)  # shown not to
+OPEN = (PROVISIONAL, UNDECIDED, INCONCLUSIVE)  # more seeds could decide them
 
 
 @dataclass
@@ -152,7 +156,7 @@ def _verdict_words(finding: Finding, delta: float | None) -> str:
         f"; about {finding.seeds_to_decide} seeds would decide an effect this large"
         if finding.seeds_to_decide
         else f"; more than {SEEDS_CAP} seeds would be needed to decide an effect this small"
-        if finding.verdict in (PROVISIONAL, UNDECIDED, INCONCLUSIVE) and estimate.value != 0
+        if finding.verdict in OPEN and estimate.value != 0
         else ""
     )
     detect = ""

@@ -21,6 +21,7 @@ from ablate.analysis.answer import (
     INCONCLUSIVE,
     LARGER,
     NONZERO,
+    OPEN,
     PROVISIONAL,
     UNDECIDED,
     Finding,
@@ -137,7 +138,7 @@ def _decide(
         finding.verdict = DECIDED if delta is None else LARGER if beyond else NONZERO
     else:
         finding.verdict = INCONCLUSIVE if delta is not None else UNDECIDED
-    if finding.verdict in (PROVISIONAL, UNDECIDED, INCONCLUSIVE) and estimate.value != 0:
+    if finding.verdict in OPEN and estimate.value != 0:
         # The seeds at which half the studies of an effect this large would decide it; never
         # the seeds it already has (this study is one that did not): at least one more.
         needed = power.seeds_needed(column, estimate.value / sd, power=0.5)

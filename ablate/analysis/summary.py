@@ -11,18 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ablate.analysis.answer import (
-    DECIDED,
-    EQUIVALENT,
-    IDENTICAL,
-    INCONCLUSIVE,
-    LARGER,
-    NONZERO,
-    PROVISIONAL,
-    UNDECIDED,
-    Finding,
-    change,
-)
+from ablate.analysis.answer import IDENTICAL, NEGLIGIBLE, NONZERO, OPEN, SETTLED, Finding, change
 from ablate.analysis.metrics import format_endpoint
 
 __all__ = ["short_answer"]
@@ -61,10 +50,10 @@ def _verdicts(findings: Sequence[Finding], delta: float | None) -> list[str]:
     family = [f for f in findings if f.family and f.estimate is not None]
     if not family:
         return ["No comparison the question asks for has results in both of its cells yet."]
-    decided = _largest_first([f for f in family if f.verdict in (DECIDED, LARGER)])
+    decided = _largest_first([f for f in family if f.verdict in SETTLED])
     nonzero = _largest_first([f for f in family if f.verdict == NONZERO])
-    negligible = [f for f in family if f.verdict in (EQUIVALENT, IDENTICAL)]
-    open_ = _largest_first([f for f in family if f.verdict in (PROVISIONAL, UNDECIDED, INCONCLUSIVE)])
+    negligible = [f for f in family if f.verdict in NEGLIGIBLE]
+    open_ = _largest_first([f for f in family if f.verdict in OPEN])
     lines = []
     if decided:
         named = "; ".join(_effect(f) for f in decided[:SHOWN])

@@ -19,10 +19,10 @@ from ablate.analysis.answer import (  # noqa: E402
     DECIDED,
     EQUIVALENT,
     IDENTICAL,
-    INCONCLUSIVE,
-    LARGER,
+    NEGLIGIBLE,
     NONZERO,
-    PROVISIONAL,
+    OPEN,
+    SETTLED,
     UNDECIDED,
 )
 from ablate.analysis.findings import Report  # noqa: E402
@@ -32,14 +32,10 @@ from ablate.analysis.metrics import is_accuracy, is_ratio  # noqa: E402
 __all__ = ["COLOURS", "forest"]
 
 COLOURS = {
-    DECIDED: "#1b7837",
-    LARGER: "#1b7837",
+    **dict.fromkeys(SETTLED, "#1b7837"),
     NONZERO: "#a6dba0",
-    EQUIVALENT: "#2166ac",
-    IDENTICAL: "#2166ac",
-    PROVISIONAL: "#999999",
-    UNDECIDED: "#999999",
-    INCONCLUSIVE: "#999999",
+    **dict.fromkeys(NEGLIGIBLE, "#2166ac"),
+    **dict.fromkeys(OPEN, "#999999"),
     CANNOT: "#dddddd",
 }
 LEGEND = (("decided", DECIDED), ("non-zero", NONZERO), ("negligible", EQUIVALENT), ("open", UNDECIDED))
