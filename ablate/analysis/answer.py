@@ -113,14 +113,22 @@ def _numbers(finding: Finding) -> str:
     tests = []
     if finding.p_adjusted is not None:
         tests.append(f"{'max-T adjusted' if finding.family else 'Holm'} p = {finding.p_adjusted:.2g}")
-    if estimate.value != 0 and estimate.per_seed:  # information, not a gate of its own
-        agree = sum(v * estimate.value > 0 for v in estimate.per_seed)
-        tied = sum(v == 0 for v in estimate.per_seed)  # the same result in both cells
+    signs = seed_signs(estimate)
+    if signs is not None:  # information, not a gate of its own
+        agree, tied = signs
         tests.append(
             f"{agree} of {len(estimate.per_seed)} seeds agree" + (f" ({tied} identical)" if tied else "")
         )
     tests.append(f"n = {estimate.n}")
     return f"{span}, {', '.join(tests)}"
+
+
+def seed_signs(estimate: Estimate) -> tuple[int, int] | None:
+    """How many seeds point the way the mean does, and how many give the same result in both
+    cells; None for a zero mean (no way to point)."""
+    if estimate.value == 0 or not estimate.per_seed:
+        return None
+    return sum(v * estimate.value > 0 for v in estimate.per_seed), sum(v == 0 for v in estimate.per_seed)
 
 
 def change(finding: Finding) -> str:

@@ -235,7 +235,7 @@ def analyse(
                 design_kind(description),
                 within_factors,
                 alpha,
-                sum(f.family and f.contrast.kind == ASKED for f in findings) // max(1, len(questions)),
+                sum(c.kind == ASKED for c in family),
             ),
         )
         answer.insert(1, variation(description))

@@ -7,10 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from scipy import stats
-
-from ablate.analysis.answer import Finding
+from ablate.analysis.answer import IDENTICAL, Finding
 from ablate.analysis.load import StudyResults, is_sampled
 from ablate.analysis.metrics import (
     format_half_width,
@@ -68,7 +65,7 @@ def widest_half_width(findings: list[Finding], metric: str) -> float | None:
         f
         for f in findings
         if f.family
-        and f.verdict != "identical"  # no estimate, nothing to narrow
+        and f.verdict != IDENTICAL  # no estimate, nothing to narrow
         and (f.metric == metric or (is_accuracy(f.metric) and is_accuracy(metric) and not is_ratio(f.metric)))
     ]
     widths = [f.half_width for f in same_unit]
@@ -163,9 +160,9 @@ def against_target(cells: list[Cell], description: Mapping[str, Any]) -> list[st
         # The mean's interval says where the average run lies; a reader asking "will my run
         # reach it?" needs where one new run lies: the 95 % prediction interval.
         span = ""
-        if len(values) >= 2:
-            sd = float(np.std(values, ddof=1))
-            half = float(stats.t.ppf(0.975, len(values) - 1)) * sd * math.sqrt(1 + 1 / len(values))
+        if interval.high is not None:
+            # t x sd x sqrt(1 + 1/n): the mean's half-width t x sd / sqrt(n) times sqrt(n + 1).
+            half = (interval.high - interval.mean) * math.sqrt(len(values) + 1)
             span = (
                 f"; one new run lies in {format_value(metric, interval.mean - half)} to "
                 f"{format_value(metric, interval.mean + half)} (95 % prediction interval)"

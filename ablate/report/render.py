@@ -3,7 +3,7 @@ headers and the legend that explains them (the formats themselves: :mod:`.format
 
 from __future__ import annotations
 
-from ablate.analysis.answer import IDENTICAL, Finding
+from ablate.analysis.answer import IDENTICAL, Finding, seed_signs
 from ablate.analysis.contrasts import AGAINST_BASELINE, ASKED, INTERACTION, MAIN, WITHIN
 from ablate.analysis.findings import ARCHITECTURE_METRICS, CELL_METRICS, DIVERGED, Report
 from ablate.analysis.metrics import (
@@ -12,7 +12,7 @@ from ablate.analysis.metrics import (
     format_half_width,
     format_value,
 )
-from ablate.analysis.stats import Interval
+from ablate.analysis.stats import Estimate, Interval
 
 CELL_HEADERS = {
     "test_acc": "test %",
@@ -88,12 +88,13 @@ def _interval_text(metric: str, interval: Interval, signed: bool = False) -> str
     return f"{text} ± {format_half_width(metric, (interval.high - interval.low) / 2)}"
 
 
-def _agree(value: float, per_seed: tuple[float, ...]) -> str:
+def _agree(estimate: Estimate) -> str:
     """How many seeds point the way the mean does: information beside the test, not a test."""
-    if value == 0 or not per_seed:
+    signs = seed_signs(estimate)
+    if signs is None:
         return "n/a"
-    tied = sum(v == 0 for v in per_seed)
-    return f"{sum(v * value > 0 for v in per_seed)} of {len(per_seed)}" + (f" ({tied} tied)" if tied else "")
+    agree, tied = signs
+    return f"{agree} of {len(estimate.per_seed)}" + (f" ({tied} tied)" if tied else "")
 
 
 def _p(value: float | None) -> str:
@@ -156,7 +157,7 @@ def finding_row(finding: Finding) -> list[str]:
         format_difference(finding.metric, estimate.value),
         _interval_cell(finding),
         _p(finding.p_adjusted),
-        _agree(estimate.value, estimate.per_seed),
+        _agree(estimate),
         str(estimate.n),
         detectable,
         finding.verdict,

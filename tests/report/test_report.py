@@ -754,3 +754,15 @@ def test_a_comparison_the_study_names_joins_the_family(tmp_path: Path) -> None:
         assert finding.estimate.value == pytest.approx(expected) and finding.verdict == "decided"
     assert "and the 2 comparisons the study names" in report.answer[0]
     assert report.family_size == 6 + 2  # 4 effects within augment, 2 interactions, 2 named
+
+
+def test_a_target_says_how_many_runs_reach_it_and_where_one_new_run_lies(tmp_path: Path) -> None:
+    """A mean's interval is not a claim about single runs: with a target, each cell counts its
+    runs past the bar and gives the 95 % prediction interval for one more run."""
+    report = build(make_study(tmp_path, study={"target": 62.0})).report
+    (line,) = [text for text in report.answer if text.startswith("Target test_acc >= 62: dropout=0.0")]
+    values = np.array(ACCURACY[0.0])
+    half = stats.t.ppf(0.975, 3) * values.std(ddof=1) * math.sqrt(1 + 1 / 4)
+    low, high = (format_value("test_acc", v) for v in (values.mean() - half, values.mean() + half))
+    assert "reaches it on 2 of 4 runs (seeds)" in line
+    assert f"one new run lies in {low} to {high} (95 % prediction interval)" in line
