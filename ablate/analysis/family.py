@@ -24,7 +24,7 @@ needs every seed to agree) and no formula fits: the rule itself runs on simulate
 with the family's correlation. Beyond, the exact test behaves as a max-t test with a
 continuous critical value: ``c`` is the (1 - alpha) point of the largest |t| on simulated
 normal data with the family's correlation, and the power of one comparison the noncentral t's.
-Both were checked against simulations of the exact rule (``tests/report/test_family.py``).
+Both were checked against simulations of the exact rule (``tests/analysis/test_family.py``).
 """
 
 from __future__ import annotations
@@ -100,14 +100,17 @@ def family_test(columns: Sequence[Sequence[float]], alpha: float) -> FamilyTest 
     undefined: the caller says so instead of testing it)."""
     values = np.asarray(columns, dtype=float).T  # seeds x comparisons
     n = values.shape[0] if values.ndim == 2 else 0
-    if n < 2 or values.shape[1] == 0 or np.any(values.std(0, ddof=1) <= 0):
+    if n < 2 or values.shape[1] == 0:
         return None
-    se = values.std(0, ddof=1) / math.sqrt(n)
-    t = values.mean(0) / se
+    sd = values.std(0, ddof=1)
+    if np.any(sd <= 0):
+        return None
     correlation = np.corrcoef(values.T).reshape(values.shape[1], values.shape[1])
     patterns = _patterns(n)
     exact = n >= exact_floor(alpha)
-    maxima = np.abs(_t(patterns, values)).max(1)
+    flipped = _t(patterns, values)
+    t = flipped[0]  # the observed pattern: the same arithmetic as every flipped one
+    maxima = np.abs(flipped).max(1)
     # The observed pattern is among them (row 0, also of a sample), so no p is 0; the
     # tolerance keeps a tie a tie when the same t is computed in another order.
     p = (maxima[:, None] >= np.abs(t)[None, :] * (1 - 1e-9)).sum(0) / len(patterns)
@@ -115,7 +118,7 @@ def family_test(columns: Sequence[Sequence[float]], alpha: float) -> FamilyTest 
     return FamilyTest(
         n,
         tuple(t.tolist()),
-        tuple(se.tolist()),
+        tuple((sd / math.sqrt(n)).tolist()),
         tuple(np.minimum(1.0, p).tolist()),
         critical,
         exact,
@@ -165,12 +168,12 @@ class Power:
             # Far out, scipy's noncentral t gives NaN for tails that are then 0 or 1.
             upper = upper if math.isfinite(upper) else float(noncentral > c)
             return float(min(1.0, upper + (lower if math.isfinite(lower) else 0.0)))
+        if n < exact_floor(self.alpha):  # the exact test cannot decide anything yet
+            return 0.0
         if n not in self._draws:  # common random numbers: power is smooth in the effect
             self._draws[n] = _normal_rows(self.correlation, n, POWER_DRAWS, np.random.default_rng(1))
         rows = self._draws[n].copy()
         rows[:, :, column] += effect_in_sds
-        if n < exact_floor(self.alpha):
-            return 0.0
         patterns = _patterns(n)
         observed = np.abs(_t(patterns[:1], rows)[:, 0, column])  # studies
         maxima = np.abs(_t(patterns, rows)).max(-1)  # studies x patterns
