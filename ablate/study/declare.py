@@ -191,7 +191,9 @@ class Study:
 
     def _check_contrasts(self) -> None:
         """Each asked contrast names a factor with listed levels and two different levels of it."""
-        if isinstance(self.contrasts, (str, tuple)) and self.contrasts and isinstance(self.contrasts[0], str):
+        if not isinstance(self.contrasts, (list, tuple)) or (
+            self.contrasts and isinstance(self.contrasts[0], str)  # one tuple, not a list of them
+        ):
             raise StudyError("contrasts must be a list of (factor, level, versus) tuples", "contrasts")
         for item in self.contrasts:
             factor = item[0] if isinstance(item, (tuple, list)) and len(item) == 3 else None

@@ -149,6 +149,8 @@ def test_named_contrasts_must_compare_two_levels_of_a_listed_factor() -> None:
         ([("model", "c", "c")], "two different levels of model"),
         ([("model", "c", "z")], "two different levels of model"),
         (("model", "c", "b"), "a list of (factor, level, versus) tuples"),
+        (5, "a list of (factor, level, versus) tuples"),
+        ("model", "a list of (factor, level, versus) tuples"),
     ):
         with pytest.raises(StudyError, match=re.escape(words)):
             Study(**base, contrasts=bad)  # type: ignore[arg-type]
