@@ -251,8 +251,7 @@ def describe_family(
         f"family-wise level {alpha:g} by the max-T sign-flip test: each comparison with its own "
         "seed-to-seed variance, every seed's signs flipped across the family at once (exact; it "
         f"needs {exact_floor(alpha)} seeds). Each is decided exactly when its simultaneous "
-        f"interval of {(1 - alpha) * 100:g} % excludes zero. Intervals describe seed-to-seed "
-        "variation on this test set."
+        f"interval of {(1 - alpha) * 100:g} % excludes zero."
     )
 
 

@@ -8,7 +8,8 @@
 - *main effect*: a factor's level minus its baseline level, averaged over the other factors'
   levels (a grid's, or a two-level fraction's, "on average");
 - *asked*: a pair of levels the study names (``contrasts=[("model", "resnet_c3", "resnet18")]``),
-  within each combination of its ``within`` factors' levels, the rest at their baseline levels.
+  within each combination of its ``within`` factors' levels, the rest at their baseline levels;
+  or, with ``"averaged"`` fourth, one main effect over the other factors' levels.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ablate.study.plan import AVERAGED
 
 AGAINST_BASELINE = "against the baseline"
 WITHIN = "within"
@@ -130,8 +133,12 @@ def asked(design: CellGrid, pairs: Sequence[Sequence[Any]], held: Sequence[str])
     """Each named pair (factor, level, versus): level minus versus within each combination of
     the ``held`` factors' levels (other than its own), the other factors at baseline."""
     found = []
-    for factor, level, versus in pairs:
+    for factor, level, versus, *how in pairs:
         if factor not in design.levels:
+            continue
+        if how == [AVERAGED]:
+            made = _averaged(design, factor, level, versus)
+            found += [made] if made is not None else []
             continue
         varied = [f for f in held if f != factor and f in design.levels]
         fixed = {f: v[0] for f, v in design.levels.items() if f != factor and f not in varied}
@@ -143,6 +150,17 @@ def asked(design: CellGrid, pairs: Sequence[Sequence[Any]], held: Sequence[str])
                 weights = {treated: 1.0, control: -1.0}
                 found.append(Contrast(ASKED, factor, level, versus, weights, condition))
     return found
+
+
+def _averaged(design: CellGrid, factor: str, level: Any, versus: Any) -> Contrast | None:
+    """``level`` minus ``versus`` averaged over the other factors: the mean over the cells at
+    one level minus the mean over those at the other (a main effect the question names)."""
+    treated = [c for c, lv in design.cells.items() if same(lv.get(factor), level)]
+    control = [c for c, lv in design.cells.items() if same(lv.get(factor), versus)]
+    if not treated or not control:
+        return None
+    weights = {**{c: -1.0 / len(control) for c in control}, **{c: 1.0 / len(treated) for c in treated}}
+    return Contrast(MAIN, factor, level, versus, weights)
 
 
 def within(design: CellGrid, conditions: Sequence[str] | None = None) -> list[Contrast]:

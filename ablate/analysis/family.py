@@ -92,6 +92,13 @@ class FamilyTest:
     critical: float
     exact: bool
     correlation: np.ndarray = field(repr=False, compare=False)
+    maxima: np.ndarray = field(repr=False, compare=False)  # each pattern's largest |t|
+
+    def p_of(self, t: float) -> float:
+        """The adjusted p of a statistic measured against this family's patterns: a comparison
+        whose error also holds the test images' (a larger se, a smaller |t|) is judged against
+        the same distribution of the largest |t|, so its p and its interval stay one rule."""
+        return min(1.0, float(np.mean(self.maxima >= abs(t) * (1 - 1e-9))))
 
 
 def family_test(columns: Sequence[Sequence[float]], alpha: float) -> FamilyTest | None:
@@ -123,6 +130,7 @@ def family_test(columns: Sequence[Sequence[float]], alpha: float) -> FamilyTest 
         critical,
         exact,
         correlation,
+        maxima,
     )
 
 
@@ -147,8 +155,13 @@ class Power:
     units of the comparison's per-seed sd; values are cached, so asking for the detectable
     effect and the seeds needed of every comparison costs one simulation per seed count."""
 
-    def __init__(self, correlation: np.ndarray, alpha: float) -> None:
+    def __init__(
+        self, correlation: np.ndarray, alpha: float, image_shares: Sequence[float] | None = None
+    ) -> None:
         self.correlation, self.alpha = correlation, alpha
+        # Per comparison, the test images' variance over the per-seed variance: it stays as
+        # seeds are added, so at n seeds the error is sqrt(1 + n x share) times the seeds' alone.
+        self.image_shares = tuple(image_shares or [0.0] * len(correlation))
         self._criticals: dict[int, float] = {}
         self._draws: dict[int, np.ndarray] = {}
 
@@ -162,6 +175,7 @@ class Power:
         ``effect_in_sds`` per-seed sds and every other comparison has none."""
         if n < 2:
             return 0.0
+        effect_in_sds /= math.sqrt(1 + n * self.image_shares[column])
         if n > SIMULATE_POWER:
             c, noncentral = self.critical(n), effect_in_sds * math.sqrt(n)
             upper, lower = stats.nct.sf(c, n - 1, noncentral), stats.nct.cdf(-c, n - 1, noncentral)

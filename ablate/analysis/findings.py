@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ablate.analysis.answer import ALPHA, ORDER, Finding, describe_family, family_contrasts, sentence
 from ablate.analysis.contrasts import (
     AGAINST_BASELINE,
@@ -36,6 +38,7 @@ from ablate.analysis.metrics import (
     base_metric,
     compared_value,
     metric_value,
+    per_image,
     swing_window,
 )
 from ablate.analysis.notes import against_target, missing, seed_rule_line, variation
@@ -81,6 +84,11 @@ class Cell:
         values = {t["seed"]: compared_value(t, metric) for t in self.trials}
         return {seed: value for seed, value in values.items() if value is not None}
 
+    def by_image(self, metric: str) -> dict[int, Any]:
+        """Per seed, each test image's part of ``metric`` (trials that recorded it)."""
+        parts = {t["seed"]: per_image(t, metric) for t in self.trials}
+        return {seed: part for seed, part in parts.items() if part is not None}
+
     @property
     def params(self) -> dict[str, Any]:
         """Every parameter of the cell's trials, as recorded (the ``param_`` columns)."""
@@ -125,6 +133,8 @@ def _cells(results: StudyResults, metrics: tuple[str, ...]) -> list[Cell]:
     baseline = description.get("baseline", {})
     grouped: dict[str, list[dict[str, Any]]] = {}
     for trial in results.complete + results.diverged:
+        if isinstance(trial.get("test_correct"), list):  # once, not per comparison
+            trial["test_correct"] = np.asarray(trial["test_correct"], dtype=bool)
         grouped.setdefault(trial["cell"], []).append(trial)
     cells = []
     for name, trials in grouped.items():
@@ -159,8 +169,14 @@ def _contrasts(
         # Interactions name the factor whose effect is asked about first, the held one second.
         pairs = sorted(itertools.combinations(factors, 2), key=lambda pair: pair[0] in held)
         pairs = [(b, a) if a in held and b not in held else (a, b) for a, b in pairs]
+        # A main effect the study names is stated once, among the asked ones.
+        averaged = [dict(c.weights) for c in named if c.kind == MAIN]
         found.update(
-            {WITHIN: within(design), INTERACTION: interactions(design, pairs), MAIN: main_effects(design)}
+            {
+                WITHIN: within(design),
+                INTERACTION: interactions(design, pairs),
+                MAIN: [c for c in main_effects(design) if dict(c.weights) not in averaged],
+            }
         )
         if held:
             # Every factor held: the question asks each factor's effect within each level of
@@ -212,11 +228,12 @@ def analyse(
             left_out = tuple(sorted({s for cell in involved for s in cell.diverged_seeds}))
             for name in compared:
                 by_cell = {cell.name: cell.compared(name) for cell in involved}
+                by_image = {cell.name: cell.by_image(name) for cell in involved}
                 findings.append(
                     Finding(
                         item,
                         name,
-                        contrast(by_cell, item.weights),
+                        contrast(by_cell, item.weights, by_image),
                         family=item in family and name in questions,
                         left_out=() if name == DIVERGED else left_out,
                     )
@@ -235,10 +252,10 @@ def analyse(
                 design_kind(description),
                 within_factors,
                 alpha,
-                sum(c.kind == ASKED for c in family),
+                sum(c in kinds.get(ASKED, ()) for c in family),
             ),
         )
-        answer.insert(1, variation(description))
+        answer.insert(1, variation(description, findings))
     if rule:
         answer.insert(0, seed_rule_line(rule, cells, findings, description))
     if not stated and not is_sampled(description):

@@ -100,22 +100,33 @@ def _judge_family(family: Sequence[Finding], delta: float | None, alpha: float) 
     test = family_test([f.estimate.per_seed for f in testable if f.estimate], alpha) if testable else None
     if test is None:
         return
-    power = Power(test.correlation, alpha)
+    estimates = [f.estimate for f in testable if f.estimate]
+    shares = [(e.image_se or 0.0) ** 2 / ((e.se or 1.0) ** 2 * e.n) for e in estimates]
+    power = Power(test.correlation, alpha, shares)
     for column, finding in enumerate(testable):
-        _decide(finding, column, test.critical, test.p_adjusted[column] if test.exact else None, power, delta)
+        estimate = finding.estimate
+        assert estimate is not None and estimate.total_se
+        # With the test images' error the statistic is smaller; its p comes from the same
+        # patterns, so the printed interval and the decision stay one rule.
+        p = (
+            test.p_adjusted[column]
+            if estimate.image_se is None
+            else test.p_of(estimate.value / estimate.total_se)
+        )
+        _decide(finding, column, test.critical, p if test.exact else None, power, delta)
 
 
 def _decide(
     finding: Finding, column: int, critical: float, p: float | None, power: Power, delta_points: float | None
 ) -> None:
     estimate = finding.estimate
-    assert estimate is not None and estimate.se is not None
-    finding.half_width, finding.p_adjusted = critical * estimate.se, p
+    assert estimate is not None and estimate.se is not None and estimate.total_se is not None
+    finding.half_width, finding.p_adjusted = critical * estimate.total_se, p
     if p is not None and p > power.alpha:
         # Undecided: the interval reaches zero. When the observed pattern is itself the
         # critical one, c x se equals |mean| up to rounding: the end is zero, not a hair past.
         finding.half_width = max(finding.half_width, abs(estimate.value))
-    sd = estimate.se * estimate.n**0.5  # per seed
+    sd = estimate.se * estimate.n**0.5  # per seed (the test images' share is in power)
     detectable = power.detectable(column, estimate.n)
     finding.detectable = None if detectable is None else detectable * sd
     low, high = estimate.value - finding.half_width, estimate.value + finding.half_width

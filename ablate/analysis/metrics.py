@@ -39,6 +39,22 @@ DESCRIPTIONS = {
 }
 
 
+# Each metric that moves with the final test accuracy, by its sign in the metric: a paired
+# bootstrap over test images resamples that part (the train part is measured on other images).
+TEST_PART = {"test_acc": 1, "gap_running": 1, "gap_eval": -1}
+
+
+def per_image(trial: Mapping[str, Any], metric: str) -> np.ndarray | None:
+    """Each test image's part of a trial's ``metric`` (its mean over the images is the test
+    accuracy's part of the metric), when the trial recorded which test images it got right;
+    None for metrics the final test accuracy is not part of."""
+    sign, correct = TEST_PART.get(metric), trial.get("test_correct")
+    if sign is None or correct is None or len(correct) == 0:
+        return None
+    part: np.ndarray = np.asarray(correct, dtype=np.float32) * np.float32(sign)
+    return part
+
+
 def base_metric(metric: str) -> str:
     """``jump_test@2`` -> ``jump_test``."""
     return metric.split("@", 1)[0]

@@ -4,12 +4,13 @@ rule stopped, and how many seeds of each cell reach the study's target."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ablate.analysis.answer import IDENTICAL, Finding
 from ablate.analysis.load import StudyResults, is_sampled
 from ablate.analysis.metrics import (
+    TEST_PART,
     format_half_width,
     format_value,
     is_accuracy,
@@ -23,9 +24,11 @@ if TYPE_CHECKING:
 __all__ = ["against_target", "missing", "seed_rule_line", "variation", "widest_half_width"]
 
 
-def variation(description: Mapping[str, Any]) -> str:
-    """Which sources of variation the seed covers and which every seed shares: an interval
-    over seeds says nothing about the second kind (another test set, other training images)."""
+def variation(description: Mapping[str, Any], findings: Sequence[Finding] = ()) -> str:
+    """Which sources of variation the intervals cover and which every seed shares. The seed
+    covers its own draws; the test set's sampling is covered where the trials recorded which
+    test images they got right (a paired bootstrap over them); nothing covers other training
+    images, which every seed shares unless they are drawn per seed."""
     baseline, factors = description.get("baseline", {}), description.get("factors", {})
 
     drawn = baseline.get("train_subset") == "per_seed" and bool(baseline.get("train_size"))
@@ -41,18 +44,24 @@ def variation(description: Mapping[str, Any]) -> str:
         images("test_size", "test"),
         f"the {int(baseline['val_size']):,} validation images" if baseline.get("val_size") else None,
     ]
+    on_test = [f for f in findings if f.family and f.metric in TEST_PART and f.estimate is not None]
+    covered = [f for f in on_test if f.estimate is not None and f.estimate.image_se is not None]
+    uncovered = "" if drawn else "other training images"
+    if on_test and len(covered) == len(on_test):
+        test_set = (
+            f". The intervals on {', '.join(sorted({f.metric for f in on_test}))} also hold the test "
+            "set's own sampling: a paired bootstrap over the test images, one resample for every trial"
+        )
+    else:
+        uncovered = "another test set" + (f" or {uncovered}" if uncovered else "")
+        # Trials written before ablate recorded each test image's correctness.
+        test_set = " (not every trial recorded which test images it got right)" if on_test else ""
+    tail = f"; {uncovered} would add variation these intervals do not include." if uncovered else "."
     return (
         "What the intervals cover: the seed varies the initialisation, "
         + ("which training images are drawn, " if drawn else "")
         + "the order of the training images and every augmentation draw and dropout mask; every "
-        "seed shares "
-        + ", ".join(f for f in fixed if f)
-        + (
-            " (another test set would add its own variation, which these intervals do not include)."
-            if drawn
-            else " (another test set or other training images would add their own variation, "
-            "which these intervals do not include)."
-        )
+        "seed shares " + ", ".join(f for f in fixed if f) + test_set + tail
     )
 
 

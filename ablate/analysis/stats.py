@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import stats
@@ -81,9 +81,12 @@ class Estimate:
     """A contrast's estimate (the mean over seeds of its per-seed values) with its own error.
 
     ``se`` is the per-seed values' standard deviation over sqrt(n) (None below 2 seeds), with
-    n - 1 degrees of freedom; ``p`` is the paired two-sided t-test (None without spread),
-    ``p_sign_flip`` the exact sign-flip test of the per-seed values alone. ``seeds`` name the
-    seeds of ``per_seed``, in order."""
+    n - 1 degrees of freedom: what another seed would change. ``seeds`` name the seeds of
+    ``per_seed``, in order. ``per_image`` (seeds x test images), when every trial recorded which
+    test images it got right, is each image's part of each seed's value; it gives ``image_se``,
+    what another test set would change, which every seed shares and no number of seeds averages
+    away. ``total_se`` combines the two; ``p`` (the paired t-test) and the exploratory intervals
+    use it. ``p_sign_flip`` is the exact sign-flip test of the per-seed values alone."""
 
     value: float
     n: int
@@ -92,6 +95,7 @@ class Estimate:
     p_sign_flip: float | None
     per_seed: tuple[float, ...] = ()
     seeds: tuple[int, ...] = ()
+    per_image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def df(self) -> int:
@@ -102,44 +106,92 @@ class Estimate:
         """Whether the per-seed values differ at all (else no t, no interval)."""
         return self.se is not None and self.se > 0
 
+    @property
+    def image_se(self) -> float | None:
+        """The standard error of the mean over seeds under a paired bootstrap over test images
+        (one resample of the test set shared by every trial, as the test set itself is). The
+        bootstrap variance of a mean of N values is their variance (divided by N, not N - 1)
+        over N, exactly: no resample needs drawing. It slightly overstates the test set's part,
+        since the per-image noise of single seeds, already in ``se``, enters it divided by n."""
+        if self.per_image is None or self.per_image.size == 0:
+            return None
+        by_image = self.per_image.mean(0)
+        return float(by_image.std() / math.sqrt(by_image.size))
+
+    @property
+    def total_se(self) -> float | None:
+        """The error over seeds and, when recorded, over test images (independent sources)."""
+        if self.se is None:
+            return None
+        return math.hypot(self.se, self.image_se or 0.0)
+
     def half_width(self, confidence: float) -> float | None:
         """Of the plain t interval at ``confidence`` (exploratory comparisons)."""
-        if self.se is None or self.n < 2:
+        if self.total_se is None or self.n < 2:
             return None
-        return float(stats.t.ppf(0.5 + confidence / 2, self.df) * self.se)
+        return float(stats.t.ppf(0.5 + confidence / 2, self.df) * self.total_se)
 
     def detectable(self, alpha: float) -> float | None:
         """The smallest true effect the paired t-test at level ``alpha`` finds with 80 % power."""
-        if self.se is None or self.n < 2:
+        if self.total_se is None or self.n < 2:
             return None
-        return float((stats.t.ppf(1 - alpha / 2, self.df) + stats.t.ppf(POWER, self.df)) * self.se)
+        return float((stats.t.ppf(1 - alpha / 2, self.df) + stats.t.ppf(POWER, self.df)) * self.total_se)
 
     def restricted(self, seeds: Sequence[int]) -> Estimate:
         """The same comparison on ``seeds`` only (a family is judged on the seeds it shares)."""
-        keep = set(seeds)
-        return estimate_of([v for s, v in zip(self.seeds, self.per_seed, strict=True) if s in keep], seeds)
+        keep = [i for i, s in enumerate(self.seeds) if s in set(seeds)]
+        rows = None if self.per_image is None else self.per_image[keep]
+        return estimate_of([self.per_seed[i] for i in keep], [self.seeds[i] for i in keep], rows)
 
 
-def estimate_of(per_seed: Sequence[float], seeds: Sequence[int]) -> Estimate:
-    """The estimate of a contrast from its per-seed values."""
+def estimate_of(
+    per_seed: Sequence[float], seeds: Sequence[int], per_image: np.ndarray | None = None
+) -> Estimate:
+    """The estimate of a contrast from its per-seed values (and, when recorded, each test
+    image's part of them)."""
     values = np.asarray(per_seed, dtype=float)
     n = len(values)
     value = float(values.mean()) if n else math.nan
     se = float(values.std(ddof=1) / math.sqrt(n)) if n >= 2 else None
-    p = float(2 * stats.t.sf(abs(value) / se, n - 1)) if se else None
-    return Estimate(value, n, se, p, sign_flip_p(values.tolist()), tuple(values.tolist()), tuple(seeds))
+    estimate = Estimate(
+        value, n, se, None, sign_flip_p(values.tolist()), tuple(values.tolist()), tuple(seeds), per_image
+    )
+    total = estimate.total_se
+    p = float(2 * stats.t.sf(abs(value) / total, n - 1)) if total else None
+    return replace(estimate, p=p)
 
 
-def contrast(by_cell: Mapping[str, Mapping[int, float]], weights: Mapping[str, float]) -> Estimate | None:
+def contrast(
+    by_cell: Mapping[str, Mapping[int, float]],
+    weights: Mapping[str, float],
+    by_image: Mapping[str, Mapping[int, np.ndarray]] | None = None,
+) -> Estimate | None:
     """The contrast ``weights`` over the seeds that all its cells have. None when no seed has
-    every cell of the contrast."""
+    every cell of the contrast. ``by_image`` (cell -> seed -> each test image's part of that
+    trial's value) adds the test images' error when every trial of the contrast has it, on a
+    test set of one size."""
     cells = [c for c, w in weights.items() if w != 0]
     if not cells or any(c not in by_cell for c in cells):
         return None
     seeds = sorted(set.intersection(*(set(by_cell[c]) for c in cells)))
     if not seeds:
         return None
-    return estimate_of([sum(weights[c] * by_cell[c][s] for c in cells) for s in seeds], seeds)
+    per_seed = [sum(weights[c] * by_cell[c][s] for c in cells) for s in seeds]
+    per_image = None
+    if by_image is not None and all(s in by_image.get(c, {}) for c in cells for s in seeds):
+        if len({by_image[c][s].size for c in cells for s in seeds}) == 1:
+            per_image = np.stack([sum(weights[c] * by_image[c][s] for c in cells) for s in seeds])
+    return estimate_of(per_seed, seeds, per_image)
+
+
+def benjamini_hochberg(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Which hypotheses Benjamini-Hochberg rejects at false discovery rate ``alpha``, in the
+    input order: every p at or below the largest p(k) with p(k) <= k alpha / m."""
+    m = len(p_values)
+    ordered = sorted(p_values)
+    passing = [k for k, p in enumerate(ordered, start=1) if p <= k * alpha / m]
+    threshold = ordered[passing[-1] - 1] if passing else -1.0
+    return [p <= threshold for p in p_values]
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:

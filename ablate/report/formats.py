@@ -43,7 +43,8 @@ def _finding_dict(finding: Finding) -> dict[str, Any]:
         else {
             "value": e.value,
             "n": e.n,
-            "se": e.se,
+            "se": e.se,  # over seeds
+            "image_se": e.image_se,  # over test images (null when the trials did not record them)
             "df": e.df,
             "p": e.p,
             "p_sign_flip": e.p_sign_flip,

@@ -162,6 +162,8 @@ def interaction(report: Report, results: StudyResults) -> Any | None:
                 if cell is None or metric not in cell.summary:
                     continue
                 interval = cell.summary[metric]
+                if not math.isfinite(interval.mean) or (is_ratio(metric) and interval.mean <= 0):
+                    continue  # not measured (a swing needs epochs enough for its window)
                 half = 0.0 if interval.high is None else (interval.high - interval.mean)
                 points.append((position + 0.04 * offset, interval.mean * scale, half * scale))
             if points:
@@ -170,14 +172,18 @@ def interaction(report: Report, results: StudyResults) -> Any | None:
         axis.set_xticks(range(len(xs)), xs, fontsize=8)
         axis.set_xlabel(factor)
         title = f"{metric}{' (points)' if is_accuracy(metric) else ''}"
-        if is_ratio(metric):  # compared as ratios: parallel on a log axis means no interaction
+        if is_ratio(metric) and axis.lines:  # compared as ratios: parallel on a log axis means no interaction
             axis.set_yscale("log")
             axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 0.5, 1, 2, 5
             axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.5, not 5 x 10^-1
             axis.yaxis.set_minor_formatter(NullFormatter())
             title += ", log scale"
         axis.set_title(title, fontsize=9)
-        axis.legend(fontsize=7)
+        if axis.lines:
+            axis.legend(fontsize=7)
+    if not any(axis.lines for axis in axes[0]):  # nothing measured to draw
+        plt.close(figure)
+        return None
     figure.suptitle(
         "Interaction: parallel lines mean no interaction\n(mean and 95% CI over seeds)", fontsize=10
     )

@@ -239,6 +239,7 @@ def run_attempt(
         "threads": _threads(),
         **{f"step_ms_{p}": (result.step_ms or {}).get(p) if result else None for p in ("fp32", "bf16")},
         "model_params": result.parameters if result else None,
+        "test_correct": list(result.test_correct) if result and result.test_correct else None,
         "data_fingerprint": data.fingerprint if data else None,
         "optuna_trial": trial.number,
         "started_at": started,

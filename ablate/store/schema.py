@@ -54,6 +54,12 @@ TRIAL_FIELDS = [
     Column("test_acc", pa.float64(), "test accuracy after the last epoch (null if it diverged)"),
     Column("test_loss", pa.float64(), "test loss after the last epoch"),
     Column(
+        "test_correct",
+        pa.list_(pa.bool_()),
+        "per test image, in test-set order: whether the last epoch classified it correctly "
+        "(what the report's paired bootstrap over test images resamples; null if it diverged)",
+    ),
+    Column(
         "train_acc",
         pa.float64(),
         "the last epoch's accuracy measured during training, with augmentation and dropout active",

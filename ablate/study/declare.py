@@ -30,7 +30,7 @@ from ablate.study.factors import (
     Until,
     _is_int,
 )
-from ablate.study.plan import PlannedTrial, StudyPlan, _fraction_cells, cell_name, one_determinism
+from ablate.study.plan import AVERAGED, PlannedTrial, StudyPlan, _fraction_cells, cell_name, one_determinism
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,10 @@ class Study:
     metrics: Sequence[str] = ()  # the question's metrics (default: metric)
     within: Sequence[str] = ()  # factors the question asks "for each level of"
     # Comparisons the question asks beside the default ones: (factor, level, versus level),
-    # e.g. ("model", "resnet_c3", "resnet18"); within each level of ``within``'s factors.
-    contrasts: Sequence[tuple[str, Any, Any]] = ()
+    # e.g. ("model", "resnet_c3", "resnet18"), within each level of ``within``'s factors; or
+    # (factor, level, versus, AVERAGED): one comparison averaged over the other factors' levels
+    # (the most precise answer where the effect does not depend on them).
+    contrasts: Sequence[tuple[Any, ...]] = ()
     delta: float | None = None  # smallest effect of interest, in points for accuracies
     target: float | None = None  # a bar each cell's metric should pass (points for accuracies)
     pruner: str = "none"  # sampler designs: stop trials whose curves fall behind (median, hyperband)
@@ -196,15 +198,19 @@ class Study:
         ):
             raise StudyError("contrasts must be a list of (factor, level, versus) tuples", "contrasts")
         for item in self.contrasts:
-            factor = item[0] if isinstance(item, (tuple, list)) and len(item) == 3 else None
+            shaped = isinstance(item, (tuple, list)) and (
+                len(item) == 3 or (len(item) == 4 and item[3] == AVERAGED)
+            )
+            factor = item[0] if shaped else None
             levels = self.factors.get(factor) if isinstance(factor, str) else None
             if not isinstance(levels, Choice):
                 raise StudyError(
-                    f"contrasts: {item!r} must be (factor, level, versus level) for a factor "
-                    f"given as choice(...) ({', '.join(self.factors) or 'none'})",
+                    f"contrasts: {item!r} must be (factor, level, versus level), or with "
+                    f"{AVERAGED!r} fourth, for a factor given as choice(...) "
+                    f"({', '.join(self.factors) or 'none'})",
                     "contrasts",
                 )
-            _, level, versus = item
+            level, versus = item[1], item[2]
             listed = [column_value(v) for v in levels.values]
             if column_value(level) not in listed or column_value(versus) not in listed or level == versus:
                 raise StudyError(
@@ -302,14 +308,12 @@ class Study:
         return tuple(planned)
 
 
-def _asked(
-    contrasts: Sequence[tuple[str, Any, Any]], factors: Mapping[str, Factor]
-) -> list[tuple[str, Any, Any]]:
+def _asked(contrasts: Sequence[tuple[Any, ...]], factors: Mapping[str, Factor]) -> list[tuple[Any, ...]]:
     """The asked contrasts a preset's levels allow (a smaller preset may drop a level)."""
     kept = []
-    for factor, level, versus in contrasts:
+    for factor, level, versus, *how in contrasts:
         levels = factors.get(factor)
         listed = [column_value(v) for v in levels.values] if isinstance(levels, Choice) else []
         if column_value(level) in listed and column_value(versus) in listed:
-            kept.append((factor, column_value(level), column_value(versus)))
+            kept.append((factor, column_value(level), column_value(versus), *how))
     return kept

@@ -13,6 +13,9 @@ from ablate.params import column_value
 from ablate.study.factors import Choice, Design, Factor, Sampler, Until
 from ablate.study.fractions import fraction
 
+# An asked contrast's fourth element: one comparison averaged over the other factors' levels.
+AVERAGED = "averaged"
+
 
 @dataclass(frozen=True)
 class PlannedTrial:
@@ -44,7 +47,7 @@ class StudyPlan:
     # part of the fingerprint.
     metrics: tuple[str, ...] = ()
     within: tuple[str, ...] = ()
-    contrasts: tuple[tuple[str, Any, Any], ...] = ()  # (factor, level, versus) the question asks
+    contrasts: tuple[tuple[Any, ...], ...] = ()  # (factor, level, versus[, AVERAGED]) the question asks
     delta: float | None = None
     target: float | None = None
     seed_rule: Until | None = None  # seeds added as the answer needs them (``trials`` plans the cap)

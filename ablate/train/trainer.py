@@ -49,6 +49,9 @@ class TrialResult:
     step_ms: dict[str, float] | None = None  # fp32/bf16 step timings behind precision=auto
     backends: Backends = Backends(deterministic=False, tf32=False)
     nondeterministic: tuple[str, ...] = ()  # ops that warned they ran without a deterministic kernel
+    # Per test image, whether the last epoch got it right: the paired bootstrap over test images
+    # resamples these (every trial of a folder shares the test set, in the same order).
+    test_correct: tuple[bool, ...] = ()
 
     @property
     def parameters(self) -> int:
@@ -246,6 +249,7 @@ def fit(
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     confusion.index_put_((data.test_y, predicted), torch.ones_like(predicted), accumulate=True)
     per_class = confusion.diag().float() / confusion.sum(1).clamp(min=1)
+    correct = tuple((predicted == data.test_y).tolist())
     return TrialResult(
         epochs=tuple(state.history),
         class_acc=tuple(per_class.tolist()),
@@ -259,4 +263,5 @@ def fit(
         step_ms=chosen.step_ms,
         backends=backends,
         nondeterministic=tuple(sorted(warned)),
+        test_correct=correct,
     )

@@ -18,14 +18,16 @@ from PIL import Image
 from scipy import stats
 from typer.testing import CliRunner
 
+from ablate.analysis import analyse_folder
 from ablate.analysis.load import StudyResults, read_table
 from ablate.analysis.metrics import add_derived, format_half_width, format_value, swing
 from ablate.analysis.provenance import ran_on
-from ablate.analysis.stats import holm, mean_ci, sign_flip_p
+from ablate.analysis.stats import benjamini_hochberg, holm, mean_ci, sign_flip_p
 from ablate.cli.app import app
 from ablate.events import EpochRecord
 from ablate.params import param_type
-from ablate.report import build
+from ablate.report import build, write_files
+from ablate.report.plots import PLOTS
 from ablate.store.folder import StudyFolder
 from ablate.store.tables import ResultsStore, class_table, epoch_table, trial_table
 from ablate.study.plan import fingerprint_of
@@ -153,8 +155,12 @@ def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
     # dropout 0.25 gains 3 to 5 points on every seed, but 4 seeds are below the small-n rule.
     answer = " ".join(report.answer)
     assert "Family: 2 hypotheses" in answer and "max-T sign-flip test" in answer
-    # What the seed varies and what every seed shares, which no interval over seeds covers.
-    assert "every seed shares all the training images, all the test images (another test set" in answer
+    # What the seed varies and what every seed shares, which no interval over seeds covers;
+    # these trials did not record their test images, so the test set's sampling is not covered.
+    assert (
+        "every seed shares all the training images, all the test images (not every trial recorded "
+        "which test images it got right); another test set or other training images would add" in answer
+    )
     fixed = build(
         make_study(
             tmp_path / "sized", study={"baseline": {"dropout": 0.0, "train_size": 3000, "val_size": 500}}
@@ -166,7 +172,10 @@ def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
     drawn = {"baseline": {"dropout": 0.0, "train_size": 3000, "train_subset": "per_seed"}}
     said = " ".join(build(make_study(tmp_path / "drawn", study=drawn)).report.answer)
     assert "the seed varies the initialisation, which training images are drawn," in said
-    assert "every seed shares all the test images (another test set would add" in said
+    assert (
+        "every seed shares all the test images (not every trial recorded which test images it got "
+        "right); another test set would add" in said
+    )
     gain = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.25]) - np.array(ACCURACY[0.0]))))
     assert f"dropout = 0.25 (vs 0.0) raises test_acc by {gain} points [95% simultaneous CI" in answer
     loss = format_value("test_acc", float(np.mean(np.array(ACCURACY[0.0]) - np.array(ACCURACY[0.5]))))
@@ -494,6 +503,13 @@ def test_holm_and_intervals_edge_cases() -> None:
     assert mean_ci([0.5]).low is None
 
 
+def test_benjamini_hochberg_steps_up() -> None:
+    assert benjamini_hochberg([0.01, 0.02, 0.03, 0.5], 0.05) == [True, True, True, False]
+    # 0.02 alone misses its 1/3 x 0.05, but the largest p under its line (0.04 <= 0.05) takes it along.
+    assert benjamini_hochberg([0.04, 0.02, 0.03], 0.05) == [True, True, True]
+    assert benjamini_hochberg([0.04, 0.045, 0.9], 0.05) == [False, False, False]
+
+
 def test_too_few_seeds_are_stated_plainly(tmp_path: Path) -> None:
     study = make_study(tmp_path, {0.0: [0.6], 0.25: [0.7]})
     answer = build(study).report.answer
@@ -576,6 +592,14 @@ def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     # Augmentation's own effect, which the question names beside dropout's.
     assert {(f["factor"], f["level"]) for f in family if f["kind"] == "asked"} == {("augment", "none")}
     assert len(data["answer"]) == 2 + len(family)  # the family's rule, what the seed covers
+    # The trials recorded which test images they got right: the final gaps' intervals hold the
+    # test set's sampling (a bootstrap over its 200 images); the early gap is measured on the
+    # first epoch's predictions, which are not recorded.
+    final = [f for f in family if f["metric"] != "gap_running_first"]
+    assert final and all(f["estimate"]["image_se"] > 0 for f in final)
+    assert all(f["estimate"]["image_se"] is None for f in family if f not in final)
+    assert "The intervals on gap_eval, gap_running also hold the test set's own sampling" in data["answer"][1]
+    assert "another test set" not in data["answer"][1]
     assert (tmp_path / "dropout_gap" / "report" / "report.html").is_file()
     # Where and how the trials ran, from the trials table: one model, so one precision, unnamed.
     precisions = {row["precision"] for row in read_table(tmp_path / "dropout_gap" / "trials")}
@@ -754,6 +778,70 @@ def test_a_comparison_the_study_names_joins_the_family(tmp_path: Path) -> None:
         assert finding.estimate.value == pytest.approx(expected) and finding.verdict == "decided"
     assert "and the 2 comparisons the study names" in report.answer[0]
     assert report.family_size == 6 + 2  # 4 effects within augment, 2 interactions, 2 named
+
+
+def test_a_main_effect_the_study_names_joins_the_family_once(tmp_path: Path) -> None:
+    """oscillation's question is whether cosine cuts the swing: where it does at every batch
+    size, the effect averaged over the batch sizes is the most precise answer, and the study
+    can ask for it (``"averaged"``)."""
+    rng = np.random.default_rng(13)
+    cells = {
+        (schedule, batch): list(
+            0.60 + (0.02 if schedule == "cosine" else 0) - 0.01 * i + rng.normal(0, 0.01, 6)
+        )
+        for schedule in ("none", "cosine")
+        for i, batch in enumerate(("8", "16", "64"))
+    }
+    factors = {"scheduler": ["none", "cosine"], "batch": ["8", "16", "64"]}
+    report = build(
+        write_study(
+            tmp_path,
+            cells,
+            factors,
+            {"scheduler": "none", "batch": "8"},
+            study={
+                "within": ["scheduler", "batch"],
+                "contrasts": [["scheduler", "cosine", "none", "averaged"]],
+            },
+        )
+    ).report
+    named = [f for f in report.findings if f.family and f.contrast.kind == "main effect"]
+    assert [f.contrast.label for f in named] == [
+        "scheduler = cosine (vs none), averaged over the other factors"
+    ]
+    expected = np.mean(
+        [np.array(cells[("cosine", b)]) - np.array(cells[("none", b)]) for b in factors["batch"]]
+    )
+    assert named[0].estimate.value == pytest.approx(expected)
+    # The exploratory main effects no longer hold it a second time; the other factor's stay.
+    others = [
+        f
+        for f in report.findings
+        if not f.family and f.metric == "test_acc" and f.contrast.kind == "main effect"
+    ]
+    assert {f.contrast.factor for f in others} == {"batch"}
+    assert "and the comparison the study names" in report.answer[0]
+    # 3 effects of the schedule within batch, 2 x 2 of batch within schedule, 2 interactions, 1 named.
+    assert report.family_size == 3 + 4 + 2 + 1
+
+
+def test_a_ratio_metric_not_measured_in_any_cell_draws_no_interaction_plot(tmp_path: Path) -> None:
+    """oscillation's smoke preset trains 2 epochs: too few for the swing's window, so every
+    cell's swing is missing; the log-scaled interaction plot raised (a traceback, exit 1)."""
+    cells = {(s, b): [0.6, 0.61, 0.62] for s in ("none", "cosine") for b in ("8", "64")}
+    folder = write_study(
+        tmp_path,
+        cells,
+        {"scheduler": ["none", "cosine"], "batch": ["8", "64"]},
+        {"scheduler": "none", "batch": "8"},
+        study={"within": ["scheduler", "batch"], "metrics": ["swing_test"]},
+    )
+    report, results = analyse_folder(folder)
+    assert PLOTS["interaction"](report, results) is not None  # measured: drawn
+    for cell in report.cells:
+        cell.summary["swing_test"] = mean_ci([])  # as when no cell has epochs enough
+    assert PLOTS["interaction"](report, results) is None
+    assert "interaction" not in write_files(report, results).plots
 
 
 def test_a_target_says_how_many_runs_reach_it_and_where_one_new_run_lies(tmp_path: Path) -> None:

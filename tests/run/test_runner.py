@@ -72,6 +72,10 @@ def test_smoke_preset_writes_18_trials_with_the_schema_and_rerun_adds_nothing(tm
     assert cells == {(d, a) for d in (0.0, 0.25, 0.5) for a in ("none", "crop_flip")}
     assert sorted(t["seed"] for t in trials) == [0] * 6 + [1] * 6 + [2] * 6
     assert all(0.0 <= t["test_acc"] <= 1.0 and t["ablate_version"] == ablate.__version__ for t in trials)
+    # Which of the 200 test images each trial got right, in test-set order: the report's
+    # bootstrap over test images needs it, and it agrees with the stored accuracy.
+    for t in trials:
+        assert len(t["test_correct"]) == 200 and sum(t["test_correct"]) / 200 == pytest.approx(t["test_acc"])
     epochs = table(results, "epochs")
     assert len(epochs) == 18  # one epoch per trial in the smoke preset
     assert {
@@ -343,6 +347,7 @@ def test_a_diverged_trial_is_a_result_recorded_once_with_its_epochs(
         (n, 1, "diverged") for n in range(4)
     ]  # once each: never retried
     assert all(t["diverged_epoch"] == 1 and t["test_acc"] is None and t["error"] is None for t in trials)
+    assert all(t["test_correct"] is None for t in trials)  # nothing was evaluated
     epochs = table(tmp_path / "tiny_study", "epochs")
     assert len(epochs) == 4 and all(e["test_acc"] is None for e in epochs)
     assert all(not math.isfinite(e["train_loss"]) for e in epochs)

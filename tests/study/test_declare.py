@@ -144,8 +144,11 @@ def test_named_contrasts_must_compare_two_levels_of_a_listed_factor() -> None:
     assert plan.contrasts == (("model", "c", "b"),) and plan.describe()["contrasts"] == [["model", "c", "b"]]
     # The contrasts change no trial: the fingerprint stays.
     assert plan.fingerprint() == Study(**base).plan().fingerprint()  # type: ignore[arg-type]
+    averaged = Study(**base, contrasts=[("model", "c", "a", "averaged")]).plan()  # type: ignore[arg-type]
+    assert averaged.contrasts == (("model", "c", "a", "averaged"),)
     for bad, words in (
         ([("width", 1, 2)], "for a factor given as choice"),
+        ([("model", "c", "b", "pooled")], "or with 'averaged' fourth"),
         ([("model", "c", "c")], "two different levels of model"),
         ([("model", "c", "z")], "two different levels of model"),
         (("model", "c", "b"), "a list of (factor, level, versus) tuples"),

@@ -145,6 +145,16 @@ def test_confusion_matrix_and_per_class_accuracy_agree(plugins: Plugins) -> None
     assert confusion.diag().sum().item() / 32 == pytest.approx(result.final.test_acc)
 
 
+def test_each_test_images_correctness_is_recorded_in_test_set_order(plugins: Plugins) -> None:
+    result, _ = train(plugins)
+    correct = torch.tensor(result.test_correct)
+    assert correct.shape == (32,) and correct.float().mean().item() == pytest.approx(result.final.test_acc)
+    # Per class, the images of that class that count as correct are the confusion's diagonal.
+    labels = tiny_data().test_labels
+    for index, row in enumerate(result.confusion):
+        assert correct[labels == index].sum().item() == row[index]
+
+
 def test_train_eval_subset_is_fixed_and_sized() -> None:
     first = to_device(tiny_data(), CPU, 10)
     second = to_device(tiny_data(), CPU, 10)
