@@ -56,7 +56,7 @@ study = Study(
             ),
         ),
         mid=Preset(
-            "about an hour on a 2-core CPU, sized to decide: 12,000 of CIFAR-10's training images "
+            "about an hour on a 2-core CPU: 12,000 of CIFAR-10's training images "
             "(--data-dir), the full test set, width 8, 10 epochs with steps at 5 and 8, 6 seeds",
             dict(width=8, epochs=10, milestones=(5, 8), train_size=12000, train_eval_size=2000),
             seeds=6,

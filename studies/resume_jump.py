@@ -69,7 +69,7 @@ study = Study(
             ),
         ),
         mid=Preset(
-            "about an hour on a 2-core CPU, sized to decide: 12,000 of CIFAR-10's training images "
+            "about an hour on a 2-core CPU: 12,000 of CIFAR-10's training images "
             "(--data-dir), the full test set, width 8, 12 epochs restarted every 3 with the "
             "users' rates per segment scaled (0.1, 0.01, 0.001, 0.0005), 6 seeds",
             dict(

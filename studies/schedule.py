@@ -65,7 +65,7 @@ study = Study(
             ),
         ),
         mid=Preset(
-            "about an hour on a 2-core CPU, sized to decide: 8,000 of CIFAR-10's training images "
+            "about an hour on a 2-core CPU: 8,000 of CIFAR-10's training images "
             "(--data-dir; 2,000 more held out for validation), the full test set, width 8, 20 "
             "epochs: steps at 6, 12 and 18, plateau patience 2 (the users' 30/60/90 and 10 of 100 "
             "epochs, scaled), 6 seeds",

@@ -223,3 +223,73 @@ def test_the_repository_holds_no_results(tmp_path: Path) -> None:
         and path.endswith((".parquet", ".journal", ".pt", ".safetensors"))
     ]
     assert results == []
+
+
+def test_the_findings_say_what_the_verdicts_imply_only_when_they_support_it() -> None:
+    """resume_jump: the jump is the rate restarting only when starting the schedule over is
+    decided and losing the momentum is not; pretraining: the first epoch's gap, per start."""
+    from types import SimpleNamespace
+
+    from ablate.analysis.answer import DECIDED, UNDECIDED, Finding
+    from ablate.analysis.contrasts import Contrast
+    from ablate.analysis.stats import Interval, estimate_of
+
+    findings = findings_builder()
+
+    def jump(mode: str, value: float, verdict: str) -> Finding:
+        contrast = Contrast("against the baseline", "resume", mode, "none", {mode: 1.0, "none": -1.0})
+        estimate = estimate_of([value + d for d in (-0.01, 0.0, 0.01)], [0, 1, 2])
+        return Finding(contrast, "jump_test@1", estimate, True, half_width=0.02, verdict=verdict)
+
+    report = SimpleNamespace(
+        findings=[jump("weights_scheduler", 0.004, UNDECIDED), jump("weights_only", -0.047, DECIDED)]
+    )
+    said = findings.resume_said(report)
+    assert "by at most +0.4 points [-1.6, +2.4] (undecided, jump_test@1)" in said
+    assert "(`weights_only`) by -4.7 [-6.7, -2.7] (decided" in said
+    assert said.endswith("not from the lost momentum.")
+    report.findings[0].verdict = DECIDED  # the momentum matters too: no such claim
+    assert "not from the lost momentum" not in findings.resume_said(report)
+    assert findings.resume_said(SimpleNamespace(findings=report.findings[:1])) is None
+
+    def cell(init: str, dropout: float, gap: Interval) -> SimpleNamespace:
+        return SimpleNamespace(levels={"init": init, "dropout": dropout}, summary={"gap_running_first": gap})
+
+    cells = [
+        cell("scratch", 0.0, Interval(-0.03, -0.05, -0.01, 6)),
+        cell("pretrained", 0.0, Interval(0.24, 0.22, 0.26, 6)),
+        cell("pretrained", 0.5, Interval(0.30, 0.28, 0.32, 6)),
+    ]
+    said = findings.pretraining_said(SimpleNamespace(cells=cells))
+    assert said == (
+        "Without dropout, from scratch test accuracy ends the first epoch 3.0 points below the "
+        "running train accuracy (95 % interval -5.0 to -1.0); from the `pretrained` weights test accuracy "
+        "ends the first epoch 24.0 points above the running train accuracy (95 % interval +22.0 to +26.0)."
+    )
+
+
+def test_the_page_counts_its_families_and_their_verdicts_under_benjamini_hochberg() -> None:
+    findings = findings_builder()
+    record = findings.FAMILY_RECORD
+    sections = [
+        ["## a", f"{record}0.03125* 0.03125* 0.5 -->"],
+        ["## b", f"{record}0.001* 0.6 0.7 -->"],
+        ["## c", "Measured: kept from earlier rules"],
+    ]
+    line = findings.page_line(sections)
+    # 6 hypotheses: BH at 0.05 keeps p(k) <= k x 0.05 / 6: 0.001 (k = 1) passes, 0.03125 fails
+    # at k = 2 and 3 (0.0167, 0.025): one of the three decided verdicts holds across the page.
+    assert line == (
+        "The page is 3 families, not one. Across the 2 measured under the current rules (6 "
+        "hypotheses with an exact test), 1 of the 3 verdicts decided within their family also hold "
+        "under Benjamini-Hochberg at 0.05 over all of them; the other section is kept from "
+        "earlier rules or not run, and not counted."
+    )
+    assert findings.page_line([["## c"]]) == ""
+    # Where every decided p is at the 6-seed floor, the line says more seeds would change it.
+    floor = findings.page_line([["## a", f"{record}0.031* 0.031* 0.5 0.6 0.7 0.8 -->"]])
+    assert "0 of the 2 verdicts" in floor and "nothing below 2/64 = 0.031)." in floor
+    # A kept section's practical paragraph (typed, not measured) takes the current words.
+    question = findings.QUESTIONS[0]
+    old = ["Measured: ...", f"{findings.MEANING}the cure is a schedule", "<!-- family p: 0.5 -->"]
+    assert findings.refresh_meaning(old, question)[1] == findings.MEANING + question.meaning

@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "findings.md"
@@ -35,6 +37,68 @@ class Question:
     asked: str  # the question in the users' words
     figures: tuple[str, ...]  # plots of ablate.report.plots.PLOTS, in order of preference
     meaning: str  # how to read the answer for one's own script (no numbers: those are measured)
+    # The answer to the users' own question in their words, built from the measured report
+    # (None where the numbers do not support it): what the verdicts imply but do not say.
+    said: Callable[[Any], str | None] | None = None
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def _interval(finding: Any) -> str:
+    low, high = finding.interval or (None, None)
+    return "" if low is None else f" [{_points(low)}, {_points(high)}]"
+
+
+def resume_said(report: Any) -> str | None:
+    """resume_jump: is the jump the rate restarting or the lost momentum? The mode that loses
+    only the momentum keeps the schedule; the two that start the schedule over lose it too."""
+    from ablate.analysis.answer import NEGLIGIBLE, OPEN, SETTLED
+
+    jumps = [
+        f
+        for f in report.findings
+        if f.family and f.estimate is not None and f.metric.startswith("jump_test@")
+    ]
+
+    def largest(modes: tuple[str, ...]) -> Any:
+        found = [f for f in jumps if f.contrast.level in modes]
+        return max(found, key=lambda f: abs(f.estimate.value)) if found else None
+
+    momentum, restarted = largest(("weights_scheduler",)), largest(("weights_only", "weights_optimizer"))
+    if momentum is None or restarted is None:
+        return None
+    text = (
+        f"Losing only the momentum (`weights_scheduler`, the users' own segments) moves test "
+        f"accuracy across a restart by at most {_points(momentum.estimate.value)} points"
+        f"{_interval(momentum)} ({momentum.verdict}, {momentum.metric}); starting the schedule over "
+        f"(`{restarted.contrast.level}`) by {_points(restarted.estimate.value)}{_interval(restarted)} "
+        f"({restarted.verdict}, {restarted.metric})."
+    )
+    if restarted.verdict in SETTLED and momentum.verdict in NEGLIGIBLE + OPEN:
+        text += " The jump comes from the learning rate restarting, not from the lost momentum."
+    return text
+
+
+def pretraining_said(report: Any) -> str | None:
+    """pretraining: where does test accuracy stand against running train accuracy after the
+    first epoch, with pretrained weights and without?"""
+    parts = []
+    for cell in report.cells:
+        first = cell.summary.get("gap_running_first")
+        init = cell.levels.get("init")
+        if first is None or first.low is None or cell.levels.get("dropout") not in (0, 0.0):
+            continue
+        side = "above" if first.mean > 0 else "below"
+        start = "from scratch" if init == "scratch" else f"from the `{init}` weights"
+        parts.append(
+            f"{start} test accuracy ends the first epoch {abs(first.mean) * 100:.1f} points "
+            f"{side} the running train accuracy (95 % interval {_points(first.low)} to {_points(first.high)})"
+        )
+    if not parts:
+        return None
+    return "Without dropout, " + "; ".join(parts) + "."
 
 
 QUESTIONS = (
@@ -46,10 +110,10 @@ QUESTIONS = (
         "`train_acc` as most scripts print it is measured during the epoch, with dropout and "
         "augmentation on and the weights still moving; `gap_eval` compares like with like "
         "(train images measured in eval mode, unaugmented). An effect on `gap_running` that "
-        "is absent from `gap_eval` is a measurement artefact of the running average, not a "
-        "property of the model. Dropout that narrows the gap does it by lowering the running "
-        "train accuracy it is measured with; whether it helps is its effect on `test_acc`, in "
-        "the tables below.",
+        "`gap_eval` shows negligible would be an artefact of the running average; one that "
+        "is only undecided on `gap_eval` is not shown absent. Dropout and crop + flip that "
+        "narrow `gap_running` do it by lowering the running train accuracy it is measured "
+        "with, not by raising test accuracy; whether they help is their effect on `test_acc`.",
     ),
     Question(
         "resume_jump",
@@ -60,21 +124,24 @@ QUESTIONS = (
         "only the weights, the mode with the same name is your situation. A mode that "
         "starts the schedule over also spends more epochs at the first, highest rate, so "
         "its final accuracy differs for that reason alone: judge the restart by the jumps.",
+        resume_said,
     ),
     Question(
         "color_jitter",
         "Does colour jitter help when the test images have none?",
         ("final_metric", "interaction"),
-        "Read the effect of jitter on `test_acc` within each augmentation: jitter trades "
-        "fitting the training colours for robustness the clean test set does not reward.",
+        "Read the effect of jitter on `test_acc` within each augmentation. The test images "
+        "are unjittered, so this says nothing about robustness to colour shifts, which this "
+        "study does not measure.",
     ),
     Question(
         "oscillation",
         "Why does my test accuracy swing from epoch to epoch with small batches?",
         ("interaction", "learning_curves"),
-        "The swing is measured over the last epochs; a smaller batch at the same learning "
-        "rate takes more, noisier steps. If the swing falls when the rate decays, the cure "
-        "is a schedule, not a bigger batch.",
+        "The swing is measured over the last half of training, leaving out changes across a "
+        "step of the rate; a smaller batch at the same learning rate takes more, noisier "
+        "steps. The study compares a cosine schedule with a constant rate at each batch "
+        "size; it does not try a larger batch with a rescaled rate.",
     ),
     Question(
         "pretraining",
@@ -82,7 +149,10 @@ QUESTIONS = (
         ("learning_curves",),
         "Offline, pretraining here means weights trained on other CIFAR-10 classes "
         "(`pretrain_source`); with internet access the `full` preset compares ImageNet "
-        "weights.",
+        "weights. Test accuracy above the running train accuracy after the first epoch is "
+        "the users' symptom: the running figure averages over an epoch whose weights were "
+        "still far from the final ones.",
+        pretraining_said,
     ),
     Question(
         "schedule",
@@ -108,9 +178,9 @@ QUESTIONS = (
         "five_epochs",
         "Can a ResNet-18 pass 50 % test accuracy in 5 epochs?",
         ("learning_curves",),
-        "The answer is how many seeds pass the target and the cell's mean with its "
-        "interval, at this width and data; a mean whose whole interval is above the target "
-        "passes it reliably at this scale, not at every width.",
+        "The answer is how many seeds pass the target, the cell's mean with its interval, "
+        "and the range one more run would fall in (a prediction interval), at this width and "
+        "data: a mean above the target is a claim about the average run, not about yours.",
     ),
 )
 
@@ -210,6 +280,7 @@ def measured_section(
         f"at most, {_images(images, 'training')} and {_images(test_images, 'test')} "
         f"images per trial."
         + (f" {report.ran_on}" if report.ran_on else "")
+        + sized(report)
         + ("" if complete >= plan.size else " **The run is not finished: the answer below is provisional.**"),
         "",
         "**Short answer.** " + " ".join(report.summary),
@@ -234,7 +305,96 @@ def measured_section(
         path = figures / f"{question.study}-{name}.png"
         save_figure(figure, path)
         lines += [f"![{question.study}: {name}]({figures.name}/{path.name})", ""]
-    return lines + [f"*What it means for your script.* {question.meaning}", ""]
+    said = question.said(report) if question.said else None
+    return lines + [
+        *([f"*What the numbers say.* {said}", ""] if said else []),
+        f"{MEANING}{question.meaning}",
+        "",
+        family_record(report),
+        "",
+    ]
+
+
+MEANING = "*What it means for your script.* "  # typed, not measured: kept sections take the current text
+
+
+def refresh_meaning(lines: list[str], question: Question) -> list[str]:
+    return [f"{MEANING}{question.meaning}" if line.startswith(MEANING) else line for line in lines]
+
+
+def sized(report: Any) -> str:
+    """What the seeds could detect: the range of the family's 80 % power effects in points."""
+    from ablate.analysis.metrics import is_accuracy
+
+    detectable = [
+        f.detectable * 100 for f in report.findings if f.family and f.detectable and is_accuracy(f.metric)
+    ]
+    if not detectable:
+        return ""
+    low, high = min(detectable), max(detectable)
+    span = f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f} to {high:.1f}"
+    return f" Sized to detect effects of {span} points (80 % power at these seeds, by comparison)."
+
+
+# Each measured section ends with its family's adjusted p values in a comment (invisible on the
+# page): the page-wide line counts them without the results folders of kept sections.
+FAMILY_RECORD = "<!-- family p: "
+
+
+def family_record(report: Any) -> str:
+    from ablate.analysis.answer import SETTLED
+
+    values = [
+        f"{f.p_adjusted:.6g}{'*' if f.verdict in SETTLED else ''}"
+        for f in report.findings
+        if f.family and f.p_adjusted is not None
+    ]
+    return FAMILY_RECORD + " ".join(values) + " -->"
+
+
+def page_line(sections: list[list[str]], alpha: float = 0.05) -> str:
+    """One line for the whole page: each study is a family of its own; how many of the verdicts
+    decided within a family also hold under Benjamini-Hochberg over every hypothesis on the page
+    (on the families' adjusted p values, which only makes it stricter)."""
+    from ablate.analysis.stats import benjamini_hochberg
+
+    p_values: list[float] = []
+    decided: list[bool] = []
+    counted = 0
+    for lines in sections:
+        record = next((line for line in lines if line.startswith(FAMILY_RECORD)), None)
+        if record is None:
+            continue
+        counted += 1
+        for item in record.removeprefix(FAMILY_RECORD).removesuffix("-->").split():
+            p_values.append(float(item.rstrip("*")))
+            decided.append(item.endswith("*"))
+    if not counted:
+        return ""
+    survive = benjamini_hochberg(p_values, alpha)
+    held = sum(d and s for d, s in zip(decided, survive, strict=True))
+    left = len(sections) - counted
+    smallest = min((p for p, d in zip(p_values, decided, strict=True) if d), default=None)
+    why = (  # where more seeds, not other verdicts, would change the count
+        f" (the smallest of their p values is {smallest:.2g}: at 6 seeds an exact test gives "
+        "nothing below 2/64 = 0.031)"
+        if smallest is not None and smallest >= 0.031 and held < sum(decided)
+        else ""
+    )
+    return (
+        f"The page is {len(sections)} families, not one. Across the {counted} measured under the "
+        f"current rules ({len(p_values)} hypotheses with an exact test), {held} of the {sum(decided)} "
+        f"verdicts decided within their family also hold under Benjamini-Hochberg at {alpha:g} over "
+        "all of them"
+        + why
+        + (
+            "; the other section is kept from earlier rules or not run, and not counted."
+            if left == 1
+            else f"; the {left} other sections are kept from earlier rules or not run, and not counted."
+            if left
+            else "."
+        )
+    )
 
 
 EARLIER_RULES = (
@@ -303,6 +463,7 @@ def build(
         "rules say so.",
         "",
     ]
+    sections: list[list[str]] = []
     for question, study, plan in studies:
         kept = figures / f"{question.study}.md"
         head = heading(question, study, plan, preset)
@@ -312,11 +473,16 @@ def build(
             kept.write_text("\n".join(lines), encoding="utf-8")
             sources[question.study] = "measured"
         elif study_line(question, plan) in earlier:  # a section of another preset never mixes in
-            lines = mark_earlier_rules(earlier.split("\n"))
+            lines = refresh_meaning(mark_earlier_rules(earlier.split("\n")), question)
             sources[question.study] = "kept"
         else:
             lines = not_run_section(head, plan)
             sources[question.study] = "not run"
+        sections.append(lines)
+    line = page_line(sections)
+    if line:
+        parts += [line, ""]
+    for lines in sections:
         parts += lines
     page.write_text("\n".join(parts), encoding="utf-8")
     return sources
