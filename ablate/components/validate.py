@@ -122,9 +122,26 @@ def selects_on_test_set(plan: StudyPlan, setups: Sequence[TrialSetup]) -> str | 
     chooses = []
     if plan.sampled and plan.metric == "test_acc":
         chooses.append(f"the {plan.design.name} sampler tunes on test accuracy")  # type: ignore[union-attr]
-    if any(setup.scheduler.component.name == "plateau" for setup in setups):
-        chooses.append("the plateau scheduler steps on test accuracy")
+    watching = sorted({s.scheduler.component.name for s in setups if _watches_accuracy(s)})
+    if watching:
+        chooses.append(f"the {watching[0]} scheduler steps on test accuracy")
     best = sorted({str(s.settings["keep_weights"]) for s in setups} & {"best", "both"})
     if best:
         chooses.append(f"keep_weights={best[0]} keeps the weights of the best test epoch")
     return "; ".join(chooses) or None
+
+
+def _watches_accuracy(setup: TrialSetup) -> bool:
+    """Whether the trial's scheduler steps on accuracy, known by building it (on a throwaway
+    optimizer), not by its name: a plugin's plateau scheduler selects as the built-in one does.
+    One that cannot be built here fails in its trial, which names it."""
+    import torch
+
+    from ablate.train.epoch import watches_accuracy
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    try:
+        scheduler = setup.scheduler.build(optimizer=optimizer, epochs=setup.settings["epochs"])
+    except Exception:
+        return False
+    return watches_accuracy(scheduler)

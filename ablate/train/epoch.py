@@ -101,10 +101,16 @@ def prepare_batch(
     return _normalize(images, data), data.train_y[index]
 
 
+def watches_accuracy(scheduler: Any) -> bool:
+    """Whether the scheduler steps on a measured accuracy (a plateau scheduler, whatever the
+    plugin that registered it calls it): what it watches selects, so it must not be the test set."""
+    return isinstance(scheduler, ReduceLROnPlateau)
+
+
 def step_scheduler(scheduler: Any, accuracy: float) -> None:
     """The once-per-epoch step, after evaluation: a plateau scheduler watches ``accuracy`` (the
     validation accuracy when the trial has a validation split, else the test accuracy)."""
-    if isinstance(scheduler, ReduceLROnPlateau):
+    if watches_accuracy(scheduler):
         scheduler.step(accuracy)
     else:
         scheduler.step()

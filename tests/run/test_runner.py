@@ -10,12 +10,13 @@ import optuna
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import ablate
 from ablate.cli.app import app
-from ablate.components.discovery import Plugins
-from tests.conftest import REPO, invoke
+from ablate.components.discovery import Plugins, load_plugins
+from tests.conftest import REPO, TinyPlugin, invoke
 
 TINY = """
 from ablate import Study, choice, sampler
@@ -488,3 +489,31 @@ def test_a_planned_design_never_prunes() -> None:
 
     with pytest.raises(StudyError, match="pruner='median' needs design=sampler"):
         Study(name="s", question="?", baseline={}, pruner="median")
+
+
+class PatiencePlugin:
+    """A third-party plateau scheduler under a name of its own."""
+
+    @ablate.hookimpl
+    def register_schedulers(self, register):  # type: ignore[no-untyped-def]
+        def patience(*, optimizer, epochs):  # type: ignore[no-untyped-def]
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=1)
+
+        register("patience", patience, "steps the rate down when accuracy stalls")
+
+
+def test_a_plugins_plateau_scheduler_is_refused_without_a_validation_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Known by what the scheduler is, not by the built-in's name: it would step on test
+    accuracy as the built-in plateau does."""
+    plugins = load_plugins(extra={"tests:tiny": TinyPlugin(), "tests:patience": PatiencePlugin()})
+    monkeypatch.setattr("ablate.components.discovery.get_plugins", lambda: plugins)
+    text = TINY.replace("lr=0.05,", 'lr=0.05, scheduler="patience",')
+    code, output = invoke("run", str(tiny_study(tmp_path, text)), "--results-dir", str(tmp_path / "a"))
+    said = " ".join(output.split())
+    assert code == 2 and "the patience scheduler steps on test accuracy" in said, output
+    assert not list((tmp_path / "a").rglob("*.parquet"))
+    validated = text.replace("train_eval_size=32)", "train_eval_size=32, val_size=16)")
+    code, output = invoke("run", str(tiny_study(tmp_path, validated)), "--results-dir", str(tmp_path / "b"))
+    assert code == 0, output
