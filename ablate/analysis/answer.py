@@ -78,6 +78,7 @@ class Finding:
     left_out: tuple[int, ...] = ()  # seeds that diverged in one of the compared cells
     confidence: float = 0.95  # of the interval shown (simultaneous for the family)
     half_width: float | None = None  # of the interval shown
+    critical: float | None = None  # the family's critical value the interval was made with
     p_adjusted: float | None = None  # max-T over the family, else Holm within metric and kind
     verdict: str = EXPLORATORY
     detectable: float | None = None  # smallest true effect found with 80 % power at its level

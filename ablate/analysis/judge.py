@@ -122,6 +122,7 @@ def _decide(
     estimate = finding.estimate
     assert estimate is not None and estimate.se is not None and estimate.total_se is not None
     finding.half_width, finding.p_adjusted = critical * estimate.total_se, p
+    finding.critical = critical
     if p is not None and p > power.alpha:
         # Undecided: the interval reaches zero. When the observed pattern is itself the
         # critical one, c x se equals |mean| up to rounding: the end is zero, not a hair past.

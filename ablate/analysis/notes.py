@@ -21,7 +21,7 @@ from ablate.analysis.stats import mean_ci
 if TYPE_CHECKING:
     from ablate.analysis.findings import Cell
 
-__all__ = ["against_target", "missing", "seed_rule_line", "variation", "widest_half_width"]
+__all__ = ["against_target", "missing", "seed_rule_line", "test_set_floor", "variation", "widest_half_width"]
 
 
 def variation(description: Mapping[str, Any], findings: Sequence[Finding] = ()) -> str:
@@ -65,21 +65,37 @@ def variation(description: Mapping[str, Any], findings: Sequence[Finding] = ()) 
     )
 
 
-def widest_half_width(findings: list[Finding], metric: str) -> float | None:
-    """The widest half-width of the simultaneous intervals the report prints for the question's
-    family, on the metrics measured in ``metric``'s unit (points for accuracies and gaps; a
-    ratio compares only with itself); None while one of them has no interval yet. This is the
-    width ``seeds=until(halfwidth=...)`` aims at: the interval a reader sees."""
-    same_unit = [
+def _same_unit(findings: list[Finding], metric: str) -> list[Finding]:
+    """The family's findings measured in ``metric``'s unit (points for accuracies and gaps; a
+    ratio compares only with itself)."""
+    return [
         f
         for f in findings
         if f.family
         and f.verdict != IDENTICAL  # no estimate, nothing to narrow
         and (f.metric == metric or (is_accuracy(f.metric) and is_accuracy(metric) and not is_ratio(f.metric)))
     ]
-    widths = [f.half_width for f in same_unit]
+
+
+def widest_half_width(findings: list[Finding], metric: str) -> float | None:
+    """The widest half-width of the simultaneous intervals the report prints for the question's
+    family, on the metrics measured in ``metric``'s unit; None while one of them has no interval
+    yet. This is the width ``seeds=until(halfwidth=...)`` aims at: the interval a reader sees."""
+    widths = [f.half_width for f in _same_unit(findings, metric)]
     known = [w for w in widths if w is not None]
     return max(known) if known and len(known) == len(widths) else None
+
+
+def test_set_floor(findings: list[Finding], metric: str) -> float | None:
+    """The widest half-width the test images' sampling alone gives (their error times the
+    family's critical value), on the metrics in ``metric``'s unit: no number of seeds narrows
+    an interval below it, since every seed shares the test set. None without that error."""
+    floors = [
+        f.critical * f.estimate.image_se
+        for f in _same_unit(findings, metric)
+        if f.critical is not None and f.estimate is not None and f.estimate.image_se is not None
+    ]
+    return max(floors) if floors else None
 
 
 def missing(results: StudyResults, cells: list[Cell]) -> list[str]:
@@ -126,10 +142,18 @@ def seed_rule_line(
     count = "/".join(map(str, seeds))
     unit = "metrics in points" if is_accuracy(metric) and not is_ratio(metric) else metric
     shown = "not measurable" if widest is None else f"+-{format_half_width(metric, widest)}"
+    floor = test_set_floor(findings, metric)
     if widest is not None and widest <= target:
         why = (
             f"it stopped: the widest simultaneous interval on the question's "
             f"{unit} is {shown}, within +-{rule['halfwidth']:g}"
+        )
+    elif floor is not None and floor >= target:
+        why = (
+            f"it stopped: the test set's own sampling alone gives +-{format_half_width(metric, floor)} "
+            f"(every seed shares its images), wider than the target +-{rule['halfwidth']:g}, so no "
+            f"number of seeds reaches it; the widest interval is {shown}. More test images, or a "
+            "wider target, would"
         )
     elif seeds and seeds[0] >= rule["max"]:
         why = (

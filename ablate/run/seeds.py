@@ -3,9 +3,9 @@
 A study with a seed rule starts with ``rule.min`` seeds of every cell; once every trial of the
 seeds in play is finished, one more seed of every cell is queued while the widest simultaneous
 interval the report prints for the study's question is wider than the target, up to
-``rule.max``. The rule looks at widths only, never at whether an effect looks significant, so
-adding seeds cannot bias a verdict. The intervals come from :mod:`ablate.analysis`, the same
-code the report uses.
+``rule.max``, unless the test set's own sampling alone (which every seed shares) is wider. The
+rule looks at widths only, never at whether an effect looks significant, so adding seeds cannot
+bias a verdict. The intervals come from :mod:`ablate.analysis`, the same code the report uses.
 """
 
 from __future__ import annotations
@@ -55,18 +55,21 @@ class SeedSchedule:
             used |= {t for t in queue.queued() | queue.recorded() if t is not None}
         return max(rule.min, max((t // self.cells for t in used), default=-1) + 1)
 
-    def widest_interval(self) -> float | None:
-        """The widest half-width of the simultaneous intervals the report prints for the
-        study's question (in its metric's units), from the results so far; None when one
-        cannot be measured yet."""
+    def widths(self) -> tuple[float | None, float | None]:
+        """From the results so far: the widest half-width of the simultaneous intervals the
+        report prints for the study's question (in its metric's units; None when one cannot be
+        measured yet), and the widest part of it the shared test set alone gives (None
+        without that error), which no seed can narrow."""
         from ablate.analysis import ReportError, analyse_folder
-        from ablate.analysis.notes import widest_half_width
+        from ablate.analysis.notes import test_set_floor, widest_half_width
 
         try:
             report, _ = analyse_folder(self.root)
         except ReportError:
-            return None
-        return widest_half_width(report.findings, self.plan.metric)
+            return None, None
+        return widest_half_width(report.findings, self.plan.metric), test_set_floor(
+            report.findings, self.plan.metric
+        )
 
     def add_seed(self, queue: TrialQueue, finished: Callable[[], set[int]]) -> bool:
         """With every trial of the seeds in play finished: queue one more seed of every cell
@@ -80,13 +83,20 @@ class SeedSchedule:
             active = self.active(queue)
             if active >= rule.max or not {t.index for t in self.planned(active)} <= finished():
                 return False
-            widest = self.widest_interval()
+            widest, floor = self.widths()
             target = rule.halfwidth / 100 if is_accuracy(metric) else rule.halfwidth
             if widest is not None and widest <= target:
                 self.log(
                     f"seeds: the widest simultaneous interval on {metric} is "
                     f"+-{format_half_width(metric, widest)}, within the target "
                     f"+-{rule.halfwidth:g}, after {active} seeds: done"
+                )
+                return False
+            if floor is not None and floor >= target:
+                self.log(
+                    f"seeds: the test set alone gives +-{format_half_width(metric, floor)} on "
+                    f"{metric} (every seed shares its images), wider than the target "
+                    f"+-{rule.halfwidth:g}: more seeds cannot reach it; done after {active} seeds"
                 )
                 return False
             queue.enqueue(

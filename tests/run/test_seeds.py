@@ -35,8 +35,11 @@ study = Study(
 MEANS = {8: 0.60, 4: 0.55}  # the synthetic trainer's true test accuracy per hidden width
 
 
-def synthetic_fit(noise: float):  # type: ignore[no-untyped-def]
-    """A trainer whose test accuracy is a cell's mean plus seeded normal noise of sd ``noise``."""
+def synthetic_fit(noise: float, images: int = 0):  # type: ignore[no-untyped-def]
+    """A trainer whose test accuracy is a cell's mean plus seeded normal noise of sd ``noise``;
+    with ``images``, it also records which of that many test images it got right (each image
+    has a fixed difficulty, shared by every seed, as a real test set has) and its accuracy is
+    their share."""
 
     def fit(
         setup,
@@ -53,17 +56,27 @@ def synthetic_fit(noise: float):  # type: ignore[no-untyped-def]
     ):
         hidden = setup.model.values["hidden"]
         accuracy = MEANS[hidden] + float(np.random.default_rng(1000 * seed + hidden).normal(0, noise))
+        correct: tuple[bool, ...] = ()
+        if images:
+            difficulty = np.random.default_rng(7).random(images)  # the same test set for all
+            correct = tuple(bool(c) for c in difficulty < accuracy)
+            accuracy = float(np.mean(correct))
         record = EpochRecord(1, 0.1, 1.0, accuracy, accuracy, 1.0, accuracy, 0.01)
         on_epoch_end(record)
-        return TrialResult((record,), (), (), 0.01, torch.nn.Linear(1, 1))
+        return TrialResult((record,), (), (), 0.01, torch.nn.Linear(1, 1), test_correct=correct)
 
     return fit
 
 
 def run(
-    tmp_path: Path, halfwidth: float, noise: float, monkeypatch: pytest.MonkeyPatch, results: str = "results"
+    tmp_path: Path,
+    halfwidth: float,
+    noise: float,
+    monkeypatch: pytest.MonkeyPatch,
+    results: str = "results",
+    images: int = 0,
 ) -> tuple[int, str, dict]:
-    monkeypatch.setattr("ablate.train.trainer.fit", synthetic_fit(noise))
+    monkeypatch.setattr("ablate.train.trainer.fit", synthetic_fit(noise, images))
     study = tmp_path / "adaptive.py"
     study.write_text(STUDY.replace("HALFWIDTH", str(halfwidth)))
     result = CliRunner().invoke(app, ["run", str(study), "--results-dir", str(tmp_path / results)])
@@ -95,6 +108,22 @@ def test_it_stops_adding_seeds_once_the_widest_interval_is_under_the_target(
     assert "it stopped: the widest simultaneous interval on the question's metrics in points is" in " ".join(
         report["answer"][0].split()
     )
+
+
+def test_it_stops_when_the_test_set_alone_is_wider_than_the_target(
+    tmp_path: Path, cli_plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On 200 test images the two cells differ on 5 % of them: the test set's sampling alone
+    gives an interval of several points that no seed narrows, so the rule stops at its start
+    instead of training to the cap for nothing."""
+    code, output, report = run(tmp_path, halfwidth=1.0, noise=0.02, monkeypatch=monkeypatch, images=200)
+    assert code == 0, output
+    assert seeds_per_cell(report) == {7}
+    said = " ".join(output.split())
+    assert "more seeds cannot reach it; done after 7 seeds" in said and "the test set alone gives +-" in said
+    assert "it stopped: the test set's own sampling alone gives +-" in " ".join(report["answer"][0].split())
+    family = [f for f in report["findings"] if f["family"]]
+    assert family and all(f["estimate"]["image_se"] > 0 for f in family)
 
 
 def test_it_stops_at_the_cap_and_says_so(
