@@ -28,13 +28,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ablate.analysis.contrasts import AGAINST_BASELINE, ASKED, INTERACTION, MAIN, Contrast
-from ablate.analysis.family import SEEDS_CAP, exact_floor
+from ablate.analysis.family import exact_floor
 from ablate.analysis.metrics import (
     format_difference,
     format_endpoint,
     format_half_width,
     is_ratio,
 )
+from ablate.analysis.power import SEEDS_CAP
 from ablate.analysis.stats import Estimate
 
 ALPHA = 0.05

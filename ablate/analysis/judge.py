@@ -26,8 +26,9 @@ from ablate.analysis.answer import (
     UNDECIDED,
     Finding,
 )
-from ablate.analysis.family import Power, exact_floor, family_test
+from ablate.analysis.family import correlation_of, exact_floor, family_test, image_covariance
 from ablate.analysis.metrics import is_accuracy, is_ratio
+from ablate.analysis.power import Power
 from ablate.analysis.stats import holm
 
 __all__ = ["judge"]
@@ -97,23 +98,17 @@ def _judge_family(family: Sequence[Finding], delta: float | None, alpha: float) 
             finding.estimate = finding.estimate.restricted(shared)
             finding.note = f"judged on the {len(shared)} seeds every comparison of the family has"
     testable = [f for f in testable if not _untestable(f, floor)]  # spread may go with seeds
-    test = family_test([f.estimate.per_seed for f in testable if f.estimate], alpha) if testable else None
+    estimates = [f.estimate for f in testable if f.estimate]
+    # The shared test set's error, where the trials recorded it: each comparison's images'
+    # part of its mean over seeds, and how those parts move together.
+    images = image_covariance([None if e.per_image is None else e.per_image.mean(0) for e in estimates])
+    test = family_test([e.per_seed for e in estimates], alpha, images) if testable else None
     if test is None:
         return
-    estimates = [f.estimate for f in testable if f.estimate]
     shares = [(e.image_se or 0.0) ** 2 / ((e.se or 1.0) ** 2 * e.n) for e in estimates]
-    power = Power(test.correlation, alpha, shares)
+    power = Power(test.correlation, alpha, shares, None if images is None else correlation_of(images))
     for column, finding in enumerate(testable):
-        estimate = finding.estimate
-        assert estimate is not None and estimate.total_se
-        # With the test images' error the statistic is smaller; its p comes from the same
-        # patterns, so the printed interval and the decision stay one rule.
-        p = (
-            test.p_adjusted[column]
-            if estimate.image_se is None
-            else test.p_of(estimate.value / estimate.total_se)
-        )
-        _decide(finding, column, test.critical, p if test.exact else None, power, delta)
+        _decide(finding, column, test.critical, test.p_adjusted[column] if test.exact else None, power, delta)
 
 
 def _decide(

@@ -192,3 +192,11 @@ def _coerce_param(owners: list[Component], name: str, key: str, value: Any) -> P
         except ValueError as error:
             errors.append(f"{owner.kind} {owner.name!r}: {error}")
     raise ConfigError(errors[0], key, value)
+
+
+def watches_accuracy(scheduler: Any) -> bool:
+    """Whether a built scheduler steps on a measured accuracy (a plateau scheduler, whatever the
+    plugin that registered it calls it): what it watches selects, so it must not be the test set."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    return isinstance(scheduler, ReduceLROnPlateau)

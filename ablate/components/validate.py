@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablate.components.registry import Registry
-from ablate.components.setup import ConfigError, TrialSetup, resolve
+from ablate.components.setup import ConfigError, TrialSetup, resolve, watches_accuracy
 from ablate.errors import RunError
 from ablate.params import param_type
 from ablate.study.factors import Choice
@@ -136,8 +136,6 @@ def _watches_accuracy(setup: TrialSetup) -> bool:
     optimizer), not by its name: a plugin's plateau scheduler selects as the built-in one does.
     One that cannot be built here fails in its trial, which names it."""
     import torch
-
-    from ablate.train.epoch import watches_accuracy
 
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     try:

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from ablate.components.setup import watches_accuracy
 from ablate.train.placement import DeviceData, ImageSource
 from ablate.train.state import TrainingState
 
@@ -99,12 +99,6 @@ def prepare_batch(
     for augment in augmentations:
         images = augment(images, generator)
     return _normalize(images, data), data.train_y[index]
-
-
-def watches_accuracy(scheduler: Any) -> bool:
-    """Whether the scheduler steps on a measured accuracy (a plateau scheduler, whatever the
-    plugin that registered it calls it): what it watches selects, so it must not be the test set."""
-    return isinstance(scheduler, ReduceLROnPlateau)
 
 
 def step_scheduler(scheduler: Any, accuracy: float) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ablate.analysis.family import Power, exact_floor, family_test
+from ablate.analysis.family import exact_floor, family_test
+from ablate.analysis.power import Power
 
 CELLS, SEEDS, ALPHA = 6, 6, 0.05
 REPS = 2000

@@ -14,10 +14,11 @@ import math
 import numpy as np
 import pytest
 
+from ablate.analysis import family
 from ablate.analysis.answer import Finding
 from ablate.analysis.contrasts import Contrast
-from ablate.analysis.family import Power
 from ablate.analysis.judge import judge
+from ablate.analysis.power import Power
 from ablate.analysis.stats import contrast
 
 SEEDS, IMAGES, STUDIES = 6, 2000, 200
@@ -117,3 +118,54 @@ def test_an_effect_the_test_set_cannot_resolve_needs_more_seeds_than_any_study_g
     assert shared.seeds_needed(0, 0.5) is None
     small, large = plain.detectable(0, 6), shared.detectable(0, 6)
     assert small is not None and large is not None and large > small * 1.4
+
+
+@pytest.mark.parametrize("image_over_seed", [0.3, 1.0, 3.0])
+def test_family_wise_error_with_the_test_sets_error_is_at_most_alpha(
+    image_over_seed: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No effect in the population, 6 comparisons x 6 seeds: each study draws one test set
+    (a shift shared by every seed of a comparison, correlated across comparisons that share a
+    cell) and seed noise. The combined null (sign patterns x normal test-set draws) keeps the
+    family-wise error at alpha whether the test set's part is small, equal or dominant."""
+    monkeypatch.setattr(family, "IMAGE_DRAWS", 1 << 13)  # enough for a 0.05 point, and fast
+    rng = np.random.default_rng(int(image_over_seed * 10))
+    m, n, reps = 6, 6, 1000
+    shared = np.full((m, m), 0.5) + 0.5 * np.eye(m)  # comparisons against one baseline cell
+    image_sd = image_over_seed / math.sqrt(n)  # in units of one seed's sd
+    covariance = shared * image_sd**2
+    root = np.linalg.cholesky(shared)
+    errors = 0
+    for _ in range(reps):
+        shift = root @ rng.standard_normal(m) * image_sd
+        seeds = (root @ rng.standard_normal((m, n))).T  # seeds x comparisons
+        test = family.family_test((seeds + shift).T.tolist(), 0.05, covariance)
+        assert test is not None
+        errors += min(test.p_adjusted) <= 0.05
+    assert errors / reps <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / reps)
+
+
+@pytest.mark.parametrize("image_over_seed", [0.3, 1.0, 3.0])
+def test_the_printed_detectable_effect_has_its_power_with_the_test_sets_error(
+    image_over_seed: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the detectable effect Power prints (80 %), the combined rule decides about 80 % of
+    studies (measured 0.76 to 0.84 here: the rule's own simulation and this one each carry about
+    0.02 of Monte Carlo error)."""
+    monkeypatch.setattr(family, "IMAGE_DRAWS", 1 << 13)
+    m, n, reps = 6, 6, 500
+    shared = np.full((m, m), 0.5) + 0.5 * np.eye(m)
+    image_sd = image_over_seed / math.sqrt(n)
+    root = np.linalg.cholesky(shared)
+    effect = Power(shared, 0.05, [image_sd**2] * m, shared).detectable(0, n)
+    assert effect is not None
+    rng = np.random.default_rng(9)
+    decided = 0
+    for _ in range(reps):
+        shift = root @ rng.standard_normal(m) * image_sd
+        seeds = (root @ rng.standard_normal((m, n))).T
+        seeds[:, 0] += effect
+        test = family.family_test((seeds + shift).T.tolist(), 0.05, shared * image_sd**2)
+        assert test is not None
+        decided += test.p_adjusted[0] <= 0.05
+    assert abs(decided / reps - 0.8) <= 0.07
