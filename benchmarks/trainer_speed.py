@@ -125,10 +125,28 @@ def step_gflop(model: torch.nn.Module) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, size: int = 3072) -> float:
+def matmul_size(dtype: torch.dtype, device: torch.device, most: int = 3072, seconds: float = 0.25) -> int:
+    """The side of the products timed: 3072 on a GPU; on a CPU the largest power of two (up to
+    ``most``) whose product takes under ``seconds``. A CPU without native bf16 emulates it at a
+    few GFLOP/s, and seven 3072-products took minutes there (the benchmark test timed out)."""
+    if device.type == "cuda":
+        return most
+    size = 256
+    while size * 2 <= most:
+        a = torch.randn(size, size, device=device, dtype=dtype)
+        started = time.perf_counter()
+        torch.mm(a, a)
+        if (time.perf_counter() - started) * 8 > seconds:  # the next size takes 8 times as long
+            break
+        size *= 2
+    return size
+
+
+def matmul_peak_gflops(dtype: torch.dtype, device: torch.device) -> float:
     """The best of five timings of a large square matrix product: this machine's practical peak
     (on a GPU timed with CUDA events over many products: the host clock around one product
     measures the launch, not the GPU)."""
+    size = matmul_size(dtype, device)
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     out = torch.empty_like(a)
     if device.type == "cuda":
