@@ -64,7 +64,8 @@ study = Study(
             ),
         ),
         mid=Preset(
-            "about 20 minutes on a 2-core CPU: the users' 452 training images (from CIFAR-10, "
+            "20 minutes (bf16) to about 70 (fp32) on a 2-core CPU: the users' 452 training "
+            "images (from CIFAR-10, "
             "--data-dir) but the full 10,000-image test set, so a swing left is the training's, "
             "not the test sample's; CIFAR ResNet-18 width 8, Adam 1e-3, 15 epochs, 6 seeds",
             dict(dataset="cifar10", model="resnet18", width=8, lr=1e-3, train_size=452, train_eval_size=452),
