@@ -84,7 +84,6 @@ class FamilyTest:
     critical: float
     exact: bool
     correlation: np.ndarray = field(repr=False, compare=False)
-    maxima: np.ndarray = field(repr=False, compare=False)  # the null's largest |t|, per draw
 
 
 IMAGE_DRAWS = 1 << 18  # (pattern, test-set draw) pairs of the combined null, at most
@@ -144,7 +143,6 @@ def family_test(
         critical,
         exact,
         correlation,
-        maxima,
     )
 
 
