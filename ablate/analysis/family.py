@@ -152,16 +152,24 @@ def _t_with_images(
     """The statistics with the test set's error: for every sign pattern and test-set draw
     (patterns x draws x comparisons), and the observed ones (no flip, no draw)."""
     n = values.shape[0]
-    means = patterns @ values / n
-    squares = (values**2).sum(0, keepdims=True)
-    seed_var = np.maximum((squares - n * means**2) / (n - 1), 1e-30 * squares) / n
     image_var = np.clip(np.diag(images), 0.0, None)
     draws = max(1, IMAGE_DRAWS // len(patterns))
     shifts = normal_rows(correlation_of(images), 1, draws, np.random.default_rng(2))[:, 0, :]
-    shifts = shifts * np.sqrt(image_var)
-    flipped = (means[:, None, :] + shifts[None, :, :]) / np.sqrt(seed_var[:, None, :] + image_var)
+    squares = (values**2).sum(0, keepdims=True)
+    flipped = combined_t(patterns @ values / n, squares, n, image_var, shifts * np.sqrt(image_var))
     observed = values.mean(0) / np.sqrt(values.var(0, ddof=1) / n + image_var)
     return flipped, observed
+
+
+def combined_t(
+    means: np.ndarray, squares: np.ndarray, n: int, image_var: np.ndarray, shifts: np.ndarray
+) -> np.ndarray:
+    """mean / sqrt(se_seeds^2 + se_images^2) under every sign pattern (the rows of ``means``,
+    the flipped means of n seeds, whose sum of squares ``squares`` a flip keeps) paired with
+    every test-set draw (the rows of ``shifts``): ... x patterns x draws x comparisons. The
+    family's null and the power simulation of its rule share this arithmetic."""
+    seed_var = np.maximum((squares - n * means**2) / (n - 1), 1e-30 * squares) / n
+    return np.asarray((means[..., None, :] + shifts) / np.sqrt(seed_var[..., None, :] + image_var))
 
 
 def correlation_of(covariance: np.ndarray) -> np.ndarray:

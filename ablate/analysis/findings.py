@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ablate.analysis.answer import ALPHA, ORDER, Finding, describe_family, family_contrasts, sentence
 from ablate.analysis.contrasts import (
     AGAINST_BASELINE,
@@ -133,8 +131,6 @@ def _cells(results: StudyResults, metrics: tuple[str, ...]) -> list[Cell]:
     baseline = description.get("baseline", {})
     grouped: dict[str, list[dict[str, Any]]] = {}
     for trial in results.complete + results.diverged:
-        if isinstance(trial.get("test_correct"), list):  # once, not per comparison
-            trial["test_correct"] = np.asarray(trial["test_correct"], dtype=bool)
         grouped.setdefault(trial["cell"], []).append(trial)
     cells = []
     for name, trials in grouped.items():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -160,6 +161,7 @@ def load(path: Path) -> StudyResults:
         )
     if not attempts:
         raise ReportError(f"{path} has no finished trial of its plan yet")
+    _check_test_images(folder, attempts)
     kept = {(r["trial"], r["attempt"]) for r in attempts}
 
     def of_plan(table: str) -> list[dict[str, Any]]:
@@ -167,6 +169,30 @@ def load(path: Path) -> StudyResults:
 
     return StudyResults(
         path, description, attempts, of_plan("epochs"), of_plan("classes"), unreadable, other_plans
+    )
+
+
+def _check_test_images(folder: StudyFolder, attempts: list[dict[str, Any]]) -> None:
+    """Turn each attempt's ``test_correct`` into a boolean array (once, here, not per
+    comparison) and refuse a folder whose attempts recorded test sets of different sizes: the
+    trials of one plan share their test set, so a record of another length was damaged, and
+    comparing per-image parts of different images would be wrong, not merely imprecise."""
+    sizes: Counter[int] = Counter()
+    for row in attempts:
+        if row.get("test_correct"):
+            row["test_correct"] = np.asarray(row["test_correct"], dtype=bool)
+            sizes[len(row["test_correct"])] += 1
+        else:
+            row["test_correct"] = None
+    if len(sizes) < 2:
+        return
+    usual = sizes.most_common(1)[0][0]
+    odd = next(r for r in attempts if r["test_correct"] is not None and len(r["test_correct"]) != usual)
+    file = folder.attempt_file("trials", odd["trial"], odd["attempt"])
+    raise ReportError(
+        f"{file} records {len(odd['test_correct']):,} test images where the study's other trials "
+        f"record {usual:,}: it is damaged. Move it to {folder.root / 'set-aside'} and run "
+        "`ablate run STUDY` to train its trial again"
     )
 
 

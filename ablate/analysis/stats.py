@@ -139,7 +139,8 @@ class Estimate:
 
     def restricted(self, seeds: Sequence[int]) -> Estimate:
         """The same comparison on ``seeds`` only (a family is judged on the seeds it shares)."""
-        keep = [i for i, s in enumerate(self.seeds) if s in set(seeds)]
+        wanted = set(seeds)
+        keep = [i for i, s in enumerate(self.seeds) if s in wanted]
         rows = None if self.per_image is None else self.per_image[keep]
         return estimate_of([self.per_seed[i] for i in keep], [self.seeds[i] for i in keep], rows)
 

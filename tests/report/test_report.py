@@ -854,3 +854,33 @@ def test_a_target_says_how_many_runs_reach_it_and_where_one_new_run_lies(tmp_pat
     low, high = (format_value("test_acc", v) for v in (values.mean() - half, values.mean() + half))
     assert "reaches it on 2 of 4 runs (seeds)" in line
     assert f"one new run lies in {low} to {high} (95 % prediction interval)" in line
+
+
+def test_a_trial_recording_another_test_set_size_is_refused_in_one_line(tmp_path: Path) -> None:
+    """The trials of a plan share their test set: a record of another length (damaged by hand)
+    would pair one trial's images with another's. The report names the file and what to do,
+    instead of leaving out the images' part of every interval without a word."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = make_study(tmp_path)
+    files = sorted((folder / "trials").glob("*.parquet"))
+    for index, file in enumerate(files):
+        table = pq.read_table(file)
+        size = 90 if index == 3 else 100
+        column = pa.array([[True] * size], type=pa.list_(pa.bool_()))
+        table = table.set_column(table.schema.get_field_index("test_correct"), "test_correct", column)
+        pq.write_table(table, file)
+    code, output = invoke_report(folder)
+    assert code == 2, output
+    line = " ".join(output.split())
+    assert f"{files[3]} records 90 test images where the study's other trials record 100" in line
+    assert "set-aside" in line and "Traceback" not in output
+    files[3].rename(folder / "trial.parquet.moved")  # as the line says: the rest reports
+    code, output = invoke_report(folder)
+    assert code == 0, output
+
+
+def invoke_report(folder: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["report", str(folder)])
+    return result.exit_code, result.output
