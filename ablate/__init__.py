@@ -17,7 +17,16 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time __getattr__
     from ablate.components.registry import Registrar
     from ablate.params import param
     from ablate.study.declare import Preset, Study
-    from ablate.study.factors import choice, fractional, integer, sampler, uniform, until
+    from ablate.study.factors import (
+        choice,
+        fractional,
+        integer,
+        leave_one_out,
+        path,
+        sampler,
+        uniform,
+        until,
+    )
 
     hookimpl: pluggy.HookimplMarker
 
@@ -28,7 +37,16 @@ _LAZY = {
     "Study": "ablate.study.declare",
     **{
         name: "ablate.study.factors"
-        for name in ("choice", "fractional", "integer", "sampler", "uniform", "until")
+        for name in (
+            "choice",
+            "fractional",
+            "integer",
+            "leave_one_out",
+            "path",
+            "sampler",
+            "uniform",
+            "until",
+        )
     },
 }
 
@@ -41,7 +59,9 @@ __all__ = [
     "fractional",
     "hookimpl",
     "integer",
+    "leave_one_out",
     "param",
+    "path",
     "sampler",
     "uniform",
     "until",

@@ -235,6 +235,10 @@ def describe_family(
     """The family in one sentence: what it holds, its size, the rule."""
     if design == "fractional":
         what = "each factor's main effect"
+    elif design == "path":
+        what = "each step the path kept, and the total from source to target"
+    elif design == "leave_one_out":
+        what = "each setting added alone to the source and removed alone from the target, and the total"
     elif within:
         what = (
             f"each effect within each level of {', '.join(within)}, and whether it differs "

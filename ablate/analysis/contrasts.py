@@ -59,7 +59,9 @@ class Contrast:
         if self.kind == INTERACTION and self.other is not None:
             factor, level, base = self.other
             return f"{text} x {factor} = {level} (vs {base})"
-        if self.condition:
+        if set(self.condition) == {"from"}:  # a path's step: where the path took it
+            text += f" from {self.condition['from']}"
+        elif self.condition:
             text += " within " + ", ".join(f"{k} = {v}" for k, v in self.condition.items())
         if self.kind == MAIN:
             text += ", averaged over the other factors"

@@ -40,6 +40,7 @@ from ablate.analysis.metrics import (
     swing_window,
 )
 from ablate.analysis.notes import against_target, missing, seed_rule_line, variation
+from ablate.analysis.paths import is_recipes, recipe_contrasts, recipe_lines
 from ablate.analysis.provenance import ran_on
 from ablate.analysis.stats import Interval, contrast, mean_ci
 from ablate.analysis.summary import short_answer
@@ -127,6 +128,7 @@ def _cells(results: StudyResults, metrics: tuple[str, ...]) -> list[Cell]:
     """Cells of the trials with a result; a diverged trial belongs to its cell but has no
     accuracy, so it counts in the ``diverged`` share and nowhere else."""
     description = results.description
+    recipes = is_recipes(design_kind(description))
     factors = list(description.get("factors", {}))
     baseline = description.get("baseline", {})
     grouped: dict[str, list[dict[str, Any]]] = {}
@@ -135,7 +137,10 @@ def _cells(results: StudyResults, metrics: tuple[str, ...]) -> list[Cell]:
     cells = []
     for name, trials in grouped.items():
         levels = {f: trials[0].get(factor_column(description, f)) for f in factors}
-        is_baseline = all(f in baseline and same(levels[f], baseline[f]) for f in factors)
+        if recipes:  # a path or screen compares recipes; the source is its baseline
+            is_baseline = name == "source"
+        else:
+            is_baseline = all(f in baseline and same(levels[f], baseline[f]) for f in factors)
         cell = Cell(name, levels, is_baseline, sorted(trials, key=lambda t: t["seed"]))
         for metric in metrics:
             cell.summary[metric] = mean_ci(list(cell.by_seed(metric).values()))
@@ -215,11 +220,17 @@ def analyse(
     )
     compared = tuple(dict.fromkeys(questions + EFFECT_METRICS + tuple(jumps) + diverged))
     within_factors = tuple(description.get("within") or ())
-    kinds, family = _contrasts(cells, description, within_factors)
+    kind = design_kind(description)
+    recipes = recipe_contrasts(description, results.complete + results.diverged) if is_recipes(kind) else None
+    kinds, family = (
+        (recipes.kinds, recipes.family) if recipes else _contrasts(cells, description, within_factors)
+    )
     by_name = {c.name: c for c in cells}
     findings = []
     for contrasts in kinds.values():
         for item in contrasts:
+            if any(name not in by_name for name in item.weights):  # a recipe not trained (yet)
+                continue
             involved = [by_name[name] for name in item.weights]
             left_out = tuple(sorted({s for cell in involved for s in cell.diverged_seeds}))
             for name in compared:
@@ -260,6 +271,16 @@ def analyse(
             "trials with a result in both of its cells."
         )
     answer += against_target(cells, description)
+    summary = short_answer(
+        findings, delta, description.get("preset", ""), description.get("preset_description", "")
+    )
+    if recipes is not None:
+        first, lines = recipe_lines(recipes, findings, questions[0] if questions else "test_acc")
+        answer += lines
+        # The first sentence names every step with its interval: the list of decided ones
+        # would repeat it.
+        rest = [line for line in summary if not line.startswith("Decided:")]
+        summary = ([first] if first else []) + rest[: 4 - bool(first)]
     counts = {
         "attempts": len(results.attempts),
         "complete": len(results.complete),
@@ -277,7 +298,7 @@ def analyse(
         cells,
         findings,
         answer,
-        missing(results, cells),
+        missing(results, cells, recipes.wanted() if recipes is not None else None),
         counts,
         importance,
         design_kind(description),
@@ -289,7 +310,5 @@ def analyse(
         swing_window(epochs) if epochs else None,
         "val" if validated else "test",
         ran_on(results.complete + results.diverged, factor_column(description, "model")),
-        short_answer(
-            findings, delta, description.get("preset", ""), description.get("preset_description", "")
-        ),
+        summary,
     )

@@ -208,9 +208,12 @@ def list_studies(results_dir: Path) -> list[tuple[str, int]]:
 
 
 def design_kind(description: Mapping[str, Any]) -> str:
-    """``grid``, ``oat``, ``fractional`` or ``sampled`` (as ``study.json`` stores the design)."""
+    """``grid``, ``oat``, ``fractional``, ``sampled``, ``path`` or ``leave_one_out`` (as
+    ``study.json`` stores the design)."""
     design = description.get("design")
     if isinstance(design, dict):
+        if "kind" in design:  # path, leave_one_out
+            return str(design["kind"])
         return "sampled" if "trials" in design else "fractional"
     return str(design or "grid")
 

@@ -98,14 +98,16 @@ def test_set_floor(findings: list[Finding], metric: str) -> float | None:
     return max(floors) if floors else None
 
 
-def missing(results: StudyResults, cells: list[Cell]) -> list[str]:
+def missing(results: StudyResults, cells: list[Cell], wanted: Mapping[str, int] | None = None) -> list[str]:
+    """What the report lacks. ``wanted``: the seeds each cell should have, where the design
+    gives cells different numbers (a path's race stops candidates early on purpose)."""
     notes = list(results.unreadable)
     for fingerprint, count in results.other_plans.items():
         notes.append(
             f"{count} trial attempts of another plan of this study (fingerprint "
             f"{fingerprint}) are in this folder and left out of this report"
         )
-    planned = results.description.get("trials")
+    planned = sum(wanted.values()) if wanted is not None else results.description.get("trials")
     with_result = results.complete + results.diverged + results.pruned
     if planned and len(with_result) < planned:
         notes.append(
@@ -122,8 +124,10 @@ def missing(results: StudyResults, cells: list[Cell]) -> list[str]:
             "left out of the swing, the restart jumps and the learning curves"
         )
     seeds = set(results.description.get("seeds", []))
+    ordered = list(results.description.get("seeds", []))
     for cell in cells:
-        lacking = sorted(seeds - {t["seed"] for t in cell.trials})
+        expected = seeds if wanted is None else set(ordered[: wanted.get(cell.name, 0)])
+        lacking = sorted(expected - {t["seed"] for t in cell.trials})
         if lacking:
             notes.append(f"cell {cell.name} lacks seeds {lacking}")
     if cells and not any(c.baseline for c in cells) and not is_sampled(results.description):

@@ -104,7 +104,7 @@ def _start(study_file: Path, options: TrainOptions, join: bool, pinned: list[str
         report_failures(plugins)
         out.print(
             f"study [bold]{plan.name}[/], preset [bold]{plan.preset or '(none)'}[/]: "
-            f"{plan.size} trials; {plan.question}",
+            f"{plan.size_text}; {plan.question}",
             highlight=False,
         )
         heartbeat = options.heartbeat_interval

@@ -9,6 +9,7 @@ table gets and which parameter names need their component's prefix.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from ablate.components.registry import Registry
 from ablate.components.setup import ConfigError, TrialSetup, resolve, watches_accuracy
 from ablate.errors import RunError
 from ablate.params import param_type
-from ablate.study.factors import Choice
+from ablate.study.factors import AblationPath, Choice
 from ablate.study.plan import StudyPlan
 
 Locate = Callable[[str | None, Any], str]  # (key, value) -> "file:line" or "--set KEY=VALUE"
@@ -80,7 +81,15 @@ class CheckedPlan:
 def validate_plan(plan: StudyPlan, registry: Registry, locate: Locate) -> CheckedPlan:
     """Resolve every planned trial; raise :class:`RunError` naming the first problem."""
     samples = _samples(plan)
-    setups = [resolve_located(params, registry, locate) for params in samples]
+    resolved: dict[str, TrialSetup] = {}  # the trials of a cell share their parameters
+
+    def setup_of(params: dict[str, Any]) -> TrialSetup:
+        key = json.dumps(params, sort_keys=True, default=repr)
+        if key not in resolved:
+            resolved[key] = resolve_located(params, registry, locate)
+        return resolved[key]
+
+    setups = [setup_of(params) for params in samples]
     qualified = frozenset(name for setup in setups for name in setup.shared_names())
     # Every trial file gets the same parameter columns (null where a parameter does not
     # apply), so that readers see one schema whichever file they open first.
@@ -120,15 +129,31 @@ def selects_on_test_set(plan: StudyPlan, setups: Sequence[TrialSetup]) -> str | 
     if any(setup.settings["val_size"] for setup in setups):
         return None
     chooses = []
+    if isinstance(plan.design, AblationPath) and plan.metric in ("test_acc", "test_loss"):
+        chooses.append("the path chooses each step on the test set")
     if plan.sampled and plan.metric == "test_acc":
         chooses.append(f"the {plan.design.name} sampler tunes on test accuracy")  # type: ignore[union-attr]
-    watching = sorted({s.scheduler.component.name for s in setups if _watches_accuracy(s)})
+    distinct = {id(s): s for s in setups}.values()  # built once per cell, not per trial
+    watching = sorted({s.scheduler.component.name for s in distinct if _watches_accuracy(s)})
     if watching:
         chooses.append(f"the {watching[0]} scheduler steps on test accuracy")
     best = sorted({str(s.settings["keep_weights"]) for s in setups} & {"best", "both"})
     if best:
         chooses.append(f"keep_weights={best[0]} keeps the weights of the best test epoch")
     return "; ".join(chooses) or None
+
+
+def refuse_selection_on_test_set(plan: StudyPlan, checked: CheckedPlan) -> None:
+    """A choice made on the test set biases every test number after it: refuse the plan rather
+    than report it (issue 26, item 5)."""
+    on_test = selects_on_test_set(plan, list(checked.samples))
+    if on_test:
+        raise RunError(
+            f"study {plan.name}: {on_test}, and there is no validation split: set "
+            "val_size in its baseline or with --set val_size=N (images held out of the "
+            "training split, the same for every trial) so that it selects on validation "
+            "accuracy, never on the test set"
+        )
 
 
 def _watches_accuracy(setup: TrialSetup) -> bool:

@@ -156,11 +156,15 @@ def markdown_table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+FIRST = ("forest", "waterfall")  # the figures of the answer, shown under the short answer
+
+
 def markdown(report: Report, plots: dict[str, Path] | None = None) -> str:
     parts = [f"# {report.study}", *_headline(report)[1:], "", "## Short answer", ""]
     parts += [" ".join(report.summary)]
-    if plots and "forest" in plots:
-        parts += ["", f"![forest]({plots['forest'].name})"]
+    for name in FIRST:  # the answer's figures, right under it
+        if plots and name in plots:
+            parts += ["", f"![{name}]({plots[name].name})"]
     parts += ["", "## Answer", ""]
     parts += [f"- {line}" for line in report.answer]
     parts += [f"- missing: {note}" for note in report.missing]
@@ -172,7 +176,7 @@ def markdown(report: Report, plots: dict[str, Path] | None = None) -> str:
         parts += [f"- {k}: {v:.3f}" for k, v in report.importance.items()]
     if plots:
         parts += ["", "## Plots", ""] + [
-            f"![{name}]({path.name})" for name, path in plots.items() if name != "forest"
+            f"![{name}]({path.name})" for name, path in plots.items() if name not in FIRST
         ]
     return "\n".join(parts) + "\n"
 
@@ -202,9 +206,9 @@ def html_page(report: Report, plots: dict[str, Path]) -> str:
     images = "".join(
         f"<h3>{escape(name.replace('_', ' '))}</h3>{image(name, path)}"
         for name, path in plots.items()
-        if name != "forest"
+        if name not in FIRST
     )
-    forest = image("forest", plots["forest"]) if "forest" in plots else ""
+    forest = "".join(image(name, plots[name]) for name in FIRST if name in plots)
     summary = "".join(f"<p>{escape(line)}</p>" for line in report.summary)
     importance = "".join(f"<li>{escape(k)}: {v:.3f}</li>" for k, v in (report.importance or {}).items())
     return (

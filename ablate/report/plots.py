@@ -21,6 +21,7 @@ from ablate.analysis.metrics import is_accuracy, is_ratio, metric_value
 from ablate.base.atomic import write_file_atomic
 from ablate.report.endpoints import best_cell, confusion, final_metric, per_class
 from ablate.report.forest import forest
+from ablate.report.waterfall import waterfall
 
 CURVES = (("train_acc", "train (running)"), ("train_eval_acc", "train (eval mode)"), ("test_acc", "test"))
 PNG_METADATA = {"Software": None}  # no tool URL inside the files
@@ -208,7 +209,8 @@ def restarts(report: Report, results: StudyResults) -> Any | None:
 
 
 PLOTS: dict[str, Callable[[Report, StudyResults], Any]] = {
-    "forest": forest,  # first: the figure of the answer
+    "forest": forest,  # first: the figures of the answer
+    "waterfall": waterfall,  # a path's steps
     "learning_curves": learning_curves,
     "gaps": gap_curves,
     "final_metric": final_metric,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -30,8 +31,8 @@ from ablate.components.setup import TrialSetup
 from ablate.components.validate import (
     CheckedPlan,
     Locate,
+    refuse_selection_on_test_set,
     resolve_located,
-    selects_on_test_set,
     validate_plan,
 )
 from ablate.errors import DeviceLost, RunError
@@ -40,9 +41,9 @@ from ablate.run.attempt import AttemptContext, run_attempt
 from ablate.run.device import pick_device
 from ablate.run.interface import Progress, RunOptions, RunSummary
 from ablate.run.liveness import Heartbeat
+from ablate.run.paths import schedule_for
 from ablate.run.provenance import provenance
 from ablate.run.queue import FINGERPRINT, PLANNED, TrialQueue, fixed
-from ablate.run.seeds import SeedSchedule
 from ablate.run.storage import StorageError, distribution, open_study
 from ablate.store.folder import FolderError, StudyFolder
 from ablate.store.identity import DataGuard, fixed_threads
@@ -80,7 +81,7 @@ class Runner:
             raise RunError(str(error)) from None
         self.store = ResultsStore(self.folder, log)
         self.distributions = {k: distribution(f) for k, f in plan.factors.items()}
-        self.seeds = SeedSchedule(plan, self.store, self.folder.root, self.distributions, log)
+        self.schedule = schedule_for(plan, self.store, self.distributions, log)
         self.checked: CheckedPlan | None = None
 
     @property
@@ -91,16 +92,7 @@ class Runner:
         """Resolve every planned trial before any training, so a typo fails in seconds; each
         trial's setup is kept and handed to the attempt that trains it."""
         checked = validate_plan(self.plan, self.plugins.registry, self.locate)
-        on_test = selects_on_test_set(self.plan, list(checked.samples))
-        if on_test:
-            # A choice made on the test set biases every test number after it: refuse rather
-            # than report it (issue 26, item 5).
-            raise RunError(
-                f"study {self.plan.name}: {on_test}, and there is no validation split: set "
-                "val_size in its baseline or with --set val_size=N (images held out of the "
-                "training split, the same for every trial) so that it selects on validation "
-                "accuracy, never on the test set"
-            )
+        refuse_selection_on_test_set(self.plan, checked)
         self.checked = checked
         return checked
 
@@ -137,12 +129,7 @@ class Runner:
         """Train this folder's CPU trials with its recorded thread count (the first run's:
         ``--threads``, else ``default``), and say so when that is not what this run would
         have used (see :mod:`ablate.store.identity`)."""
-        threads, existed = fixed_threads(self.folder, self.options.threads, default)
-        if existed and threads != default:
-            self.log(
-                f"threads: {threads} per trial, as this folder's trials computed "
-                f"({self.folder.threads_record}): on a CPU the count changes the numbers"
-            )
+        threads = fixed_threads(self.folder, self.options.threads, default, self.log)
         torch.set_num_threads(threads)
         return threads
 
@@ -154,15 +141,27 @@ class Runner:
         return self.store.finished_trials(self.plan.fingerprint())
 
     def total(self, queue: TrialQueue | None = None) -> int:
-        return self.plan.size if self.plan.sampled else len(self.seeds.planned(self.seeds.active(queue)))
+        return self.plan.size if self.plan.sampled else len(self.schedule.in_play(queue))
 
     def count_done(self, finished: set[int], queue: TrialQueue | None = None) -> int:
         if self.plan.sampled:
             return min(len(finished), self.plan.size)
-        return sum(t.index in finished for t in self.seeds.planned(self.seeds.active(queue)))
+        return sum(t.index in finished for t in self.schedule.in_play(queue))
 
-    def add_seed(self, queue: TrialQueue) -> bool:
-        return self.seeds.add_seed(queue, self.finished)
+    def grow(self, queue: TrialQueue) -> bool:
+        """Queue what the schedule adds once the trials in play are finished (a seed, a path's
+        next look); False when it adds nothing."""
+        attempts = self.store.attempts()
+        grown = self.schedule.grow(queue, self.finished, lambda index: self._can_train(attempts, index))
+        if grown and self.progress is not None:  # the bar's total grows with the plan in play
+            self.progress.begin(self.total(queue), self.count_done(self.finished(), queue))
+        return grown
+
+    def _can_train(self, attempts: dict[int, list[Any]], index: int) -> bool:
+        """Whether a trial may be queued: not when it used up its retries in earlier runs
+        (unless ``retry_failed``)."""
+        failures = sum(a.state is AttemptState.FAIL for a in attempts.get(index, []))
+        return failures <= self.options.retries or self.options.retry_failed
 
     def enqueue(self, queue: TrialQueue, summary: RunSummary) -> None:
         """Queue the planned trials that have no result, unless they used up their retries in
@@ -183,11 +182,10 @@ class Runner:
                 )
             return
         finished, eligible = self.finished(), []
-        for planned in self.seeds.planned(self.seeds.active(queue)):
+        for planned in self.schedule.in_play(queue):
             if planned.index in finished:
                 continue
-            failures = sum(a.state is AttemptState.FAIL for a in attempts.get(planned.index, []))
-            if failures > self.options.retries and not self.options.retry_failed:
+            if not self._can_train(attempts, planned.index):
                 summary.not_retried.append(planned.index)
                 continue
             eligible.append(planned)
@@ -200,7 +198,7 @@ class Runner:
         summary = RunSummary(self.total(queue), self.count_done(self.finished(), queue))
         if not self.options.join:
             self.enqueue(queue, summary)
-        if summary.done_before >= summary.total and not self.add_seed(queue):
+        if summary.done_before >= summary.total and not self.grow(queue):
             summary.done_after = summary.done_before
             return summary
         if self.plan.seed_rule is not None:
@@ -264,7 +262,7 @@ class Runner:
                 if time.monotonic() - writing_since > WRITE_WAIT:
                     return
                 queue.wait(0.2)
-            elif not self.add_seed(queue):
+            elif not self.grow(queue):
                 return
 
     def _planned(self, trial: optuna.Trial) -> tuple[PlannedTrial, TrialSetup]:

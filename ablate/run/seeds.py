@@ -55,6 +55,17 @@ class SeedSchedule:
             used |= {t for t in queue.queued() | queue.recorded() if t is not None}
         return max(rule.min, max((t // self.cells for t in used), default=-1) + 1)
 
+    def in_play(self, queue: TrialQueue | None = None) -> list[PlannedTrial]:
+        """The trials of the seeds in play."""
+        return self.planned(self.active(queue))
+
+    def grow(
+        self, queue: TrialQueue, finished: Callable[[], set[int]], can_train: Callable[[int], bool]
+    ) -> bool:
+        """One more seed of every cell, as the rule says (:meth:`add_seed`); every trial of a
+        new seed is fresh, so ``can_train`` has nothing to leave out."""
+        return self.add_seed(queue, finished)
+
     def widths(self) -> tuple[float | None, float | None]:
         """From the results so far: the widest half-width of the simultaneous intervals the
         report prints for the study's question (in its metric's units; None when one cannot be

@@ -107,6 +107,12 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
         "failed": len(failed - busy),
         "missing": max(0, planned - len(complete | diverged | failed | busy)),
     }
+    design = description.get("design")
+    if isinstance(design, dict) and design.get("kind") == "path":
+        notes.append(
+            f"a path: {planned} trials at most; its race stops candidates that fall behind, so "
+            "'missing' counts what it would train at most, not what it will"
+        )
     beats, now = _heartbeats(storage), datetime.now()
     study_id = storage.get_study_id_from_name(name)
     rows = [

@@ -63,10 +63,13 @@ class DataGuard:
         )
 
 
-def fixed_threads(folder: StudyFolder, requested: int | None, default: int) -> tuple[int, bool]:
+def fixed_threads(
+    folder: StudyFolder, requested: int | None, default: int, log: Callable[[str], None]
+) -> int:
     """The CPU thread count of the folder's trials: the recorded one, else ``requested`` (the
-    ``--threads`` given) or ``default``, recorded now. Returns it and whether it was recorded
-    before; a ``requested`` count other than the recorded one is a :class:`RunError`."""
+    ``--threads`` given) or ``default``, recorded now; said when it is not ``default`` (what this
+    run would have used). A ``requested`` count other than the recorded one is a
+    :class:`RunError`."""
     existed = "cpu" in read_record(folder.threads_record)
     try:
         held = remembered(
@@ -81,4 +84,9 @@ def fixed_threads(folder: StudyFolder, requested: int | None, default: int) -> t
             "thread count changes the numbers. Leave out --threads (the folder's count is used) "
             "or pass another --results-dir"
         )
-    return int(held), existed
+    if existed and held != default:
+        log(
+            f"threads: {held} per trial, as this folder's trials computed "
+            f"({folder.threads_record}): on a CPU the count changes the numbers"
+        )
+    return int(held)

@@ -4,6 +4,26 @@ preset resolves it to, with the fingerprint that says what its results mean (:mo
 :mod:`.fractions`)."""
 
 from ablate.study.declare import Preset, Study
-from ablate.study.factors import choice, fractional, integer, sampler, uniform, until
+from ablate.study.factors import (
+    choice,
+    fractional,
+    integer,
+    leave_one_out,
+    path,
+    sampler,
+    uniform,
+    until,
+)
 
-__all__ = ["Preset", "Study", "choice", "fractional", "integer", "sampler", "uniform", "until"]
+__all__ = [
+    "Preset",
+    "Study",
+    "choice",
+    "fractional",
+    "integer",
+    "leave_one_out",
+    "path",
+    "sampler",
+    "uniform",
+    "until",
+]

@@ -8,7 +8,6 @@ designs.
 
 from __future__ import annotations
 
-import itertools
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,17 +19,23 @@ from ablate.study.factors import (
     METRICS,
     PRUNERS,
     QUESTION_METRICS,
+    AblationPath,
     Choice,
     Design,
     Factor,
     Fractional,
+    LeaveOneOut,
     Range,
     Sampler,
     StudyError,
     Until,
     _is_int,
 )
-from ablate.study.plan import AVERAGED, PlannedTrial, StudyPlan, _fraction_cells, cell_name, one_determinism
+from ablate.study.plan import AVERAGED, StudyPlan, one_determinism
+from ablate.study.recipes import (
+    check_recipes,
+)
+from ablate.study.trials import planned_trials
 
 
 @dataclass(frozen=True)
@@ -174,8 +179,23 @@ class Study:
             raise StudyError("direction must be 'maximize' or 'minimize'", "direction")
         if isinstance(self.design, str) and self.design not in DESIGNS:
             raise StudyError(
-                f"design {self.design!r} is not one of {', '.join(DESIGNS)}, sampler(...) or fractional(...)"
+                f"design {self.design!r} is not one of {', '.join(DESIGNS)}, sampler(...), "
+                "fractional(...), path(...) or leave_one_out(...)"
             )
+        if isinstance(self.design, (AblationPath, LeaveOneOut)):
+            if self.factors or self.within or self.contrasts:
+                raise StudyError(
+                    "a path or leave_one_out design varies the target's settings, not factors: "
+                    "give the source recipe as the baseline and the changes as target={...}",
+                    "factors",
+                )
+            check_recipes(self.design, self.baseline)
+            if isinstance(self.design, AblationPath) and isinstance(self.seeds, Until):
+                raise StudyError(
+                    "seeds=until(...) cannot drive a path: its race adds seeds itself "
+                    "(path(first=..., step=...)); give the number of seeds",
+                    "seeds",
+                )
         for key, factor in self.factors.items():
             if not isinstance(factor, (Choice, Range)):
                 raise StudyError(f"factor {key!r} must be choice(...), uniform(...) or integer(...)")
@@ -255,7 +275,11 @@ class Study:
             design = Sampler(design.name, chosen.trials)
         factors = {k: f for k, f in {**self.factors, **chosen.factors}.items() if k not in (overrides or {})}
         baseline = one_determinism(baseline, factors)
-        trials = () if isinstance(design, Sampler) else self._enumerate(design, baseline, factors, seeds)
+        if isinstance(design, (AblationPath, LeaveOneOut)):
+            check_recipes(design, baseline)  # a preset or --set may have given a target value
+            if isinstance(design, AblationPath) and rule is not None:
+                raise StudyError("seeds=until(...) cannot drive a path: give the number of seeds", "seeds")
+        trials = () if isinstance(design, Sampler) else planned_trials(design, baseline, factors, seeds)
         return StudyPlan(
             self.name,
             self.question,
@@ -277,35 +301,6 @@ class Study:
             self.pruner,
             chosen.description,
         )
-
-    @staticmethod
-    def _enumerate(
-        design: str | Fractional,
-        baseline: Mapping[str, Any],
-        factors: Mapping[str, Factor],
-        seeds: tuple[int, ...],
-    ) -> tuple[PlannedTrial, ...]:
-        choices = {k: f.values for k, f in factors.items() if isinstance(f, Choice)}
-        if design == "grid":
-            cells = [dict(zip(choices, combo, strict=True)) for combo in itertools.product(*choices.values())]
-        elif isinstance(design, Fractional):
-            cells = _fraction_cells(choices, baseline, design.resolution)
-        else:  # one factor at a time: the baseline, then each other level of each factor
-            base_levels = {k: baseline[k] for k in choices}
-            cells = [base_levels] + [
-                {**base_levels, key: level}
-                for key, levels in choices.items()
-                for level in levels
-                if level != baseline[key]
-            ]
-        # Seed-major order: an interrupted study has every cell at its first seeds.
-        planned: list[PlannedTrial] = []
-        for seed in seeds:
-            for levels in cells:
-                planned.append(
-                    PlannedTrial(len(planned), cell_name(levels), levels, {**baseline, **levels}, seed)
-                )
-        return tuple(planned)
 
 
 def _asked(contrasts: Sequence[tuple[Any, ...]], factors: Mapping[str, Factor]) -> list[tuple[Any, ...]]:

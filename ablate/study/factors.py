@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +103,74 @@ def fractional(resolution: int = 4) -> Fractional:
     return Fractional(resolution)
 
 
-Design = str | Sampler | Fractional
+MAX_SETTINGS = 8  # 2^8 recipes are planned (most never trained); beyond, a path costs too much
+
+
+@dataclass(frozen=True)
+class AblationPath:
+    """``design=path(target={...})``: the ablation path from the baseline to ``target``.
+
+    Each round starts its candidates on ``first`` seeds and adds ``step`` at a time to the
+    candidates still in the race, up to the study's seeds."""
+
+    target: Mapping[str, Any]
+    first: int = 3
+    step: int = 1
+    kind: str = "path"
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """``design=leave_one_out(target={...})``: the source, the target, each setting added alone to
+    the source and removed alone from the target."""
+
+    target: Mapping[str, Any]
+    kind: str = "leave_one_out"
+
+
+Recipes = AblationPath | LeaveOneOut
+
+
+def path(target: Mapping[str, Any], *, first: int = 3, step: int = 1) -> AblationPath:
+    """The ablation path from the study's baseline to ``target`` (see the module's text).
+    ``first``: the seeds each candidate of a round starts with; ``step``: seeds added at a time
+    to those still in the race (``first`` equal to the study's seeds turns racing off)."""
+    _check_target(target)
+    if not (_is_int(first) and _is_int(step)) or first < 2 or step < 1:
+        raise StudyError(
+            f"path(first={first!r}, step={step!r}): a race starts each candidate on at least 2 "
+            "seeds (an interval needs two) and adds at least 1 at a time",
+            "design",
+        )
+    return AblationPath(dict(target), first, step)
+
+
+def leave_one_out(target: Mapping[str, Any]) -> LeaveOneOut:
+    """The leave-one-out screen between the study's baseline and ``target``."""
+    _check_target(target)
+    return LeaveOneOut(dict(target))
+
+
+def _check_target(target: Any) -> None:
+    if not isinstance(target, Mapping) or not target:
+        raise StudyError("target must be a dict of the settings the target recipe changes", "design")
+    if len(target) > MAX_SETTINGS:
+        raise StudyError(
+            f"target changes {len(target)} settings; at most {MAX_SETTINGS} (group settings "
+            "that move together as one: model=dict(model='resnet9', width=16))",
+            "design",
+        )
+    for name, value in target.items():
+        if not isinstance(name, str) or not name or any(c in name for c in "+-,= "):
+            raise StudyError(
+                f"target: setting name {name!r} must be text without '+', '-', ',', '=' or spaces",
+                "design",
+            )
+        if isinstance(value, Mapping) and (not value or not all(isinstance(k, str) for k in value)):
+            raise StudyError(f"target: setting {name!r} must group at least one named key", "design")
+
+
+Design = str | Sampler | Fractional | Recipes
 
 
 def sampler(name: str = "tpe", trials: int = 20) -> Sampler:

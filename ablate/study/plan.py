@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablate.params import column_value
-from ablate.study.factors import Choice, Design, Factor, Sampler, Until
-from ablate.study.fractions import fraction
+from ablate.study.factors import AblationPath, Choice, Design, Factor, Sampler, Until
 
 # An asked contrast's fourth element: one comparison averaged over the other factors' levels.
 AVERAGED = "averaged"
@@ -60,7 +59,25 @@ class StudyPlan:
 
     @property
     def size(self) -> int:
-        return self.design.trials if isinstance(self.design, Sampler) else len(self.trials)
+        """The trials the plan trains at most (a path: its k(k+1)/2 + 1 recipes, not the 2^k
+        it plans so that any round can reach any of them)."""
+        if isinstance(self.design, Sampler):
+            return self.design.trials
+        if isinstance(self.design, AblationPath):
+            k = len(self.design.target)
+            return (k * (k + 1) // 2 + 1) * len(self.seeds)
+        return len(self.trials)
+
+    @property
+    def size_text(self) -> str:
+        """The plan's size as the run announces it, before it trains anything."""
+        if isinstance(self.design, AblationPath):
+            k = len(self.design.target)
+            return (
+                f"a path over {k} settings: at most {k * (k + 1) // 2 + 1} recipes x "
+                f"{len(self.seeds)} seeds = {self.size} trials (racing trains fewer)"
+            )
+        return f"{self.size} trials"
 
     def describe(self) -> dict[str, Any]:
         """What ``study.json`` records: what the report needs to know of the plan, and the
@@ -135,21 +152,6 @@ def one_determinism(baseline: Mapping[str, Any], factors: Mapping[str, Factor]) 
     restarts = any(mode != "none" for mode in values("resume"))
     checkpoints = any(isinstance(n, (int, float)) and n > 0 for n in values("checkpoint_every"))
     return {**baseline, "deterministic": "on" if restarts or checkpoints else "off"}
-
-
-def _fraction_cells(
-    choices: Mapping[str, tuple[Any, ...]], baseline: Mapping[str, Any], resolution: int
-) -> list[dict[str, Any]]:
-    """The cells of a fraction. Level 0 of each factor is its baseline level (its first level
-    when the baseline has another), so the first cell is the baseline."""
-    coded = {
-        key: (levels[::-1] if key in baseline and baseline[key] == levels[1] else levels)
-        for key, levels in choices.items()
-    }
-    if not coded:
-        return [{}]
-    rows = fraction(len(coded), resolution).rows
-    return [{key: coded[key][bit] for key, bit in zip(coded, row, strict=True)} for row in rows]
 
 
 def cell_name(levels: Mapping[str, Any]) -> str:

@@ -88,3 +88,28 @@ def test_architecture_study_crosses_four_models_with_augmentation(tmp_path: Path
     params = {c["levels"]["model"]: c["metrics"]["model_params"]["mean"] for c in report["cells"]}
     assert 0 < params["resnet_c3"] < params["resnet18"]  # about a third of ResNet-18's
     assert all(c["metrics"]["epoch_seconds"]["mean"] > 0 for c in report["cells"])
+
+
+@pytest.mark.slow
+def test_recipe_path_smoke_runs_and_reports_its_steps_with_the_waterfall(tmp_path: Path) -> None:
+    """The path from the tutorial recipe to the ResNet-9 recipe on the shipped subset: five
+    rounds, every step and the total with an interval, the waterfall under the short answer."""
+    study = str(REPO / "studies" / "recipe_path.py")
+    result = CliRunner().invoke(app, ["run", study, "--preset", "smoke", "--results-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "a path over 5 settings: at most 16 recipes x 2 seeds = 32 trials" in said
+    assert "path: round 5 from" in said
+    folder = tmp_path / "recipe_path"
+    report = json.loads(CliRunner().invoke(app, ["report", str(folder), "--format", "json"]).stdout)
+    steps = [f for f in report["findings"] if f["family"] and f["kind"] == "path step"]
+    assert sorted(f["factor"] for f in steps) == ["augment", "batch", "model", "rate", "schedule"]
+    total = [f for f in report["findings"] if f["family"] and f["kind"] == "source to target"]
+    assert len(total) == 1 and total[0]["estimate"]["n"] == 2
+    # Cosine annealing over one epoch changes nothing: that step is identical, with no interval.
+    assert all(f["interval"] is not None or set(f["estimate"]["per_seed"]) == {0.0} for f in steps)
+    assert (
+        report["summary"][0].startswith("Of the ")
+        and "in the order the path took them" in report["summary"][0]
+    )
+    assert (folder / "report" / "waterfall.png").stat().st_size > 10_000
