@@ -122,6 +122,7 @@ class Report:
     best_on: str = "test"  # the split the best epoch was chosen on
     ran_on: str = ""  # the devices, torch and precisions the trials ran in (one sentence)
     summary: list[str] = field(default_factory=list)  # the short answer, before any table
+    path_done: bool | None = None  # a path: whether it reached the target (None: not a path)
 
 
 def _cells(results: StudyResults, metrics: tuple[str, ...]) -> list[Cell]:
@@ -311,4 +312,5 @@ def analyse(
         "val" if validated else "test",
         ran_on(results.complete + results.diverged, factor_column(description, "model")),
         summary,
+        None if recipes is None or recipes.walk is None else recipes.walk.done,
     )

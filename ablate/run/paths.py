@@ -87,7 +87,7 @@ class PathSchedule:
             self.log(
                 f"path: round {len(current.rounds)} from {recipe_name(names, last.current)}, "
                 f"{len(last.candidates) - len(last.stopped)} of {len(last.candidates)} candidates "
-                f"in the race: {added} more trials"
+                f"in the race: {added} more trial{'s' if added > 1 else ''}"
             )
         return added > 0
 

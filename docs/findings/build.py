@@ -175,6 +175,25 @@ QUESTIONS = (
         "each augmentation; its parameters and seconds per epoch are in the cell table.",
     ),
     Question(
+        "recipe_path",
+        "I changed five things from the tutorial CNN to ResNet-9 and gained 30 points: which "
+        "of them made the difference?",
+        ("learning_curves",),
+        "Each step's gain holds where the path took it: after the steps before it. Where the "
+        "settings' gains alone do not add up to the total, they interact, and the same change "
+        "may be worth more or less in another recipe. Both recipes train for the same epochs, "
+        "so the path measures the five changes, not training longer.",
+    ),
+    Question(
+        "finetune_path",
+        "Fine-tuning a pretrained ResNet-18 beats training from scratch: is it the weights, or "
+        "the dropout head, the augmentation, the schedule or the smaller rate that came with them?",
+        ("learning_curves",),
+        "Offline, the pretrained start is a CIFAR ResNet-18 trained on the other five classes "
+        "(`pretrain_source`), not ImageNet weights. Each step's gain holds after the steps "
+        "before it; a setting that helps alone may add nothing once the pretrained start is in.",
+    ),
+    Question(
         "five_epochs",
         "Can a ResNet-18 pass 50 % test accuracy in 5 epochs?",
         ("learning_curves",),
@@ -274,23 +293,27 @@ def measured_section(
         if (row["trial"], row["attempt"]) == (first.get("trial"), first.get("attempt"))
     ) or first.get("param_test_size")
     seeds = len({t["seed"] for t in results.complete})
+    # A path's race trains fewer than it plans: it is finished when it reached the target.
+    unfinished = not report.path_done if report.path_done is not None else complete < plan.size
+    most = "at most " if report.path_done is not None else ""
     lines += [
-        f"Measured: {complete} of {plan.size} planned trials, {seeds} "
+        f"Measured: {complete} of {most}{plan.size} planned trials, {seeds} "
         f"{'seed' if seeds == 1 else 'seeds'} per cell "
         f"at most, {_images(images, 'training')} and {_images(test_images, 'test')} "
         f"images per trial."
         + (f" {report.ran_on}" if report.ran_on else "")
         + sized(report)
-        + ("" if complete >= plan.size else " **The run is not finished: the answer below is provisional.**"),
+        + (" **The run is not finished: the answer below is provisional.**" if unfinished else ""),
         "",
         "**Short answer.** " + " ".join(report.summary),
         "",
     ]
-    forest = PLOTS["forest"](report, results)
-    if forest is not None:
-        path = figures / f"{question.study}-forest.png"
-        save_figure(forest, path)
-        lines += [f"![{question.study}: the question's comparisons]({figures.name}/{path.name})", ""]
+    for name, alt in (("forest", "the question's comparisons"), ("waterfall", "the path's steps")):
+        figure = PLOTS[name](report, results)
+        if figure is not None:
+            path = figures / f"{question.study}-{name}.png"
+            save_figure(figure, path)
+            lines += [f"![{question.study}: {alt}]({figures.name}/{path.name})", ""]
     lines += ["**Answer**", ""]
     lines += [f"- {line}" for line in report.answer]
     shown = tables(report)
