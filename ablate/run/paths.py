@@ -34,18 +34,27 @@ class PathSchedule:
         self.plan, self.design = plan, plan.design
         self.store, self.distributions, self.log = store, distributions, log
         self.settings = len(self.design.target)
+        self._cache: tuple[frozenset[str], dict[int, float]] | None = None
 
     def _scores(self) -> dict[int, float]:
-        """Planned trial -> its selection value, for the plan's trials with a result."""
+        """Planned trial -> its selection value, for the plan's trials with a result. Read
+        again only when the trials files changed: each is written once, under a name of its own
+        (a progress display asks many times a second)."""
         from ablate.analysis.load import read_table
 
+        folder = self.store.folder.table("trials")
+        names = frozenset(p.name for p in folder.glob("*.parquet"))
+        if self._cache is not None and self._cache[0] == names:
+            return self._cache[1]
         fingerprint = self.plan.fingerprint()
         rows = [
             row
-            for row in read_table(self.store.folder.table("trials"), [])
+            for row in read_table(folder, [])
             if row.get("study_fingerprint") == fingerprint and row["state"] in ("complete", "diverged")
         ]
-        return selection_scores(rows, self.plan.metric, self.plan.direction == "maximize")
+        scores = selection_scores(rows, self.plan.metric, self.plan.direction == "maximize")
+        self._cache = (names, scores)
+        return scores
 
     def walk(self) -> Walk:
         seeds = len(self.plan.seeds)
