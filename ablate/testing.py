@@ -54,7 +54,7 @@ def _build(component: Component, **context: object) -> Any:
 
 def check_model(component: Component, num_classes: int = 10) -> None:
     """The model builds, maps (N, 3, 32, 32) to (N, classes), trains one step, round-trips."""
-    model = _build(component, num_classes=num_classes)
+    model = _build(component, num_classes=num_classes, image_shape=IMAGE_SHAPE)
     assert isinstance(model, torch.nn.Module), f"{component.name}: factory must return an nn.Module"
     images = torch.randn(4, *IMAGE_SHAPE)
     logits = model(images)
@@ -63,7 +63,7 @@ def check_model(component: Component, num_classes: int = 10) -> None:
     )
     logits.float().sum().backward()
     assert any(p.grad is not None for p in model.parameters()), f"{component.name}: no gradients"
-    twin = _build(component, num_classes=num_classes)
+    twin = _build(component, num_classes=num_classes, image_shape=IMAGE_SHAPE)
     twin.load_state_dict(round_trip(model.state_dict()))
     model.eval()
     twin.eval()

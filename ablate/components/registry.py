@@ -10,6 +10,7 @@ not user parameters.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -44,8 +45,26 @@ class Component:
         return {p.name: p.default for p in self.params}
 
     def build(self, context: Mapping[str, Any], values: Mapping[str, Any]) -> Any:
-        """Call the factory with trainer-supplied ``context`` and user parameter ``values``."""
-        return self.factory(**context, **{**self.defaults(), **values})
+        """Call the factory with trainer-supplied ``context`` and user parameter ``values``.
+        Only the context the factory asks for is passed: the trainer may offer more (a model is
+        offered ``image_shape``, which most models do not need)."""
+        wanted = context_names(self.factory)
+        given = {k: v for k, v in context.items() if wanted is None or k in wanted}
+        return self.factory(**given, **{**self.defaults(), **values})
+
+
+@functools.cache
+def context_names(factory: Callable[..., Any]) -> frozenset[str] | None:
+    """The context a factory takes (its keyword-only arguments without defaults); None when it
+    takes any keyword (``**kwargs``)."""
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(
+        p.name
+        for p in parameters
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+    )
 
 
 def params_from_signature(

@@ -155,7 +155,9 @@ def rebuild(kept_weights: Kept, registry: Any) -> torch.nn.Module:
     values = {name: tuple(v) if isinstance(v, list) else v for name, v in model_info["params"].items()}
     if isinstance(values.get("pretrained"), bool):
         values["pretrained"] = False  # the kept weights replace ImageNet's: never fetch them
-    context = {"num_classes": len(kept_weights.classes)}
+    size = kept_weights.sidecar.get("image_size") or [32, 32]
+    channels = len(kept_weights.sidecar.get("mean") or [0, 0, 0])
+    context = {"num_classes": len(kept_weights.classes), "image_shape": (channels, *map(int, size))}
     _check_shapes(kept_weights, component, context, values)
     model: torch.nn.Module = component.build(context, values)
     missing, unexpected = model.load_state_dict(kept_weights.state(), strict=False)

@@ -56,12 +56,14 @@ def build_state(
     seed: int,
     device: torch.device,
     start_from: StartingPoint | None = None,
+    image_shape: tuple[int, ...] = (3, 32, 32),
 ) -> TrainingState:
     """A fresh, seeded state: the model (its weights from ``start_from`` where names and shapes
     match, its backbone frozen with ``freeze=backbone``), its optimizer and scheduler, the data
-    generator."""
+    generator. ``image_shape`` (channels, height, width) is offered to the model's factory,
+    for models that need it (a timm ViT is built for its input size)."""
     seed_everything(seed)
-    model = setup.model.build(num_classes=num_classes)
+    model = setup.model.build(num_classes=num_classes, image_shape=image_shape)
     fresh: list[str] = []
     if start_from is not None:
         _, fresh = load_into(model, start_from)

@@ -103,7 +103,7 @@ def fit(
     """
     started = time.perf_counter()
     settings = setup.settings
-    state = build_state(setup, num_classes, seed, device, start_from)
+    state = build_state(setup, num_classes, seed, device, start_from, tuple(data.test_x.shape[1:]))
     saved = checkpoints.latest() if checkpoints else None
     resumed_precision = None
     trained_on = checkpoint_device(saved) if saved is not None else None

@@ -26,6 +26,7 @@ BUILTIN = {
     "ablate:new_plugin",
     "ablate:predict",
     "ablate:tensorboard",
+    "ablate:timm",
 }
 
 
