@@ -40,6 +40,8 @@ class TrialInfo:
     epochs: int
     params: Mapping[str, Any] = field(default_factory=dict)
     folder: Path | None = None  # the study's results folder, for plugins that write files there
+    cell: str = ""  # the cell's levels as text (dropout=0.25,augment=none)
+    fingerprint: str = ""  # the plan's: the same trial number in another plan is another trial
 
 
 @dataclass(frozen=True)

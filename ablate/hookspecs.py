@@ -7,6 +7,8 @@ the parameters a study may set; ``params`` gives each a one-line description.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -14,6 +16,7 @@ import pluggy
 __all__ = [
     "hookspec",
     "on_epoch_end",
+    "on_report",
     "on_trial_end",
     "on_trial_start",
     "register_augmentations",
@@ -106,6 +109,16 @@ def on_trial_end(trial: TrialInfo, outcome: TrialOutcome) -> None:
 
     :param trial: the trial.
     :param outcome: its state, final metrics and error, if any.
+    """
+
+
+@hookspec
+def on_report(folder: Path, description: Mapping[str, Any], files: Sequence[Path]) -> None:
+    """Called after ``ablate report`` wrote a study's report files.
+
+    :param folder: the study's results folder.
+    :param description: its ``study.json`` (the plan, its baseline and settings, its fingerprint).
+    :param files: what the report wrote: ``report.html``, ``report.md``, ``report.json``, the PNGs.
     """
 
 

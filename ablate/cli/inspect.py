@@ -168,5 +168,9 @@ def report(
             f"plots and report.html not written: {problem}{shown}. Fix the folder's permissions "
             "or free some space, or pass --no-files"
         )
+    if written is not None:  # plugins that keep reports (MLflow) take the files
+        discovery.get_plugins().emit(
+            "on_report", folder=results.folder, description=results.description, files=written.files
+        )
     if written and format_ != "json":
         err.print(f"plots and HTML written to {written.html.parent}", highlight=False)

@@ -152,18 +152,22 @@ def load_plugins(extra: Mapping[str, object] | None = None) -> Plugins:
     manager = pluggy.PluginManager("ablate")
     manager.add_hookspecs(hookspecs)
     plugins = Plugins(manager)
-    sources: list[tuple[str, str, str, Any]] = []
+    # (name, distribution, version, entry point or object, whether it is an entry point): told
+    # apart by where it came from, not by its class, since importing importlib_metadata (the
+    # backport, which mlflow brings) makes the standard library's entry_points() return its
+    # EntryPoint class instead.
+    sources: list[tuple[str, str, str, Any, bool]] = []
     for ep in _selected_entry_points():
         dist, version = _distribution(ep)
-        sources.append((f"{dist}:{ep.name}", dist, version, ep))
+        sources.append((f"{dist}:{ep.name}", dist, version, ep, True))
     for name, obj in (extra or {}).items():
-        sources.append((name, "(in-process)", "", obj))
-    for name, dist, version, source in sources:
+        sources.append((name, "(in-process)", "", obj, False))
+    for name, dist, version, source, entry_point in sources:
         stage = "import"
         registrars: list[Registrar] = []
         try:
-            obj = source.load() if isinstance(source, EntryPoint) else source
-            if not isinstance(source, EntryPoint) and manager.is_registered(obj):
+            obj = source.load() if entry_point else source
+            if not entry_point and manager.is_registered(obj):
                 continue  # an installed plugin passed again in-process (the test kit's snippet)
             stage = "register"
             manager.register(obj, name=name)

@@ -113,6 +113,8 @@ def validate_plan(plan: StudyPlan, registry: Registry, locate: Locate) -> Checke
             raise RunError(
                 "tensorboard=True needs the tensorboard package: pip install 'ablate[tensorboard]'"
             ) from None
+    for uri in sorted({setup.settings["mlflow_uri"] for setup in setups} - {""}):
+        check_mlflow(uri)
     trials = (
         {}
         if plan.sampled
@@ -121,6 +123,29 @@ def validate_plan(plan: StudyPlan, registry: Registry, locate: Locate) -> Checke
         }
     )
     return CheckedPlan(ParamColumns(types, qualified), trials, tuple(setups))
+
+
+def check_mlflow(uri: str) -> None:
+    """``mlflow_uri`` needs the mlflow package and, for a server, one that answers: refused
+    before anything trains, rather than a study whose runs go nowhere."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise RunError("mlflow_uri needs the mlflow package: pip install 'ablate[mlflow]'") from None
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10):
+            pass
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise RunError(
+            f"mlflow_uri={uri}: no MLflow server answers there ({reason}); start one (mlflow "
+            "server --host 127.0.0.1 --port 5000) or leave mlflow_uri out"
+        ) from None
 
 
 def selects_on_test_set(plan: StudyPlan, setups: Sequence[TrialSetup]) -> str | None:

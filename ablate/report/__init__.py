@@ -22,6 +22,16 @@ class ReportFiles:
     plots: dict[str, Path]
     html: Path
 
+    @property
+    def files(self) -> list[Path]:
+        """Every file written: the page, the verdicts as Markdown and JSON, the plots."""
+        return [
+            self.html,
+            self.html.with_name("report.md"),
+            self.html.with_name("report.json"),
+            *self.plots.values(),
+        ]
+
 
 def write_files(report: Report, results: StudyResults, registry: Any = None) -> ReportFiles:
     """Write the PNGs and ``report.html`` under ``<folder>/report/`` (atomically; a folder that
@@ -35,6 +45,9 @@ def write_files(report: Report, results: StudyResults, registry: Any = None) -> 
     drawn = plots.draw_all(report, results, out, registry)
     page = out / "report.html"
     write_text_atomic(page, formats.html_page(report, drawn))
+    # The verdicts as text and data too, for tools that keep a report (an MLflow run, say).
+    write_text_atomic(out / "report.md", formats.markdown(report, drawn))
+    write_text_atomic(out / "report.json", formats.to_json(report, drawn) + "\n")
     return ReportFiles(report, results, drawn, page)
 
 

@@ -123,7 +123,15 @@ def run_attempt(
     index, plan = planned.index, ctx.plan
     recorded = ctx.columns.record(setup)
     info = TrialInfo(
-        plan.name, index, attempt, planned.seed, setup.settings["epochs"], recorded, ctx.folder.root
+        plan.name,
+        index,
+        attempt,
+        planned.seed,
+        setup.settings["epochs"],
+        recorded,
+        ctx.folder.root,
+        planned.cell,
+        plan.fingerprint(),
     )
     keys = {"study": plan.name, "trial": index, "attempt": attempt}
     started = datetime.now(timezone.utc)

@@ -131,6 +131,13 @@ SETTINGS: tuple[Param, ...] = (
         "write each trial's per-epoch metrics as TensorBoard scalars "
         "under results/STUDY/tensorboard/ (needs pip install 'ablate[tensorboard]')",
     ),
+    Param(
+        "mlflow_uri",
+        "",
+        "an MLflow tracking server (http://host:5000): the study is an experiment, each trial a "
+        "run with its epochs' metrics and kept weights (needs pip install 'ablate[mlflow]'; "
+        "empty: none)",
+    ),
 )
 
 
@@ -144,6 +151,7 @@ OBSERVING = frozenset(
         "keep_checkpoints",
         "keep_weights",
         "tensorboard",
+        "mlflow_uri",
         "data_placement",
         "data_budget_mb",
     }

@@ -27,6 +27,7 @@ BUILTIN = {
     "ablate:predict",
     "ablate:tensorboard",
     "ablate:timm",
+    "ablate:mlflow",
 }
 
 
@@ -66,7 +67,7 @@ def test_builtins_are_entry_point_plugins_and_register_the_first_set() -> None:
 
 def test_every_hook_is_documented() -> None:
     hooks = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith(("register_", "on_"))]
-    assert len(hooks) == 9
+    assert len(hooks) == 10
     assert all(hook.__doc__ and ":param" in hook.__doc__ for hook in hooks)
 
 
@@ -246,3 +247,21 @@ def test_example_plugin_is_listed_and_its_components_train(example_site: Path, t
     assert sorted(t["param_augment"] for t in trials) == ["crop_flip+cutout", "none"]
     assert {t["param_channels"] for t in trials} == {4}
     assert sorted(t["param_size"] or 0 for t in trials) == [0, 8]
+
+
+def test_plugins_load_when_the_importlib_metadata_backport_is_imported() -> None:
+    """Importing the backport (mlflow does) makes the standard library's entry_points() return
+    the backport's EntryPoint class: ablate took those for in-process objects once, registered
+    the entry points themselves as plugins, and the next registration crashed comparing them."""
+    pytest.importorskip("importlib_metadata", reason="the importlib_metadata backport is not installed")
+    code = (
+        "import importlib_metadata\n"
+        "from ablate.components.discovery import load_plugins\n"
+        "plugins = load_plugins()\n"
+        "plugins.manager.register(object(), name='another')\n"
+        "assert not plugins.failures, plugins.failures\n"
+        "print(sorted(c.name for c in plugins.registry.of_kind('model')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resnet18" in done.stdout
