@@ -142,6 +142,9 @@ def _runner_up(step_round: Round, best: int, others: list[int], score: Score, si
 SELECTED_ON = {"test_acc": "val_acc", "test_loss": "val_loss"}
 
 
+DIVERGED_LOSS = 1e9  # a diverged trial's loss, for a path that minimizes one
+
+
 def selection_metric(metric: str) -> str:
     """The metric a path's rounds are decided on, for a study's ``metric``."""
     return SELECTED_ON.get(metric, metric)
@@ -149,12 +152,15 @@ def selection_metric(metric: str) -> str:
 
 def selection_scores(rows: Iterable[Mapping[str, Any]], metric: str, maximize: bool) -> dict[int, float]:
     """Planned trial -> its selection value, for trials with a result (``rows``: one result per
-    trial, of one plan). A diverged trial scores as badly as possible (0 accuracy, an infinite
-    loss): a recipe that diverges is no step forward."""
+    trial, of one plan). A diverged trial scores as badly as possible (0 accuracy, a loss of
+    ``DIVERGED_LOSS``): a recipe that diverges is no step forward."""
     from ablate.analysis.metrics import metric_value
 
     scores: dict[int, float] = {}
     for row in rows:
         value = metric_value(row, selection_metric(metric)) if row["state"] == "complete" else None
-        scores[int(row["trial"])] = float(value) if value is not None else (0.0 if maximize else math.inf)
+        # Finite, so that differences with it stay numbers (an infinite loss minus another is NaN).
+        scores[int(row["trial"])] = (
+            float(value) if value is not None else (0.0 if maximize else DIVERGED_LOSS)
+        )
     return scores

@@ -161,8 +161,10 @@ def test_a_path_killed_mid_round_resumes_without_training_a_recipe_twice(
 ) -> None:
     _, _, straight = run(tmp_path, monkeypatch, results="straight")
     cli_plugins.manager.register(InterruptAt(2 * 6 + 1), name="tests:kill")  # source+rate, seed 1
-    code, output, _ = run(tmp_path, monkeypatch, results="killed")
+    code, output, cut = run(tmp_path, monkeypatch, results="killed")
     assert code == 130, output
+    # The report of a path cut off in round 1 says so, and names no step yet.
+    assert cut["summary"][0] == "The path is not finished: 0 of 3 steps taken."
     cli_plugins.manager.unregister(name="tests:kill")
     code, output, resumed = run(tmp_path, monkeypatch, results="killed")
     assert code == 0, output
