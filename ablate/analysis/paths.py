@@ -174,8 +174,8 @@ def recipe_lines(recipes: Recipes, findings: Sequence[Finding], metric: str) -> 
             )
         return (
             f"Of the {format_value(metric, total.estimate.value, signed=True)}{unit} on {metric} from "
-            f"the source recipe to the target (interval {_gain(total).split(' ', 1)[1]}), in the "
-            f"order the path took them: {named}.",
+            f"the source recipe to the target ({_span(total)}), in the order the path took them: "
+            f"{named}.",
             lines,
         )
     if total is None or total.estimate is None:
@@ -200,6 +200,17 @@ def recipe_lines(recipes: Recipes, findings: Sequence[Finding], metric: str) -> 
         + ".",
         lines,
     )
+
+
+def _span(finding: Finding) -> str:
+    """``interval [-9.8, +5.6], undecided`` (the verdict only where it is not decided)."""
+    interval, metric = finding.interval, finding.metric
+    text = (
+        "no interval"
+        if interval is None
+        else (f"interval [{format_endpoint(metric, interval[0])}, {format_endpoint(metric, interval[1])}]")
+    )
+    return text + ("" if finding.verdict == DECIDED else f", {finding.verdict}")
 
 
 def _additivity(finding: Finding, total: Finding, unit: str) -> str:

@@ -33,6 +33,7 @@ def waterfall(report: Report, results: StudyResults) -> Any | None:
     figure, axis = plt.subplots(figsize=(1.3 * (len(steps) + 2) + 2, 4.2))
     axis.bar(0, start, color="#bbbbbb")
     level = start
+    reached = [start]  # every bar's ends and interval ends, for the axis
     for x, finding in enumerate(steps, start=1):
         gain = finding.estimate.value * scale  # type: ignore[union-attr]
         colour = COLOURS.get(finding.verdict, "#999999")
@@ -40,16 +41,21 @@ def waterfall(report: Report, results: StudyResults) -> Any | None:
         if finding.interval is not None:
             low, high = (v * scale for v in finding.interval)
             axis.errorbar(x, level + gain, yerr=[[gain - low], [high - gain]], color="black", capsize=4, lw=1)
+            reached += [level + low, level + high]
         axis.text(x + 0.08, level + gain, f"{gain:+.1f}", ha="left", va="bottom", fontsize=8)
         level += gain
+        reached.append(level)
     target = cells.get("target")
     end = target.summary[metric].mean * scale if target is not None and metric in target.summary else level
     axis.bar(len(steps) + 1, end, color="#555555")
     labels = ["source"] + [f.contrast.factor for f in steps] + ["target"]
     axis.set_xticks(range(len(labels)))
     axis.set_xticklabels(labels, fontsize=8, rotation=20)
-    # Start the axis below the lower end, so the steps are not dwarfed by the bars' common base.
-    axis.set_ylim(max(0.0, min(start, end) - 0.6 * abs(end - start) - 1), None)
+    # Start the axis just below the lowest end (not at 0), so that the steps are not dwarfed by
+    # the bars' common base; every interval stays in view.
+    low_end, high_end = min(*reached, end), max(*reached, end)
+    margin = 0.05 * (high_end - low_end) + 0.5
+    axis.set_ylim(max(0.0, low_end - margin), high_end + margin)
     unit = " (%)" if is_accuracy(metric) else ""
     axis.set_ylabel(f"{metric}{unit}", fontsize=9)
     confidence = max(f.confidence for f in steps) * 100
