@@ -288,7 +288,8 @@ def test_the_page_counts_its_families_and_their_verdicts_under_benjamini_hochber
     assert findings.page_line([["## c"]]) == ""
     # Where every decided p is at the 6-seed floor, the line says more seeds would change it.
     floor = findings.page_line([["## a", f"{record}0.031* 0.031* 0.5 0.6 0.7 0.8 -->"]])
-    assert "0 of the 2 verdicts" in floor and "nothing below 2/64 = 0.031)." in floor
+    assert "0 of the 2 verdicts" in floor and "nothing much below 2/64 = 0.031" in floor
+    assert "more seeds per study would let it pass)." in floor
     # A kept section's practical paragraph (typed, not measured) takes the current words.
     question = findings.QUESTIONS[0]
     old = ["Measured: ...", f"{findings.MEANING}the cure is a schedule", "<!-- family p: 0.5 -->"]

@@ -19,7 +19,9 @@ honest small-n policy, and sentences that say what was decided and what was not.
 - **Identical** on every one of at least 6 paired seeds (a control such as a resume that
   restores everything) is its own verdict: the two cells ran the same computation, so the
   difference is exactly zero, not an estimate.
-- Every interval describes seed-to-seed variation on this one test set.
+- Every interval holds seed-to-seed variation; on test accuracy and the final gaps it also
+  holds the test set's own sampling (a paired bootstrap over the test images) where every trial
+  recorded which test images it got right (:mod:`ablate.analysis.family`).
 """
 
 from __future__ import annotations

@@ -75,8 +75,10 @@ def legend(report: Report) -> str:
         )
         + "Comparisons: paired by seed, each with its own seed-to-seed variance; the family's "
         "'p (adj.)' from the max-T sign-flip test, the others' from Holm; 'detectable': the "
-        "smallest true effect the comparison's rule finds with 80 % power. Every interval "
-        "describes seed-to-seed variation on this one test set."
+        "smallest true effect the comparison's rule finds with 80 % power. The cells' intervals "
+        "describe seed-to-seed variation on this one test set; a comparison on test accuracy or "
+        "the final gaps also holds the test set's own sampling where every trial recorded its "
+        "test images (the Answer says which)."
     )
 
 

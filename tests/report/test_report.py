@@ -551,7 +551,7 @@ def test_cli_formats_and_self_contained_html(tmp_path: Path) -> None:
     assert data["family"]["procedure"].startswith("max-T sign-flip")
     markdown = runner.invoke(app, ["report", str(study), "--format", "markdown"]).stdout
     assert "| cell |" in markdown and "## Answer" in markdown and "exploratory" in markdown
-    assert "seed-to-seed variation on this one test set" in markdown
+    assert "seed-to-seed variation on this one test set; a comparison on test accuracy" in markdown
     assert runner.invoke(app, ["report", str(study), "--format", "pdf"]).exit_code == 2
 
     expected = {"forest", "learning_curves", "gaps", "final_metric", "per_class", "confusion"}
