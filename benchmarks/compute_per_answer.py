@@ -116,12 +116,14 @@ def precision_choices(batch: int) -> list[dict[str, Any]]:
     widths = {"resnet18": 16, "resnet9": 16, "resnet_c3": 16}
     choices = []
     for component in registry.of_kind("model"):
+        if component.name == "timm":  # an optional extra that builds other libraries' models
+            continue
         params = {
             "model": component.name,
             **({"width": widths[component.name]} if component.name in widths else {}),
         }
         setup = resolve(params, registry)
-        model = setup.model.build(num_classes=10)
+        model = setup.model.build(num_classes=10, image_shape=(3, 32, 32))
         # Measured afresh (not the choice this machine kept from an earlier run).
         chosen = (
             measure(model, torch.device("cpu"), batch, (3, 32, 32), 10)

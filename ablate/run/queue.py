@@ -40,6 +40,8 @@ from ablate.params import column_value
 from ablate.run.liveness import Liveness, is_database, storage_lock
 from ablate.study.plan import PlannedTrial
 
+WRITE_WAIT = 30.0  # seconds to wait for files another worker is writing after telling the storage
+
 PLANNED = "trial"  # user attribute: the trial's number in the plan (its Parquet files' number)
 FRESH = "fresh"  # user attribute: a sampler's new configuration (counts toward the budget)
 WORKER = "worker"  # user attribute: host:pid of the worker training it
@@ -79,6 +81,7 @@ class TrialQueue:
         self.liveness = liveness
         self._study_id = storage.get_study_id_from_name(study.study_name)
         self._ids: dict[int, int] = {}  # trial number -> storage id (they never change)
+        self.opened = datetime.now()  # trials told complete after this came from other workers
 
     def trial_id(self, number: int) -> int:
         """The storage's id of the study's trial ``number``."""
@@ -117,7 +120,12 @@ class TrialQueue:
         however many workers do this at the same moment; returns how many it added. Pass
         ``holding_lock`` when the caller holds :meth:`locked` already."""
         with contextlib.nullcontext() if holding_lock else self.locked():
-            present = self.queued()
+            # A trial another worker told the storage about since this queue was opened is being
+            # written now: the caller saw no file for it a moment ago, but queueing it again
+            # would train it twice (three runs started together did). One told before, whose
+            # files are missing (its worker died in between, or they were set aside as
+            # damaged), is queued again.
+            present = self.queued() | self.being_written()
             added = 0
             for planned in trials:
                 if planned.index in present:
@@ -133,6 +141,14 @@ class TrialQueue:
                 )
                 added += 1
         return added
+
+    def being_written(self) -> set[int]:
+        """Plan trial numbers told complete since this queue was opened (by other workers)."""
+        return {
+            int(t.user_attrs[PLANNED])
+            for t in self._mine((TrialState.COMPLETE,))
+            if t.datetime_complete is not None and t.datetime_complete.replace(tzinfo=None) > self.opened
+        }
 
     def requeue(self, trial: FrozenTrial) -> None:
         requeue(self.study, trial)

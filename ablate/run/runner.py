@@ -43,7 +43,7 @@ from ablate.run.interface import Progress, RunOptions, RunSummary
 from ablate.run.liveness import Heartbeat
 from ablate.run.paths import schedule_for
 from ablate.run.provenance import provenance
-from ablate.run.queue import FINGERPRINT, PLANNED, TrialQueue, fixed
+from ablate.run.queue import FINGERPRINT, PLANNED, WRITE_WAIT, TrialQueue, fixed
 from ablate.run.storage import StorageError, distribution, open_study
 from ablate.store.folder import FolderError, StudyFolder
 from ablate.store.identity import DataGuard, fixed_threads
@@ -53,8 +53,6 @@ from ablate.train.allocator import keep_freed_memory
 from ablate.train.datasets import DatasetCache
 
 __all__ = ["RunError", "RunOptions", "RunSummary", "Runner"]
-
-WRITE_WAIT = 30.0  # seconds to wait for files another worker is writing after telling the storage
 
 
 class Runner:
