@@ -303,21 +303,3 @@ def _numbers(trials: Iterable[FrozenTrial]) -> set[int]:
     """The plan's trial numbers of ``trials`` (a sampler's trial is numbered right after it is
     asked for: one without its number yet is left out)."""
     return {int(t.user_attrs[PLANNED]) for t in trials if PLANNED in t.user_attrs}
-
-
-def fixed(
-    trial: optuna.Trial, distributions: Mapping[str, optuna.distributions.BaseDistribution]
-) -> dict[str, Any]:
-    """The trial's factor levels: an enqueued trial's fixed parameters, recorded in Optuna as
-    parameters of its distributions."""
-    levels = {}
-    for name, dist in distributions.items():
-        if isinstance(dist, optuna.distributions.CategoricalDistribution):
-            levels[name] = trial.suggest_categorical(name, dist.choices)
-        elif isinstance(dist, optuna.distributions.IntDistribution):
-            levels[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log)
-        elif isinstance(dist, optuna.distributions.FloatDistribution):
-            levels[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
-        else:
-            raise TypeError(f"factor {name!r}: no suggestion for {type(dist).__name__}")
-    return levels

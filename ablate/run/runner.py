@@ -43,8 +43,8 @@ from ablate.run.interface import Progress, RunOptions, RunSummary
 from ablate.run.liveness import Heartbeat
 from ablate.run.paths import schedule_for
 from ablate.run.provenance import provenance
-from ablate.run.queue import FINGERPRINT, PLANNED, WRITE_WAIT, TrialQueue, fixed
-from ablate.run.storage import StorageError, distribution, open_study
+from ablate.run.queue import FINGERPRINT, PLANNED, WRITE_WAIT, TrialQueue
+from ablate.run.storage import StorageError, distribution, fixed, open_study
 from ablate.store.folder import FolderError, StudyFolder
 from ablate.store.identity import DataGuard, fixed_threads
 from ablate.store.tables import ResultsStore

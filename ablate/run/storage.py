@@ -14,7 +14,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -245,3 +245,21 @@ def make_storage(url: str | None, journal: Path, liveness: Liveness) -> Any:
                 raise
             time.sleep(1.0 + attempt)
     raise AssertionError("unreachable")
+
+
+def fixed(
+    trial: optuna.Trial, distributions: Mapping[str, optuna.distributions.BaseDistribution]
+) -> dict[str, Any]:
+    """The trial's factor levels: an enqueued trial's fixed parameters, recorded in Optuna as
+    parameters of its distributions."""
+    levels = {}
+    for name, dist in distributions.items():
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            levels[name] = trial.suggest_categorical(name, dist.choices)
+        elif isinstance(dist, optuna.distributions.IntDistribution):
+            levels[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+        elif isinstance(dist, optuna.distributions.FloatDistribution):
+            levels[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+        else:
+            raise TypeError(f"factor {name!r}: no suggestion for {type(dist).__name__}")
+    return levels
