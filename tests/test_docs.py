@@ -294,3 +294,26 @@ def test_the_page_counts_its_families_and_their_verdicts_under_benjamini_hochber
     question = findings.QUESTIONS[0]
     old = ["Measured: ...", f"{findings.MEANING}the cure is a schedule", "<!-- family p: 0.5 -->"]
     assert findings.refresh_meaning(old, question)[1] == findings.MEANING + question.meaning
+
+
+def test_the_sized_line_gives_points_for_accuracies_and_factors_for_ratios() -> None:
+    """A swing's detectable effect is a log ratio: shown as a factor, never as "219.6 points"."""
+    import math
+    from types import SimpleNamespace
+
+    findings = findings_builder()
+
+    def finding(metric: str, detectable: float) -> SimpleNamespace:
+        return SimpleNamespace(family=True, detectable=detectable, metric=metric)
+
+    report = SimpleNamespace(
+        findings=[
+            finding("gap_running", 0.022),
+            finding("gap_eval", 0.19),
+            finding("swing_test", math.log(1.77)),
+        ]
+    )
+    assert findings.sized(report) == (
+        " Sized to detect effects of 2.2 to 19.0 points and factors of x1.77 (80 % power at these "
+        "seeds, by comparison)."
+    )

@@ -346,17 +346,25 @@ def refresh_meaning(lines: list[str], question: Question) -> list[str]:
 
 
 def sized(report: Any) -> str:
-    """What the seeds could detect: the range of the family's 80 % power effects in points."""
-    from ablate.analysis.metrics import is_accuracy
+    """What the seeds could detect: the range of the family's 80 % power effects, in points for
+    accuracies and gaps, as factors for ratio metrics (a swing: its detectable effect is a log
+    ratio, and a "point" of it means nothing)."""
+    import math
 
-    detectable = [
-        f.detectable * 100 for f in report.findings if f.family and f.detectable and is_accuracy(f.metric)
-    ]
-    if not detectable:
+    from ablate.analysis.metrics import is_accuracy, is_ratio
+
+    def span(values: list[float], shown: Any) -> str:
+        low, high = shown(min(values)), shown(max(values))
+        return low if low == high else f"{low} to {high}"
+
+    family = [f for f in report.findings if f.family and f.detectable]
+    points = [f.detectable * 100 for f in family if is_accuracy(f.metric) and not is_ratio(f.metric)]
+    ratios = [f.detectable for f in family if is_ratio(f.metric)]
+    parts = [f"{span(points, lambda v: f'{v:.1f}')} points"] if points else []
+    parts += [f"factors of {span(ratios, lambda v: f'x{math.exp(v):.2f}')}"] if ratios else []
+    if not parts:
         return ""
-    low, high = min(detectable), max(detectable)
-    span = f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f} to {high:.1f}"
-    return f" Sized to detect effects of {span} points (80 % power at these seeds, by comparison)."
+    return f" Sized to detect effects of {' and '.join(parts)} (80 % power at these seeds, by comparison)."
 
 
 # Each measured section ends with its family's adjusted p values in a comment (invisible on the
