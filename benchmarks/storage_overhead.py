@@ -30,8 +30,8 @@ def queue_seconds(storage_url: str | None, folder: Path, trials: int, epochs: in
     import optuna
 
     from ablate.run.liveness import Liveness
-    from ablate.run.queue import TrialQueue, fixed
-    from ablate.run.storage import make_storage
+    from ablate.run.queue import TrialQueue
+    from ablate.run.storage import fixed, make_storage
     from ablate.study.declare import Study
     from ablate.study.factors import choice
 
