@@ -137,7 +137,8 @@ def test_three_runs_started_together_enqueue_once_and_train_each_trial_once(
     assert_each_trial_once(tmp_path / "many", epochs=1)
     stored = optuna.load_study(study_name="many", storage=database)
     numbers = [t.user_attrs["trial"] for t in stored.trials]
-    assert sorted(numbers) == list(range(18))  # enqueued once each, none left over
+    how = [(t.user_attrs["trial"], t.state.name, t.user_attrs.get("state")) for t in stored.trials]
+    assert sorted(numbers) == list(range(18)), how  # enqueued once each, none left over
     assert {t.state for t in stored.trials} == {optuna.trial.TrialState.COMPLETE}
     assert len({t.user_attrs["worker"] for t in stored.trials}) >= 2  # the work was shared
     fault_log.verified()
