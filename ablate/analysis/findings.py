@@ -257,7 +257,7 @@ def analyse(
             describe_family(
                 size,
                 questions,
-                design_kind(description),
+                kind,
                 within_factors,
                 alpha,
                 sum(c in kinds.get(ASKED, ()) for c in family),
@@ -302,7 +302,7 @@ def analyse(
         missing(results, cells, recipes.wanted() if recipes is not None else None),
         counts,
         importance,
-        design_kind(description),
+        kind,
         questions,
         within_factors,
         delta,

@@ -21,7 +21,7 @@ from typing import Any
 from ablate.analysis.answer import DECIDED, Finding
 from ablate.analysis.contrasts import Contrast
 from ablate.analysis.metrics import format_endpoint, format_value, is_accuracy
-from ablate.analysis.race import Walk, selection_metric, selection_scores, walk
+from ablate.analysis.race import Walk, replay, selection_metric, selection_scores
 from ablate.study.recipes import recipe_name, setting_values
 
 STEP = "path step"
@@ -29,7 +29,6 @@ TOTAL = "source to target"
 ALONE = "alone from the source"
 REMOVED = "removed from the target"
 INTERACTS = "interacts"
-RECIPE_KINDS = (STEP, TOTAL, ALONE, REMOVED, INTERACTS)
 
 
 def is_recipes(kind: str) -> bool:
@@ -87,19 +86,15 @@ def recipe_contrasts(description: Mapping[str, Any], complete: Sequence[Mapping[
 
     total = Contrast(TOTAL, "recipe", "target", "source", {"target": 1.0, "source": -1.0})
     if design.get("kind") == "path":
-        seeds = len(description.get("seeds") or [])
         maximize = description.get("direction", "maximize") == "maximize"
         scores = selection_scores(complete, description.get("metric", "test_acc"), maximize)
-        found.walk = walk(
-            len(settings),
-            seeds,
-            int(design["first"]),
-            int(design["step"]),
-            lambda mask, place: scores.get(mask * seeds + place),
-            maximize,
-        )
-        kept = [r for r in found.walk.rounds if r.kept is not None]
-        steps = [step(STEP, r.flipped.bit_length() - 1, r.kept, r.current, "from") for r in kept]  # type: ignore[arg-type]
+        seeds = len(description.get("seeds") or [])
+        found.walk = replay(scores, len(settings), seeds, int(design["first"]), int(design["step"]), maximize)
+        steps = [
+            step(STEP, r.setting_of(r.kept), r.kept, r.current, "from")
+            for r in found.walk.rounds
+            if r.kept is not None
+        ]
         alone = [step(ALONE, bit, 1 << bit, 0) for bit in range(len(settings))]
         found.kinds = {STEP: steps, ALONE: alone}
         if len(settings) > 1:  # do the settings add up alone as they do along the path?
@@ -138,15 +133,19 @@ def _interaction_weights(settings: list[str], bit: int) -> dict[str, float]:
     return {name: w for name, w in weights.items() if w != 0}
 
 
-def _gain(finding: Finding) -> str:
+def _interval(finding: Finding) -> str:
+    """`` [+1.2, +5.0]``, or nothing where the finding has no interval."""
+    interval, metric = finding.interval, finding.metric
+    if interval is None:
+        return ""
+    return f" [{format_endpoint(metric, interval[0])}, {format_endpoint(metric, interval[1])}]"
+
+
+def _gain(finding: Finding, verdict: bool = True) -> str:
     """``+3.1 [+1.2, +5.0]`` (points for accuracies), and "(undecided)" unless decided."""
-    estimate, interval = finding.estimate, finding.interval
-    assert estimate is not None
-    metric = finding.metric
-    text = format_value(metric, estimate.value, signed=True)
-    if interval is not None:
-        text += f" [{format_endpoint(metric, interval[0])}, {format_endpoint(metric, interval[1])}]"
-    return text + ("" if finding.verdict == DECIDED else f" ({finding.verdict})")
+    assert finding.estimate is not None
+    text = format_value(finding.metric, finding.estimate.value, signed=True) + _interval(finding)
+    return text + ("" if finding.verdict == DECIDED or not verdict else f" ({finding.verdict})")
 
 
 def recipe_lines(recipes: Recipes, findings: Sequence[Finding], metric: str) -> tuple[str | None, list[str]]:
@@ -204,12 +203,7 @@ def recipe_lines(recipes: Recipes, findings: Sequence[Finding], metric: str) -> 
 
 def _span(finding: Finding) -> str:
     """``interval [-9.8, +5.6], undecided`` (the verdict only where it is not decided)."""
-    interval, metric = finding.interval, finding.metric
-    text = (
-        "no interval"
-        if interval is None
-        else (f"interval [{format_endpoint(metric, interval[0])}, {format_endpoint(metric, interval[1])}]")
-    )
+    text = f"interval{_interval(finding)}" if finding.interval is not None else "no interval"
     return text + ("" if finding.verdict == DECIDED else f", {finding.verdict}")
 
 
@@ -223,7 +217,7 @@ def _additivity(finding: Finding, total: Finding, unit: str) -> str:
     head = (
         f"Flipped alone from the source, the settings add up to {summed}{unit} on {metric}, against "
         f"{together}{unit} all together (the path's steps add up to that total): a difference of "
-        f"{_gain(finding).split(' (')[0]}{unit}"
+        f"{_gain(finding, verdict=False)}{unit}"
     )
     if finding.p_adjusted is not None and finding.p_adjusted <= 0.05:
         return (
@@ -249,7 +243,7 @@ def _round_lines(recipes: Recipes, metric: str) -> list[str]:
     for number, chosen in enumerate(recipes.walk.rounds, start=1):
         start = recipe_name(settings, chosen.current)
         stopped = ", ".join(
-            f"{settings[(mask & ~chosen.current).bit_length() - 1]} after {seeds} seeds"
+            f"{settings[chosen.setting_of(mask)]} after {seeds} seeds"
             for mask, seeds in sorted(chosen.stopped.items())
         )
         if chosen.kept is None:
@@ -259,10 +253,10 @@ def _round_lines(recipes: Recipes, metric: str) -> list[str]:
                 + "."
             )
             continue
-        kept = settings[chosen.flipped.bit_length() - 1]
+        kept = settings[chosen.setting_of(chosen.kept)]
         text = f"Round {number} (from {start}) kept {kept}"
         if chosen.runner_up is not None:
-            other = settings[(chosen.runner_up & ~chosen.current).bit_length() - 1]
+            other = settings[chosen.setting_of(chosen.runner_up)]
             ahead, shared = chosen.ahead
             text += f": it gained more than {other} on {ahead} of {shared} seeds"
         lines.append(text + (f"; stopped early: {stopped}" if stopped else "") + ".")

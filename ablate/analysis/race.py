@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ablate.study.recipes import path_trial
+
 RACE_ALPHA = 0.05  # the race's level, Bonferroni over the candidates compared with the best
 
 Score = Callable[[int, int], float | None]  # (recipe mask, seed's place) -> value, None if not yet
@@ -47,11 +49,9 @@ class Round:
     runner_up: int | None = None
     ahead: tuple[int, int] = (0, 0)  # seeds on which the kept gain beat the runner-up's, of shared
 
-    @property
-    def flipped(self) -> int:
-        """The setting the kept candidate flips (its bit)."""
-        assert self.kept is not None
-        return self.kept & ~self.current
+    def setting_of(self, candidate: int) -> int:
+        """The setting (its index) that ``candidate`` flips beyond ``current``."""
+        return (candidate & ~self.current).bit_length() - 1
 
 
 @dataclass
@@ -106,6 +106,16 @@ def walk(settings: int, seeds: int, first: int, step: int, score: Score, maximiz
             n = seeds if len(racing) == 1 else min(seeds, n + step)
         current = best
     return Walk(rounds, in_play, True)
+
+
+def replay(
+    scores: Mapping[int, float], settings: int, seeds: int, first: int, step: int, maximize: bool
+) -> Walk:
+    """The walk of a path plan from its trials' selection scores (planned trial -> value, see
+    :func:`selection_scores`), its trials numbered as the plan numbers them."""
+    return walk(
+        settings, seeds, first, step, lambda mask, place: scores.get(path_trial(mask, place, seeds)), maximize
+    )
 
 
 def _behind(difference: np.ndarray, comparisons: int) -> bool:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ablate.analysis.race import Walk, selection_scores, walk
+from ablate.analysis.race import Walk, replay, selection_scores
 from ablate.run.queue import TrialQueue
 from ablate.run.seeds import SeedSchedule
 from ablate.store.tables import ResultsStore
 from ablate.study.factors import AblationPath
 from ablate.study.plan import PlannedTrial, StudyPlan
-from ablate.study.recipes import recipe_name
+from ablate.study.recipes import path_trial, recipe_name
 
 
 class PathSchedule:
@@ -57,22 +57,23 @@ class PathSchedule:
         return scores
 
     def walk(self) -> Walk:
-        seeds = len(self.plan.seeds)
-        scores = self._scores()
-        return walk(
+        return replay(
+            self._scores(),
             self.settings,
-            seeds,
+            len(self.plan.seeds),
             self.design.first,
             self.design.step,
-            lambda mask, place: scores.get(mask * seeds + place),
             self.plan.direction == "maximize",
         )
+
+    def _trials(self, walked: Walk) -> list[PlannedTrial]:
+        seeds = len(self.plan.seeds)
+        return [self.plan.trials[path_trial(mask, place, seeds)] for mask, place in sorted(walked.in_play)]
 
     def in_play(self, queue: TrialQueue | None = None) -> list[PlannedTrial]:
         """The trials the path needs so far: every look of every round up to the first with a
         trial not finished yet."""
-        seeds = len(self.plan.seeds)
-        return [self.plan.trials[mask * seeds + place] for mask, place in sorted(self.walk().in_play)]
+        return self._trials(self.walk())
 
     def grow(
         self, queue: TrialQueue, finished: Callable[[], set[int]], can_train: Callable[[int], bool]
@@ -83,12 +84,7 @@ class PathSchedule:
         with queue.locked():
             done = finished()
             current = self.walk()
-            seeds = len(self.plan.seeds)
-            fresh = [
-                self.plan.trials[mask * seeds + place]
-                for mask, place in sorted(current.in_play)
-                if mask * seeds + place not in done and can_train(mask * seeds + place)
-            ]
+            fresh = [t for t in self._trials(current) if t.index not in done and can_train(t.index)]
             added = queue.enqueue(fresh, self.distributions, holding_lock=True)
         if added:
             last = current.rounds[-1]

@@ -10,6 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from ablate.analysis.load import design_kind
 from ablate.base.locks import is_stale
 from ablate.errors import AblateError
 from ablate.events import AttemptState
@@ -107,8 +108,7 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
         "failed": len(failed - busy),
         "missing": max(0, planned - len(complete | diverged | failed | busy)),
     }
-    design = description.get("design")
-    if isinstance(design, dict) and design.get("kind") == "path":
+    if design_kind(description) == "path":
         notes.append(
             f"a path: {planned} trials at most; its race stops candidates that fall behind, so "
             "'missing' counts what it would train at most, not what it will"

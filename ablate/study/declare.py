@@ -32,10 +32,13 @@ from ablate.study.factors import (
     _is_int,
 )
 from ablate.study.plan import AVERAGED, StudyPlan, one_determinism
-from ablate.study.recipes import (
-    check_recipes,
-)
+from ablate.study.recipes import check_recipes
 from ablate.study.trials import planned_trials
+
+PATH_SEEDS = (
+    "seeds=until(...) cannot drive a path: its race adds seeds itself (path(first=..., "
+    "step=...)); give the number of seeds"
+)
 
 
 @dataclass(frozen=True)
@@ -191,11 +194,7 @@ class Study:
                 )
             check_recipes(self.design, self.baseline)
             if isinstance(self.design, AblationPath) and isinstance(self.seeds, Until):
-                raise StudyError(
-                    "seeds=until(...) cannot drive a path: its race adds seeds itself "
-                    "(path(first=..., step=...)); give the number of seeds",
-                    "seeds",
-                )
+                raise StudyError(PATH_SEEDS, "seeds")
         for key, factor in self.factors.items():
             if not isinstance(factor, (Choice, Range)):
                 raise StudyError(f"factor {key!r} must be choice(...), uniform(...) or integer(...)")
@@ -278,7 +277,7 @@ class Study:
         if isinstance(design, (AblationPath, LeaveOneOut)):
             check_recipes(design, baseline)  # a preset or --set may have given a target value
             if isinstance(design, AblationPath) and rule is not None:
-                raise StudyError("seeds=until(...) cannot drive a path: give the number of seeds", "seeds")
+                raise StudyError(PATH_SEEDS, "seeds")  # a preset's seeds may be a rule
         trials = () if isinstance(design, Sampler) else planned_trials(design, baseline, factors, seeds)
         return StudyPlan(
             self.name,

@@ -78,11 +78,17 @@ def check_recipes(design: Recipes, baseline: Mapping[str, Any]) -> None:
             )
 
 
+def path_trial(mask: int, place: int, seeds: int) -> int:
+    """The planned trial number of recipe ``mask`` at the seed in ``place`` (of ``seeds``): a
+    path plans every recipe, each with every seed, in this order."""
+    return mask * seeds + place
+
+
 def recipe_trials(
     design: Recipes, baseline: Mapping[str, Any], seeds: tuple[int, ...]
 ) -> tuple[PlannedTrial, ...]:
-    """A path plans every recipe between source and target (trial = mask x seeds + seed's
-    place), and trains those its rounds reach (:mod:`ablate.run.paths`); a leave-one-out
+    """A path plans every recipe between source and target (numbered by :func:`path_trial`),
+    and trains those its rounds reach (:mod:`ablate.run.paths`); a leave-one-out
     screen plans its 2k + 2 recipes, seed-major like a grid."""
     settings = list(design.target)
 
@@ -92,7 +98,7 @@ def recipe_trials(
 
     if isinstance(design, AblationPath):
         return tuple(
-            trial(mask * len(seeds) + place, mask, seed)
+            trial(path_trial(mask, place, len(seeds)), mask, seed)
             for mask in range(1 << len(settings))
             for place, seed in enumerate(seeds)
         )
