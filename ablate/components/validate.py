@@ -107,12 +107,7 @@ def validate_plan(plan: StudyPlan, registry: Registry, locate: Locate) -> Checke
             f"this study selects (it belongs to {', '.join(owners)})"
         )
     if any(setup.settings["tensorboard"] for setup in setups):
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            raise RunError(
-                "tensorboard=True needs the tensorboard package: pip install 'ablate[tensorboard]'"
-            ) from None
+        needs("tensorboard", "tensorboard=True")
     for uri in sorted({setup.settings["mlflow_uri"] for setup in setups} - {""}):
         check_mlflow(uri)
     trials = (
@@ -125,16 +120,24 @@ def validate_plan(plan: StudyPlan, registry: Registry, locate: Locate) -> Checke
     return CheckedPlan(ParamColumns(types, qualified), trials, tuple(setups))
 
 
+def needs(package: str, setting: str) -> None:
+    """A setting that needs an optional extra of the same name: refused, naming the command
+    that installs it, before anything trains."""
+    import importlib
+
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        raise RunError(f"{setting} needs the {package} package: pip install 'ablate[{package}]'") from None
+
+
 def check_mlflow(uri: str) -> None:
     """``mlflow_uri`` needs the mlflow package and, for a server, one that answers: refused
     before anything trains, rather than a study whose runs go nowhere."""
     import urllib.error
     import urllib.request
 
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        raise RunError("mlflow_uri needs the mlflow package: pip install 'ablate[mlflow]'") from None
+    needs("mlflow", "mlflow_uri")
     if not uri.startswith(("http://", "https://")):
         return
     try:
