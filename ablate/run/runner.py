@@ -260,7 +260,9 @@ class Runner:
                 if time.monotonic() - writing_since > WRITE_WAIT:
                     return
                 queue.wait(0.2)
-            elif not self.grow(queue):
+            elif not self.grow(queue) and not queue.queued():
+                # Another worker may have queued the next seed or round a moment ago (this
+                # one's grow then adds nothing): those trials are taken, not left behind.
                 return
 
     def _planned(self, trial: optuna.Trial) -> tuple[PlannedTrial, TrialSetup]:
