@@ -31,9 +31,9 @@ study = Study(
         batch_size=4,
         epochs=24,
         val_size=5000,
-        # One precision for every recipe: precision="auto" picks bf16 or fp32 by timing each
-        # (model, batch), so a step that changes the batch or the model could change the
-        # arithmetic too.
+        # fp32 on every machine: precision="auto" would train every recipe in the first
+        # one's precision, bf16 on a CPU that has it and fp32 elsewhere, so the published steps
+        # would hold only on a machine like the one that ran them.
         precision="fp32",
     ),
     design=path(

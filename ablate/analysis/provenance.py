@@ -1,8 +1,8 @@
-"""How a study's trials ran: the device, torch and the precision each model trained in.
+"""How a study's trials ran: the device, torch and the precision they trained in.
 
-``precision=auto`` measures fp32 against bf16 per model on each machine (see
-``ablate.precision``), and on CUDA it follows the GPU's compute capability: the same study run
-on another machine can train some models in the other precision and land a little elsewhere.
+``precision=auto`` measures fp32 against bf16 on the study's first trial on each machine (see
+``ablate.train.precision``), and on CUDA it follows the GPU's compute capability: the same study
+run on another machine can train in the other precision and land a little elsewhere.
 A report that says where and how its trials ran lets a reader tell that from a real change.
 """
 
@@ -33,8 +33,9 @@ def _recorded(values: Iterable[Any]) -> list[str]:
 
 def ran_on(trials: Sequence[Mapping[str, Any]], model_column: str | None) -> str:
     """One sentence: ``Ran on cpu with torch 2.9.1, in bf16 (resnet18, resnet9) and fp32
-    (simple_cnn).`` ``model_column`` is the trials table's column of the model: precision is
-    chosen per model, so where the trials differ in precision each names its models. A part
+    (simple_cnn).`` ``model_column`` is the trials table's column of the model: where the trials
+    differ in precision (a study of the precision, or a folder of an earlier ablate, which chose
+    per model), each names its models. A part
     the trials table does not record is left out; '' when it records none."""
     devices = _recorded(_device(t) for t in trials)
     versions = _recorded(t.get("torch_version") for t in trials)

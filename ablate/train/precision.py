@@ -5,11 +5,15 @@ fast in bf16 on a CPU with AVX512-BF16, while a depthwise-convolution network (M
 ran twice as slow. So on a CPU with native bf16, ``auto`` times a few training steps of the
 trial's model in fp32 and in bf16 and keeps the faster; the choice is made once per architecture
 and input shape on each machine (kept in the cache folder, so the same study run twice trains
-the same way), and recorded with both timings. With a ``record`` file (the study folder's
-``precision.json``) the first worker's measurement is written there and every later trial and
-worker of the study reads it, so timing noise can never put two cells of one comparison in
-different precisions. On CUDA, ``auto`` is bf16
-where the trial's GPU computes it natively (compute capability 8.0 or newer), else fp32.
+the same way), and recorded with both timings. On CUDA, ``auto`` is bf16 where the trial's GPU
+computes it natively (compute capability 8.0 or newer), else fp32.
+
+A study decides once. With a ``record`` file (the study folder's ``precision.json``) the first
+trial that trains makes the choice for its model and batch, it is written there, and every
+later trial and worker of the study trains in it, whatever its own model, batch or GPU. Chosen
+per model and batch, a study whose factor is the batch size or the model would compare two
+precisions along with the factor (an oscillation run trained batch 16 in fp32 and batch 256 in
+bf16); a model that is slower in the study's precision only costs time.
 """
 
 from __future__ import annotations
@@ -19,14 +23,17 @@ import time
 from collections.abc import Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ablate.base.choices import remembered
+from ablate.base.choices import read_record, remembered
+from ablate.errors import SetupError
 from ablate.train.backends import to_training_layout
 
 MEASURED_STEPS = 3
+STUDY_CHOICE = "study"  # the record's entry every trial of a study trains in
 
 
 @dataclass(frozen=True)
@@ -111,27 +118,48 @@ def choose_precision(
     record: Path | None = None,
 ) -> PrecisionChoice:
     """The precision a trial trains in. ``model`` is only copied, never trained; ``key`` names
-    the architecture (the choice is cached per key and input shape in this process, and in
-    ``record`` for every process of a study)."""
-    if requested != "auto" or device.type != "cpu" or not cpu_has_native_bf16():
-        return PrecisionChoice(resolve_precision(requested, device))
+    the architecture. Without ``record`` (a lone trial) the choice is this trial's model's and
+    batch's, cached per architecture and input shape in this process; with one, it is the
+    study's (see the module's text)."""
+    if requested != "auto":
+        return PrecisionChoice(requested)
     name = repr((key, batch, image_shape))
-    cached = _chosen.get(name)
-    if cached is not None:
-        return cached
-    if record is not None:  # the study's choice first: every cell and worker trains alike
-        choice = PrecisionChoice(
-            **remembered(
-                record,
-                name,
-                lambda: asdict(machine_choice(name, model, device, batch, image_shape, num_classes)),
-                must_keep=True,
-            )
+
+    def measured(choice: PrecisionChoice) -> dict[str, Any]:
+        return {**asdict(choice), "measured": name}
+
+    def this_trials() -> PrecisionChoice:
+        if device.type != "cpu" or not cpu_has_native_bf16():
+            return PrecisionChoice(resolve_precision(requested, device))
+        return machine_choice(name, model, device, batch, image_shape, num_classes)
+
+    if record is not None:  # the study's choice: every cell and worker trains alike
+        study = remembered(
+            record, STUDY_CHOICE, lambda: earlier_choice(record) or measured(this_trials()), True
         )
-    else:
-        choice = machine_choice(name, model, device, batch, image_shape, num_classes)
-    _chosen[name] = choice
-    return choice
+        # the timings describe the model and batch they were measured on, no other trial's
+        timings = study.get("step_ms") if study.get("measured") == name else None
+        return PrecisionChoice(study["precision"], timings)
+    cached = _chosen.get(name)
+    if cached is None:
+        cached = _chosen[name] = this_trials()
+    return cached
+
+
+def earlier_choice(record: Path) -> dict[str, Any] | None:
+    """The one precision a folder kept per model and batch (ablate did so until December 2026),
+    if it kept any; a folder whose trials already differ is refused: continuing it would add trials
+    to comparisons that compare two precisions."""
+    kept = {name: entry for name, entry in read_record(record).items() if name != STUDY_CHOICE}
+    precisions = sorted({str(entry.get("precision")) for entry in kept.values()})
+    if len(precisions) > 1:
+        raise SetupError(
+            f"{record.parent}: its trials were trained in {' and '.join(precisions)} (an earlier "
+            "precision=auto chose per model and batch: see its precision.json), so its "
+            "comparisons mix precisions: run the study into a new results folder"
+        )
+    name, entry = next(iter(kept.items()), (None, None))
+    return {**entry, "measured": name} if entry is not None else None
 
 
 def machine_choice(
