@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,6 @@ class TrialQueue:
         self.liveness = liveness
         self._study_id = storage.get_study_id_from_name(study.study_name)
         self._ids: dict[int, int] = {}  # trial number -> storage id (they never change)
-        self.opened = datetime.now()  # trials told complete after this came from other workers
 
     def trial_id(self, number: int) -> int:
         """The storage's id of the study's trial ``number``."""
@@ -120,11 +119,11 @@ class TrialQueue:
         however many workers do this at the same moment; returns how many it added. Pass
         ``holding_lock`` when the caller holds :meth:`locked` already."""
         with contextlib.nullcontext() if holding_lock else self.locked():
-            # A trial another worker told the storage about since this queue was opened is being
-            # written now: the caller saw no file for it a moment ago, but queueing it again
-            # would train it twice (three runs started together did). One told before, whose
-            # files are missing (its worker died in between, or they were set aside as
-            # damaged), is queued again.
+            # A trial another worker told the storage about moments ago is being written now:
+            # the caller saw no file for it a moment ago, but queueing it again would train it
+            # twice (three runs started together did). One told longer ago whose files are
+            # missing (its worker died in between, or they were set aside as damaged) is queued
+            # again.
             present = self.queued() | self.being_written()
             added = 0
             for planned in trials:
@@ -143,11 +142,16 @@ class TrialQueue:
         return added
 
     def being_written(self) -> set[int]:
-        """Plan trial numbers told complete since this queue was opened (by other workers)."""
+        """Plan trial numbers told complete in the last ``WRITE_WAIT`` seconds: their files may
+        not be there yet. Measured from now, not from when this queue opened: a run that opened
+        its queue between another's telling and its writing read no files for that trial (a
+        three-run start on PostgreSQL queued trial 0 twice so). The window also covers hosts
+        whose clocks differ by less than it."""
+        since = datetime.now() - timedelta(seconds=WRITE_WAIT)
         return {
             int(t.user_attrs[PLANNED])
             for t in self._mine((TrialState.COMPLETE,))
-            if t.datetime_complete is not None and t.datetime_complete.replace(tzinfo=None) > self.opened
+            if t.datetime_complete is not None and t.datetime_complete.replace(tzinfo=None) > since
         }
 
     def requeue(self, trial: FrozenTrial) -> None:

@@ -281,6 +281,31 @@ def test_a_running_trial_whose_worker_died_before_naming_itself_goes_back_in_the
     assert again is not None and again.user_attrs[PLANNED] == 0 and not queue.running_elsewhere()
 
 
+def test_a_trial_told_complete_moments_before_a_run_opened_its_queue_is_not_queued_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker tells the storage first and writes the trial's files next. A run that opened its
+    queue in between read no files for the trial; it must not queue it again (three runs started
+    together on PostgreSQL trained trial 0 twice so). Told long enough ago, a trial without files
+    lost its worker in between: then it is queued again."""
+    from optuna.trial import TrialState
+
+    from ablate.run import queue as queue_module
+    from ablate.run.liveness import Liveness
+    from ablate.run.queue import TrialQueue
+    from ablate.study.plan import PlannedTrial
+
+    queue = _one_trial_queue(tmp_path)
+    trial = queue.take()
+    assert trial is not None
+    queue.tell(trial, TrialState.COMPLETE, 0.5, {})  # and its files are not written yet
+    later = TrialQueue(queue.study, queue.storage, "fp", tmp_path / "queue.lock", Liveness())
+    planned = PlannedTrial(0, "", {}, {}, 0)
+    assert later.enqueue([planned], {}) == 0 and not later.queued()
+    monkeypatch.setattr(queue_module, "WRITE_WAIT", 0.0)  # its worker died before writing
+    assert later.enqueue([planned], {}) == 1 and later.queued() == {0}
+
+
 @pytest.mark.slow
 def test_two_runs_started_together_share_the_work_and_say_so(tmp_path: Path, fault_log: FaultLog) -> None:
     study = write(tmp_path / "faults.py", FAULT_STUDY)
