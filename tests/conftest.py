@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,3 +170,44 @@ def run_smoke(results: Path) -> None:
         "run", str(REPO / "studies" / "dropout_gap.py"), "--preset", "smoke", "--results-dir", str(results)
     )
     assert code == 0, output
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """An MLflow tracking server of the test's own: SQLite backend, artifacts in a folder;
+    skipped, with the reason, where the mlflow extra is not installed."""
+    pytest.importorskip("mlflow", reason="mlflow is not installed: pip install 'ablate[mlflow]'")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(tmp_path / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=5):
+                    break
+            except (urllib.error.URLError, OSError):
+                if process.poll() is not None:
+                    pytest.fail(f"mlflow server did not start: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "mlflow server did not answer within 120 s"
+                time.sleep(0.5)
+        yield uri
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ablate.errors import AblateError
 from ablate.events import AttemptState
-from ablate.store.folder import FolderError, StudyFolder, local_path
+from ablate.store.folder import FolderError, StudyFolder, study_path
 from ablate.study.plan import fingerprint_of
 
 
@@ -124,7 +124,7 @@ def check_record(file: Path, description: dict[str, Any]) -> None:
 def load(path: Path) -> StudyResults:
     """Load ``path`` (``<results-dir>/<study>``, a folder or a ``file://`` URI)."""
     try:
-        path = local_path(path)
+        path = study_path(path)
     except FolderError as error:
         raise ReportError(str(error)) from None
     folder = StudyFolder(path)

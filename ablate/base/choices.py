@@ -17,21 +17,26 @@ def remembered(file: Path, key: str, choose: Callable[[], dict[str, Any]], must_
     """``file``'s value for ``key``, else ``choose()``'s, written there (under a lock, so that
     processes starting together choose once). ``must_keep``: a failed write is an error (a
     results folder's record, which keeps its trials alike); else it only costs choosing again."""
-    from ablate.base.atomic import write_text_atomic
+    from ablate.base.atomic import RecordChanged, fetch, write_text_atomic
     from ablate.base.locks import FileLock
 
     with FileLock(file.with_name(file.name + ".lock")):
-        known = read_record(file)
-        if key in known:
-            return dict(known[key])
-        value = choose()
-        known[key] = value
-        try:
-            write_text_atomic(file, json.dumps(known, indent=1, sort_keys=True))
-        except OSError:
-            if must_keep:
-                raise
-        return value
+        value = None
+        while True:
+            fetch(file)  # in an object store, another host may have decided it already
+            known = read_record(file)
+            if key in known:
+                return dict(known[key])
+            value = value if value is not None else choose()
+            known[key] = value
+            try:
+                write_text_atomic(file, json.dumps(known, indent=1, sort_keys=True))
+            except RecordChanged:
+                continue  # another host decided first: its decision, not this one, is kept
+            except OSError:
+                if must_keep:
+                    raise
+            return value
 
 
 def read_record(file: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ablate.base.atomic import shown as address
 from ablate.base.signals import deferred
 from ablate.cli.app import app, err, fail, out
 from ablate.cli.options import StorageOption
@@ -173,4 +174,4 @@ def report(
             "on_report", folder=results.folder, description=results.description, files=written.files
         )
     if written and format_ != "json":
-        err.print(f"plots and HTML written to {written.html.parent}", highlight=False)
+        err.print(f"plots and HTML written to {address(written.html.parent)}", highlight=False)

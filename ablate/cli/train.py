@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from ablate.base.atomic import shown
 from ablate.base.signals import deferred, interrupt_on_signals
 from ablate.cli.app import app, err, fail, out, say_interrupted
 from ablate.cli.options import TrainOptions, command, worker_arguments
@@ -241,7 +242,7 @@ def finish(summary: Any, study_dir: Path) -> None:
     """Say what the folder holds now and exit 0 only when every planned trial has a result."""
     if summary.done_before >= summary.total:
         out.print(
-            f"all {summary.total} trials are complete; nothing to run; results in {study_dir}",
+            f"all {summary.total} trials are complete; nothing to run; results in {shown(study_dir)}",
             highlight=False,
         )
         return
@@ -258,7 +259,7 @@ def finish(summary: Any, study_dir: Path) -> None:
         )
     if summary.by_others:
         parts.append(f"{summary.by_others} were finished meanwhile by other runs sharing the folder")
-    out.print("; ".join(parts) + f"; results in {study_dir}", highlight=False)
+    out.print("; ".join(parts) + f"; results in {shown(study_dir)}", highlight=False)
     code = ExitCode.OK
     if summary.failed:
         err.print(

@@ -114,17 +114,14 @@ class TrialQueue:
         trials: Iterable[PlannedTrial],
         distributions: Mapping[str, optuna.distributions.BaseDistribution],
         holding_lock: bool = False,
+        set_aside: frozenset[tuple[int, int]] = frozenset(),
     ) -> int:
         """Put the planned trials that are neither waiting nor running in the queue, once
         however many workers do this at the same moment; returns how many it added. Pass
-        ``holding_lock`` when the caller holds :meth:`locked` already."""
+        ``holding_lock`` when the caller holds :meth:`locked` already, and ``set_aside``, the
+        (trial, attempt) pairs whose files were set aside as unreadable."""
         with contextlib.nullcontext() if holding_lock else self.locked():
-            # A trial another worker told the storage about moments ago is being written now:
-            # the caller saw no file for it a moment ago, but queueing it again would train it
-            # twice (three runs started together did). One told longer ago whose files are
-            # missing (its worker died in between, or they were set aside as damaged) is queued
-            # again.
-            present = self.queued() | self.being_written()
+            present = self.queued() | self.being_written(set_aside)
             added = 0
             for planned in trials:
                 if planned.index in present:
@@ -141,18 +138,25 @@ class TrialQueue:
                 added += 1
         return added
 
-    def being_written(self) -> set[int]:
-        """Plan trial numbers told complete in the last ``WRITE_WAIT`` seconds: their files may
-        not be there yet. Measured from now, not from when this queue opened: a run that opened
-        its queue between another's telling and its writing read no files for that trial (a
-        three-run start on PostgreSQL queued trial 0 twice so). The window also covers hosts
-        whose clocks differ by less than it."""
-        since = datetime.now() - timedelta(seconds=WRITE_WAIT)
-        return {
-            int(t.user_attrs[PLANNED])
-            for t in self._mine((TrialState.COMPLETE,))
-            if t.datetime_complete is not None and t.datetime_complete.replace(tzinfo=None) > since
-        }
+    def being_written(self, set_aside: frozenset[tuple[int, int]] = frozenset()) -> set[int]:
+        """Plan trial numbers another live worker told complete in the last ``WRITE_WAIT``
+        seconds and may be writing the files of now. A worker tells the storage first and writes
+        the files next, so a run that read the files in between saw none for the trial; queueing
+        it again would train it twice (three runs started together on PostgreSQL did). Counted
+        from now, not from when this queue opened: the telling can come before the opening.
+        Told by this process or by a dead one of this host, told longer ago, or written and then
+        set aside as damaged, a trial without files is queued again. The window also covers
+        hosts whose clocks differ by less than it."""
+        since, me = datetime.now() - timedelta(seconds=WRITE_WAIT), worker_id()
+        found = set()
+        for trial in self._mine((TrialState.COMPLETE,)):
+            told, teller = trial.datetime_complete, str(trial.user_attrs.get(WORKER, ""))
+            if told is None or told.replace(tzinfo=None) <= since or teller == me or is_stale(teller):
+                continue
+            number = int(trial.user_attrs[PLANNED])
+            if (number, trial.user_attrs.get("attempt")) not in set_aside:
+                found.add(number)
+        return found
 
     def requeue(self, trial: FrozenTrial) -> None:
         requeue(self.study, trial)

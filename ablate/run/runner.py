@@ -187,7 +187,7 @@ class Runner:
                 summary.not_retried.append(planned.index)
                 continue
             eligible.append(planned)
-        queue.enqueue(eligible, self.distributions)
+        queue.enqueue(eligible, self.distributions, set_aside=self.store.set_aside_attempts())
 
     def run(self) -> RunSummary:
         checked = self.validate()

@@ -11,13 +11,14 @@ import optuna
 from optuna.trial import TrialState
 
 from ablate.analysis.load import design_kind
+from ablate.base.atomic import mirror_of, shown
 from ablate.base.locks import is_stale
 from ablate.errors import AblateError
 from ablate.events import AttemptState
 from ablate.run.liveness import Liveness
 from ablate.run.queue import FINGERPRINT, PLANNED, WORKER
 from ablate.run.storage import make_storage, storage_problem
-from ablate.store.folder import FolderError, StudyFolder, local_path
+from ablate.store.folder import FolderError, StudyFolder, study_path
 from ablate.store.tables import ResultsStore
 
 
@@ -60,7 +61,7 @@ def _heartbeats(storage: Any) -> dict[int, datetime]:
 
 def study_status(study_dir: Path, storage_url: str | None) -> Status:
     try:
-        folder = StudyFolder(local_path(study_dir))
+        folder = StudyFolder(study_path(study_dir))
         description = folder.read_description()
     except FolderError as error:
         raise StatusError(str(error)) from None
@@ -72,6 +73,12 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
     name, fingerprint = description["name"], description.get("fingerprint")
     where = storage_url or str(folder.journal)
     if storage_url is None and not folder.journal.is_file():
+        if mirror_of(folder.root) is not None:  # the journal never goes to the store
+            raise StatusError(
+                f"{shown(folder.root)} keeps no queue in the object store (without --storage, the "
+                "Optuna journal stays on the host that ran the study): pass the study's --storage "
+                "URL, or run `ablate status` there"
+            )
         raise StatusError(f"{folder.journal} does not exist: pass the study's --storage URL")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

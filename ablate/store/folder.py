@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from ablate.base.atomic import WriteError, write_text_atomic
+from ablate.base.atomic import WriteError, mirror_of, write_text_atomic
 from ablate.errors import AblateError
 
 TABLES = ("trials", "epochs", "classes")
@@ -48,9 +48,24 @@ def local_path(location: Path | str) -> Path:
         return Path(unquote(urlparse(text).path))
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", text):  # s3://, gs://: pathlib folds "//" to "/"
         raise FolderError(
-            f"{text}: only local folders, network mounts and file:// URIs are supported as results locations"
+            f"{text}: a study's folder in an object store is named by its results location and "
+            "the study's name (--results-dir s3://... and the study file)"
         )
     return Path(location)
+
+
+def study_path(location: Path | str) -> Path:
+    """A study's folder (``<results-dir>/<study>``) as a local path; in an object store
+    (``s3://bucket/prefix/<study>``), its mirror here, with what the store holds fetched."""
+    from ablate.store.remote import mirrored_study, remote_url
+
+    url = remote_url(location)
+    if url is None:
+        return local_path(location)
+    results, _, study = url.rpartition("/")
+    if "://" not in results or not results.split("://", 1)[1]:
+        raise FolderError(f"{url}: name a study's folder in the bucket (s3://bucket/prefix/<study>)")
+    return mirrored_study(results, study)
 
 
 def attempt_file_name(trial: int, attempt: int) -> str:
@@ -65,6 +80,13 @@ class StudyFolder:
 
     @classmethod
     def of(cls, results_dir: Path | str, study: str) -> StudyFolder:
+        """``study``'s folder in ``results_dir``: a local folder, or an object store's location
+        (``s3://bucket/prefix``), whose mirror here the folder is (see :mod:`ablate.store.remote`)."""
+        from ablate.store.remote import mirrored_study, remote_url
+
+        url = remote_url(results_dir)
+        if url is not None:
+            return cls(mirrored_study(url, study))
         return cls(local_path(results_dir) / study)
 
     # -- paths -------------------------------------------------------------------------------
@@ -138,6 +160,9 @@ class StudyFolder:
                 f"cannot write to {self.root} ({error.strerror or error}): free "
                 "some space, fix its permissions, or pass another --results-dir"
             ) from None
+        mirror = mirror_of(self.root)
+        if mirror is not None:  # the object store the folder mirrors must take writes too
+            mirror.check_writable(self.root)
 
     def read_description(self) -> dict[str, Any] | None:
         """``study.json``, or None when there is none; a damaged one is a :class:`FolderError`."""
@@ -206,4 +231,8 @@ class StudyFolder:
             return None  # another worker moved it first
         except OSError as error:
             raise WriteError(target, error) from error
+        mirror = mirror_of(target)
+        if mirror is not None:  # moved in the store too, or the next fetch brings it back
+            mirror.put(target)
+            mirror.remove(path)
         return target

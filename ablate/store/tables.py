@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ablate.base.atomic import write_parquet_atomic
+from ablate.base.atomic import fetch, write_parquet_atomic
 from ablate.events import AttemptState, EpochRecord
 from ablate.params import column_value, param_type
 from ablate.store.folder import TABLES, StudyFolder
@@ -153,6 +153,7 @@ class ResultsStore:
         :meth:`set_aside`), so that attempt counts as never run.
         """
         folder = self.folder.table("trials")
+        fetch(folder)  # in an object store: the attempts other hosts recorded
         pattern = "trial-*-attempt-*.parquet" if trial is None else f"trial-{trial:05d}-attempt-*.parquet"
         found: dict[int, list[Attempt]] = {}
         for path in sorted(folder.glob(pattern)):
@@ -229,6 +230,14 @@ class ResultsStore:
         self.log(
             f"warning: {path} is unreadable ({reason}){where}; trial {trial} counts as "
             "missing and is trained again"
+        )
+
+    def set_aside_attempts(self) -> frozenset[tuple[int, int]]:
+        """(trial, attempt) of every attempt whose files were set aside as unreadable."""
+        return frozenset(
+            _numbers(path.name)
+            for table in TABLES
+            for path in (self.folder.set_aside / table).glob("trial-*-attempt-*.parquet*")
         )
 
     def set_aside(self, trial: int, attempt: int) -> list[Path]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import pickle
 import re
-import shutil
 import threading
 import warnings
 import zipfile
@@ -22,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ablate.base.atomic import write_file_atomic
+from ablate.base.atomic import fetch, remove_tree, write_file_atomic
 from ablate.errors import AblateError
 
 FORMAT = 1
@@ -130,10 +129,11 @@ class CheckpointStore:
         torch.save({"format": FORMAT, **payload}, buffer)
         write_file_atomic(path, lambda handle: handle.write(buffer.getbuffer()))
         for _, old in self.files()[: -self.keep]:
-            old.unlink(missing_ok=True)
+            remove_tree(old)
 
     def latest(self) -> dict[str, Any] | None:
         """The newest usable checkpoint; unusable ones are reported and skipped."""
+        fetch(self.folder)  # where results are in an object store, another host's may be newer
         found = self.files()
         for place, (_, path) in enumerate(reversed(found)):
             try:
@@ -151,7 +151,7 @@ class CheckpointStore:
         try:
             self.wait()
         finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            remove_tree(self.folder)
 
 
 def _cuda_device(value: Any) -> torch.device | None:

@@ -286,24 +286,36 @@ def test_a_trial_told_complete_moments_before_a_run_opened_its_queue_is_not_queu
 ) -> None:
     """A worker tells the storage first and writes the trial's files next. A run that opened its
     queue in between read no files for the trial; it must not queue it again (three runs started
-    together on PostgreSQL trained trial 0 twice so). Told long enough ago, a trial without files
-    lost its worker in between: then it is queued again."""
+    together on PostgreSQL trained trial 0 twice so). A trial without files is queued again
+    when its teller is a dead process of this host, when its files were set aside as damaged,
+    and when it was told longer ago than a write takes."""
+    import socket
+
+    import optuna
     from optuna.trial import TrialState
 
     from ablate.run import queue as queue_module
     from ablate.run.liveness import Liveness
-    from ablate.run.queue import TrialQueue
+    from ablate.run.queue import FINGERPRINT, PLANNED, WORKER, TrialQueue
+    from ablate.run.storage import make_storage
     from ablate.study.plan import PlannedTrial
 
-    queue = _one_trial_queue(tmp_path)
-    trial = queue.take()
-    assert trial is not None
-    queue.tell(trial, TrialState.COMPLETE, 0.5, {})  # and its files are not written yet
-    later = TrialQueue(queue.study, queue.storage, "fp", tmp_path / "queue.lock", Liveness())
-    planned = PlannedTrial(0, "", {}, {}, 0)
-    assert later.enqueue([planned], {}) == 0 and not later.queued()
-    monkeypatch.setattr(queue_module, "WRITE_WAIT", 0.0)  # its worker died before writing
-    assert later.enqueue([planned], {}) == 1 and later.queued() == {0}
+    storage = make_storage(None, tmp_path / "optuna.journal", Liveness())
+    study = optuna.create_study(storage=storage, study_name="s")
+    queue = TrialQueue(study, storage, "fp", tmp_path / "queue.lock", Liveness())
+    tellers = {0: "elsewhere:1", 1: f"{socket.gethostname()}:999999999", 2: "elsewhere:2"}
+    for number, teller in tellers.items():
+        study.enqueue_trial({}, user_attrs={PLANNED: number, FINGERPRINT: "fp"})
+        trial = queue.take()
+        assert trial is not None
+        trial.set_user_attr(WORKER, teller)  # the worker that trained it
+        queue.tell(trial, TrialState.COMPLETE, 0.5, {"attempt": 1})  # its files not written yet
+    later = TrialQueue(study, storage, "fp", tmp_path / "queue.lock", Liveness())
+    planned = [PlannedTrial(n, "", {}, {}, 0) for n in tellers]
+    assert later.enqueue(planned, {}) == 1 and later.queued() == {1}  # its teller is dead
+    assert later.enqueue(planned, {}, set_aside=frozenset({(0, 1)})) == 1 and later.queued() == {0, 1}
+    monkeypatch.setattr(queue_module, "WRITE_WAIT", 0.0)  # told longer ago than a write takes
+    assert later.enqueue(planned, {}) == 1 and later.queued() == {0, 1, 2}
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ def study_file(tmp_path: Path, epochs: int = 1, train: int = 128) -> Path:
     return path
 
 
-def command(kind: str, study: Path, results: Path, url: str, *extra: str) -> list[str]:
+def command(kind: str, study: Path, results: Path | str, url: str, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",

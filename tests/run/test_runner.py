@@ -447,8 +447,8 @@ def test_a_file_uri_results_location_gives_the_tables_a_plain_path_gives(
     assert tables(tmp_path / "plain") == tables(tmp_path / "uri")
     code, output = invoke("report", (tmp_path / "uri" / "tiny_study").as_uri(), "--no-files")
     assert code == 0 and "Answer" in output
-    code, output = invoke("run", str(study), "--results-dir", "s3://bucket/results")
-    assert code == 2 and "only local folders, network mounts and file:// URIs" in output
+    code, output = invoke("run", str(study), "--results-dir", "gs://bucket/results")
+    assert code == 2 and "gs:// are not supported (only S3" in output  # tests/store/test_remote.py
 
 
 def test_a_pruned_search_records_pruned_trials_once_and_every_trial_reports_each_epoch(
