@@ -25,7 +25,7 @@ from typing import Any
 import optuna
 import torch
 
-from ablate.base.atomic import WriteError
+from ablate.base.atomic import RecordChanged, WriteError, fetch
 from ablate.components.discovery import Plugins
 from ablate.components.setup import TrialSetup
 from ablate.components.validate import (
@@ -111,12 +111,17 @@ class Runner:
                 self.options.liveness,
                 create=not self.options.join,
             )
-            self.folder.write_description(
-                {
-                    **self.plan.describe(),
-                    "columns": {factor: checked.columns.column(factor) for factor in self.plan.factors},
-                }
-            )
+            description = {
+                **self.plan.describe(),
+                "columns": {factor: checked.columns.column(factor) for factor in self.plan.factors},
+            }
+            while True:
+                try:
+                    self.folder.write_description(description)
+                    break
+                except RecordChanged:  # another machine wrote it meanwhile (an object store)
+                    fetch(self.folder.description_file)
+                    self.folder.check_plan(fingerprint, self.plan.preset, self.store.fingerprints())
         except (FolderError, StorageError, WriteError) as error:
             raise RunError(str(error)) from None
         return TrialQueue(

@@ -188,7 +188,15 @@ class StudyFolder:
         return description
 
     def write_description(self, description: Mapping[str, Any]) -> None:
-        write_text_atomic(self.description_file, json.dumps(description, indent=2))
+        """Write ``study.json``; the same text again is not written (in an object store each
+        write is a conditional put that machines starting together would contend for)."""
+        text = json.dumps(description, indent=2)
+        try:
+            if self.description_file.read_text(encoding="utf-8") == text:
+                return
+        except OSError:
+            pass
+        write_text_atomic(self.description_file, text)
 
     def check_plan(self, fingerprint: str, preset: str, recorded: Iterable[str | None]) -> None:
         """Refuse a plan other than the one whose results the folder holds.

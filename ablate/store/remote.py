@@ -4,8 +4,8 @@ A results folder's guarantees rest on two things an object store does not have: 
 finished file into place, and locks. So ablate works in a local mirror of the location (under
 the cache folder, one per location) and keeps the store in step with it, file by file:
 
-- Every result has a write-once key: an attempt's tables (``trial-NNNNN-attempt-NN.parquet``),
-  a checkpoint's epoch, kept weights. Each is put once, with a conditional create
+- Every result has a write-once key: an attempt's tables (``trial-NNNNN-attempt-NN.parquet``)
+  and kept weights. Each is put once, with a conditional create
   (``If-None-Match: *``). The store shows an object whole or not at all, so no half-written file
   is ever read; and a second writer of the same key is refused instead of replacing the first,
   so a trial's result is written once. A worker refused so keeps the stored object.
@@ -14,7 +14,7 @@ the cache folder, one per location) and keeps the store in step with it, file by
   store still holds the version this process read (``If-Match``), so of two hosts deciding at
   once one wins and the other reads its decision before training anything with its own (see
   :func:`ablate.base.choices.remembered`).
-- The report's files are replaced.
+- The report's files, and the checkpoints of a running trial (its worker's), are replaced.
 - Before reading which trials have results, before continuing a trial from a checkpoint, and
   when a command opens the location, what other hosts stored is fetched.
 - The queue is not a file. Hosts share a study through an RDB storage (``--storage
@@ -39,7 +39,10 @@ from ablate.store.folder import FolderError
 SUPPORTED = ("s3",)
 URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/+(.*)$")  # pathlib folds "s3://" to "s3:/"
 LOCAL_ONLY = ("claims", "optuna.journal")  # the queue's lock and journal: this host's own
-REPLACED = ("report",)  # folders whose files are written again and again
+# Folders whose files are replaced: the report, written again by every `ablate report`, and
+# checkpoints, which are a running trial's, not results: the worker that trains the trial now
+# writes them (a trial trained afresh writes its epochs' keys again).
+REPLACED = ("report", "checkpoints")
 CHECK = ": check the bucket, the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and AWS_ENDPOINT_URL"
 
 
@@ -169,7 +172,7 @@ class Remote:
                 continue
             if local.name.startswith(".write-test"):
                 continue
-            if _is_record(inside) or inside.parts[1:2] == REPLACED:
+            if _is_record(inside) or (inside.parts[1:2] and inside.parts[1] in REPLACED):
                 version = _version(info)
                 if self.versions.get(local) == version and local.exists():
                     continue
@@ -186,8 +189,8 @@ class Remote:
         key, data = self.key(path), path.read_bytes()
         if _is_record(relative):
             self._put_record(path, key, data)
-        elif relative.parts[1:2] == REPLACED:
-            self._call(path, lambda: self.fs.pipe_file(key, data))
+        elif relative.parts[1:2] and relative.parts[1] in REPLACED:
+            self.versions[path] = _put_version(self._call(path, lambda: self.fs.pipe_file(key, data)))
         else:
             try:
                 self._call(path, lambda: self.fs.pipe_file(key, data, mode="create"))
@@ -218,7 +221,7 @@ class Remote:
             if _changed(error):
                 raise RecordChanged(self.address(path)) from None
             raise self._failed(path, error) from None
-        self.versions[path] = (answer or {}).get("ETag") if isinstance(answer, dict) else None
+        self.versions[path] = _put_version(answer)
 
     def _call(self, path: Path, put: Any) -> Any:
         try:
@@ -242,6 +245,11 @@ class Remote:
 def _version(info: dict[str, Any]) -> str | None:
     version = info.get("ETag") or info.get("etag")
     return str(version) if version else None
+
+
+def _put_version(answer: Any) -> str | None:
+    """The version (ETag) a put's answer gives the object, as listings show it."""
+    return str(answer["ETag"]) if isinstance(answer, dict) and answer.get("ETag") else None
 
 
 def _changed(error: BaseException) -> bool:

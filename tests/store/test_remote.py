@@ -176,6 +176,25 @@ def test_only_s3_and_writable_buckets_are_taken_each_refused_in_one_line(
     assert "AWS_ENDPOINT_URL" in line and "Traceback" not in output
 
 
+def test_a_second_machine_with_another_plan_is_refused_even_when_both_write_at_once(
+    bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Machine B opened the location while it was empty; machine A's study.json lands before
+    B writes its own: B's conditional put is refused, and B, reading A's, refuses its plan."""
+    from ablate.base.atomic import RecordChanged, fetch
+    from ablate.store.folder import FolderError, StudyFolder
+
+    folder = StudyFolder.of(bucket + "/results", "s")  # machine B, before A wrote anything
+    theirs = {"name": "s", "fingerprint": "aaaa", "preset": "cpu"}
+    store().pipe_file(f"{bucket[5:]}/results/s/study.json", json.dumps(theirs).encode())
+    with pytest.raises(RecordChanged):
+        folder.write_description({"name": "s", "fingerprint": "bbbb", "preset": "mid"})
+    fetch(folder.description_file)
+    with pytest.raises(FolderError, match="another plan of this study .*fingerprint aaaa"):
+        folder.check_plan("bbbb", "mid", [])
+    assert json.loads(store().cat_file(f"{bucket[5:]}/results/s/study.json")) == theirs
+
+
 @pytest.mark.slow
 def test_a_smoke_study_in_s3_and_mlflow_gives_a_local_run_s_numbers_and_reports_from_s3(
     bucket: str, mlflow_server: str, cli_plugins: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
