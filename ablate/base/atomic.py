@@ -24,7 +24,7 @@ from ablate.errors import AblateError
 class WriteError(AblateError, OSError):
     """A file could not be written; the message names it and says why."""
 
-    def __init__(self, path: Path, error: OSError) -> None:
+    def __init__(self, path: Path | str, error: OSError) -> None:  # str: an object store's address
         reason = error.strerror or str(error) or type(error).__name__
         super().__init__(error.errno, f"cannot write {path}: {reason}")
         self.path = path

@@ -121,7 +121,7 @@ class Remote:
 
     def _failed(self, path: Path, error: BaseException) -> WriteError:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return WriteError(Path(self.address(path)), OSError(0, reason))
+        return WriteError(self.address(path), OSError(0, reason))
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -195,8 +195,13 @@ class Remote:
             try:
                 self._call(path, lambda: self.fs.pipe_file(key, data, mode="create"))
             except FileExistsError:
-                # Another worker stored this attempt or epoch first: its copy is the result.
+                # Another worker stored this attempt first: its copy is the result.
                 self._download(key, path)
+            except WriteError:
+                # Not in the store, so not here either: a result the mirror held alone would
+                # count as finished on this machine and be missing everywhere else.
+                path.unlink(missing_ok=True)
+                raise
 
     def remove(self, path: Path) -> None:
         """Delete the objects under ``path``; a failure only leaves them taking space (the

@@ -122,6 +122,28 @@ def test_a_result_key_is_written_once_and_a_second_writer_keeps_the_stored_one(
     assert store().cat_file(f"{bucket[5:]}/results/s/trials/trial-00001-attempt-01.parquet") == b"late"
 
 
+def test_a_result_the_store_refused_is_not_kept_in_the_mirror_either(
+    bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A put that fails (the network, a full quota) raises, naming the object, and leaves no
+    local copy: one would count as finished on this machine and be missing on every other."""
+    from ablate.base.atomic import WriteError
+    from ablate.store.folder import StudyFolder
+    from ablate.store.remote import Remote
+
+    folder = StudyFolder.of(bucket + "/results", "s")
+    remote = Remote._open[bucket + "/results"]
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Access Denied")
+
+    monkeypatch.setattr(remote.fs, "pipe_file", refused)
+    target = folder.attempt_file("trials", 0, 1)
+    with pytest.raises(WriteError, match=f"cannot write {bucket}/results/s/trials/trial-00000"):
+        write_text_atomic(target, "result")
+    assert not target.exists()
+
+
 def test_two_hosts_deciding_a_record_at_once_keep_the_first_decision(
     bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
