@@ -21,7 +21,9 @@ PresetOption = Annotated[str | None, typer.Option(help="size preset (default: th
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="override a baseline parameter: KEY=VALUE (repeatable)")
 ]
-ResultsDirOption = Annotated[Path, typer.Option(help="where results go")]
+ResultsDirOption = Annotated[
+    Path, typer.Option(help="where results go: a folder, file:// or s3://bucket/prefix")
+]
 DeviceOption = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, mps")]
 DataDirOption = Annotated[Path | None, typer.Option(help="local datasets (else $ABLATE_DATA)")]
 StorageOption = Annotated[
