@@ -268,6 +268,34 @@ def test_the_findings_say_what_the_verdicts_imply_only_when_they_support_it() ->
     )
 
 
+def test_a_path_s_findings_name_the_steps_that_cost_and_a_setting_that_changes_sign() -> None:
+    from types import SimpleNamespace
+
+    from ablate.analysis.answer import DECIDED, EXPLORATORY, UNDECIDED, Finding
+    from ablate.analysis.contrasts import Contrast
+    from ablate.analysis.paths import ALONE, STEP
+    from ablate.analysis.stats import estimate_of
+
+    findings = findings_builder()
+
+    def found(kind: str, setting: str, value: float, verdict: str) -> Finding:
+        contrast = Contrast(kind, setting, "new", "old", {"a": 1.0, "b": -1.0})
+        estimate = estimate_of([value + d for d in (-0.01, 0.0, 0.01)], [0, 1, 2])
+        return Finding(contrast, "test_acc", estimate, kind == STEP, half_width=0.01, verdict=verdict)
+
+    steps = [found(STEP, "model", 0.09, DECIDED), found(STEP, "batch", -0.10, DECIDED)]
+    steps += [found(STEP, "rate", 0.12, DECIDED), found(STEP, "augment", -0.02, UNDECIDED)]
+    alone = [found(ALONE, "rate", -0.29, EXPLORATORY), found(ALONE, "batch", -0.20, EXPLORATORY)]
+    said = findings.path_said(SimpleNamespace(findings=steps + alone, metric="test_acc"))
+    assert said == (
+        "Not every change of the target helps where the path took it: batch -10.0 [-11.0, -9.0] "
+        "points lower test_acc there. The rate step changes sign with the recipe: -29.0 [-30.0, "
+        "-28.0] points alone from the source (an exploratory interval), +12.0 [+11.0, +13.0] "
+        "where the path took it, after model, batch."
+    )  # augment is undecided, batch keeps its sign alone: neither is named beyond that
+    assert findings.path_said(SimpleNamespace(findings=steps[:1] + alone, metric="test_acc")) is None
+
+
 def test_the_page_counts_its_families_and_their_verdicts_under_benjamini_hochberg() -> None:
     findings = findings_builder()
     record = findings.FAMILY_RECORD

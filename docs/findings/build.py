@@ -101,6 +101,47 @@ def pretraining_said(report: Any) -> str | None:
     return "Without dropout, " + "; ".join(parts) + "."
 
 
+def path_said(report: Any) -> str | None:
+    """recipe_path, finetune_path: which of the target's changes lower the metric where the path
+    took them, and which give the other sign alone from the source than on the path (the
+    settings' interaction, by name)."""
+    from ablate.analysis.answer import SETTLED
+    from ablate.analysis.paths import ALONE, STEP
+
+    def measured(kind: str) -> list[Any]:
+        return [
+            f
+            for f in report.findings
+            if f.contrast.kind == kind and f.metric == report.metric and f.estimate is not None
+        ]
+
+    steps, alone = measured(STEP), {f.contrast.factor: f for f in measured(ALONE) if f.interval}
+    metric, parts = report.metric, []
+    lowered = [f for f in steps if f.verdict in SETTLED and f.estimate.value < 0]
+    if lowered:
+        named = " and ".join(
+            f"{f.contrast.factor} {_points(f.estimate.value)}{_interval(f)}" for f in lowered
+        )
+        parts.append(
+            "Not every change of the target helps where the path took it: "
+            f"{named} points lower {metric} there."
+        )
+    for place, step in enumerate(steps):
+        single = alone.get(step.contrast.factor)
+        if step.verdict not in SETTLED or single is None or single.interval[0] * single.interval[1] <= 0:
+            continue
+        if (single.estimate.value > 0) == (step.estimate.value > 0):
+            continue
+        before = ", ".join(f.contrast.factor for f in steps[:place])
+        parts.append(
+            f"The {step.contrast.factor} step changes sign with the recipe: {_points(single.estimate.value)}"
+            f"{_interval(single)} points alone from the source (an exploratory interval), "
+            f"{_points(step.estimate.value)}{_interval(step)} where the path took it"
+            + (f", after {before}." if before else ".")
+        )
+    return " ".join(parts) or None
+
+
 QUESTIONS = (
     Question(
         "dropout_gap",
@@ -183,6 +224,7 @@ QUESTIONS = (
         "settings' gains alone do not add up to the total, they interact, and the same change "
         "may be worth more or less in another recipe. Both recipes train for the same epochs, "
         "so the path measures the five changes, not training longer.",
+        path_said,
     ),
     Question(
         "finetune_path",
@@ -192,6 +234,7 @@ QUESTIONS = (
         "Offline, the pretrained start is a CIFAR ResNet-18 trained on the other five classes "
         "(`pretrain_source`), not ImageNet weights. Each step's gain holds after the steps "
         "before it; a setting that helps alone may add nothing once the pretrained start is in.",
+        path_said,
     ),
     Question(
         "five_epochs",
