@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ablate.base.atomic import shown
 from ablate.errors import AblateError
 from ablate.events import AttemptState
 from ablate.store.folder import FolderError, StudyFolder, study_path
@@ -130,7 +131,7 @@ def load(path: Path) -> StudyResults:
     folder = StudyFolder(path)
     if not folder.table("trials").is_dir():
         raise ReportError(
-            f"{path} holds no trials/ folder: is it a study's results folder (<results-dir>/<study>)?"
+            f"{shown(path)} holds no trials/ folder: is it a study's results folder (<results-dir>/<study>)?"
         )
     try:
         description = folder.read_description()

@@ -67,7 +67,7 @@ def study_status(study_dir: Path, storage_url: str | None) -> Status:
         raise StatusError(str(error)) from None
     if description is None:
         raise StatusError(
-            f"{study_dir} has no study.json: is it a study's results folder "
+            f"{shown(folder.root)} has no study.json: is it a study's results folder "
             "(<results-dir>/<study>) that `ablate run` started?"
         )
     name, fingerprint = description["name"], description.get("fingerprint")

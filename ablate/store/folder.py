@@ -57,7 +57,7 @@ def local_path(location: Path | str) -> Path:
 def study_path(location: Path | str) -> Path:
     """A study's folder (``<results-dir>/<study>``) as a local path; in an object store
     (``s3://bucket/prefix/<study>``), its mirror here, with what the store holds fetched."""
-    from ablate.store.remote import mirrored_study, remote_url
+    from ablate.store.remote import remote_url
 
     url = remote_url(location)
     if url is None:
@@ -65,7 +65,7 @@ def study_path(location: Path | str) -> Path:
     results, _, study = url.rpartition("/")
     if "://" not in results or not results.split("://", 1)[1]:
         raise FolderError(f"{url}: name a study's folder in the bucket (s3://bucket/prefix/<study>)")
-    return mirrored_study(results, study)
+    return StudyFolder.of(results, study).root
 
 
 def attempt_file_name(trial: int, attempt: int) -> str:

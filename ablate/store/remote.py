@@ -67,6 +67,11 @@ def _is_record(relative: Path) -> bool:
     return len(relative.parts) == 2 and relative.suffix == ".json"  # <study>/*.json
 
 
+def _area(relative: Path) -> str:
+    """The first name under the study's folder (``trials``, ``report``, ``optuna.journal``)."""
+    return relative.parts[1] if len(relative.parts) > 1 else ""
+
+
 class Remote:
     """One object-store location and its local mirror."""
 
@@ -120,8 +125,7 @@ class Remote:
         return f"{self.url}/{self.relative(path).as_posix()}"
 
     def _failed(self, path: Path, error: BaseException) -> WriteError:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return WriteError(self.address(path), OSError(0, reason))
+        return WriteError(self.address(path), OSError(0, _reason(error)))
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -154,9 +158,6 @@ class Remote:
     def fetch(self, path: Path, skip: tuple[str, ...] = ()) -> None:
         """Bring the store's objects under ``path`` into the mirror: write-once ones that are
         missing here, records whose version changed."""
-        relative = self.relative(path)
-        if relative.parts and relative.parts[-1] in LOCAL_ONLY:
-            return
         prefix = self.key(path)
         try:
             self.fs.invalidate_cache(prefix)
@@ -168,11 +169,9 @@ class Remote:
         for key, info in found.items():
             local = self.root / key[len(self.base) + 1 :]
             inside = self.relative(local)
-            if any(part in skip or part in LOCAL_ONLY for part in inside.parts[1:2]):
+            if _area(inside) in skip + LOCAL_ONLY or local.name.startswith(".write-test"):
                 continue
-            if local.name.startswith(".write-test"):
-                continue
-            if _is_record(inside) or (inside.parts[1:2] and inside.parts[1] in REPLACED):
+            if _is_record(inside) or _area(inside) in REPLACED:
                 version = _version(info)
                 if self.versions.get(local) == version and local.exists():
                     continue
@@ -184,12 +183,12 @@ class Remote:
     def put(self, path: Path) -> None:
         """Store a file just written in the mirror (see the module's text for the rules)."""
         relative = self.relative(path)
-        if relative.parts[1:2] and relative.parts[1] in LOCAL_ONLY:
+        if _area(relative) in LOCAL_ONLY:
             return
         key, data = self.key(path), path.read_bytes()
         if _is_record(relative):
             self._put_record(path, key, data)
-        elif relative.parts[1:2] and relative.parts[1] in REPLACED:
+        elif _area(relative) in REPLACED:
             self.versions[path] = _put_version(self._call(path, lambda: self.fs.pipe_file(key, data)))
         else:
             try:
@@ -217,22 +216,18 @@ class Remote:
         """Put a record if the store still holds the version this process read; else raise
         :class:`RecordChanged` (another process decided meanwhile: read its decision)."""
         version = self.versions.get(path)
+        condition: dict[str, Any] = {"mode": "create"} if version is None else {"IfMatch": version}
         try:
-            if version is None:
-                answer = self.fs.pipe_file(key, data, mode="create")
-            else:
-                answer = self.fs.pipe_file(key, data, IfMatch=version)
-        except Exception as error:
-            if _changed(error):
-                raise RecordChanged(self.address(path)) from None
-            raise self._failed(path, error) from None
+            answer = self._call(path, lambda: self.fs.pipe_file(key, data, **condition))
+        except FileExistsError:
+            raise RecordChanged(self.address(path)) from None
         self.versions[path] = _put_version(answer)
 
     def _call(self, path: Path, put: Any) -> Any:
+        """``put()``'s answer; a put refused for its condition raises FileExistsError, any other
+        failure a :class:`WriteError` naming the object."""
         try:
             return put()
-        except FileExistsError:
-            raise
         except Exception as error:
             if _changed(error):
                 raise FileExistsError(self.address(path)) from None

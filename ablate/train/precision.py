@@ -12,8 +12,8 @@ A study decides once. With a ``record`` file (the study folder's ``precision.jso
 trial that trains makes the choice for its model and batch, it is written there, and every
 later trial and worker of the study trains in it, whatever its own model, batch or GPU. Chosen
 per model and batch, a study whose factor is the batch size or the model would compare two
-precisions along with the factor (an oscillation run trained batch 16 in fp32 and batch 256 in
-bf16); a model that is slower in the study's precision only costs time.
+precisions along with the factor (an oscillation run trained batch 8 in fp32 and batches 16 and
+64 in bf16); a model that is slower in the study's precision only costs time.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``precision=auto`` decides once per study: no comparison compares two precisions.
 
 The timing behind ``auto`` is replaced by a stand-in that prefers bf16 at one batch size and fp32
-at the other, as a CPU with native bf16 can (the oscillation study's mid run trained batch 16 in
-fp32 and batch 256 in bf16 before the choice was the study's), so these tests show the rule on
+at the other, as a CPU with native bf16 can (the oscillation study's mid run trained batch 8 in
+fp32 and batches 16 and 64 in bf16 before the choice was the study's), so these tests show the rule on
 any machine.
 """
 
