@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from ablate.base.atomic import WriteError, mirror_of, write_text_atomic
+from ablate.base.atomic import WriteError, mirror_of, shown, write_text_atomic
 from ablate.errors import AblateError
 
 TABLES = ("trials", "epochs", "classes")
@@ -172,17 +172,17 @@ class StudyFolder:
         except FileNotFoundError:
             return None
         except OSError as error:
-            raise FolderError(f"cannot read {path}: {error.strerror or error}") from None
+            raise FolderError(f"cannot read {shown(path)}: {error.strerror or error}") from None
         try:
             description = json.loads(text)
         except json.JSONDecodeError as error:
             raise FolderError(
-                f"{path} is damaged ({error.msg} at line {error.lineno}): move it "
+                f"{shown(path)} is damaged ({error.msg} at line {error.lineno}): move it "
                 "aside; `ablate run` writes it again from the study file"
             ) from None
         if not isinstance(description, dict):
             raise FolderError(
-                f"{path} is not a study description (a JSON object): move it aside; "
+                f"{shown(path)} is not a study description (a JSON object): move it aside; "
                 "`ablate run` writes it again from the study file"
             )
         return description
@@ -214,7 +214,7 @@ class StudyFolder:
         else:
             return
         raise FolderError(
-            f"{self.root} holds results of another plan of this study ({held}; now preset "
+            f"{shown(self.root)} holds results of another plan of this study ({held}; now preset "
             f"{preset or '(none)'!r}, fingerprint {fingerprint}). Results of two plans must not "
             "mix: pass another --results-dir, or move that folder away."
         )

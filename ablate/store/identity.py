@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ablate.base.atomic import shown
 from ablate.base.choices import read_record, remembered
 from ablate.errors import RunError, SetupError
 from ablate.store.folder import StudyFolder
@@ -55,7 +56,7 @@ class DataGuard:
     def _refuse(self, key: str, held: dict[str, str], mine: dict[str, str]) -> None:
         changed = " (its files changed)" if held["source"] == mine["source"] else ""
         raise DataMismatch(
-            f"{self.folder.root} holds trials trained on dataset {key} read from "
+            f"{shown(self.folder.root)} holds trials trained on dataset {key} read from "
             f"{held['source']} (data fingerprint {held['fingerprint']}); this run reads "
             f"{mine['source']}{changed} (fingerprint {mine['fingerprint']}). A results folder "
             "holds one computation: run with the data it was started with, or pass another "
@@ -79,8 +80,8 @@ def fixed_threads(
         raise RunError(f"cannot write {folder.threads_record}: {error}") from None
     if requested is not None and requested != held:
         raise RunError(
-            f"--threads {requested}: the trials in {folder.root} computed with {held} CPU "
-            f"thread{'s' if held != 1 else ''} each ({folder.threads_record}), and on a CPU the "
+            f"--threads {requested}: the trials in {shown(folder.root)} computed with {held} CPU "
+            f"thread{'s' if held != 1 else ''} each ({shown(folder.threads_record)}), and on a CPU the "
             "thread count changes the numbers. Leave out --threads (the folder's count is used) "
             "or pass another --results-dir"
         )

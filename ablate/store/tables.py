@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ablate.base.atomic import fetch, write_parquet_atomic
+from ablate.base.atomic import fetch, shown, write_parquet_atomic
 from ablate.events import AttemptState, EpochRecord
 from ablate.params import column_value, param_type
 from ablate.store.folder import TABLES, StudyFolder
@@ -221,14 +221,14 @@ class ResultsStore:
         trial, attempt = _numbers(path.name)
         if self.read_only:
             self.log(
-                f"warning: {path} is unreadable ({reason}); `ablate run` sets it aside and "
+                f"warning: {shown(path)} is unreadable ({reason}); `ablate run` sets it aside and "
                 f"trains trial {trial} again"
             )
             return
         moved = self.set_aside(trial, attempt)
-        where = f"; moved with its attempt's other files to {self.folder.set_aside}" if moved else ""
+        where = f"; moved with its attempt's other files to {shown(self.folder.set_aside)}" if moved else ""
         self.log(
-            f"warning: {path} is unreadable ({reason}){where}; trial {trial} counts as "
+            f"warning: {shown(path)} is unreadable ({reason}){where}; trial {trial} counts as "
             "missing and is trained again"
         )
 

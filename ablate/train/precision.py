@@ -28,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ablate.base.atomic import shown
 from ablate.base.choices import read_record, remembered
 from ablate.errors import SetupError
 from ablate.train.backends import to_training_layout
@@ -154,7 +155,7 @@ def earlier_choice(record: Path) -> dict[str, Any] | None:
     precisions = sorted({str(entry.get("precision")) for entry in kept.values()})
     if len(precisions) > 1:
         raise SetupError(
-            f"{record.parent}: its trials were trained in {' and '.join(precisions)} (an earlier "
+            f"{shown(record.parent)}: its trials were trained in {' and '.join(precisions)} (an earlier "
             "precision=auto chose per model and batch: see its precision.json), so its "
             "comparisons mix precisions: run the study into a new results folder"
         )

@@ -212,9 +212,24 @@ def test_a_second_machine_with_another_plan_is_refused_even_when_both_write_at_o
     with pytest.raises(RecordChanged):
         folder.write_description({"name": "s", "fingerprint": "bbbb", "preset": "mid"})
     fetch(folder.description_file)
-    with pytest.raises(FolderError, match="another plan of this study .*fingerprint aaaa"):
+    with pytest.raises(FolderError, match="another plan of this study .*fingerprint aaaa") as refused:
         folder.check_plan("bbbb", "mid", [])
+    assert str(refused.value).startswith(f"{bucket}/results/s holds")  # the bucket's, not the mirror's
     assert json.loads(store().cat_file(f"{bucket[5:]}/results/s/study.json")) == theirs
+
+
+def test_a_damaged_record_in_the_bucket_is_named_by_its_s3_address(bucket: str) -> None:
+    """The message says what to move aside where the user can move it: in the bucket, since the
+    next fetch would bring the mirror's copy back."""
+    from ablate.base.atomic import fetch
+    from ablate.store.folder import FolderError, StudyFolder
+
+    folder = StudyFolder.of(bucket + "/results", "s")
+    store().pipe_file(f"{bucket[5:]}/results/s/study.json", b'{"name": "s", ')
+    fetch(folder.description_file)
+    with pytest.raises(FolderError) as damaged:
+        folder.read_description()
+    assert str(damaged.value).startswith(f"{bucket}/results/s/study.json is damaged"), damaged.value
 
 
 @pytest.mark.slow
