@@ -130,6 +130,41 @@ def test_the_printed_detectable_effect_has_80_percent_power(seeds: int) -> None:
     assert abs(decided / reps - 0.8) <= 0.05
 
 
+def test_the_power_of_one_comparison_is_the_whole_family_s_recomputed() -> None:
+    """Power keeps the other comparisons' largest |t| per simulated study and recomputes only
+    the one with the effect: the same decisions as flipping the whole family anew, with and
+    without the test images' error, whichever comparison was asked first."""
+    from ablate.analysis.family import combined_t, flipped_t, sign_patterns
+
+    rng = np.random.default_rng(5)
+    root = rng.normal(size=(4, 4))
+    correlation = np.corrcoef(root @ root.T)
+    plain, images = Power(correlation, ALPHA), Power(correlation, ALPHA, [0.3, 0.0, 1.2, 0.5], correlation)
+    n, patterns = 6, sign_patterns(6)
+    for column, effect in [(2, 1.5), (0, 0.7), (2, 2.5), (3, 0.0)]:
+        plain(column, effect, n)
+        rows = plain._draws[n].copy()
+        rows[:, :, column] += effect
+        observed = np.abs(flipped_t(patterns[:1], rows)[:, 0, column])
+        maxima = np.abs(flipped_t(patterns, rows)).max(-1)
+        p = (maxima >= observed[:, None] * (1 - 1e-9)).sum(1) / len(patterns)
+        assert plain(column, effect, n) == float(np.mean(p <= ALPHA + 1e-12))
+
+        images(column, effect, n)
+        values = images._exact_studies[n].copy()
+        values[:, :, column] += effect
+        shares = images.image_shares
+        means = np.einsum("pn,snm->spm", patterns, values) / n
+        squares = (values**2).sum(1)[:, None, :]
+        shifts = (images._null_shifts * np.sqrt(shares))[:, None, :, :]
+        whole = np.abs(combined_t(means, squares, n, shares, shifts)).max(-1).reshape(len(values), -1)
+        square, mean = squares[:, 0, column], means[:, 0, column]
+        seed_var = np.maximum((square - n * mean**2) / (n - 1), 1e-30 * square) / n
+        observed = np.abs(mean / np.sqrt(seed_var + shares[column]))
+        p = ((whole >= observed[:, None] * (1 - 1e-9)).sum(1) + 1) / (whole.shape[1] + 1)
+        assert images(column, effect, n) == float(np.mean(p <= ALPHA + 1e-12))
+
+
 def test_seeds_needed_are_floored_at_the_exact_test_and_capped() -> None:
     power = Power(np.eye(3), ALPHA)
     assert power.seeds_needed(0, 10.0) == 6  # never fewer than the exact test needs
