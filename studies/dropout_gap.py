@@ -41,7 +41,7 @@ study = Study(
     presets=dict(
         full=Preset("the users' scale: all of CIFAR-10, width 64, 15 epochs (GPU advised)"),
         cpu=Preset(
-            "5 to 20 minutes on a 2-core CPU (5 where it computes in bf16): the shipped "
+            "6 to 20 minutes on a 2-core CPU (6 where it computes in bf16): the shipped "
             "cifar10-mini (3,000 train images, 1,000 test), width 8, 6 epochs, dropout 0 and 0.5 "
             "with and without crop + flip, 6 seeds, which detect effects of about 5 to 10 points "
             "on the final gaps; the mid preset adds dropout 0.25, 12,000 of CIFAR-10's images, "

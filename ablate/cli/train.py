@@ -212,7 +212,7 @@ def _run_workers(
         completed=sorted(finished_after - finished_before),
         done_after=runner.count_done(finished_after),
     )
-    finish(summary, runner.study_dir)
+    finish(summary, runner.study_dir, answer=not run_options.join)
     if code:  # the workers said why (failed trials, a lost result)
         raise typer.Exit(code)
 
@@ -235,16 +235,19 @@ def _run_here(plan: StudyPlan, run_options: Any, plugins: Plugins, locate: Locat
             )
         finally:
             plugins.manager.unregister(name="ablate:progress")
-    finish(summary, runner.study_dir)
+    finish(summary, runner.study_dir, answer=not run_options.join)
 
 
-def finish(summary: Any, study_dir: Path) -> None:
-    """Say what the folder holds now and exit 0 only when every planned trial has a result."""
+def finish(summary: Any, study_dir: Path, answer: bool) -> None:
+    """Say what the folder holds now and exit 0 only when every planned trial has a result;
+    ``answer``: end a finished study with its short answer (`ablate run`; a worker only trains)."""
     if summary.done_before >= summary.total:
         out.print(
             f"all {summary.total} trials are complete; nothing to run; results in {shown(study_dir)}",
             highlight=False,
         )
+        if answer:
+            print_short_answer(study_dir)
         return
     done = f"{summary.done_after}/{summary.total} trials complete"
     if summary.diverged:
@@ -285,3 +288,23 @@ def finish(summary: Any, study_dir: Path) -> None:
         code = ExitCode.TRIALS_MISSING
     if code:
         raise typer.Exit(code)
+    if missing <= 0 and answer:
+        print_short_answer(study_dir)
+
+
+def print_short_answer(study_dir: Path) -> None:
+    """End a finished study's run with its answer (the report's short answer): the user waited
+    for it, and a run that ends with a folder name teaches nothing. The tables, plots and HTML
+    are ``ablate report``'s."""
+    from ablate.errors import AblateError
+    from ablate.report import analyse_folder
+
+    try:
+        answer, _ = analyse_folder(study_dir)
+    except AblateError as error:  # the results are written; only the summary is missing
+        err.print(f"no short answer: {error}; `ablate report` says more", highlight=False)
+        return
+    out.print("\n[bold]Short answer[/]")
+    for line in answer.summary:
+        out.print(f"  {line}", highlight=False)
+    out.print(f"\nThe whole report (tables, plots, HTML): ablate report {shown(study_dir)}", highlight=False)

@@ -356,6 +356,12 @@ def test_a_worker_joins_only_an_existing_study_and_status_shows_the_queue(
         app, ["run", str(study), "--results-dir", str(tmp_path), "--storage", database]
     )
     assert started.exit_code == 0, started.output
+    assert "\nShort answer\n" in started.output  # `ablate run` ends with the answer ...
+    joined = CliRunner().invoke(
+        app, ["worker", str(study), "--results-dir", str(tmp_path), "--storage", database]
+    )
+    assert joined.exit_code == 0 and "nothing to run" in joined.output, joined.output
+    assert "Short answer" not in joined.output  # ... a worker only trains
     status = CliRunner().invoke(app, ["status", str(tmp_path / "many"), "--storage", database])
     assert status.exit_code == 0, status.output
     line = [row for row in status.output.splitlines() if row.startswith("│ trials")][0]

@@ -123,12 +123,17 @@ def test_interrupted_run_resumes_only_the_missing_trials(tmp_path: Path, cli_plu
     cli_plugins.manager.register(InterruptAt(2), name="tests:interrupt")
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
     assert code == 130, output
+    assert "Short answer" not in output  # only a finished study has an answer
     states = {(t["trial"], t["attempt"]): t["state"] for t in table(tmp_path / "tiny_study", "trials")}
     assert states == {(0, 1): "complete", (1, 1): "complete", (2, 1): "interrupted"}
     cli_plugins.manager.unregister(name="tests:interrupt")
 
     code, output = invoke("run", str(study), "--results-dir", str(tmp_path))
     assert code == 0, output
+    # The run ends with the study's answer, as the report opens with it, and where the rest is.
+    said = output.split("\nShort answer\n", 1)[1].splitlines()
+    assert said[0].startswith("  Nothing the question asks is decided yet"), output
+    assert said[-1] == f"The whole report (tables, plots, HTML): ablate report {tmp_path / 'tiny_study'}"
     trials = table(tmp_path / "tiny_study", "trials")
     complete = sorted(t["trial"] for t in trials if t["state"] == "complete")
     assert complete == [0, 1, 2, 3]  # each exactly once: 0 and 1 were not trained again
@@ -189,6 +194,7 @@ def test_failed_trial_is_recorded_and_retried(
     other = tmp_path / "other"
     code, output = invoke("run", str(study), "--results-dir", str(other), "--retries", "0")
     assert code == 1 and "trials failed after their retries" in output
+    assert "Short answer" not in output
     assert [t["state"] for t in table(other / "tiny_study", "trials")] == ["fail", "fail"]
 
 
