@@ -169,6 +169,8 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
 
     import torch
 
+    from ablate.train.precision import cpu_name
+
     run_smoke(tmp_path / "results")
     findings = findings_builder()
     page, figures = tmp_path / "findings.md", tmp_path / "figures"
@@ -179,7 +181,8 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
     assert findings.CURRENT_RULES in gap and findings.EARLIER_RULES not in gap  # made by these rules
     # The short answer and the forest plot come before the Answer's list and the tables.
     assert gap.index("**Short answer.** ") < gap.index("dropout_gap-forest.png") < gap.index("**Answer**")
-    assert f"Ran on cpu with torch {torch.__version__}, in " in gap  # precision differs by machine
+    assert f"Ran on cpu ({cpu_name()}, " in gap  # the machine: its numerics differ (bf16 or not)
+    assert f" with torch {torch.__version__}, in " in gap  # precision differs by machine
     assert "ablate run studies/dropout_gap.py --preset smoke" in gap
     drawn = sorted(figures.glob("dropout_gap-*.png"))
     assert drawn and all(0 < p.stat().st_size < findings.MAX_FIGURE_BYTES for p in drawn)

@@ -1,4 +1,5 @@
-"""How a study's trials ran: the device, torch and the precision they trained in.
+"""How a study's trials ran: the device (a CPU's model and threads), torch and the precision
+they trained in.
 
 ``precision=auto`` measures fp32 against bf16 on the study's first trial on each machine (see
 ``ablate.train.precision``), and on CUDA it follows the GPU's compute capability: the same study
@@ -18,12 +19,19 @@ def _listed(words: Iterable[str]) -> str:
 
 
 def _device(row: Mapping[str, Any]) -> str | None:
-    """``cpu``, or the GPU's name without its index (``"3 NVIDIA H100"`` is an ``NVIDIA H100``)."""
+    """The GPU's name without its index (``"3 NVIDIA H100"`` is an ``NVIDIA H100``), or ``cpu``
+    with its model and thread count where the row records them (both change a CPU's numbers)."""
     gpu = row.get("gpu")
     if gpu:
         index, _, name = str(gpu).partition(" ")
         return name if index.isdigit() and name else str(gpu)
-    return row.get("device")
+    device = row.get("device")
+    if device != "cpu":
+        return device
+    threads = row.get("threads")
+    details = [str(row["cpu"])] if row.get("cpu") else []
+    details += [f"{threads} thread{'s' if threads != 1 else ''}"] if threads else []
+    return f"cpu ({', '.join(details)})" if details else device
 
 
 def _recorded(values: Iterable[Any]) -> list[str]:

@@ -1,5 +1,5 @@
-"""The provenance columns every trials row of a run shares: the device and GPU, the versions of
-torch, ablate and each plugin, the git revision the study is run from, and the plan."""
+"""The provenance columns every trials row of a run shares: the device, GPU and CPU, the versions
+of torch, ablate and each plugin, the git revision the study is run from, and the plan."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import ablate
 from ablate.components.discovery import Plugins
 from ablate.run.gpus import gpu_label
 from ablate.study.plan import StudyPlan
+from ablate.train.precision import cpu_name
 
 
 def provenance(plan: StudyPlan, plugins: Plugins, device: Any) -> dict[str, Any]:
@@ -21,6 +22,7 @@ def provenance(plan: StudyPlan, plugins: Plugins, device: Any) -> dict[str, Any]
     return {
         "device": str(device),
         "gpu": gpu_label(device),
+        "cpu": cpu_name(),
         "torch_version": torch.__version__,
         "ablate_version": ablate.__version__,
         "plugin_versions": json.dumps({p.name: p.version for p in plugins.loaded.values()}, sort_keys=True),

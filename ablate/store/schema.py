@@ -88,6 +88,7 @@ TRIAL_FIELDS = [
     Column("model_params", pa.int64(), "the model's number of parameters"),
     Column("device", pa.string(), "the torch device the attempt trained on"),
     Column("gpu", pa.string(), "the physical GPU, index and name (null on a CPU)"),
+    Column("cpu", pa.string(), "the CPU's model name (CPUs differ in bf16 support, so in the numbers)"),
     Column("data_placement", pa.string(), "where the images lived: device or stream"),
     Column("precision", pa.string(), "fp32 or bf16, as used"),
     Column("tf32", pa.bool_(), "whether TF32 was on (CUDA)"),

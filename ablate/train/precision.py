@@ -180,14 +180,16 @@ def machine_choice(
     return PrecisionChoice(
         **remembered(
             cache_dir() / "precision.json",
-            f"{_cpu_name()} | torch {torch.__version__} | {name}",
+            f"{cpu_name()} | torch {torch.__version__} | {name}",
             lambda: asdict(measure(model, device, batch, image_shape, num_classes)),
             must_keep=False,
         )
     )
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (\"AMD EPYC 9R14 96-Core Processor\"): CPUs differ in bf16 support and
+    in speed, so it keys the measured precision choice and is recorded with every trial."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:

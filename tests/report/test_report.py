@@ -604,7 +604,13 @@ def test_report_on_the_smoke_preset_of_dropout_gap(tmp_path: Path) -> None:
     # Where and how the trials ran, from the trials table: one model, so one precision, unnamed.
     precisions = {row["precision"] for row in read_table(tmp_path / "dropout_gap" / "trials")}
     assert len(precisions) == 1
-    assert data["ran_on"] == f"Ran on cpu with torch {torch.__version__}, in {precisions.pop()}."
+    from ablate.train.precision import cpu_name
+
+    threads = torch.get_num_threads()
+    assert data["ran_on"] == (
+        f"Ran on cpu ({cpu_name()}, {threads} thread{'s' if threads != 1 else ''}) with torch "
+        f"{torch.__version__}, in {precisions.pop()}."
+    )
     assert {p.stem for p in (tmp_path / "dropout_gap" / "report").glob("*.png")} == {
         "forest",
         "learning_curves",
@@ -673,6 +679,13 @@ def test_the_report_says_where_and_in_which_precision_each_model_ran() -> None:
     }
     assert ran_on([gpu, {**gpu, "gpu": "0 NVIDIA H100 80GB HBM3"}], "param_model") == (
         "Ran on NVIDIA H100 80GB HBM3 with torch 2.9.1, in bf16, with TF32 and deterministic kernels."
+    )
+    # A CPU is named by its model and thread count where the rows record them: both change its numbers.
+    cpu = {"device": "cpu", "cpu": "AMD EPYC 9R14 96-Core Processor", "threads": 2, "precision": "bf16"}
+    assert ran_on([cpu], None) == "Ran on cpu (AMD EPYC 9R14 96-Core Processor, 2 threads), in bf16."
+    assert ran_on([cpu, {**cpu, "threads": 1}], None) == (
+        "Ran on cpu (AMD EPYC 9R14 96-Core Processor, 2 threads) and cpu (AMD EPYC 9R14 96-Core "
+        "Processor, 1 thread), in bf16."
     )
     assert ran_on([], "param_model") == ""
     # What the trials table does not record is left out, not printed as a placeholder.
