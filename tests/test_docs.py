@@ -271,6 +271,12 @@ def test_the_findings_say_what_the_verdicts_imply_only_when_they_support_it() ->
         "running train accuracy (95 % interval -5.0 to -1.0); from the `pretrained` weights test accuracy "
         "ends the first epoch 24.0 points above the running train accuracy (95 % interval +22.0 to +26.0)."
     )
+    cells[0] = cell("scratch", 0.0, Interval(-0.038, -0.107, 0.031, 6))  # the interval covers zero
+    said = findings.pretraining_said(SimpleNamespace(cells=cells))
+    assert said.startswith(
+        "Without dropout, from scratch test accuracy after the first epoch is not shown to differ "
+        "from the running train accuracy (-3.8 points, 95 % interval -10.7 to +3.1); "
+    )
 
 
 def test_a_path_s_findings_name_the_steps_that_cost_and_a_setting_that_changes_sign() -> None:

@@ -90,11 +90,18 @@ def pretraining_said(report: Any) -> str | None:
         init = cell.levels.get("init")
         if first is None or first.low is None or cell.levels.get("dropout") not in (0, 0.0):
             continue
-        side = "above" if first.mean > 0 else "below"
         start = "from scratch" if init == "scratch" else f"from the `{init}` weights"
+        interval = f"95 % interval {_points(first.low)} to {_points(first.high)}"
+        if first.low <= 0 <= first.high:  # no side is shown: the words claim none
+            parts.append(
+                f"{start} test accuracy after the first epoch is not shown to differ from the "
+                f"running train accuracy ({_points(first.mean)} points, {interval})"
+            )
+            continue
+        side = "above" if first.mean > 0 else "below"
         parts.append(
             f"{start} test accuracy ends the first epoch {abs(first.mean) * 100:.1f} points "
-            f"{side} the running train accuracy (95 % interval {_points(first.low)} to {_points(first.high)})"
+            f"{side} the running train accuracy ({interval})"
         )
     if not parts:
         return None
