@@ -329,10 +329,22 @@ def test_the_page_counts_its_families_and_their_verdicts_under_benjamini_hochber
     floor = findings.page_line([["## a", f"{record}0.031* 0.031* 0.5 0.6 0.7 0.8 -->"]])
     assert "0 of the 2 verdicts" in floor and "nothing much below 2/64 = 0.031" in floor
     assert "more seeds per study would let it pass)." in floor
-    # A kept section's practical paragraph (typed, not measured) takes the current words.
+    # A kept section's typed words (its practical paragraph, its study's description) are the
+    # current ones; what was measured stays.
     question = findings.QUESTIONS[0]
-    old = ["Measured: ...", f"{findings.MEANING}the cure is a schedule", "<!-- family p: 0.5 -->"]
-    assert findings.refresh_meaning(old, question)[1] == findings.MEANING + question.meaning
+    head = ["## q", "", "Study `studies/dropout_gap.py`, preset `mid`: now this.", ""]
+    old = [
+        "Study `studies/dropout_gap.py`, preset `mid`: about an hour, sized to decide: ...",
+        "Measured: ...",
+        f"{findings.MEANING}the cure is a schedule",
+        "<!-- family p: 0.5 -->",
+    ]
+    assert findings.refresh_typed(old, question, head) == [
+        "Study `studies/dropout_gap.py`, preset `mid`: now this.",
+        "Measured: ...",
+        findings.MEANING + question.meaning,
+        "<!-- family p: 0.5 -->",
+    ]
 
 
 def test_the_sized_line_gives_points_for_accuracies_and_factors_for_ratios() -> None:
