@@ -16,11 +16,13 @@ import sys
 
 
 def main() -> None:
-    from ablate.base.signals import deferred, interrupt_on_signals
-
-    interrupt_on_signals()
     try:
+        from ablate.base.signals import deferred, interrupt_on_signals
+
+        # Installed with the signal held: a Ctrl-C between the SIGINT handler and the SIGTERM
+        # one raised from inside signal.signal, outside any handler (a traceback, status 1).
         with deferred():
+            interrupt_on_signals()
             from ablate import cli
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

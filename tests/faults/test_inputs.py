@@ -446,6 +446,46 @@ def test_ctrl_c_at_any_moment_of_a_run_ends_with_status_130_and_no_traceback(
     fault_log.verified()
 
 
+SIGINT_BETWEEN_THE_HANDLERS = """
+import os, signal, sys
+
+install = signal.signal
+
+
+def install_then_interrupt(signum, handler):
+    # The user's Ctrl-C lands just after the SIGINT handler is in, before the SIGTERM one.
+    previous = install(signum, handler)
+    if signum == signal.SIGINT and handler not in (signal.SIG_IGN, signal.SIG_DFL):
+        os.kill(os.getpid(), signal.SIGINT)
+    return previous
+
+
+signal.signal = install_then_interrupt
+sys.argv = ["ablate", "--help"]
+from ablate.entry import main
+
+main()
+"""
+
+
+def test_ctrl_c_between_installing_the_two_handlers_ends_with_130_not_a_traceback(
+    fault_log: FaultLog,
+) -> None:
+    """The moment-0 Ctrl-C test once caught SIGINT landing while the SIGTERM handler was being
+    installed: the KeyboardInterrupt came from inside signal.signal, outside any handler (a
+    traceback, and the process killed by SIGINT). Here it lands there every time."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SIGINT_BETWEEN_THE_HANDLERS], capture_output=True, text=True, timeout=120
+    )
+    fault_log.inject("SIGINT between installing the handlers")
+    fault_log.observe("tracebacks", done.stderr.count("Traceback"))
+    assert done.returncode == 130 and done.stderr == "interrupted\n", done.stderr
+    fault_log.verified()
+
+
 @pytest.mark.slow
 def test_a_worker_whose_device_fails_records_its_trial_and_a_fresh_one_takes_its_place(
     tmp_path: Path, fault_log: FaultLog
