@@ -31,7 +31,7 @@ study = Study(
     baseline=dict(dataset="cifar10-mini", model="resnet18", width=2, epochs=EPOCHS, batch_size=64,
                   train_size=TRAIN, test_size=64, train_eval_size=64, lr=0.05),
     factors=dict(dropout=choice(0.0, 0.25, 0.5), augment=choice("none", "crop_flip")),
-    seeds=3,
+    seeds=SEEDS,
 )
 """
 
@@ -74,9 +74,11 @@ def database() -> Iterator[str]:
         admin.close()  # type: ignore[attr-defined]
 
 
-def study_file(tmp_path: Path, epochs: int = 1, train: int = 128) -> Path:
+def study_file(tmp_path: Path, epochs: int = 1, train: int = 128, seeds: int = 3) -> Path:
     path = tmp_path / "many.py"
-    path.write_text(STUDY.replace("EPOCHS", str(epochs)).replace("TRAIN", str(train)))
+    path.write_text(
+        STUDY.replace("EPOCHS", str(epochs)).replace("TRAIN", str(train)).replace("SEEDS", str(seeds))
+    )
     return path
 
 
@@ -102,18 +104,18 @@ def rows(folder: Path, table: str) -> list[dict]:
     return ds.dataset(folder / table, format="parquet").to_table().to_pylist()
 
 
-def assert_each_trial_once(folder: Path, epochs: int) -> list[dict]:
+def assert_each_trial_once(folder: Path, epochs: int, planned: int = 18) -> list[dict]:
     trials = rows(folder, "trials")
     complete = [t for t in trials if t["state"] == "complete"]
     numbers = [t["trial"] for t in complete]
-    FAULTS.observe("trials lost", len(set(range(18)) - set(numbers)))
+    FAULTS.observe("trials lost", len(set(range(planned)) - set(numbers)))
     FAULTS.observe("trials twice", len(numbers) - len(set(numbers)))
-    assert sorted(numbers) == list(range(18)), "a trial lost or twice"
+    assert sorted(numbers) == list(range(planned)), "a trial lost or twice"
     kept = {(t["trial"], t["attempt"]) for t in complete}
     epoch_rows = sorted(
         (r["trial"], r["epoch"]) for r in rows(folder, "epochs") if (r["trial"], r["attempt"]) in kept
     )
-    assert epoch_rows == [(t, e) for t in range(18) for e in range(1, epochs + 1)]
+    assert epoch_rows == [(t, e) for t in range(planned) for e in range(1, epochs + 1)]
     return complete
 
 

@@ -276,7 +276,7 @@ def test_two_hosts_share_a_postgres_queue_and_s3_results_through_a_sigkill(
     """Two machines (two cache folders, so two mirrors) train one study from one PostgreSQL
     queue into one S3 location; one is killed mid-trial; the other continues that trial from
     the checkpoint the first put in S3. Every trial complete once."""
-    study = study_file(tmp_path, epochs=4, train=512)
+    study = study_file(tmp_path, epochs=4, train=512, seeds=1)  # 6 trials: enough for two hosts
     results = bucket + "/results"
 
     def host(kind: str) -> list[str]:
@@ -313,7 +313,7 @@ def test_two_hosts_share_a_postgres_queue_and_s3_results_through_a_sigkill(
     )
     assert status.returncode == 0, status.stdout + status.stderr
     (mirror,) = (reader / "remote").iterdir()
-    complete = assert_each_trial_once(mirror / "many", epochs=4)
+    complete = assert_each_trial_once(mirror / "many", epochs=4, planned=6)
     resumed = next(t for t in complete if t["trial"] == victim)
     assert resumed["resumed_from_epoch"] >= 2, output  # from the checkpoint host A put in S3
     assert f"trial {victim} continued from its checkpoint" in output
