@@ -339,7 +339,8 @@ def test_the_page_counts_its_families_and_their_verdicts_under_benjamini_hochber
         f"{findings.MEANING}the cure is a schedule",
         "<!-- family p: 0.5 -->",
     ]
-    assert findings.refresh_typed(old, question, head) == [
+    named = "Study `studies/dropout_gap.py`, preset `mid`"
+    assert findings.refresh_typed(old, question, head, named) == [
         "Study `studies/dropout_gap.py`, preset `mid`: now this.",
         "Measured: ...",
         findings.MEANING + question.meaning,

@@ -10,7 +10,7 @@ Both were checked against simulations of the exact rule (``tests/analysis/test_f
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import optimize, stats
@@ -82,6 +82,17 @@ class Power:
             self._image_draws[(n, draws)] = (rows.mean(1) + shifts, se)
         return self._image_draws[(n, draws)]
 
+    def _largest_other(
+        self, key: tuple[str, int, int], column: int, null: Callable[[], np.ndarray]
+    ) -> np.ndarray:
+        """The largest |t| of every comparison but ``column`` (the last axis of ``null()``, the
+        family's |t| without an effect), computed once per key."""
+        if key not in self._others:
+            values = null()
+            values[..., column] = 0.0
+            self._others[key] = values.max(-1)
+        return self._others[key]
+
     def _exact_with_images(self, column: int, effect_in_sds: float, n: int) -> float:
         """Power of the combined rule itself where it is coarse (few seeds): simulated studies,
         each judged by its own null of sign patterns x test-set draws, as family_test does
@@ -101,16 +112,12 @@ class Power:
             shifts = (self._null_shifts[..., columns] * np.sqrt(shares[columns]))[:, None, :, :]
             return np.abs(combined_t(means, squares, n, shares[columns], shifts)), means, squares
 
-        key = ("images", n, column)
-        if key not in self._others:
-            null = flipped(self._exact_studies[n], slice(None))[0]  # studies x patterns x draws x comparisons
-            null[..., column] = 0.0
-            self._others[key] = null.max(-1)
+        others = self._largest_other(
+            ("images", n, column), column, lambda: flipped(self._exact_studies[n], slice(None))[0]
+        )
         values = self._exact_studies[n][:, :, column : column + 1] + effect_in_sds
         mine, means, squares = flipped(values, slice(column, column + 1))
-        maxima = np.maximum(self._others[key], mine[..., 0]).reshape(
-            len(values), -1
-        )  # studies x (patterns x draws)
+        maxima = np.maximum(others, mine[..., 0]).reshape(len(values), -1)  # studies x (patterns x draws)
         # The observed statistic in the same arithmetic as pattern 0's, so that a tie stays one.
         square, mean = squares[:, 0, 0], means[:, 0, 0]
         seed_var = np.maximum((square - n * mean**2) / (n - 1), 1e-30 * square) / n
@@ -159,16 +166,12 @@ class Power:
         if n not in self._draws:  # common random numbers: power is smooth in the effect
             self._draws[n] = normal_rows(self.correlation, n, POWER_DRAWS, np.random.default_rng(1))
         patterns = sign_patterns(n)
-        key = ("seeds", n, column)
-        if key not in self._others:
-            null = np.abs(flipped_t(patterns, self._draws[n]))  # studies x patterns x comparisons
-            null[..., column] = 0.0
-            self._others[key] = null.max(-1)
+        others = self._largest_other(
+            ("seeds", n, column), column, lambda: np.abs(flipped_t(patterns, self._draws[n]))
+        )
         rows = self._draws[n][:, :, column : column + 1] + effect_in_sds
         observed = np.abs(flipped_t(patterns[:1], rows)[:, 0, 0])  # studies
-        maxima = np.maximum(
-            self._others[key], np.abs(flipped_t(patterns, rows))[..., 0]
-        )  # studies x patterns
+        maxima = np.maximum(others, np.abs(flipped_t(patterns, rows))[..., 0])  # studies x patterns
         p = (maxima >= observed[:, None] * (1 - 1e-9)).sum(1) / len(patterns)
         return float(np.mean(p <= self.alpha + 1e-12))
 

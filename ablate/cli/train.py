@@ -22,7 +22,7 @@ from ablate.cli.options import TrainOptions, command, worker_arguments
 from ablate.cli.plan import Locate, load_plan, report_failures, requirements
 from ablate.components import discovery
 from ablate.components.discovery import Plugins
-from ablate.errors import DeviceLost, ExitCode
+from ablate.errors import AblateError, DeviceLost, ExitCode
 from ablate.study.plan import StudyPlan
 
 
@@ -296,7 +296,6 @@ def print_short_answer(study_dir: Path) -> None:
     """End a finished study's run with its answer (the report's short answer): the user waited
     for it, and a run that ends with a folder name teaches nothing. The tables, plots and HTML
     are ``ablate report``'s."""
-    from ablate.errors import AblateError
     from ablate.report import analyse_folder
 
     try:

@@ -391,15 +391,16 @@ def measured_section(
 MEANING = "*What it means for your script.* "  # typed, not measured: kept sections take the current text
 
 
-def refresh_typed(lines: list[str], question: Question, head: list[str]) -> list[str]:
+def refresh_typed(lines: list[str], question: Question, head: list[str], named: str) -> list[str]:
     """A kept section with the current typed words: its practical paragraph, and the line that
-    describes its study and preset (the study file's words), not its measured parts."""
-    described = next(line for line in head if line.startswith("Study `"))
+    describes its study and preset (``named``, then the study file's words), not its measured
+    parts."""
+    described = next(line for line in head if line.startswith(named))
 
     def current(line: str) -> str:
         if line.startswith(MEANING):
             return f"{MEANING}{question.meaning}"
-        return described if line.startswith(described.split(":", 1)[0]) else line
+        return described if line.startswith(named) else line
 
     return [current(line) for line in lines]
 
@@ -564,7 +565,9 @@ def build(
             kept.write_text("\n".join(lines), encoding="utf-8")
             sources[question.study] = "measured"
         elif study_line(question, plan) in earlier:  # a section of another preset never mixes in
-            lines = refresh_typed(mark_earlier_rules(earlier.split("\n")), question, head)
+            lines = refresh_typed(
+                mark_earlier_rules(earlier.split("\n")), question, head, study_line(question, plan)
+            )
             sources[question.study] = "kept"
         else:
             lines = not_run_section(head, plan)
