@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from ablate.base.atomic import shown
-from ablate.base.signals import deferred, interrupt_on_signals
+from ablate.base.signals import deferred, interrupt_on_signals, raise_if_stopped
 from ablate.cli.app import app, err, fail, out, say_interrupted
 from ablate.cli.options import TrainOptions, command, worker_arguments
 from ablate.cli.plan import Locate, load_plan, report_failures, requirements
@@ -298,6 +298,7 @@ def print_short_answer(study_dir: Path) -> None:
     are ``ablate report``'s."""
     from ablate.report import analyse_folder
 
+    raise_if_stopped()  # a kill whose interrupt was swallowed: the results are whole, the answer waits
     try:
         answer, _ = analyse_folder(study_dir)
     except AblateError as error:  # the results are written; only the summary is missing

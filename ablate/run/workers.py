@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ablate.base.signals import raise_if_stopped
 from ablate.errors import DEVICE_LOST_EXIT
 from ablate.run.gpus import VISIBLE
 from ablate.train.placement import SHARING_ENV
@@ -108,6 +109,7 @@ def run_workers(
 
         with progress:
             while busy():
+                raise_if_stopped()
                 for slot, child in enumerate(children):
                     # A worker whose device failed recorded its trial and stopped: a fresh
                     # process (a new CUDA context) takes its place, a few times at most.

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ablate.base.signals import raise_if_stopped
 from ablate.components.setup import watches_accuracy
 from ablate.train.placement import DeviceData, ImageSource
 from ablate.train.state import TrainingState
@@ -43,6 +44,7 @@ def evaluate(
     loss_sum = torch.zeros((), device=device)
     predictions = []
     for start in range(0, len(labels), batch_size):
+        raise_if_stopped()
         batch = source.batch(start, start + batch_size, device)
         with _autocast(device, precision):
             logits = model(_normalize(_to_unit(batch), data)).float()
@@ -125,6 +127,7 @@ def train_epoch(
     # Streaming reads rows in host memory: one copy of the order per epoch, not a wait per step.
     host_order = order.cpu() if data.train_rows is not None else None
     for start in range(0, stop, batch_size):
+        raise_if_stopped()
         index = order[start : start + batch_size]
         host_index = None if host_order is None else host_order[start : start + batch_size]
         images, labels = prepare_batch(data, index, augmentations, state.generator, host_index)

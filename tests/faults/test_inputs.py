@@ -486,6 +486,111 @@ def test_ctrl_c_between_installing_the_two_handlers_ends_with_130_not_a_tracebac
     fault_log.verified()
 
 
+SIGTERM_SWALLOWED_IN_A_CALLBACK = """
+import os, signal, sys, weakref
+
+import ablate.train.epoch
+
+real_step, steps = ablate.train.epoch.train_step, []
+
+
+class Probe:
+    pass
+
+
+def kill(_):
+    # The handler runs inside this weakref callback: Python prints "Exception ignored" and
+    # drops its KeyboardInterrupt, as when a kill landed in an import's module-lock clean-up.
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def step_then_kill(*args, **kwargs):
+    steps.append(1)
+    if len(steps) == 2:
+        probe = Probe()
+        keep = weakref.ref(probe, kill)
+        del probe
+    return real_step(*args, **kwargs)
+
+
+ablate.train.epoch.train_step = step_then_kill
+sys.argv = ["ablate", "run", sys.argv[1], "--results-dir", sys.argv[2], "--quiet"]
+from ablate.entry import main
+
+main()
+"""
+
+
+def test_a_kill_whose_interrupt_a_callback_swallowed_still_ends_the_run(
+    tmp_path: Path, fault_log: FaultLog
+) -> None:
+    """CI's random-kill test once sent SIGTERM while an import's weakref callback ran: Python
+    printed "Exception ignored ... Traceback" and dropped the interrupt, and the run trained all
+    its trials. Here the kill lands in a callback during trial 0's second step, every time."""
+    import subprocess
+    import sys
+
+    from tests.faults.test_faults import FAULT_STUDY, rows, write
+
+    study = write(tmp_path / "faults.py", FAULT_STUDY)
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_SWALLOWED_IN_A_CALLBACK, str(study), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    fault_log.inject("SIGTERM swallowed by a weakref callback")
+    output = done.stdout + done.stderr
+    fault_log.observe("tracebacks", output.count("Traceback"))
+    assert done.returncode == 130, output
+    assert "Traceback" not in output and "Exception ignored" not in output, output
+    assert "interrupted" in done.stderr, output
+    states = [(t["trial"], t["state"]) for t in rows(tmp_path / "faults", "trials")]
+    assert states == [(0, "interrupted")], states  # stopped in its first trial, and recorded it
+    fault_log.verified()
+
+
+def test_a_swallowed_interrupt_is_quiet_while_other_swallowed_errors_still_show(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only our own interrupt is kept off the screen; a plugin's error in a destructor is still
+    printed by the hook that was there before. Once the caller puts its own handlers back, a
+    remembered signal no longer stops anything."""
+    import os
+    import signal
+    import sys
+    import weakref
+
+    from ablate.base import signals
+
+    class Probe:
+        pass
+
+    def raising(_: object) -> None:
+        raise ValueError("a plugin's destructor failed")
+
+    def kill(_: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    shown: list[type] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: shown.append(type(info.exc_value)))
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signals.interrupt_on_signals()
+    try:
+        for callback in (raising, kill):
+            probe = Probe()
+            reference = weakref.ref(probe, callback)
+            del probe
+        assert reference() is None
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            signals.raise_if_stopped()
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    assert shown == [ValueError]
+    signals.raise_if_stopped()  # the test's own handlers are back: nothing is raised
+
+
 @pytest.mark.slow
 def test_a_worker_whose_device_fails_records_its_trial_and_a_fresh_one_takes_its_place(
     tmp_path: Path, fault_log: FaultLog
