@@ -323,7 +323,10 @@ def test_two_runs_started_together_share_the_work_and_say_so(tmp_path: Path, fau
     study = write(tmp_path / "faults.py", FAULT_STUDY)
     processes = [
         subprocess.Popen(
-            run_command(study, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            run_command(study, tmp_path, "--threads", "1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for _ in range(2)
     ]
