@@ -46,15 +46,18 @@ class PrecisionChoice:
 _chosen: dict[Hashable, PrecisionChoice] = {}
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16, AMX or Arm BF16)."""
+def _cpuinfo() -> list[str]:
+    """The lines of Linux's /proc/cpuinfo; none elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = {
-                word for line in handle if line.startswith(("flags", "Features")) for word in line.split()
-            }
+            return handle.readlines()
     except OSError:
-        return False
+        return []
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16, AMX or Arm BF16)."""
+    flags = {word for line in _cpuinfo() if line.startswith(("flags", "Features")) for word in line.split()}
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
@@ -190,13 +193,9 @@ def machine_choice(
 def cpu_name() -> str:
     """The CPU's model name (\"AMD EPYC 9R14 96-Core Processor\"): CPUs differ in bf16 support and
     in speed, so it keys the measured precision choice and is recorded with every trial."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in _cpuinfo():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     import platform
 
     return platform.processor() or platform.machine()
