@@ -40,7 +40,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def _unraisable(info: Any) -> None:
     """Our interrupt, swallowed in a callback or destructor, is not news: the run stops at its
     next :func:`raise_if_stopped`. Everything else goes to the hook that was there before."""
-    if isinstance(info.exc_value, KeyboardInterrupt) and _stop_requested():
+    if isinstance(info.exc_value, KeyboardInterrupt) and _requested is not None:
         return
     (_chained_hook or sys.__unraisablehook__)(info)
 
@@ -59,14 +59,25 @@ def interrupt_on_signals() -> None:
 
 def raise_if_stopped() -> None:
     """Raise the interrupt of a signal that has arrived, in case the handler's own raise was
-    swallowed (see the module's doc). Cheap: the training loop calls it every batch. A request
-    counts while our handler is the one installed (a test that put its own back is done with it)."""
-    if _stop_requested():
-        raise KeyboardInterrupt(signal.Signals(_requested or signal.SIGINT).name)
+    swallowed (see the module's doc). Cheap: the training loop calls it every batch."""
+    if _requested is not None:
+        raise KeyboardInterrupt(signal.Signals(_requested).name)
 
 
-def _stop_requested() -> bool:
-    return _requested is not None and signal.getsignal(signal.SIGINT) is _stop
+@contextmanager
+def interrupting() -> Iterator[None]:
+    """:func:`interrupt_on_signals` for one block, for a caller that goes on after it (a test
+    that sends itself a signal, a notebook): the handlers and the hook that were there come back
+    at its end, and a signal that arrived inside is forgotten."""
+    global _requested
+    handlers, hook = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)), sys.unraisablehook
+    interrupt_on_signals()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+        sys.unraisablehook, _requested = hook, None
 
 
 @contextmanager

@@ -143,7 +143,7 @@ def test_a_signal_inside_the_journal_lock_ends_as_an_interrupt(
     """Ctrl-C landing inside Optuna's lock clean-up, just before it renames the lock file: the
     append or set-aside finishes, the lock is given back, and the run sees the interrupt (exit
     130), not the ``FileNotFoundError`` of the clean-up (exit 2) that a kill test once hit."""
-    from ablate.base.signals import interrupt_on_signals
+    from ablate.base.signals import interrupting
     from ablate.run.storage import SignalSafeJournal, set_aside_torn_tail
 
     journal = tmp_path / "optuna.journal"
@@ -156,19 +156,16 @@ def test_a_signal_inside_the_journal_lock_ends_as_an_interrupt(
             os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the rename below
         real_rename(source, target)
 
-    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    interrupt_on_signals()
-    monkeypatch.setattr(os, "rename", rename_after_a_signal)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            if where == "append":
-                backend.append_logs([{"op_code": 1}])
-            else:
-                set_aside_torn_tail(journal)
-    finally:
-        monkeypatch.undo()
-        signal.signal(signal.SIGINT, handlers[0])
-        signal.signal(signal.SIGTERM, handlers[1])
+    with interrupting():
+        monkeypatch.setattr(os, "rename", rename_after_a_signal)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                if where == "append":
+                    backend.append_logs([{"op_code": 1}])
+                else:
+                    set_aside_torn_tail(journal)
+        finally:
+            monkeypatch.undo()
     fault_log.inject("SIGINT inside the journal lock")
     assert not list(tmp_path.glob("optuna.journal.lock*")), "the lock was not given back"
     expected = [{"op_code": 0}, {"op_code": 1}] if where == "append" else [{"op_code": 0}]
@@ -200,7 +197,7 @@ def test_a_signal_while_a_trial_is_taken_puts_it_back_and_the_next_run_trains_it
     it; alike for a planned trial and a sampler's new one."""
     from optuna.trial import TrialState
 
-    from ablate.base.signals import interrupt_on_signals
+    from ablate.base.signals import interrupting
     from ablate.run.queue import PLANNED, WORKER
 
     queue = _one_trial_queue(tmp_path)
@@ -213,16 +210,13 @@ def test_a_signal_while_a_trial_is_taken_puts_it_back_and_the_next_run_trains_it
             os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the worker's name is written
         return started
 
-    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    interrupt_on_signals()
-    monkeypatch.setattr(owner, name, started_then_interrupted)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            queue.take() if how == "take" else queue.ask_fresh(5, {})
-    finally:
-        monkeypatch.undo()
-        signal.signal(signal.SIGINT, handlers[0])
-        signal.signal(signal.SIGTERM, handlers[1])
+    with interrupting():
+        monkeypatch.setattr(owner, name, started_then_interrupted)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                queue.take() if how == "take" else queue.ask_fresh(5, {})
+        finally:
+            monkeypatch.undo()
     fault_log.inject(f"SIGINT while a trial is taken ({how})")
     assert not queue.running_elsewhere(), "a running trial nobody owns: the next run would wait for it"
     again = queue.take()
