@@ -9,7 +9,7 @@ whole; an interrupt that landed inside Optuna's journal lock once left the run w
 A handler raises at whatever bytecode is running. When that is a weakref callback or a
 ``__del__`` (an import's module-lock clean-up, once), Python prints "Exception ignored ... Traceback"
 and goes on: a SIGTERM did nothing and the run trained to the end. So a signal is also
-remembered, the training loop and the runner ask :func:`raise_if_stopped` between steps, and
+remembered, the training loop and a waiting worker ask :func:`raise_if_stopped` between steps, and
 such a swallowed interrupt is not printed.
 """
 

@@ -35,7 +35,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ablate.base.locks import is_stale, worker_id
-from ablate.base.signals import deferred
+from ablate.base.signals import deferred, raise_if_stopped
 from ablate.params import column_value
 from ablate.run.liveness import Liveness, is_database, storage_lock
 from ablate.study.plan import PlannedTrial
@@ -303,7 +303,9 @@ class TrialQueue:
         return True
 
     def wait(self, seconds: float | None = None) -> None:
-        """Pause between looks at a queue whose trials all run elsewhere."""
+        """Pause between looks at a queue whose trials all run elsewhere (or stop: a kill whose
+        interrupt was swallowed would otherwise leave this worker waiting for them)."""
+        raise_if_stopped()
         time.sleep(seconds if seconds is not None else min(5.0, self.liveness.heartbeat))
 
 

@@ -26,7 +26,6 @@ import optuna
 import torch
 
 from ablate.base.atomic import RecordChanged, WriteError, fetch
-from ablate.base.signals import raise_if_stopped
 from ablate.components.discovery import Plugins
 from ablate.components.setup import TrialSetup
 from ablate.components.validate import (
@@ -246,7 +245,6 @@ class Runner:
         trial whose worker dies goes back in the queue)."""
         writing_since: float | None = None
         while True:
-            raise_if_stopped()
             queue.fail_stale()
             trial = queue.take()
             if trial is None and self.plan.sampled:
