@@ -564,10 +564,8 @@ def build(
         if lines is not None:
             kept.write_text("\n".join(lines), encoding="utf-8")
             sources[question.study] = "measured"
-        elif study_line(question, plan) in earlier:  # a section of another preset never mixes in
-            lines = refresh_typed(
-                mark_earlier_rules(earlier.split("\n")), question, head, study_line(question, plan)
-            )
+        elif (named := study_line(question, plan)) in earlier:  # another preset's never mixes in
+            lines = refresh_typed(mark_earlier_rules(earlier.split("\n")), question, head, named)
             sources[question.study] = "kept"
         else:
             lines = not_run_section(head, plan)
