@@ -181,6 +181,8 @@ def test_the_findings_page_is_rebuilt_from_the_results_folders(tmp_path: Path) -
     assert findings.CURRENT_RULES in gap and findings.EARLIER_RULES not in gap  # made by these rules
     # The short answer and the forest plot come before the Answer's list and the tables.
     assert gap.index("**Short answer.** ") < gap.index("dropout_gap-forest.png") < gap.index("**Answer**")
+    # The study line above it names the preset: the short answer does not repeat it.
+    assert "Preset `smoke`" not in gap.split("**Short answer.** ")[1].split("\n")[0]
     assert f"Ran on cpu ({cpu_name()}, " in gap  # the machine: its numerics differ (bf16 or not)
     assert f" with torch {torch.__version__}, in " in gap  # precision differs by machine
     assert "ablate run studies/dropout_gap.py --preset smoke" in gap
@@ -278,6 +280,33 @@ def test_the_findings_say_what_the_verdicts_imply_only_when_they_support_it() ->
         "from the running train accuracy (-3.8 points, 95 % interval -10.7 to +3.1); "
     )
 
+    # architecture: the study's own question (C3 against the residual block), per augmentation.
+    from ablate.analysis.contrasts import ASKED
+
+    def c3(augment: str, value: float, verdict: str) -> Finding:
+        weights = {f"c3,{augment}": 1.0, f"r18,{augment}": -1.0}
+        contrast = Contrast(ASKED, "model", "resnet_c3", "resnet18", weights, {"augment": augment})
+        estimate = estimate_of([value + d for d in (-0.01, 0.0, 0.01)], [0, 1, 2])
+        return Finding(contrast, "test_acc", estimate, True, half_width=0.02, verdict=verdict)
+
+    params = [
+        SimpleNamespace(levels={"model": m}, summary={"model_params": Interval(n, n, n, 6)})
+        for m, n in (("resnet18", 176402), ("resnet_c3", 64338))
+    ]
+    asked = [c3("none", -0.023, DECIDED), c3("crop_flip", -0.042, DECIDED)]
+    report = SimpleNamespace(findings=asked, cells=params)
+    assert findings.architecture_said(report) == (
+        "Test accuracy with `resnet_c3` in place of `resnet18` (the same layout, with 64,338 "
+        "parameters against 176,402): 2.3 points lower with augment = none [-4.3, -0.3] (decided); "
+        "4.2 points lower with augment = crop_flip [-6.2, -2.2] (decided). At this width and budget "
+        "the C3 block did not match the residual block it replaces."
+    )
+    report.findings[1] = c3("crop_flip", 0.005, UNDECIDED)  # one open verdict: no conclusion
+    said = findings.architecture_said(report)
+    assert "not shown to differ with augment = crop_flip (+0.5 [-1.5, +2.5], undecided)." in said
+    assert "At this width" not in said
+    assert findings.architecture_said(SimpleNamespace(findings=[], cells=params)) is None
+
 
 def test_a_path_s_findings_name_the_steps_that_cost_and_a_setting_that_changes_sign() -> None:
     from types import SimpleNamespace
@@ -336,6 +365,7 @@ def test_the_page_counts_its_families_and_their_verdicts_under_benjamini_hochber
     old = [
         "Study `studies/dropout_gap.py`, preset `mid`: about an hour, sized to decide: ...",
         "Measured: ...",
+        f"{findings.SHORT}Decided: a. Still open: b. Preset `mid`: about an hour, sized to decide: ...",
         f"{findings.MEANING}the cure is a schedule",
         "<!-- family p: 0.5 -->",
     ]
@@ -343,6 +373,7 @@ def test_the_page_counts_its_families_and_their_verdicts_under_benjamini_hochber
     assert findings.refresh_typed(old, question, head, named) == [
         "Study `studies/dropout_gap.py`, preset `mid`: now this.",
         "Measured: ...",
+        f"{findings.SHORT}Decided: a. Still open: b.",  # the study line says the preset, as it is now
         findings.MEANING + question.meaning,
         "<!-- family p: 0.5 -->",
     ]

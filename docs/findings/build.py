@@ -108,6 +108,52 @@ def pretraining_said(report: Any) -> str | None:
     return "Without dropout, " + "; ".join(parts) + "."
 
 
+def architecture_said(report: Any) -> str | None:
+    """architecture: can the C3 block replace the residual block? The study's own comparison
+    (resnet_c3 against resnet18, the same layout) on test accuracy within each augmentation,
+    with the two models' parameters; a conclusion only where every such verdict agrees."""
+    from ablate.analysis.answer import SETTLED
+    from ablate.analysis.contrasts import ASKED
+
+    asked = [
+        f
+        for f in report.findings
+        if f.family and f.contrast.kind == ASKED and f.metric == "test_acc" and f.interval
+    ]
+    if not asked:
+        return None
+    first = asked[0].contrast
+    parts = []
+    for finding in asked:
+        where = ", ".join(f"{k} = {v}" for k, v in finding.contrast.condition.items())
+        value, verdict = finding.estimate.value, finding.verdict
+        if verdict in SETTLED:
+            side = "higher" if value > 0 else "lower"
+            parts.append(f"{abs(value) * 100:.1f} points {side} with {where}{_interval(finding)} ({verdict})")
+        else:
+            shown = f"{_points(value)}{_interval(finding)}, {verdict}"
+            parts.append(f"not shown to differ with {where} ({shown})")
+    params = {
+        cell.levels.get(first.factor): cell.summary["model_params"].mean
+        for cell in report.cells
+        if "model_params" in cell.summary
+    }
+    sizes = (
+        f", with {params[first.level]:,.0f} parameters against {params[first.baseline_level]:,.0f}"
+        if first.level in params and first.baseline_level in params
+        else ""
+    )
+    text = (
+        f"Test accuracy with `{first.level}` in place of `{first.baseline_level}` (the same "
+        f"layout{sizes}): " + "; ".join(parts) + "."
+    )
+    signs = {finding.estimate.value > 0 for finding in asked}
+    if all(f.verdict in SETTLED for f in asked) and len(signs) == 1:
+        verb = "beat" if signs == {True} else "did not match"
+        text += f" At this width and budget the C3 block {verb} the residual block it replaces."
+    return text
+
+
 def path_said(report: Any) -> str | None:
     """recipe_path, finetune_path: which of the target's changes lower the metric where the path
     took them, and which give the other sign alone from the source than on the path (the
@@ -221,6 +267,7 @@ QUESTIONS = (
         "another is an interaction, reported as such. C3 against the residual block it "
         "replaces (resnet_c3 against resnet18, the same layout) is asked directly, within "
         "each augmentation; its parameters and seconds per epoch are in the cell table.",
+        architecture_said,
     ),
     Question(
         "recipe_path",
@@ -355,7 +402,7 @@ def measured_section(
         + sized(report)
         + (" **The run is not finished: the answer below is provisional.**" if unfinished else ""),
         "",
-        "**Short answer.** " + " ".join(report.summary),
+        SHORT + without_preset(" ".join(report.summary)),
         "",
     ]
     for name, alt in (("forest", "the question's comparisons"), ("waterfall", "the path's steps")):
@@ -391,6 +438,16 @@ def measured_section(
 MEANING = "*What it means for your script.* "  # typed, not measured: kept sections take the current text
 
 
+SHORT = "**Short answer.** "
+
+
+def without_preset(answer: str) -> str:
+    """A short answer without its closing sentence on the preset: on the page the study line
+    above it says that, in the study file's current words, while the run stored the words it
+    was planned with (a preset's timing is corrected once it has been measured)."""
+    return answer.split(" Preset `", 1)[0]
+
+
 def refresh_typed(lines: list[str], question: Question, head: list[str], named: str) -> list[str]:
     """A kept section with the current typed words: its practical paragraph, and the line that
     describes its study and preset (``named``, then the study file's words), not its measured
@@ -400,6 +457,8 @@ def refresh_typed(lines: list[str], question: Question, head: list[str], named: 
     def current(line: str) -> str:
         if line.startswith(MEANING):
             return f"{MEANING}{question.meaning}"
+        if line.startswith(SHORT):
+            return without_preset(line)
         return described if line.startswith(named) else line
 
     return [current(line) for line in lines]
