@@ -120,9 +120,7 @@ def _numbers(finding: Finding) -> str:
     signs = seed_signs(estimate)
     if signs is not None:  # information, not a gate of its own
         agree, tied = signs
-        tests.append(
-            f"{agree} of {len(estimate.per_seed)} seeds agree" + (f" ({tied} identical)" if tied else "")
-        )
+        tests.append(f"{agree} of {len(estimate.per_seed)} seeds agree" + (f" ({tied} tied)" if tied else ""))
     tests.append(f"n = {estimate.n}")
     return f"{span}, {', '.join(tests)}"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -459,6 +460,8 @@ def refresh_typed(lines: list[str], question: Question, head: list[str], named: 
             return f"{MEANING}{question.meaning}"
         if line.startswith(SHORT):
             return without_preset(line)
+        if line.startswith("- "):  # a verdict's seeds at zero were "identical" until December 2026
+            return re.sub(r"seeds agree \((\d+) identical\)", r"seeds agree (\1 tied)", line)
         return described if line.startswith(named) else line
 
     return [current(line) for line in lines]

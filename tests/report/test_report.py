@@ -349,7 +349,7 @@ def test_each_verdict_says_how_many_seeds_agree_in_sign(tmp_path: Path) -> None:
     tied = seeds_of(0.04, 0.002, 6)
     tied[0.5][:2] = tied[0.0][:2]  # two seeds give the same result in both cells
     (said,) = [line for line in build(make_study(tmp_path / "tied", tied)).report.answer if "raises" in line]
-    assert "4 of 6 seeds agree (2 identical)" in said
+    assert "4 of 6 seeds agree (2 tied)" in said  # as the family table says it
 
 
 @pytest.mark.slow
