@@ -117,20 +117,29 @@ def _numbers(finding: Finding) -> str:
     tests = []
     if finding.p_adjusted is not None:
         tests.append(f"{'max-T adjusted' if finding.family else 'Holm'} p = {finding.p_adjusted:.2g}")
-    signs = seed_signs(estimate)
-    if signs is not None:  # information, not a gate of its own
-        agree, tied = signs
-        tests.append(f"{agree} of {len(estimate.per_seed)} seeds agree" + (f" ({tied} tied)" if tied else ""))
+    agreeing = agreement(estimate, " seeds agree")
+    if agreeing is not None:  # information, not a gate of its own
+        tests.append(agreeing)
     tests.append(f"n = {estimate.n}")
     return f"{span}, {', '.join(tests)}"
 
 
 def seed_signs(estimate: Estimate) -> tuple[int, int] | None:
-    """How many seeds point the way the mean does, and how many give the same result in both
-    cells; None for a zero mean (no way to point)."""
+    """How many seeds point the way the mean does, and how many are tied (their difference is
+    exactly zero); None for a zero mean (no way to point)."""
     if estimate.value == 0 or not estimate.per_seed:
         return None
     return sum(v * estimate.value > 0 for v in estimate.per_seed), sum(v == 0 for v in estimate.per_seed)
+
+
+def agreement(estimate: Estimate, words: str = "") -> str | None:
+    """The seeds that point the way the mean does and those whose difference is exactly zero,
+    as "4 of 6<words> (1 tied)": one wording for the verdict line and the family table."""
+    signs = seed_signs(estimate)
+    if signs is None:
+        return None
+    agree, tied = signs
+    return f"{agree} of {len(estimate.per_seed)}{words}" + (f" ({tied} tied)" if tied else "")
 
 
 def change(finding: Finding) -> str:

@@ -3,7 +3,7 @@ headers and the legend that explains them (the formats themselves: :mod:`.format
 
 from __future__ import annotations
 
-from ablate.analysis.answer import IDENTICAL, Finding, seed_signs
+from ablate.analysis.answer import IDENTICAL, Finding, agreement
 from ablate.analysis.contrasts import AGAINST_BASELINE, ASKED, INTERACTION, MAIN, WITHIN
 from ablate.analysis.findings import ARCHITECTURE_METRICS, CELL_METRICS, DIVERGED, Report
 from ablate.analysis.metrics import (
@@ -92,11 +92,7 @@ def _interval_text(metric: str, interval: Interval, signed: bool = False) -> str
 
 def _agree(estimate: Estimate) -> str:
     """How many seeds point the way the mean does: information beside the test, not a test."""
-    signs = seed_signs(estimate)
-    if signs is None:
-        return "n/a"
-    agree, tied = signs
-    return f"{agree} of {len(estimate.per_seed)}" + (f" ({tied} tied)" if tied else "")
+    return agreement(estimate) or "n/a"
 
 
 def _p(value: float | None) -> str:
